@@ -1,0 +1,1 @@
+"""Rowloom's API server: settings, database, services and the REST routes."""

@@ -1,0 +1,34 @@
+"""All of Rowloom's settings, read from the environment and `.env` (see .env.example)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """Process settings; every field can be set as an environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./rowloom.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path.db or mysql+asyncmy://user:pw@host/db.",
+    )
+    redis_url: str | None = Field(None, description="redis://host:6379/0; unset runs jobs in process.")
+    log_level: LogLevel = "INFO"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    db_echo: bool = False
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

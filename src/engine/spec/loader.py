@@ -1,0 +1,173 @@
+"""Parse workflow YAML (kept byte for byte) and validate it, placing every error at a line and column."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, reference_errors
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec: the dotted field path, what is wrong, and where (1-based)."""
+
+    field: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}, column {self.column}: " if self.line is not None else ""
+        what = f"{self.field}: " if self.field else ""
+        return f"{where}{what}{self.message}"
+
+
+class SpecError(ValueError):
+    """The YAML does not parse, or it is not a valid workflow spec."""
+
+    def __init__(self, issues: Sequence[SpecIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("; ".join(str(issue) for issue in self.issues))
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec with the exact text it came from and that text's sha256."""
+
+    text: str
+    sha256: str
+    spec: WorkflowSpec
+    data: dict[str, Any] = field(repr=False)
+
+
+def sha256_of(text: str) -> str:
+    """The content hash of a spec's text, as stored with each workflow version."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML with ruamel's round-trip loader, which keeps positions for error messages."""
+    try:
+        return YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        raise SpecError([SpecIssue("", f"YAML syntax: {problem}",
+                                   mark.line + 1 if mark else None,
+                                   mark.column + 1 if mark else None)]) from None
+    except YAMLError as exc:
+        raise SpecError([SpecIssue("", f"YAML syntax: {exc}")]) from None
+
+
+def to_plain(node: Any) -> Any:
+    """ruamel's commented containers and scalars as plain dicts, lists and built-in scalars."""
+    if isinstance(node, Mapping):
+        return {str(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    for plain in (bool, int, float, str):
+        if isinstance(node, plain):
+            return plain(node)
+    return node
+
+
+def load_spec(text: str) -> LoadedSpec:
+    """Parse and validate a workflow's YAML text; raises SpecError naming line and column."""
+    tree = parse_yaml(text)
+    if tree is None:
+        raise SpecError([SpecIssue("", "the document is empty; a workflow spec is a mapping", 1, 1)])
+    if not isinstance(tree, CommentedMap):
+        raise SpecError([SpecIssue("", "a workflow spec must be a mapping of sections (source, prompt, ...)",
+                                   1, 1)])
+    data = to_plain(tree)
+    spec = validate_spec_data(data, tree=tree)
+    return LoadedSpec(text=text, sha256=sha256_of(text), spec=spec, data=data)
+
+
+def validate_spec_data(data: Mapping[str, Any], *, tree: Any = None) -> WorkflowSpec:
+    """Validate parsed spec data; with the ruamel tree, issues carry line and column."""
+    try:
+        spec = WorkflowSpec.model_validate(data, context={DEFER_REFERENCES: True})
+    except ValidationError as exc:
+        issues: dict[tuple[str, int | None, int | None], SpecIssue] = {}
+        for err in exc.errors():
+            issue = _issue(tuple(err["loc"]), _message(err), tree, at_key=err["type"] == "extra_forbidden")
+            where = (issue.field, issue.line, issue.column)
+            if where in issues:  # one field failing each member of a union: say it once
+                issue = replace(issues[where], message=f"{issues[where].message}, or {issue.message}")
+            issues[where] = issue
+        raise SpecError(list(issues.values())) from None
+    references = reference_errors(spec)
+    if references:
+        raise SpecError([_issue(loc, message, tree) for loc, message in references])
+    return spec
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown kind {err['input'].get('kind')!r}; expected one of {err['ctx']['expected_tags']}"
+    return str(err["msg"])
+
+
+def _issue(loc: Location, message: str, tree: Any, *, at_key: bool = False) -> SpecIssue:
+    path, position = _locate(loc, tree, at_key=at_key)
+    line, column = position if position else (None, None)
+    return SpecIssue(".".join(str(p) for p in path), message, line, column)
+
+
+def _locate(loc: Location, tree: Any, *, at_key: bool) -> tuple[list[str | int], tuple[int, int] | None]:
+    """Walk the error location through the YAML tree; returns the user-facing path and position."""
+    path: list[str | int] = []
+    node = tree
+    position = _start(tree)
+    for part in loc:
+        if isinstance(node, CommentedMap):
+            if part in node:
+                path.append(part)
+                position = _key_position(node, part) if at_key else _value_position(node, part)
+                node = node[part]
+                continue
+            if node.get("kind") == part:  # a discriminated union's tag: not a YAML key
+                continue
+            path.append(part)  # a missing field: point at the mapping that lacks it
+            node = None
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            line, col = node.lc.item(part)
+            position = (line + 1, col + 1)
+            node = node[part]
+        elif node is None:
+            path.append(part)
+        # else: a scalar; what follows are pydantic's union-member labels ("int", "str"), not keys
+    return path, position
+
+
+def _start(node: Any) -> tuple[int, int] | None:
+    if isinstance(node, CommentedMap | CommentedSeq):
+        return node.lc.line + 1, node.lc.col + 1
+    return None
+
+
+def _value_position(node: CommentedMap, key: Any) -> tuple[int, int]:
+    value = node[key]
+    if isinstance(value, CommentedMap | CommentedSeq) and value:
+        return value.lc.line + 1, value.lc.col + 1
+    line, col = node.lc.value(key)
+    if line is None:
+        return _key_position(node, key)
+    return line + 1, col + 1
+
+
+def _key_position(node: CommentedMap, key: Any) -> tuple[int, int]:
+    line, col = node.lc.key(key)
+    return line + 1, col + 1

@@ -1,0 +1,211 @@
+"""Pydantic models of a workflow spec (the YAML a user stores as a workflow version)."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+# `{record_json}` or `{column}`; a brace followed by a quote (a JSON example in the prompt) is not one.
+PLACEHOLDER = re.compile(r"\{(\w[\w .\-]*)\}")
+RECORD_JSON = "record_json"
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a spec must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _FileSource(StrictModel):
+    path: str = Field(min_length=1, description="File path, relative to the working directory.")
+    key: str | None = Field(None, description="Column whose value identifies a row; row position if unset.")
+    batch_size: int = Field(10_000, ge=1, le=1_000_000)
+
+
+class CsvSource(_FileSource):
+    kind: Literal["csv"]
+    separator: str = Field(",", min_length=1, max_length=1)
+    encoding: Literal["utf8", "utf8-lossy"] = "utf8"
+
+
+class ParquetSource(_FileSource):
+    kind: Literal["parquet"]
+
+
+class JsonlSource(_FileSource):
+    kind: Literal["jsonl"]
+
+
+class ExcelSource(_FileSource):
+    kind: Literal["excel"]
+    sheet: int | str = Field(0, description="Sheet name, or its 0-based index.")
+    header_row: int = Field(0, ge=0, description="0-based row that holds the column names.")
+
+
+class MysqlConnection(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(3306, ge=1, le=65535)
+    user: str = "root"
+    password: str = Field("", description="Use ${ENV_VAR}; resolved when the job runs, never stored resolved.")
+    database: str = Field(min_length=1)
+
+
+class MysqlSource(StrictModel):
+    kind: Literal["mysql"]
+    connection: MysqlConnection
+    table: str = Field(min_length=1)
+    key: str = Field(min_length=1, description="Primary-key column; rows are read and written back by it.")
+    where: str | None = Field(None, description="Optional SQL condition that limits the rows read.")
+    batch_size: int = Field(5_000, ge=1, le=1_000_000)
+
+
+class InlineSource(StrictModel):
+    kind: Literal["inline"]
+    rows: list[dict[str, Any]] = Field(min_length=1)
+    key: str | None = None
+
+
+Source = Annotated[
+    CsvSource | ParquetSource | JsonlSource | ExcelSource | MysqlSource | InlineSource,
+    Field(discriminator="kind"),
+]
+
+
+class RequireMode(StrEnum):
+    ALL = "all"
+    ANY = "any"
+
+
+class Select(StrictModel):
+    require: RequireMode = Field(RequireMode.ALL, description="All or any input column must be non-empty.")
+    skip_filled: bool = Field(True, description="Skip rows whose output columns are already filled.")
+
+
+class Columns(StrictModel):
+    input: list[str] = Field(min_length=1, description="Columns sent to the model.")
+    output: dict[str, str] = Field(min_length=1, description="Answer field -> output column.")
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    ARRAY = "array"
+    OBJECT = "object"
+
+
+class Prompt(StrictModel):
+    system: str = ""
+    template: str = Field(min_length=1, description="Uses {record_json} and {column} placeholders.")
+    required_fields: list[str] = Field(default_factory=list)
+    types: dict[str, FieldType] = Field(default_factory=dict, description="Answer field -> JSON type.")
+    json_schema: bool = Field(True, description="Send a JSON schema as response_format when supported.")
+
+
+class ModelChoice(StrictModel):
+    name: str = Field("auto", min_length=1, description="A model, a group, or auto.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    fallback: str | None = Field(None, description="Model or group used after fallback_after content errors.")
+    fallback_after: int = Field(2, ge=1)
+
+
+class Concurrency(StrictModel):
+    in_flight: int = Field(64, ge=1, le=10_000)
+    pause_on_api_error_s: float = Field(2.0, ge=0)
+    error_window_s: float = Field(2.0, ge=0)
+    save_interval_s: float = Field(300.0, gt=0)
+
+
+class Retry(StrictModel):
+    api_error: int = Field(3, ge=0, le=100)
+    content_error: int = Field(1, ge=0, le=100)
+    system_error: int = Field(2, ge=0, le=100)
+
+
+class _FileSink(StrictModel):
+    path: str = Field(min_length=1)
+
+
+class ExcelSink(_FileSink):
+    kind: Literal["excel"]
+
+
+class CsvSink(_FileSink):
+    kind: Literal["csv"]
+
+
+class ParquetSink(_FileSink):
+    kind: Literal["parquet"]
+
+
+class JsonlSink(_FileSink):
+    kind: Literal["jsonl"]
+
+
+class MysqlSink(StrictModel):
+    kind: Literal["mysql"]
+    connection: MysqlConnection | None = Field(None, description="Defaults to the source's connection.")
+    table: str | None = Field(None, description="Defaults to the source's table.")
+
+
+Sink = Annotated[
+    ExcelSink | CsvSink | ParquetSink | JsonlSink | MysqlSink,
+    Field(discriminator="kind"),
+]
+
+
+class WorkflowSpec(StrictModel):
+    """One workflow: where rows come from, what is asked, what must come back, where it goes."""
+
+    name: str | None = Field(None, max_length=128)
+    description: str | None = None
+    source: Source
+    select: Select = Field(default_factory=Select)
+    columns: Columns
+    prompt: Prompt
+    validation: dict[str, list[str | int | float | bool]] = Field(
+        default_factory=dict, description="Answer field -> allowed values."
+    )
+    model: ModelChoice = Field(default_factory=ModelChoice)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    retry: Retry = Field(default_factory=Retry)
+    sink: Sink | None = None
+
+    @model_validator(mode="after")
+    def _check_references(self, info: ValidationInfo) -> WorkflowSpec:
+        # The loader asks to defer these so that it can place each one at its YAML line.
+        if not (info.context or {}).get(DEFER_REFERENCES):
+            for location, message in reference_errors(self):
+                raise ValueError(f"{'.'.join(map(str, location))}: {message}")
+        return self
+
+
+DEFER_REFERENCES = "defer_reference_checks"
+Location = tuple[str | int, ...]
+
+
+def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
+    """Errors between sections (placeholders, field names) that no single field can see."""
+    errors: list[tuple[Location, str]] = []
+    inputs = set(spec.columns.input)
+    for placeholder in PLACEHOLDER.findall(spec.prompt.template):
+        if placeholder != RECORD_JSON and placeholder not in inputs:
+            errors.append((("prompt", "template"),
+                           f"placeholder {{{placeholder}}} names no input column "
+                           f"(inputs: {', '.join(spec.columns.input)}; or use {{record_json}})"))
+    answer_fields = set(spec.columns.output) | set(spec.prompt.required_fields)
+    for field in spec.validation:
+        if field not in answer_fields:
+            errors.append((("validation", field), "not an output field or a required field"))
+    for field in spec.prompt.types:
+        if field not in answer_fields:
+            errors.append((("prompt", "types", field), "not an output field or a required field"))
+    if isinstance(spec.sink, MysqlSink) and not isinstance(spec.source, MysqlSource):
+        if spec.sink.connection is None or spec.sink.table is None:
+            errors.append((("sink",), "a mysql sink needs connection and table unless the source is mysql"))
+    return errors
