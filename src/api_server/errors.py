@@ -1,0 +1,99 @@
+"""One JSON error shape for every 4xx and 5xx, and the map from domain errors to HTTP statuses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from api_server.services.errors import Conflict, DomainError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422}
+
+
+class ErrorItem(BaseModel):
+    """One problem: the field (dotted path; a query or header name), the message, the YAML position."""
+
+    field: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+
+class ErrorBody(BaseModel):
+    """What went wrong."""
+
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+    details: list[ErrorItem] = []
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns has this shape."""
+
+    error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str, *, field: str | None = None,
+                   details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """Build the one error shape."""
+    body = ErrorBody(status=status, code=code, message=message, field=field,
+                     details=[ErrorItem(**d) for d in details or []])
+    return JSONResponse({"error": body.model_dump(exclude_none=True)}, status_code=status, headers=headers)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries documenting error statuses with the error shape."""
+    text = {400: "Bad request", 404: "Not found", 409: "Conflict with the resource's state",
+            413: "Request body too large", 415: "Unsupported media type", 422: "Invalid input"}
+    return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
+
+
+def _validation_detail(err: dict[str, Any]) -> dict[str, Any]:
+    where, *path = err["loc"] or ("body",)
+    name = ".".join(str(p) for p in path) or str(where)
+    if err["type"] == "extra_forbidden":
+        noun = {"query": "query parameter", "body": "field"}.get(str(where), "field")
+        return {"field": name, "message": f"unknown {noun} {name!r}"}
+    if err["type"] == "json_invalid":
+        return {"field": "body", "message": f"body is not valid JSON: {err.get('ctx', {}).get('error', '')}"}
+    noun = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(str(where), "field")
+    return {"field": name, "message": f"{noun} {name!r}: {err['msg']}"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers so no route returns another shape and no stack trace leaks."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
+        return error_response(status, exc.code, exc.message, field=exc.field,
+                              details=[d.as_dict() for d in exc.details])
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [_validation_detail(dict(e)) for e in exc.errors()]
+        message = "; ".join(d["message"] for d in details) or "invalid request"
+        return error_response(422, "invalid", message, field=details[0]["field"] if details else None,
+                              details=details)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
+                415: "unsupported_media_type"}.get(exc.status_code, "error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal server error; the server log has the details")

@@ -1,0 +1,103 @@
+"""/api/v1/jobs: trigger jobs of workflows, follow them, and control them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from api_server.deps import SessionDep
+from api_server.errors import error_responses
+from api_server.models import JobAction
+from api_server.models.job import JobCreate, JobPublic, JobSummary
+from api_server.models.queries import JobListQuery, ListPage
+from api_server.routes._paging import list_page, page_request
+from api_server.routes.workflows import NoQueryDep
+from api_server.services import jobs as service
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255,
+           description="Repeat a POST safely: the same key and body return the first job."),
+]
+
+
+@router.post("", response_model=JobPublic, status_code=status.HTTP_201_CREATED,
+             responses={200: {"model": JobPublic, "description": "Same Idempotency-Key and body: the first job"},
+                        **error_responses(409, 413, 422)})
+async def create_job(data: JobCreate, response: Response, session: SessionDep, _: NoQueryDep,
+                     idempotency_key: IdempotencyKey = None) -> JobPublic:
+    """Trigger a job of a workflow.
+
+    `workflow` is a name or id; `version` defaults to the newest active one. `params` override parts of
+    the spec for this job (for example `{"source": {"path": "data/other.csv"}}`) and are validated with
+    it. With an `Idempotency-Key` header, a retry with the same key and body returns the first job (200);
+    the same key with a different body is a 409.
+    """
+    job, created = await service.create_job(session, data=data, idempotency_key=idempotency_key)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"{router.prefix}/{job.id}"
+    return JobPublic.from_job(job)
+
+
+@router.get("", response_model=ListPage[JobSummary], responses=error_responses(422))
+async def list_jobs(session: SessionDep, query: Annotated[JobListQuery, Query()]) -> ListPage[JobSummary]:
+    """List jobs, filtered and ordered (items carry no params).
+
+    Filters: `status` and `priority` (repeat or comma-separate: any of), `workflow` (name or id),
+    `version`, `name` (contains), and `created|updated|started|completed` `_after` / `_before`.
+    `order_by`: created_at, updated_at, started_at, completed_at, priority, status, name, id, each with
+    asc or desc. Page with `limit` + `offset` (returns `total`) or follow the `next` cursor as `after`,
+    which stays fast and skips nothing at any depth even while jobs are added.
+    """
+    filters = service.JobFilters(
+        statuses=query.status, workflow=query.workflow, version=query.version, name=query.name,
+        priorities=query.priority,
+        created_after=query.created_after, created_before=query.created_before,
+        updated_after=query.updated_after, updated_before=query.updated_before,
+        started_after=query.started_after, started_before=query.started_before,
+        completed_after=query.completed_after, completed_before=query.completed_before,
+    )
+    page = await service.list_jobs(session, filters=filters, page=page_request(query, service.ORDERABLE))
+    return list_page(page, JobSummary.from_job)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404, 422))
+async def get_job(job_id: int, session: SessionDep, _: NoQueryDep) -> JobPublic:
+    """Get one job: status, counts, usage, timestamps, error."""
+    return JobPublic.from_job(await service.get_job(session, job_id=job_id))
+
+
+@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
+async def delete_job(job_id: int, session: SessionDep, _: NoQueryDep) -> None:
+    """Delete a finished (completed, failed or cancelled) job's record; 409 for any other status."""
+    await service.delete_job(session, job_id=job_id)
+
+
+_ACTION_DOCS = {
+    JobAction.CANCEL: "Cancel a job: a queued or paused job is cancelled at once, a running one goes "
+                      "through `cancelling`. 409 names the status if the job cannot be cancelled.",
+    JobAction.PAUSE: "Pause a queued or running job; it keeps its place and its finished rows. "
+                     "409 names the status otherwise.",
+    JobAction.RESUME: "Resume a paused job: it is queued again and goes on from its finished rows. "
+                      "409 names the status otherwise.",
+    JobAction.RETRY: "Retry a failed or cancelled job: it is queued again; finished rows are kept and only "
+                     "failed and unsent rows run. 409 names the status otherwise.",
+}
+
+
+def _add_action_route(action: JobAction) -> None:
+    async def run_action(job_id: int, session: SessionDep, _: NoQueryDep) -> JobPublic:
+        return JobPublic.from_job(await service.act(session, job_id=job_id, action=action))
+
+    run_action.__doc__ = _ACTION_DOCS[action]
+    router.add_api_route(f"/{{job_id}}/{action.value}", run_action, methods=["POST"], response_model=JobPublic,
+                         name=f"{action.value}_job", summary=f"{action.value.capitalize()} a job",
+                         responses=error_responses(404, 409, 422))
+
+
+for _action in JobAction:
+    _add_action_route(_action)

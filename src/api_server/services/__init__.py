@@ -1,0 +1,1 @@
+"""Business logic: keyword-only functions over an AsyncSession that raise domain errors."""

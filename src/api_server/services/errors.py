@@ -1,0 +1,51 @@
+"""Domain errors raised by services; the API maps each class to one HTTP status."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One problem in a request: which field, what is wrong, and for YAML where (1-based)."""
+
+    field: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict without the unset position."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details or []
+
+
+class NotFound(DomainError):
+    """The resource named in the path does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request is valid but the resource's state forbids it (illegal transition, in use, ...)."""
+
+    code = "conflict"
+
+
+class InvalidInput(DomainError):
+    """The request names something that does not exist or is not valid (YAML, spec, references)."""
+
+    code = "invalid"

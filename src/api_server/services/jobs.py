@@ -1,0 +1,222 @@
+"""Job records: trigger, read, list, act on (cancel/pause/resume/retry) and delete."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api_server.db.types import utcnow
+from api_server.models import Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
+from api_server.models.job import SUMMARY_COLUMNS, JobCreate
+from api_server.models.job_states import ACTIONS, FINISHED, can_transition
+from api_server.services.errors import Conflict, ErrorDetail, InvalidInput, NotFound
+from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
+from api_server.services.workflows import get_version, get_workflow, time_range
+from engine.spec import SpecError, validate_spec_data
+
+ORDERABLE: dict[str, Sortable] = {
+    "created_at": sortable_time(Job.created_at),  # type: ignore[arg-type]
+    "updated_at": sortable_time(Job.updated_at),  # type: ignore[arg-type]
+    "started_at": sortable_time(Job.started_at, nullable=True),  # type: ignore[arg-type]
+    "completed_at": sortable_time(Job.completed_at, nullable=True),  # type: ignore[arg-type]
+    "priority": Sortable(Job.priority, parse=Priority),  # type: ignore[arg-type]
+    "status": Sortable(Job.status),  # type: ignore[arg-type]
+    "name": Sortable(Job.name),  # type: ignore[arg-type]
+    "id": Sortable(Job.id),  # type: ignore[arg-type]
+}
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """List filters for jobs (all optional; several statuses or priorities match any of them)."""
+
+    statuses: Sequence[JobStatus] = ()
+    workflow: str | None = None
+    version: int | None = None
+    name: str | None = None
+    priorities: Sequence[Priority] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    completed_after: datetime | None = None
+    completed_before: datetime | None = None
+
+
+def request_hash(data: JobCreate) -> str:
+    """A stable hash of a create request's body, compared under one Idempotency-Key."""
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def create_job(session: AsyncSession, *, data: JobCreate,
+                     idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """Trigger a job; returns (job, created). A repeated Idempotency-Key returns the first job."""
+    body_hash = request_hash(data)
+    if idempotency_key is not None:
+        first = await _job_by_key(session, idempotency_key, body_hash)
+        if first is not None:
+            return first, False
+    workflow = await get_workflow(session, ref=data.workflow, field="workflow")
+    if not workflow.is_active:
+        raise Conflict(f"workflow {workflow.name!r} is inactive; activate it (PATCH is_active=true) "
+                       "to run it", field="workflow")
+    version = await _runnable_version(session, workflow, data.version)
+    check_params(version.spec, data.params)
+    assert workflow.id is not None and version.id is not None
+    job = Job(workflow_id=workflow.id, workflow_version_id=version.id, workflow_name=workflow.name,
+              version=version.version, name=data.name or workflow.name, params=data.params,
+              priority=data.priority, idempotency_key=idempotency_key, request_hash=body_hash)
+    session.add(job)
+    try:
+        await session.commit()
+    except IntegrityError:  # a concurrent request with the same Idempotency-Key won the insert
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        first = await _job_by_key(session, idempotency_key, body_hash)
+        if first is None:
+            raise
+        return first, False
+    return job, True
+
+
+async def _job_by_key(session: AsyncSession, key: str, body_hash: str) -> Job | None:
+    job = (await session.exec(select(Job).where(Job.idempotency_key == key))).one_or_none()
+    if job is not None and job.request_hash != body_hash:
+        raise Conflict("Idempotency-Key was already used with a different request body",
+                       field="Idempotency-Key")
+    return job
+
+
+async def _runnable_version(session: AsyncSession, workflow: Workflow, number: int | None) -> WorkflowVersion:
+    if number is not None:
+        version = await get_version(session, workflow=workflow, number=number, field="version")
+        if not version.is_active:
+            raise Conflict(f"version {number} of {workflow.name!r} is inactive", field="version")
+        return version
+    newest = (await session.exec(
+        select(WorkflowVersion)
+        .where(WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.is_active == True)  # noqa: E712
+        .order_by(WorkflowVersion.version.desc()).limit(1)  # type: ignore[attr-defined]
+    )).one_or_none()
+    if newest is None:
+        raise Conflict(f"workflow {workflow.name!r} has no active version", field="version")
+    return newest
+
+
+def merge_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec with a job's overrides merged in (mappings merge key by key, anything else replaces)."""
+    merged = dict(spec)
+    for key, value in params.items():
+        base = merged.get(key)
+        if isinstance(base, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_params(base, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def check_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Reject overrides that would make the spec invalid, naming `params.<field>`."""
+    if not params:
+        return
+    try:
+        validate_spec_data(merge_params(spec, params))
+    except SpecError as exc:
+        details = [ErrorDetail(f"params.{i.field}" if i.field else "params", i.message) for i in exc.issues]
+        raise InvalidInput("params: " + "; ".join(f"{d.field}: {d.message}" for d in details),
+                           field="params", details=details) from None
+
+
+async def get_job(session: AsyncSession, *, job_id: int) -> Job:
+    """One job by id."""
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found", field="job_id")
+    return job
+
+
+async def transition(session: AsyncSession, *, job: Job, target: JobStatus, **changes: Any) -> Job:
+    """Move a job to `target` if that is legal from its current status, atomically (compare and set)."""
+    current = JobStatus(job.status)
+    if not can_transition(current, target):
+        raise Conflict(f"job {job.id} is {current}; it cannot become {target}", field="status")
+    now = utcnow()
+    values: dict[str, Any] = {"status": target, "updated_at": now, **changes}
+    if target in FINISHED:
+        values.setdefault("completed_at", now)
+    result = await session.exec(
+        update(Job).where(Job.id == job.id, Job.status == current).values(**values)  # type: ignore[arg-type]
+    )
+    await session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        await session.refresh(job)
+        raise Conflict(f"job {job.id} changed to {job.status} meanwhile; nothing was done", field="status")
+    await session.refresh(job)
+    return job
+
+
+async def act(session: AsyncSession, *, job_id: int, action: JobAction) -> Job:
+    """Cancel, pause, resume or retry a job; a 409 names the status that forbids it."""
+    job = await get_job(session, job_id=job_id)
+    target = ACTIONS[action].get(JobStatus(job.status))
+    if target is None:
+        allowed = ", ".join(ACTIONS[action])
+        raise Conflict(f"cannot {action} job {job.id}: it is {job.status} (only a job that is {allowed} "
+                       f"can be {_past(action)})", field="status")
+    changes: dict[str, Any] = {}
+    if action is JobAction.RETRY:
+        changes = {"error": None, "completed_at": None, "rows_per_s": None, "eta_s": None}
+    return await transition(session, job=job, target=target, **changes)
+
+
+def _past(action: JobAction) -> str:
+    return {"cancel": "cancelled", "pause": "paused", "resume": "resumed", "retry": "retried"}[action.value]
+
+
+async def delete_job(session: AsyncSession, *, job_id: int) -> None:
+    """Delete a finished job's record."""
+    job = await get_job(session, job_id=job_id)
+    if JobStatus(job.status) not in FINISHED:
+        raise Conflict(f"job {job.id} is {job.status}; only completed, failed or cancelled jobs can be "
+                       "deleted (cancel it first)", field="status")
+    await session.delete(job)
+    await session.commit()
+
+
+async def list_jobs(session: AsyncSession, *, filters: JobFilters, page: PageRequest) -> Page:
+    """One page of job summaries matching the filters."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.statuses:
+        conditions.append(Job.status.in_([s.value for s in filters.statuses]))  # type: ignore[attr-defined]
+    if filters.priorities:
+        conditions.append(Job.priority.in_(list(filters.priorities)))  # type: ignore[attr-defined]
+    if filters.workflow is not None:
+        workflow = await get_workflow(session, ref=filters.workflow, field="workflow")
+        conditions.append(Job.workflow_id == workflow.id)  # type: ignore[arg-type]
+    if filters.version is not None:
+        conditions.append(Job.version == filters.version)  # type: ignore[arg-type]
+    if filters.name:
+        conditions.append(Job.name.contains(filters.name, autoescape=True))  # type: ignore[attr-defined]
+    for column, after, before in (
+        (Job.created_at, filters.created_after, filters.created_before),
+        (Job.updated_at, filters.updated_after, filters.updated_before),
+        (Job.started_at, filters.started_after, filters.started_before),
+        (Job.completed_at, filters.completed_after, filters.completed_before),
+    ):
+        conditions += time_range(column, after, before)
+    query = select(*(getattr(Job, name) for name in SUMMARY_COLUMNS))
+    return await fetch_page(session, query=query, conditions=conditions, id_column=Job.id,  # type: ignore[arg-type]
+                            sortables=ORDERABLE, request=page)

@@ -1,0 +1,227 @@
+"""Workflow definitions: store YAML as immutable versions, edit metadata, list, delete."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, exists, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api_server.db.types import utcnow
+from api_server.models import Job, Workflow, WorkflowTag, WorkflowVersion
+from api_server.models.workflow import (
+    NAME_PATTERN,
+    WorkflowMeta,
+    WorkflowPublic,
+    WorkflowUpdate,
+    WorkflowVersionUpdate,
+)
+from api_server.services.errors import Conflict, ErrorDetail, InvalidInput, NotFound
+from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
+from engine.spec import LoadedSpec, SpecError, load_spec
+
+ORDERABLE: dict[str, Sortable] = {
+    "created_at": sortable_time(Workflow.created_at),  # type: ignore[arg-type]
+    "updated_at": sortable_time(Workflow.updated_at),  # type: ignore[arg-type]
+    "name": Sortable(Workflow.name),  # type: ignore[arg-type]
+    "id": Sortable(Workflow.id),  # type: ignore[arg-type]
+}
+_RETRIES_ON_RACE = 3
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """The outcome of storing YAML: the workflow, its version, and whether the version is new."""
+
+    workflow: Workflow
+    version: WorkflowVersion
+    created: bool
+
+
+@dataclass(frozen=True)
+class WorkflowFilters:
+    """List filters for workflows (all optional; tags must all be present)."""
+
+    name: str | None = None
+    tags: Sequence[str] = ()
+    is_active: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
+
+
+def parse_spec(text: str) -> LoadedSpec:
+    """Validate YAML text as a workflow spec; a 422 naming field, line and column otherwise."""
+    try:
+        return load_spec(text)
+    except SpecError as exc:
+        details = [ErrorDetail(i.field or "yaml", i.message, i.line, i.column) for i in exc.issues]
+        raise InvalidInput(f"invalid workflow YAML: {exc}", field="yaml", details=details) from None
+
+
+async def store_yaml(session: AsyncSession, *, text: str, name: str | None = None,
+                     meta: WorkflowMeta | None = None) -> StoredVersion:
+    """Create a workflow, or a new version of it; identical YAML returns the existing version."""
+    loaded = parse_spec(text)
+    workflow_name = name or loaded.spec.name
+    if not workflow_name:
+        raise InvalidInput("name: give the workflow a name, or set `name:` in the YAML", field="name")
+    if not re.match(NAME_PATTERN, workflow_name):
+        raise InvalidInput(f"name {workflow_name!r} must match {NAME_PATTERN}", field="name")
+    for attempt in range(_RETRIES_ON_RACE):
+        try:
+            return await _store(session, loaded, workflow_name, meta or WorkflowMeta())
+        except IntegrityError:  # a concurrent request took the same name or version number
+            await session.rollback()
+            if attempt == _RETRIES_ON_RACE - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: WorkflowMeta) -> StoredVersion:
+    workflow = (await session.exec(select(Workflow).where(Workflow.name == name))).one_or_none()
+    if workflow is None:
+        workflow = Workflow(name=name, description=meta.description, is_active=meta.is_active)
+        session.add(workflow)
+        await session.flush()
+        session.add_all([WorkflowTag(workflow_id=workflow.id, tag=tag) for tag in meta.tags])
+    else:
+        same = (await session.exec(select(WorkflowVersion).where(
+            WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.sha256 == loaded.sha256,
+        ))).one_or_none()
+        if same is not None:
+            return StoredVersion(workflow, same, created=False)
+    assert workflow.id is not None
+    workflow.latest_version += 1
+    workflow.updated_at = utcnow()
+    version = WorkflowVersion(workflow_id=workflow.id, version=workflow.latest_version, yaml=loaded.text,
+                              spec=loaded.spec.model_dump(mode="json"), sha256=loaded.sha256)
+    session.add(version)
+    await session.commit()
+    return StoredVersion(workflow, version, created=True)
+
+
+async def get_workflow(session: AsyncSession, *, ref: str | int, field: str | None = None) -> Workflow:
+    """A workflow by id or name. NotFound for a path reference; InvalidInput naming `field` otherwise."""
+    ref_text = str(ref)
+    condition = Workflow.id == int(ref_text) if ref_text.isdigit() else Workflow.name == ref_text
+    workflow = (await session.exec(select(Workflow).where(condition))).one_or_none()
+    if workflow is None:
+        message = f"workflow {ref_text!r} not found"
+        if field is not None:
+            raise InvalidInput(f"{field}: {message}", field=field)
+        raise NotFound(message, field="workflow")
+    return workflow
+
+
+async def tags_of(session: AsyncSession, *, workflow_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Tags of several workflows in one query."""
+    tags: dict[int, list[str]] = {workflow_id: [] for workflow_id in workflow_ids}
+    if workflow_ids:
+        rows = await session.exec(select(WorkflowTag.workflow_id, WorkflowTag.tag)
+                                     .where(WorkflowTag.workflow_id.in_(workflow_ids))  # type: ignore[attr-defined]
+                                     .order_by(WorkflowTag.tag))
+        for workflow_id, tag in rows:
+            tags[workflow_id].append(tag)
+    return tags
+
+
+async def to_public(session: AsyncSession, *, workflows: Sequence[Any]) -> list[WorkflowPublic]:
+    """Workflows as the API shows them, tags included."""
+    tags = await tags_of(session, workflow_ids=[w.id for w in workflows if w.id is not None])
+    return [WorkflowPublic.model_validate(w, update={"tags": tags[w.id]}) for w in workflows  # type: ignore[index]
+            if w.id is not None]
+
+
+async def update_workflow(session: AsyncSession, *, ref: str, changes: WorkflowUpdate) -> Workflow:
+    """Apply metadata changes (description, tags, is_active)."""
+    workflow = await get_workflow(session, ref=ref)
+    values = changes.model_dump(exclude_unset=True)
+    if "tags" in values and values["tags"] is not None:
+        await session.exec(delete(WorkflowTag).where(WorkflowTag.workflow_id == workflow.id))  # type: ignore[arg-type]
+        session.add_all([WorkflowTag(workflow_id=workflow.id, tag=tag) for tag in values.pop("tags")])
+    for key, value in values.items():
+        if value is not None:
+            setattr(workflow, key, value)
+    workflow.updated_at = utcnow()
+    await session.commit()
+    return workflow
+
+
+async def delete_workflow(session: AsyncSession, *, ref: str) -> None:
+    """Delete a workflow and its versions; refused while any job references it."""
+    workflow = await get_workflow(session, ref=ref)
+    jobs = (await session.exec(select(func.count()).select_from(Job)
+                                  .where(Job.workflow_id == workflow.id))).one()
+    if jobs:
+        raise Conflict(f"workflow {workflow.name!r} is referenced by {jobs} job(s); delete those jobs "
+                       "first, or deactivate the workflow with PATCH is_active=false", field="workflow")
+    for table in (WorkflowTag, WorkflowVersion):
+        await session.exec(delete(table).where(table.workflow_id == workflow.id))  # type: ignore[attr-defined]
+    await session.delete(workflow)
+    await session.commit()
+
+
+async def list_versions(session: AsyncSession, *, ref: str) -> tuple[Workflow, list[WorkflowVersion]]:
+    """Every version of a workflow, newest first."""
+    workflow = await get_workflow(session, ref=ref)
+    versions = (await session.exec(select(WorkflowVersion)
+                                      .where(WorkflowVersion.workflow_id == workflow.id)
+                                      .order_by(WorkflowVersion.version.desc()))).all()  # type: ignore[attr-defined]
+    return workflow, list(versions)
+
+
+async def get_version(session: AsyncSession, *, workflow: Workflow, number: int,
+                      field: str | None = None) -> WorkflowVersion:
+    """One version of a workflow by its number."""
+    version = (await session.exec(select(WorkflowVersion).where(
+        WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.version == number,
+    ))).one_or_none()
+    if version is None:
+        message = f"workflow {workflow.name!r} has no version {number}"
+        if field is not None:
+            raise InvalidInput(f"{field}: {message}", field=field)
+        raise NotFound(message, field="version")
+    return version
+
+
+async def update_version(session: AsyncSession, *, ref: str, number: int,
+                         changes: WorkflowVersionUpdate) -> WorkflowVersion:
+    """Activate or deactivate one version."""
+    workflow = await get_workflow(session, ref=ref)
+    version = await get_version(session, workflow=workflow, number=number)
+    version.is_active = changes.is_active
+    await session.commit()
+    return version
+
+
+async def list_workflows(session: AsyncSession, *, filters: WorkflowFilters, page: PageRequest) -> Page:
+    """One page of workflows matching the filters."""
+    conditions: list[ColumnElement[bool]] = []
+    if filters.name:
+        conditions.append(Workflow.name.contains(filters.name, autoescape=True))  # type: ignore[attr-defined]
+    for tag in filters.tags:
+        conditions.append(exists().where(WorkflowTag.workflow_id == Workflow.id, WorkflowTag.tag == tag))
+    if filters.is_active is not None:
+        conditions.append(Workflow.is_active == filters.is_active)  # type: ignore[arg-type]
+    conditions += time_range(Workflow.created_at, filters.created_after, filters.created_before)
+    conditions += time_range(Workflow.updated_at, filters.updated_after, filters.updated_before)
+    return await fetch_page(session, query=select(*Workflow.__table__.columns), conditions=conditions,  # type: ignore[attr-defined]
+                            id_column=Workflow.id, sortables=ORDERABLE, request=page)  # type: ignore[arg-type]
+
+
+def time_range(column: Any, after: datetime | None, before: datetime | None) -> list[ColumnElement[bool]]:
+    """`after <= column < before`, each bound optional."""
+    conditions: list[ColumnElement[bool]] = []
+    if after is not None:
+        conditions.append(column >= after)
+    if before is not None:
+        conditions.append(column < before)
+    return conditions

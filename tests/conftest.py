@@ -1,0 +1,129 @@
+"""Fixtures: an in-process API client over a migrated SQLite file, and over MariaDB when present."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from api_server.db import Database
+from api_server.db.migrate import upgrade
+from api_server.main import create_app
+from api_server.models import metadata
+from api_server.settings import Settings
+from tests.services import mysql_url
+
+
+async def _migrate(url: str, *, fresh: bool) -> None:
+    database = Database(url)
+    try:
+        if fresh:
+            async with database.engine.begin() as connection:
+                await connection.run_sync(metadata.drop_all)
+                await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        await upgrade(database.engine)
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "rowloom.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}", fresh=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def mysql_migrated() -> str:
+    """The MariaDB test database, emptied and migrated once per run."""
+    url = mysql_url()
+    asyncio.run(_migrate(url, fresh=True))
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite always, MariaDB when the service is there."""
+    if request.param == "sqlite":
+        path = tmp_path / "rowloom.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+    else:
+        url: str = request.getfixturevalue("mysql_migrated")
+        asyncio.run(_empty(url))
+        yield url
+
+
+async def _empty(url: str) -> None:
+    database = Database(url)
+    try:
+        async with database.engine.begin() as connection:
+            for table in reversed(metadata.sorted_tables):
+                await connection.execute(table.delete())
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """The Database the app under test uses."""
+    db = Database(database_url)
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for the app under test (small body limit so the 413 test stays small)."""
+    return Settings(database_url=database_url, redis_url=None, max_body_bytes=64 * 1024)
+
+
+@pytest.fixture
+async def client(settings: Settings, database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling the app in process."""
+    app = create_app(settings, database)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test") as http:
+        yield http
+
+
+SPEC = """# Classify support tickets
+name: ticket-triage
+source: {kind: csv, path: data/tickets.csv, key: id}
+columns:
+  input: [subject, body]
+  output: {category: ai_category}
+prompt:
+  system: You are a support analyst.
+  template: "Classify this ticket: {record_json}"
+  required_fields: [category]
+validation: {category: [technical, business, general]}
+"""
+
+
+def spec_text(name: str = "ticket-triage", *, note: str = "") -> str:
+    """A valid workflow spec; `note` changes its text (and so its sha256) without changing meaning."""
+    return SPEC.replace("name: ticket-triage", f"name: {name}") + (f"# {note}\n" if note else "")
+
+
+async def make_workflow(client: httpx.AsyncClient, name: str = "ticket-triage", **extra: Any) -> dict[str, Any]:
+    """POST a workflow and return the response body."""
+    response = await client.post("/api/v1/workflows", json={"yaml": spec_text(name), **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def make_job(client: httpx.AsyncClient, workflow: str = "ticket-triage", **extra: Any) -> dict[str, Any]:
+    """POST a job and return the response body."""
+    response = await client.post("/api/v1/jobs", json={"workflow": workflow, **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -1,0 +1,42 @@
+"""Where the tests find MariaDB and Redis, and whether a missing one skips or fails the run."""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+
+REQUIRED = os.environ.get("ROWLOOM_REQUIRE_SERVICES") == "1"
+MYSQL_URL = os.environ.get("ROWLOOM_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("ROWLOOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url.replace("+asyncmy", ""))
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(name: str, url: str, default_port: int) -> str:
+    """The service's URL; skip the test without it, or fail when services are required (CI)."""
+    if _reachable(url, default_port):
+        return url
+    message = f"{name} is not reachable at {url}"
+    if REQUIRED:
+        pytest.fail(f"{message}, and ROWLOOM_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(f"{message} (set ROWLOOM_REQUIRE_SERVICES=1 to make this a failure)")
+
+
+def mysql_url() -> str:
+    """MariaDB/MySQL for the tests (database `test`)."""
+    return require("MariaDB", MYSQL_URL, 3306)
+
+
+def redis_url() -> str:
+    """Redis for the tests (database 15)."""
+    return require("Redis", REDIS_URL, 6379)
