@@ -106,26 +106,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_jobs_workflow_id_created_at_id'))
-        batch_op.drop_index(batch_op.f('ix_jobs_updated_at_id'))
-        batch_op.drop_index(batch_op.f('ix_jobs_status_priority_created_at_id'))
-        batch_op.drop_index(batch_op.f('ix_jobs_status_created_at_id'))
-        batch_op.drop_index(batch_op.f('ix_jobs_started_at_id'))
-        batch_op.drop_index(batch_op.f('ix_jobs_created_at_id'))
-        batch_op.drop_index(batch_op.f('ix_jobs_completed_at_id'))
-
-    op.drop_table('jobs')
-    op.drop_table('workflow_versions')
-    with op.batch_alter_table('workflow_tags', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_workflow_tags_tag_workflow_id'))
-
-    op.drop_table('workflow_tags')
-    with op.batch_alter_table('workflows', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_workflows_updated_at_id'))
-        batch_op.drop_index(batch_op.f('ix_workflows_is_active_created_at_id'))
-        batch_op.drop_index(batch_op.f('ix_workflows_created_at_id'))
-
-    op.drop_table('workflows')
-
+    # Dropping a table drops its indexes; dropping those first fails on MariaDB where a FK needs one.
+    for table in ("jobs", "workflow_versions", "workflow_tags", "workflows"):
+        op.drop_table(table)

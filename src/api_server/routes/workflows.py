@@ -172,7 +172,7 @@ async def delete_workflow(workflow: str, session: SessionDep, _: NoQueryDep) -> 
             responses=error_responses(404, 422))
 async def list_versions(workflow: str, session: SessionDep, _: NoQueryDep) -> list[WorkflowVersionSummary]:
     """List a workflow's versions, newest first (without their YAML)."""
-    _, versions = await service.list_versions(session, ref=workflow)
+    _workflow, versions = await service.list_versions(session, ref=workflow)
     return [WorkflowVersionSummary.model_validate(v) for v in versions]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.db.types import utcnow
@@ -24,14 +24,14 @@ from api_server.services.workflows import get_version, get_workflow, time_range
 from engine.spec import SpecError, validate_spec_data
 
 ORDERABLE: dict[str, Sortable] = {
-    "created_at": sortable_time(Job.created_at),  # type: ignore[arg-type]
-    "updated_at": sortable_time(Job.updated_at),  # type: ignore[arg-type]
-    "started_at": sortable_time(Job.started_at, nullable=True),  # type: ignore[arg-type]
-    "completed_at": sortable_time(Job.completed_at, nullable=True),  # type: ignore[arg-type]
-    "priority": Sortable(Job.priority, parse=Priority),  # type: ignore[arg-type]
-    "status": Sortable(Job.status),  # type: ignore[arg-type]
-    "name": Sortable(Job.name),  # type: ignore[arg-type]
-    "id": Sortable(Job.id),  # type: ignore[arg-type]
+    "created_at": sortable_time(col(Job.created_at)),
+    "updated_at": sortable_time(col(Job.updated_at)),
+    "started_at": sortable_time(col(Job.started_at), nullable=True),
+    "completed_at": sortable_time(col(Job.completed_at), nullable=True),
+    "priority": Sortable(col(Job.priority), parse=Priority),
+    "status": Sortable(col(Job.status)),
+    "name": Sortable(col(Job.name)),
+    "id": Sortable(col(Job.id)),
 }
 
 
@@ -93,7 +93,7 @@ async def create_job(session: AsyncSession, *, data: JobCreate,
 
 
 async def _job_by_key(session: AsyncSession, key: str, body_hash: str) -> Job | None:
-    job = (await session.exec(select(Job).where(Job.idempotency_key == key))).one_or_none()
+    job = (await session.exec(select(Job).where(col(Job.idempotency_key) == key))).one_or_none()
     if job is not None and job.request_hash != body_hash:
         raise Conflict("Idempotency-Key was already used with a different request body",
                        field="Idempotency-Key")
@@ -108,8 +108,8 @@ async def _runnable_version(session: AsyncSession, workflow: Workflow, number: i
         return version
     newest = (await session.exec(
         select(WorkflowVersion)
-        .where(WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.is_active == True)  # noqa: E712
-        .order_by(WorkflowVersion.version.desc()).limit(1)  # type: ignore[attr-defined]
+        .where(col(WorkflowVersion.workflow_id) == workflow.id, col(WorkflowVersion.is_active) == True)  # noqa: E712
+        .order_by(col(WorkflowVersion.version).desc()).limit(1)
     )).one_or_none()
     if newest is None:
         raise Conflict(f"workflow {workflow.name!r} has no active version", field="version")
@@ -158,10 +158,10 @@ async def transition(session: AsyncSession, *, job: Job, target: JobStatus, **ch
     if target in FINISHED:
         values.setdefault("completed_at", now)
     result = await session.exec(
-        update(Job).where(Job.id == job.id, Job.status == current).values(**values)  # type: ignore[arg-type]
+        update(Job).where(col(Job.id) == job.id, col(Job.status) == current).values(**values)
     )
     await session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if result.rowcount != 1:
         await session.refresh(job)
         raise Conflict(f"job {job.id} changed to {job.status} meanwhile; nothing was done", field="status")
     await session.refresh(job)
@@ -200,23 +200,23 @@ async def list_jobs(session: AsyncSession, *, filters: JobFilters, page: PageReq
     """One page of job summaries matching the filters."""
     conditions: list[ColumnElement[bool]] = []
     if filters.statuses:
-        conditions.append(Job.status.in_([s.value for s in filters.statuses]))  # type: ignore[attr-defined]
+        conditions.append(col(Job.status).in_([s.value for s in filters.statuses]))
     if filters.priorities:
-        conditions.append(Job.priority.in_(list(filters.priorities)))  # type: ignore[attr-defined]
+        conditions.append(col(Job.priority).in_(list(filters.priorities)))
     if filters.workflow is not None:
         workflow = await get_workflow(session, ref=filters.workflow, field="workflow")
-        conditions.append(Job.workflow_id == workflow.id)  # type: ignore[arg-type]
+        conditions.append(col(Job.workflow_id) == workflow.id)
     if filters.version is not None:
-        conditions.append(Job.version == filters.version)  # type: ignore[arg-type]
+        conditions.append(col(Job.version) == filters.version)
     if filters.name:
-        conditions.append(Job.name.contains(filters.name, autoescape=True))  # type: ignore[attr-defined]
+        conditions.append(col(Job.name).contains(filters.name, autoescape=True))
     for column, after, before in (
-        (Job.created_at, filters.created_after, filters.created_before),
-        (Job.updated_at, filters.updated_after, filters.updated_before),
-        (Job.started_at, filters.started_after, filters.started_before),
-        (Job.completed_at, filters.completed_after, filters.completed_before),
+        (col(Job.created_at), filters.created_after, filters.created_before),
+        (col(Job.updated_at), filters.updated_after, filters.updated_before),
+        (col(Job.started_at), filters.started_after, filters.started_before),
+        (col(Job.completed_at), filters.completed_after, filters.completed_before),
     ):
         conditions += time_range(column, after, before)
     query = select(*(getattr(Job, name) for name in SUMMARY_COLUMNS))
-    return await fetch_page(session, query=query, conditions=conditions, id_column=Job.id,  # type: ignore[arg-type]
+    return await fetch_page(session, query=query, conditions=conditions, id_column=col(Job.id),
                             sortables=ORDERABLE, request=page)

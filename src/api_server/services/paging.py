@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from api_server.services.errors import InvalidInput
 
@@ -23,12 +23,12 @@ from api_server.services.errors import InvalidInput
 class Sortable:
     """A column a list may be ordered by; `parse` turns a cursor's JSON value back into its type."""
 
-    column: InstrumentedAttribute[Any]
+    column: Any  # a mapped column (sqlmodel.col(Model.field))
     nullable: bool = False
     parse: Callable[[Any], Any] = lambda value: value
 
 
-def sortable_time(column: InstrumentedAttribute[Any], *, nullable: bool = False) -> Sortable:
+def sortable_time(column: Any, *, nullable: bool = False) -> Sortable:
     """A datetime column (cursor values travel as ISO 8601)."""
     return Sortable(column, nullable, datetime.fromisoformat)
 
@@ -89,18 +89,16 @@ def fingerprint(filters: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-async def fetch_page(session: AsyncSession, *, query: Select[Any], conditions: Sequence[ColumnElement[bool]],
-                     id_column: InstrumentedAttribute[Any], sortables: Mapping[str, Sortable],
-                     request: PageRequest) -> Page:
+async def fetch_page(session: AsyncSession, *, query: Select[Any] | SelectOfScalar[Any],
+                     conditions: Sequence[ColumnElement[bool]], id_column: Any,
+                     sortables: Mapping[str, Sortable], request: PageRequest) -> Page:
     """Run a filtered list query for one page, in either paging mode."""
     if request.offset is not None and request.after is not None:
         raise InvalidInput("use either offset or after, not both", field="after")
     sortable = sortables[request.order.field]
     key = sortable.column
-    if request.order.descending:
-        ordering = [key.desc(), id_column.desc()]
-    else:
-        ordering = [key.asc(), id_column.asc()]
+    direction = "desc" if request.order.descending else "asc"
+    ordering = [getattr(key, direction)(), getattr(id_column, direction)()]
     where = list(conditions)
     if request.after is not None:
         value, last_id = _decode(request.after, request, sortable)
@@ -120,7 +118,7 @@ async def fetch_page(session: AsyncSession, *, query: Select[Any], conditions: S
     return Page(rows, request.limit, request.offset, total, next_cursor, has_more)
 
 
-def _after(sortable: Sortable, id_column: InstrumentedAttribute[Any], descending: bool,
+def _after(sortable: Sortable, id_column: Any, descending: bool,
            value: Any, last_id: int) -> ColumnElement[bool]:
     """Rows strictly after (value, id) in the ordering; NULLs sort first ascending, last descending."""
     key = sortable.column

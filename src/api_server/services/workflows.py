@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.db.types import utcnow
@@ -27,10 +27,10 @@ from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, 
 from engine.spec import LoadedSpec, SpecError, load_spec
 
 ORDERABLE: dict[str, Sortable] = {
-    "created_at": sortable_time(Workflow.created_at),  # type: ignore[arg-type]
-    "updated_at": sortable_time(Workflow.updated_at),  # type: ignore[arg-type]
-    "name": Sortable(Workflow.name),  # type: ignore[arg-type]
-    "id": Sortable(Workflow.id),  # type: ignore[arg-type]
+    "created_at": sortable_time(col(Workflow.created_at)),
+    "updated_at": sortable_time(col(Workflow.updated_at)),
+    "name": Sortable(col(Workflow.name)),
+    "id": Sortable(col(Workflow.id)),
 }
 _RETRIES_ON_RACE = 3
 
@@ -86,15 +86,16 @@ async def store_yaml(session: AsyncSession, *, text: str, name: str | None = Non
 
 
 async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: WorkflowMeta) -> StoredVersion:
-    workflow = (await session.exec(select(Workflow).where(Workflow.name == name))).one_or_none()
+    workflow = (await session.exec(select(Workflow).where(col(Workflow.name) == name))).one_or_none()
     if workflow is None:
         workflow = Workflow(name=name, description=meta.description, is_active=meta.is_active)
         session.add(workflow)
         await session.flush()
+        assert workflow.id is not None
         session.add_all([WorkflowTag(workflow_id=workflow.id, tag=tag) for tag in meta.tags])
     else:
         same = (await session.exec(select(WorkflowVersion).where(
-            WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.sha256 == loaded.sha256,
+            col(WorkflowVersion.workflow_id) == workflow.id, WorkflowVersion.sha256 == loaded.sha256,
         ))).one_or_none()
         if same is not None:
             return StoredVersion(workflow, same, created=False)
@@ -111,7 +112,7 @@ async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: Wor
 async def get_workflow(session: AsyncSession, *, ref: str | int, field: str | None = None) -> Workflow:
     """A workflow by id or name. NotFound for a path reference; InvalidInput naming `field` otherwise."""
     ref_text = str(ref)
-    condition = Workflow.id == int(ref_text) if ref_text.isdigit() else Workflow.name == ref_text
+    condition = col(Workflow.id) == int(ref_text) if ref_text.isdigit() else col(Workflow.name) == ref_text
     workflow = (await session.exec(select(Workflow).where(condition))).one_or_none()
     if workflow is None:
         message = f"workflow {ref_text!r} not found"
@@ -125,9 +126,9 @@ async def tags_of(session: AsyncSession, *, workflow_ids: Sequence[int]) -> dict
     """Tags of several workflows in one query."""
     tags: dict[int, list[str]] = {workflow_id: [] for workflow_id in workflow_ids}
     if workflow_ids:
-        rows = await session.exec(select(WorkflowTag.workflow_id, WorkflowTag.tag)
-                                     .where(WorkflowTag.workflow_id.in_(workflow_ids))  # type: ignore[attr-defined]
-                                     .order_by(WorkflowTag.tag))
+        rows = await session.exec(select(col(WorkflowTag.workflow_id), col(WorkflowTag.tag))
+                                     .where(col(WorkflowTag.workflow_id).in_(workflow_ids))
+                                     .order_by(col(WorkflowTag.tag)))
         for workflow_id, tag in rows:
             tags[workflow_id].append(tag)
     return tags
@@ -136,16 +137,17 @@ async def tags_of(session: AsyncSession, *, workflow_ids: Sequence[int]) -> dict
 async def to_public(session: AsyncSession, *, workflows: Sequence[Any]) -> list[WorkflowPublic]:
     """Workflows as the API shows them, tags included."""
     tags = await tags_of(session, workflow_ids=[w.id for w in workflows if w.id is not None])
-    return [WorkflowPublic.model_validate(w, update={"tags": tags[w.id]}) for w in workflows  # type: ignore[index]
+    return [WorkflowPublic.model_validate(w, update={"tags": tags[w.id]}) for w in workflows
             if w.id is not None]
 
 
 async def update_workflow(session: AsyncSession, *, ref: str, changes: WorkflowUpdate) -> Workflow:
     """Apply metadata changes (description, tags, is_active)."""
     workflow = await get_workflow(session, ref=ref)
+    assert workflow.id is not None
     values = changes.model_dump(exclude_unset=True)
     if "tags" in values and values["tags"] is not None:
-        await session.exec(delete(WorkflowTag).where(WorkflowTag.workflow_id == workflow.id))  # type: ignore[arg-type]
+        await session.exec(delete(WorkflowTag).where(col(WorkflowTag.workflow_id) == workflow.id))
         session.add_all([WorkflowTag(workflow_id=workflow.id, tag=tag) for tag in values.pop("tags")])
     for key, value in values.items():
         if value is not None:
@@ -159,12 +161,12 @@ async def delete_workflow(session: AsyncSession, *, ref: str) -> None:
     """Delete a workflow and its versions; refused while any job references it."""
     workflow = await get_workflow(session, ref=ref)
     jobs = (await session.exec(select(func.count()).select_from(Job)
-                                  .where(Job.workflow_id == workflow.id))).one()
+                                  .where(col(Job.workflow_id) == workflow.id))).one()
     if jobs:
         raise Conflict(f"workflow {workflow.name!r} is referenced by {jobs} job(s); delete those jobs "
                        "first, or deactivate the workflow with PATCH is_active=false", field="workflow")
-    for table in (WorkflowTag, WorkflowVersion):
-        await session.exec(delete(table).where(table.workflow_id == workflow.id))  # type: ignore[attr-defined]
+    await session.exec(delete(WorkflowTag).where(col(WorkflowTag.workflow_id) == workflow.id))
+    await session.exec(delete(WorkflowVersion).where(col(WorkflowVersion.workflow_id) == workflow.id))
     await session.delete(workflow)
     await session.commit()
 
@@ -173,8 +175,8 @@ async def list_versions(session: AsyncSession, *, ref: str) -> tuple[Workflow, l
     """Every version of a workflow, newest first."""
     workflow = await get_workflow(session, ref=ref)
     versions = (await session.exec(select(WorkflowVersion)
-                                      .where(WorkflowVersion.workflow_id == workflow.id)
-                                      .order_by(WorkflowVersion.version.desc()))).all()  # type: ignore[attr-defined]
+                                      .where(col(WorkflowVersion.workflow_id) == workflow.id)
+                                      .order_by(col(WorkflowVersion.version).desc()))).all()
     return workflow, list(versions)
 
 
@@ -182,7 +184,7 @@ async def get_version(session: AsyncSession, *, workflow: Workflow, number: int,
                       field: str | None = None) -> WorkflowVersion:
     """One version of a workflow by its number."""
     version = (await session.exec(select(WorkflowVersion).where(
-        WorkflowVersion.workflow_id == workflow.id, WorkflowVersion.version == number,
+        col(WorkflowVersion.workflow_id) == workflow.id, col(WorkflowVersion.version) == number,
     ))).one_or_none()
     if version is None:
         message = f"workflow {workflow.name!r} has no version {number}"
@@ -206,15 +208,16 @@ async def list_workflows(session: AsyncSession, *, filters: WorkflowFilters, pag
     """One page of workflows matching the filters."""
     conditions: list[ColumnElement[bool]] = []
     if filters.name:
-        conditions.append(Workflow.name.contains(filters.name, autoescape=True))  # type: ignore[attr-defined]
+        conditions.append(col(Workflow.name).contains(filters.name, autoescape=True))
     for tag in filters.tags:
-        conditions.append(exists().where(WorkflowTag.workflow_id == Workflow.id, WorkflowTag.tag == tag))
+        conditions.append(exists().where(col(WorkflowTag.workflow_id) == col(Workflow.id), col(WorkflowTag.tag) == tag))
     if filters.is_active is not None:
-        conditions.append(Workflow.is_active == filters.is_active)  # type: ignore[arg-type]
-    conditions += time_range(Workflow.created_at, filters.created_after, filters.created_before)
-    conditions += time_range(Workflow.updated_at, filters.updated_after, filters.updated_before)
-    return await fetch_page(session, query=select(*Workflow.__table__.columns), conditions=conditions,  # type: ignore[attr-defined]
-                            id_column=Workflow.id, sortables=ORDERABLE, request=page)  # type: ignore[arg-type]
+        conditions.append(col(Workflow.is_active) == filters.is_active)
+    conditions += time_range(col(Workflow.created_at), filters.created_after, filters.created_before)
+    conditions += time_range(col(Workflow.updated_at), filters.updated_after, filters.updated_before)
+    query = select(*(col(getattr(Workflow, name)) for name in Workflow.model_fields))
+    return await fetch_page(session, query=query, conditions=conditions,
+                            id_column=col(Workflow.id), sortables=ORDERABLE, request=page)
 
 
 def time_range(column: Any, after: datetime | None, before: datetime | None) -> list[ColumnElement[bool]]:

@@ -205,7 +205,8 @@ def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
     for field in spec.prompt.types:
         if field not in answer_fields:
             errors.append((("prompt", "types", field), "not an output field or a required field"))
-    if isinstance(spec.sink, MysqlSink) and not isinstance(spec.source, MysqlSource):
-        if spec.sink.connection is None or spec.sink.table is None:
-            errors.append((("sink",), "a mysql sink needs connection and table unless the source is mysql"))
+    sink = spec.sink
+    if isinstance(sink, MysqlSink) and not isinstance(spec.source, MysqlSource) and None in (
+            sink.connection, sink.table):
+        errors.append((("sink",), "a mysql sink needs connection and table unless the source is mysql"))
     return errors

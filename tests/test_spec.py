@@ -1,0 +1,58 @@
+"""The workflow spec loader (engine): validation and error positions, without the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.spec import SpecError, load_spec
+from engine.spec.models import ExcelSource
+from tests.conftest import spec_text
+
+
+def issues_of(text: str) -> list[tuple[str, int | None, int | None]]:
+    with pytest.raises(SpecError) as caught:
+        load_spec(text)
+    return [(i.field, i.line, i.column) for i in caught.value.issues]
+
+
+def test_valid_spec_keeps_text_and_hash() -> None:
+    text = spec_text(note="a comment")
+    loaded = load_spec(text)
+    assert loaded.text == text
+    assert loaded.spec.concurrency.in_flight == 64
+    assert loaded.spec.prompt.required_fields == ["category"]
+    assert len(loaded.sha256) == 64
+
+
+def test_excel_source_with_sheet_by_name() -> None:
+    text = spec_text().replace("{kind: csv, path: data/tickets.csv, key: id}",
+                               "{kind: excel, path: t.xlsx, sheet: Tickets}")
+    source = load_spec(text).spec.source
+    assert isinstance(source, ExcelSource)
+    assert source.sheet == "Tickets"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("  system:", "  sytem:"), ("prompt.sytem", 8, 3)),
+    (("key: id}", "key: id, sheet: [1]}"), ("source.sheet", 3, 9)),
+    (("{record_json}", "{subjetc}"), ("prompt.template", 9, 13)),
+    (("validation: {category", "validation: {categroy"), ("validation.categroy", 11, 27)),
+    (("input: [subject, body]", "input: []"), ("columns.input", 5, 10)),
+])
+def test_errors_point_at_the_yaml(change: tuple[str, str], expected: tuple[str, int, int]) -> None:
+    field, line, _ = expected
+    [(got_field, got_line, got_column)] = issues_of(spec_text().replace(*change))
+    assert (got_field, got_line) == (field, line)
+    assert got_column is not None and got_column >= 1
+
+
+def test_duplicate_keys_and_tabs_are_yaml_errors_with_positions() -> None:
+    [(_, line, _)] = issues_of(spec_text() + "name: again\n")
+    assert line == 12  # the duplicate `name:` (the spec has 11 lines)
+    [(_, line, column)] = issues_of("name: x\nsource:\n\t- a\n")
+    assert line == 3 and column is not None
+
+
+def test_json_examples_in_templates_are_not_placeholders() -> None:
+    text = spec_text().replace("{record_json}", '{record_json} Answer like {\\"category\\": \\"technical\\"}')
+    assert load_spec(text).spec.prompt.template.endswith('{"category": "technical"}')
