@@ -1,4 +1,8 @@
-"""ASGI middleware that answers 413 to request bodies over the configured size."""
+"""ASGI middleware that answers 413 to request bodies over the configured size.
+
+FastAPI's own `max_body_size` (Starlette's RequestBodyLimitMiddleware) answers a plain-text 413 from
+inside the middleware, where no exception handler can give it the API's JSON error shape.
+"""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
                 415: "unsupported_media_type"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail),
+        return error_response(exc.status_code, code, str(exc.detail), field="body" if exc.status_code == 413 else None,
                               headers=dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
