@@ -133,9 +133,17 @@ async def run(path: Path, count: int, repeat: int) -> None:
     by_label = {label: p50 for label, p50, _ in results}
     offset_deep = next(v for k, v in by_label.items() if k.startswith("offset page at depth") and "running" not in k)
     cursor_deep = next(v for k, v in by_label.items() if k.startswith("cursor page at depth") and "running" not in k)
-    print(f"\nmachine: {platform.machine()} {platform.processor() or ''} cores={_cores()} "
+    print(f"\nmachine: {platform.machine()} {_cpu_model()} cores={_cores()} "
           f"python={platform.python_version()} sqlite={sqlite3.sqlite_version}")
     print(f"deep page, offset vs cursor (p50): {offset_deep / cursor_deep:,.0f}x")
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def _cores() -> int:
