@@ -56,3 +56,12 @@ def test_duplicate_keys_and_tabs_are_yaml_errors_with_positions() -> None:
 def test_json_examples_in_templates_are_not_placeholders() -> None:
     text = spec_text().replace("{record_json}", '{record_json} Answer like {\\"category\\": \\"technical\\"}')
     assert load_spec(text).spec.prompt.template.endswith('{"category": "technical"}')
+
+
+def test_misspelled_keys_get_a_suggestion() -> None:
+    text = spec_text().replace("key: id}", "key: id, seperator: ';'}")
+    with pytest.raises(SpecError) as caught:
+        load_spec(text)
+    [issue] = caught.value.issues
+    assert issue.field == "source.seperator"
+    assert "did you mean 'separator'?" in issue.message

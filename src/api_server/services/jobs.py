@@ -75,9 +75,11 @@ async def create_job(session: AsyncSession, *, data: JobCreate,
     version = await _runnable_version(session, workflow, data.version)
     check_params(version.spec, data.params)
     assert workflow.id is not None and version.id is not None
+    now = utcnow()
     job = Job(workflow_id=workflow.id, workflow_version_id=version.id, workflow_name=workflow.name,
               version=version.version, name=data.name or workflow.name, params=data.params,
-              priority=data.priority, idempotency_key=idempotency_key, request_hash=body_hash)
+              priority=data.priority, idempotency_key=idempotency_key, request_hash=body_hash,
+              created_at=now, updated_at=now)
     session.add(job)
     try:
         await session.commit()

@@ -88,7 +88,9 @@ async def store_yaml(session: AsyncSession, *, text: str, name: str | None = Non
 async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: WorkflowMeta) -> StoredVersion:
     workflow = (await session.exec(select(Workflow).where(col(Workflow.name) == name))).one_or_none()
     if workflow is None:
-        workflow = Workflow(name=name, description=meta.description, is_active=meta.is_active)
+        now = utcnow()
+        workflow = Workflow(name=name, description=meta.description, is_active=meta.is_active,
+                            created_at=now, updated_at=now)
         session.add(workflow)
         await session.flush()
         assert workflow.id is not None

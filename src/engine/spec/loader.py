@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,7 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, reference_errors
+from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, reference_errors, spec_field_names
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,15 @@ def validate_spec_data(data: Mapping[str, Any], *, tree: Any = None) -> Workflow
 
 def _message(err: Any) -> str:
     if err["type"] == "extra_forbidden":
-        return "unknown field (check the spelling)"
+        close = difflib.get_close_matches(str(err["loc"][-1]), _known_fields(), n=1)
+        return f"unknown field; did you mean {close[0]!r}?" if close else "unknown field (check the spelling)"
     if err["type"] == "union_tag_invalid":
         return f"unknown kind {err['input'].get('kind')!r}; expected one of {err['ctx']['expected_tags']}"
     return str(err["msg"])
+
+
+def _known_fields() -> list[str]:
+    return sorted(spec_field_names())
 
 
 def _issue(loc: Location, message: str, tree: Any, *, at_key: bool = False) -> SpecIssue:

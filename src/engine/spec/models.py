@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
@@ -210,3 +211,24 @@ def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
             sink.connection, sink.table):
         errors.append((("sink",), "a mysql sink needs connection and table unless the source is mysql"))
     return errors
+
+
+@cache
+def spec_field_names() -> frozenset[str]:
+    """Every field name used anywhere in a spec (for "did you mean" hints)."""
+    names: set[str] = set()
+    seen: set[type[BaseModel]] = set()
+    pending: list[type[BaseModel]] = [WorkflowSpec]
+    while pending:
+        model = pending.pop()
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.add(name)
+            pending += [m for m in _models_in(field.annotation) if m not in seen]
+    return frozenset(names)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
