@@ -48,7 +48,7 @@ def test_errors_point_at_the_yaml(change: tuple[str, str], expected: tuple[str, 
 
 def test_duplicate_keys_and_tabs_are_yaml_errors_with_positions() -> None:
     [(_, line, _)] = issues_of(spec_text() + "name: again\n")
-    assert line == 12  # the duplicate `name:` (the spec has 11 lines)
+    assert line == 13  # the duplicate `name:` (the spec has 12 lines)
     [(_, line, column)] = issues_of("name: x\nsource:\n\t- a\n")
     assert line == 3 and column is not None
 

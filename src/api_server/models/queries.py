@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api_server.models.job_states import JobStatus, Priority
@@ -16,6 +17,15 @@ def _split_commas(value: Any) -> Any:
     """Accept `status=a&status=b` and `status=a,b` alike."""
     values = value if isinstance(value, list) else [value]
     return [part.strip() for item in values for part in str(item).split(",") if part.strip()]
+
+
+class NoQuery(BaseModel):
+    """Routes that take no query parameters reject any (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+NoQueryDep = Annotated[NoQuery, Query()]
 
 
 class ListQuery(BaseModel):

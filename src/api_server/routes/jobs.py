@@ -10,9 +10,8 @@ from api_server.deps import SessionDep
 from api_server.errors import error_responses
 from api_server.models import JobAction
 from api_server.models.job import JobCreate, JobPublic, JobSummary
-from api_server.models.queries import JobListQuery, ListPage
+from api_server.models.queries import JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
-from api_server.routes.workflows import NoQueryDep
 from api_server.services import jobs as service
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api_server.deps import SessionDep
 from api_server.errors import error_responses
-from api_server.models.queries import ListPage, WorkflowListQuery
+from api_server.models.queries import ListPage, NoQueryDep, WorkflowListQuery
 from api_server.models.workflow import (
     NAME_PATTERN,
     WorkflowCreate,
@@ -58,14 +58,6 @@ class VersionQuery(BaseModel):
     format: str | None = Field(None, pattern="^(json|yaml)$",
                                description="`yaml` returns the stored text; default JSON (or by Accept).")
 
-
-class NoQuery(BaseModel):
-    """Routes that take no query parameters reject any."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-NoQueryDep = Annotated[NoQuery, Query()]
 
 _CREATE_BODY: dict[str, Any] = {
     "requestBody": {

@@ -117,11 +117,15 @@ async def get_workflow(session: AsyncSession, *, ref: str | int, field: str | No
     condition = col(Workflow.id) == int(ref_text) if ref_text.isdigit() else col(Workflow.name) == ref_text
     workflow = (await session.exec(select(Workflow).where(condition))).one_or_none()
     if workflow is None:
-        message = f"workflow {ref_text!r} not found"
-        if field is not None:
-            raise InvalidInput(f"{field}: {message}", field=field)
-        raise NotFound(message, field="workflow")
+        raise missing(f"workflow {ref_text!r} not found", named_in=field, path_parameter="workflow")
     return workflow
+
+
+def missing(message: str, *, named_in: str | None, path_parameter: str) -> NotFound | InvalidInput:
+    """A missing resource: 404 when the path names it, 422 naming the field when a body or query does."""
+    if named_in is not None:
+        return InvalidInput(f"{named_in}: {message}", field=named_in)
+    return NotFound(message, field=path_parameter)
 
 
 async def tags_of(session: AsyncSession, *, workflow_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -189,10 +193,7 @@ async def get_version(session: AsyncSession, *, workflow: Workflow, number: int,
         col(WorkflowVersion.workflow_id) == workflow.id, col(WorkflowVersion.version) == number,
     ))).one_or_none()
     if version is None:
-        message = f"workflow {workflow.name!r} has no version {number}"
-        if field is not None:
-            raise InvalidInput(f"{field}: {message}", field=field)
-        raise NotFound(message, field="version")
+        raise missing(f"workflow {workflow.name!r} has no version {number}", named_in=field, path_parameter="version")
     return version
 
 
