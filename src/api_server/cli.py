@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 
 from api_server.settings import get_settings
+from engine import cli as engine_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,15 +19,16 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="default: API_PORT (8000)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
-    validate = commands.add_parser("validate", help="check a workflow YAML file without running it")
-    validate.add_argument("spec", type=Path)
+    engine_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
         _serve(args.host, args.port, migrate=not args.no_migrate)
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "validate":
-        sys.exit(_validate(args.spec))
+        sys.exit(engine_cli.validate_command(args))
+    elif args.command == "run":
+        sys.exit(engine_cli.run_command(args))
 
 
 async def _migrate() -> None:
@@ -54,22 +55,6 @@ def _serve(host: str | None, port: int | None, *, migrate: bool) -> None:
     host, port = host or settings.api_host, port or settings.api_port
     print(f"Rowloom API on http://{host}:{port}  (docs: http://{host}:{port}/docs)", flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
-
-
-def _validate(path: Path) -> int:
-    from engine.spec import SpecError, load_spec
-
-    try:
-        loaded = load_spec(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-        return 2
-    except SpecError as exc:
-        for issue in exc.issues:
-            print(f"{path}:{issue}", file=sys.stderr)
-        return 1
-    print(f"{path}: valid workflow spec (sha256 {loaded.sha256[:12]})")
-    return 0
 
 
 def _safe_url(url: str) -> str:

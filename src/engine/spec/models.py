@@ -152,6 +152,7 @@ class MysqlSink(StrictModel):
     kind: Literal["mysql"]
     connection: MysqlConnection | None = Field(None, description="Defaults to the source's connection.")
     table: str | None = Field(None, description="Defaults to the source's table.")
+    key: str | None = Field(None, description="Column rows are updated by; defaults to the source's key.")
 
 
 Sink = Annotated[
@@ -208,8 +209,8 @@ def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
             errors.append((("prompt", "types", field), "not an output field or a required field"))
     sink = spec.sink
     if isinstance(sink, MysqlSink) and not isinstance(spec.source, MysqlSource) and None in (
-            sink.connection, sink.table):
-        errors.append((("sink",), "a mysql sink needs connection and table unless the source is mysql"))
+            sink.connection, sink.table, sink.key):
+        errors.append((("sink",), "a mysql sink needs connection, table and key unless the source is mysql"))
     return errors
 
 

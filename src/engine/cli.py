@@ -1,0 +1,126 @@
+"""`rowloom run` and `rowloom validate`: the engine on its own, with a live progress line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from engine.gateway import ChatClient
+from engine.gateway.mock import MockClient
+from engine.gateway.openai_client import OpenAIClient
+from engine.progress import Progress
+from engine.sources import InputError
+from engine.spec import LoadedSpec, SpecError, load_spec
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `run` and `validate` on the `rowloom` parser."""
+    run = commands.add_parser("run", help="run a workflow YAML over its rows, without the platform")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--upstream", metavar="URL",
+                     help="an OpenAI-compatible base URL (e.g. http://127.0.0.1:9100/v1); default: the mock model")
+    run.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the upstream's API key")
+    run.add_argument("--model", help="model name sent upstream (default: the spec's model.name)")
+    run.add_argument("--output", type=Path, help="write the output here instead of the spec's sink path")
+    run.add_argument("--work-dir", type=Path, help="results store folder (default: .rowloom/<name> beside the spec)")
+    run.add_argument("--fresh", action="store_true", help="forget earlier results and start over")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    validate = commands.add_parser("validate", help="check a workflow YAML file without running it")
+    validate.add_argument("spec", type=Path)
+
+
+def read_spec(path: Path) -> LoadedSpec:
+    """Load a spec file; problems are printed as `file:line:column: message` and exit 1 (2: unreadable)."""
+    try:
+        return load_spec(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        sys.exit(2)
+    except SpecError as exc:
+        for issue in exc.issues:
+            where = f"{issue.line}:{issue.column}:" if issue.line is not None else ""
+            print(f"{path}:{where} {issue.field + ': ' if issue.field else ''}{issue.message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    """`rowloom validate`."""
+    loaded = read_spec(args.spec)
+    print(f"{args.spec}: valid workflow spec (sha256 {loaded.sha256[:12]})")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`rowloom run`: 0 when every row ended done or skipped, 1 if some failed, 2 for bad input."""
+    import os
+
+    loaded = read_spec(args.spec)
+    spec = loaded.spec
+    base_dir = args.spec.resolve().parent
+    work_dir = args.work_dir or base_dir / ".rowloom" / (spec.name or args.spec.stem)
+    if args.fresh:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    client: ChatClient
+    if args.upstream:
+        key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        client = OpenAIClient(args.upstream, api_key=key, model=args.model)
+    else:
+        client = MockClient()
+    line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
+    from engine.run import run_spec
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
+                                     on_progress=line.show, stop=stop)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await client.aclose()
+        line.close()
+        p = outcome.progress
+        state = "stopped (run again to resume)" if outcome.stopped else "finished"
+        print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done, {p.failed} failed, {p.skipped} skipped"
+              f" of {p.total if p.total is not None else '?'} rows; tokens {p.tokens_in} in / {p.tokens_out} out")
+        print(f"output: {outcome.output}")
+        if p.failed:
+            print(f"failed rows and reasons: {Path(str(outcome.output)).with_suffix('').name}.errors.csv beside it")
+        return 1 if p.failed else 0
+
+    return asyncio.run(main())
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr, redrawn in place."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.width = 0
+
+    def show(self, p: Progress) -> None:
+        """Redraw the line."""
+        if not self.enabled:
+            return
+        total = p.total or 0
+        share = p.handled / total if total else 0.0
+        bar = "#" * int(share * 24)
+        eta = f"ETA {p.eta_s:.0f}s" if p.eta_s is not None else ""
+        text = (f"\r[{bar:<24}] {p.handled:,}/{total:,}  done {p.done:,}  failed {p.failed:,}  "
+                f"skipped {p.skipped:,}  {p.rows_per_s:,.0f} rows/s  {eta}  tokens {p.tokens_in + p.tokens_out:,}")
+        self.width = max(self.width, len(text))
+        sys.stderr.write(text.ljust(self.width))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """End the line."""
+        if self.enabled and self.width:
+            sys.stderr.write("\n")

@@ -1,0 +1,55 @@
+"""The gateway's exception tree. The engine decides retries by class, never by message.
+
+    GatewayError
+    ├── UpstreamError            retryable: the upstream failed, not the request
+    │   ├── RateLimited          429 (retry_after_s from Retry-After when given)
+    │   ├── UpstreamUnavailable  5xx, or no deployment had capacity in time
+    │   ├── UpstreamTimeout      no answer within the timeout
+    │   ├── UpstreamConnectionError
+    │   └── MalformedResponse    2xx whose body is not a chat completion
+    └── RequestRejected          4xx caused by the request itself (400, 401, 404, 422): never retried
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error a ChatClient raises."""
+
+    def __init__(self, message: str, *, status: int | None = None, model: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.model = model
+
+
+class UpstreamError(GatewayError):
+    """A failure of the upstream; the same request may succeed later."""
+
+    def __init__(self, message: str, *, status: int | None = None, model: str | None = None,
+                 retry_after_s: float | None = None) -> None:
+        super().__init__(message, status=status, model=model)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(UpstreamError):
+    """429 Too Many Requests."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """5xx, or no deployment could take the request in time."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer in time."""
+
+
+class UpstreamConnectionError(UpstreamError):
+    """The upstream could not be reached."""
+
+
+class MalformedResponse(UpstreamError):
+    """A success status whose body is not a usable chat completion."""
+
+
+class RequestRejected(GatewayError):
+    """The upstream refused the request itself (400, 401, 404, 422); sending it again will not help."""

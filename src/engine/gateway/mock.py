@@ -1,0 +1,81 @@
+"""The `mock` provider: schema-valid JSON chosen deterministically from the prompt, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import re
+from typing import Any
+
+from engine.gateway.errors import RateLimited, UpstreamUnavailable
+from engine.gateway.types import ChatRequest, ChatResult, Usage
+
+WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper")
+
+
+def digest(text: str) -> int:
+    """A stable 64-bit hash of a text."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def answer_for(request: ChatRequest) -> dict[str, Any]:
+    """The answer the mock gives: a pure function of the messages and the response schema."""
+    seed = digest(json.dumps(request.messages, ensure_ascii=False, sort_keys=True))
+    schema = ((request.response_format or {}).get("json_schema") or {}).get("schema")
+    if schema is None:
+        text = " ".join(m.get("content", "") for m in request.messages)
+        names = re.findall(r"\"(\w+)\"", text.split("fields:", 1)[1]) if "fields:" in text else ["answer"]
+        schema = {"type": "object", "properties": {name: {"type": "string"} for name in names}}
+    answer: dict[str, Any] = _value(schema, "answer", seed)
+    return answer
+
+
+def _value(schema: dict[str, Any], name: str, seed: int) -> Any:
+    if "enum" in schema:
+        return schema["enum"][seed % len(schema["enum"])]
+    kind = schema.get("type", "string")
+    if kind == "object":
+        return {key: _value(sub, key, seed ^ digest(key)) for key, sub in (schema.get("properties") or {}).items()}
+    if kind == "integer":
+        return seed % 100
+    if kind == "number":
+        return round((seed % 10_000) / 100, 2)
+    if kind == "boolean":
+        return bool(seed & 1)
+    if kind == "array":
+        return [_value(schema.get("items") or {}, name, seed >> i) for i in range(1 + seed % 3)]
+    return f"{name}-{WORDS[seed % len(WORDS)]}-{seed % 100_000}"
+
+
+class MockClient:
+    """Answers every request locally after `latency_s`; faults at the given rates, drawn by prompt hash."""
+
+    def __init__(self, *, latency_s: float = 0.0, rate_429: float = 0.0, rate_500: float = 0.0,
+                 name: str = "mock") -> None:
+        self.latency_s = latency_s
+        self.rate_429 = rate_429
+        self.rate_500 = rate_500
+        self.name = name
+        self._attempts: dict[int, int] = {}
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """A deterministic, schema-valid answer (or an injected fault on a prompt's first attempt)."""
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        key = digest(json.dumps(request.messages, sort_keys=True))
+        if self.rate_429 or self.rate_500:
+            attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
+            draw = random.Random(key).random()
+            if attempt == 1 and draw < self.rate_429:
+                raise RateLimited(f"{self.name}: injected 429", status=429, model=self.name, retry_after_s=0)
+            if attempt == 1 and draw < self.rate_429 + self.rate_500:
+                raise UpstreamUnavailable(f"{self.name}: injected 500", status=500, model=self.name)
+        content = json.dumps(answer_for(request), ensure_ascii=False)
+        prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
+        return ChatResult(content=content, model=self.name, latency_s=self.latency_s,
+                          usage=Usage(max(1, prompt_chars // 4), max(1, len(content) // 4)))
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

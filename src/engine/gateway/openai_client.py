@@ -1,0 +1,90 @@
+"""A ChatClient for one OpenAI-compatible upstream over httpx (the router's building block)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from engine.gateway.errors import (
+    GatewayError,
+    MalformedResponse,
+    RateLimited,
+    RequestRejected,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from engine.gateway.types import ChatRequest, ChatResult, Usage
+
+REJECTED = frozenset({400, 401, 403, 404, 413, 422})
+
+
+class OpenAIClient:
+    """POSTs to `{base_url}/chat/completions`; `transport` can be injected (tests, aiohttp)."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None,
+                 timeout_s: float = 60.0, max_connections: int = 512,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self.model = model
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s,
+                                       limits=limits, transport=transport)
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """Send one request; map every failure onto the gateway's exception tree."""
+        model = self.model or request.model
+        started = time.monotonic()
+        try:
+            response = await self._http.post("/chat/completions", json=request.body(model),
+                                              timeout=request.timeout_s or httpx.USE_CLIENT_DEFAULT)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{model}: no answer in time ({type(exc).__name__})", model=model) from None
+        except httpx.TransportError as exc:
+            raise UpstreamConnectionError(f"{model}: {type(exc).__name__}: {exc}", model=model) from None
+        raise_for_status(response, model)
+        return parse_completion(response, model, time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+
+def raise_for_status(response: httpx.Response, model: str) -> None:
+    """Raise the gateway error matching an upstream's non-2xx status."""
+    status = response.status_code
+    if status < 300:
+        return
+    detail = f"{model}: HTTP {status}: {response.text[:300]}"
+    if status == 429:
+        raise RateLimited(detail, status=status, model=model, retry_after_s=retry_after(response))
+    if status in REJECTED:
+        raise RequestRejected(detail, status=status, model=model)
+    if status >= 500 or status == 408:
+        raise UpstreamUnavailable(detail, status=status, model=model, retry_after_s=retry_after(response))
+    raise GatewayError(detail, status=status, model=model)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header given in seconds (an HTTP date is ignored)."""
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_completion(response: httpx.Response, model: str, latency_s: float) -> ChatResult:
+    """Content and usage of a chat.completion body."""
+    try:
+        body: dict[str, Any] = response.json()
+        content = body["choices"][0]["message"]["content"]
+        usage = body.get("usage") or {}
+        if not isinstance(content, str):
+            raise TypeError("content is not text")
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise MalformedResponse(f"{model}: not a chat completion ({exc})", model=model) from None
+    return ChatResult(content=content, model=str(body.get("model") or model), latency_s=latency_s,
+                      usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)))

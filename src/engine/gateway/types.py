@@ -1,0 +1,62 @@
+"""Requests, results and the client protocol the engine codes against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion: `model` is a model name, a group, or `auto`."""
+
+    model: str
+    messages: list[dict[str, str]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    response_format: dict[str, Any] | None = None
+    timeout_s: float | None = None
+
+    def body(self, model: str | None = None) -> dict[str, Any]:
+        """The OpenAI-compatible JSON body, for `model` (the deployment's own name) if given."""
+        payload: dict[str, Any] = {"model": model or self.model, "messages": self.messages}
+        for key in ("temperature", "max_tokens", "response_format"):
+            value = getattr(self, key)
+            if value is not None:
+                payload[key] = value
+        return payload
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens an attempt used, and what they cost."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cost + other.cost)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """The answer's text, which deployment gave it, what it cost, and how long it took."""
+
+    content: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+
+
+class ChatClient(Protocol):
+    """Anything that answers chat requests: a single upstream, the mock provider, or the router."""
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """Answer one request or raise a `GatewayError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

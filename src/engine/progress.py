@@ -1,0 +1,83 @@
+"""Progress of a run: counts, a windowed rate, ETA and usage, reported through a callback."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from engine.results import RowResult, RowStatus
+
+RATE_WINDOW_S = 10.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a run. `done` counts rows answered now or in an earlier run of the same store."""
+
+    total: int | None = None
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    rows_per_s: float = 0.0
+    eta_s: float | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    elapsed_s: float = 0.0
+    models: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+
+    @property
+    def handled(self) -> int:
+        """Rows that need nothing more (done, failed or skipped)."""
+        return self.done + self.failed + self.skipped
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class ProgressTracker:
+    """Accumulates counts as results become durable and derives rate and ETA."""
+
+    def __init__(self, total: int | None) -> None:
+        self.started = time.monotonic()
+        self.snapshot = Progress(total=total)
+        self._models: Counter[str] = Counter()
+        self._recent: deque[tuple[float, int]] = deque()
+
+    def skipped(self, count: int) -> None:
+        """Rows not sent: empty inputs or outputs already filled."""
+        self.snapshot = replace(self.snapshot, skipped=self.snapshot.skipped + count)
+
+    def resumed(self, count: int) -> None:
+        """Rows already done in the store from an earlier run."""
+        self.snapshot = replace(self.snapshot, done=self.snapshot.done + count)
+
+    def finished_rows(self, results: list[RowResult]) -> None:
+        """Rows whose results are now durable."""
+        done = sum(r.status is RowStatus.DONE for r in results)
+        now = time.monotonic()
+        self._recent.append((now, len(results)))
+        for result in results:
+            if result.status is RowStatus.DONE and result.model:
+                self._models[result.model] += 1
+        s = self.snapshot
+        self.snapshot = replace(
+            s, done=s.done + done, failed=s.failed + len(results) - done,
+            tokens_in=s.tokens_in + sum(r.tokens_in for r in results),
+            tokens_out=s.tokens_out + sum(r.tokens_out for r in results),
+            cost=s.cost + sum(r.cost for r in results))
+
+    def current(self, *, finished: bool = False) -> Progress:
+        """The snapshot with rate, ETA and elapsed time brought up to now."""
+        now = time.monotonic()
+        while self._recent and self._recent[0][0] < now - RATE_WINDOW_S:
+            self._recent.popleft()
+        window = min(RATE_WINDOW_S, now - self.started) or 1e-9
+        rate = sum(n for _, n in self._recent) / window
+        s = self.snapshot
+        eta = (max(0, s.total - s.handled) / rate) if s.total is not None and rate > 0 else None
+        return replace(s, rows_per_s=round(rate, 2), eta_s=round(eta, 1) if eta is not None else None,
+                       elapsed_s=round(now - self.started, 3), models=dict(self._models), finished=finished)

@@ -1,0 +1,38 @@
+"""Render a row's prompt: the system text and the template with {record_json} and {column} filled in."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from typing import Any
+
+from engine.spec.models import PLACEHOLDER, RECORD_JSON, WorkflowSpec
+
+
+def json_default(value: Any) -> Any:
+    """JSON for cell values json cannot encode itself (dates, times, decimals)."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+class PromptRenderer:
+    """Turns a row's input values into chat messages."""
+
+    def __init__(self, spec: WorkflowSpec) -> None:
+        self.system = spec.prompt.system
+        self.template = spec.prompt.template
+
+    def messages(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        """System (if any) and user messages for one row."""
+        user = PLACEHOLDER.sub(lambda m: self._fill(m.group(1), record), self.template)
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": user})
+        return messages
+
+    @staticmethod
+    def _fill(name: str, record: dict[str, Any]) -> str:
+        if name == RECORD_JSON:
+            return json.dumps(record, ensure_ascii=False, default=json_default)
+        value = record.get(name)
+        return "" if value is None else json_default(value) if not isinstance(value, str) else value

@@ -1,0 +1,182 @@
+"""The results store: every finished row is made durable here before it counts as done.
+
+The engine ships a file-backed store (SQLite in the job's work folder); the worker supplies one backed by
+the platform database. Both implement `ResultStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+Key = int | str
+T = TypeVar("T")
+_IN_CHUNK = 900  # SQLite's older builds allow 999 bound parameters per statement
+
+
+class RowStatus(StrEnum):
+    """How a row ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ErrorClass(StrEnum):
+    """Why an attempt failed; each class has its own retry limit in the spec."""
+
+    API = "api_error"
+    CONTENT = "content_error"
+    SYSTEM = "system_error"
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One finished row: its answer (outputs by answer field) or its error, and what it cost."""
+
+    key: Key
+    status: RowStatus
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error_class: ErrorClass | None = None
+    error: str | None = None
+    model: str | None = None
+    attempts: int = 0
+    latency_s: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+class ResultStore(Protocol):
+    """Durable per-row results of one run, looked up by row key."""
+
+    async def write(self, results: Sequence[RowResult]) -> None:
+        """Store results (replacing earlier ones for the same keys); durable when this returns."""
+        ...
+
+    async def done_keys(self, keys: Sequence[Key]) -> set[Key]:
+        """Which of these keys already have a done result."""
+        ...
+
+    async def results_for(self, keys: Sequence[Key]) -> dict[Key, RowResult]:
+        """The stored results for these keys."""
+        ...
+
+    async def failures(self) -> list[RowResult]:
+        """Every failed row, in key order."""
+        ...
+
+    async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
+        """Done results in a stable order, `limit` at a time; returns them and the position to continue after."""
+        ...
+
+    async def close(self) -> None:
+        """Release the store."""
+        ...
+
+
+def encode_key(key: Key) -> str:
+    """A key as stored: JSON, so 7 and "7" stay different."""
+    return json.dumps(key)
+
+
+class SqliteResultStore:
+    """Results in a SQLite file (WAL: a committed row survives a crash of the process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results")
+        self._db: sqlite3.Connection | None = None
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                       "outputs TEXT, error_class TEXT, error TEXT, model TEXT, attempts INTEGER, latency_s REAL, "
+                       "tokens_in INTEGER, tokens_out INTEGER, cost REAL)")
+            self._db = db
+        return self._db
+
+    async def write(self, results: Sequence[RowResult]) -> None:
+        """Upsert a batch in one transaction."""
+        rows = [(encode_key(r.key), r.status.value, json.dumps(r.outputs, ensure_ascii=False, default=str),
+                 r.error_class.value if r.error_class else None, r.error, r.model, r.attempts, r.latency_s,
+                 r.tokens_in, r.tokens_out, r.cost) for r in results]
+
+        def write() -> None:
+            db = self._connection()
+            with db:
+                db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+        await self._call(write)
+
+    async def done_keys(self, keys: Sequence[Key]) -> set[Key]:
+        """Keys among these whose stored status is done."""
+        found = await self.results_for(keys)
+        return {key for key, result in found.items() if result.status is RowStatus.DONE}
+
+    async def results_for(self, keys: Sequence[Key]) -> dict[Key, RowResult]:
+        """Stored results of these keys."""
+        encoded = {encode_key(k): k for k in keys}
+
+        def read() -> list[tuple[Any, ...]]:
+            db = self._connection()
+            rows: list[tuple[Any, ...]] = []
+            for chunk in _chunks(list(encoded), _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                rows += db.execute(f"SELECT * FROM results WHERE key IN ({marks})", chunk).fetchall()
+            return rows
+
+        return {encoded[row[0]]: _result(row) for row in await self._call(read)}
+
+    async def failures(self) -> list[RowResult]:
+        """Every failed row."""
+        def read() -> list[tuple[Any, ...]]:
+            return self._connection().execute("SELECT * FROM results WHERE status = 'failed' ORDER BY key").fetchall()
+
+        return [_result(row) for row in await self._call(read)]
+
+    async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
+        """Done results by stored key, `limit` at a time."""
+        def read() -> list[tuple[Any, ...]]:
+            return self._connection().execute(
+                "SELECT * FROM results WHERE status = 'done' AND key > ? ORDER BY key LIMIT ?", (after or "", limit),
+            ).fetchall()
+
+        rows = await self._call(read)
+        return [_result(row) for row in rows], (rows[-1][0] if rows else None)
+
+    async def close(self) -> None:
+        """Close the file and the thread."""
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._call(close)
+        self._thread.shutdown(wait=True)
+
+
+def _result(row: tuple[Any, ...]) -> RowResult:
+    key, status, outputs, error_class, error, model, attempts, latency_s, tokens_in, tokens_out, cost = row
+    return RowResult(key=json.loads(key), status=RowStatus(status), outputs=json.loads(outputs or "{}"),
+                     error_class=ErrorClass(error_class) if error_class else None, error=error, model=model,
+                     attempts=attempts or 0, latency_s=latency_s or 0.0, tokens_in=tokens_in or 0,
+                     tokens_out=tokens_out or 0, cost=cost or 0.0)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

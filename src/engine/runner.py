@@ -1,0 +1,169 @@
+"""Run one workflow spec over its rows: a continuous window of in-flight rows, durable results, output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+
+from engine.attempts import RowProcessor, RowTask
+from engine.gateway import ChatClient
+from engine.pause import PauseGate
+from engine.progress import Progress, ProgressCallback, ProgressTracker
+from engine.results import ErrorClass, ResultStore, RowResult
+from engine.selection import send_mask
+from engine.sinks import Sink
+from engine.sources import Source
+from engine.spec.models import WorkflowSpec
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("rowloom.engine")
+
+EventCallback = Callable[[str, str, dict[str, Any]], None]
+FLUSH_ROWS = 256  # results made durable together
+FLUSH_S = 0.2  # ... or after this long, whichever comes first
+PROGRESS_EVERY_S = 0.5
+DRAIN_ON_STOP_S = 1.5  # in-flight rows this long after a stop; the rest are dropped and resent on resume
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: final progress, where the output is, and whether it was stopped early."""
+
+    progress: Progress
+    output: str | None
+    stopped: bool
+
+
+class Runner:
+    """Streams a source's rows through a chat client into a results store, then writes the sink."""
+
+    def __init__(self, spec: WorkflowSpec, *, client: ChatClient, store: ResultStore, source: Source, sink: Sink,
+                 on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
+                 stop: asyncio.Event | None = None) -> None:
+        self.spec = spec
+        self.store = store
+        self.source = source
+        self.sink = sink
+        self.on_progress = on_progress
+        self.on_event = on_event
+        self.stop = stop or asyncio.Event()
+        self.retries: dict[ErrorClass, int] = dict.fromkeys(ErrorClass, 0)
+        self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
+                              window_s=spec.concurrency.error_window_s, on_pause=self._paused)
+        self.processor = RowProcessor(spec, client, self.gate, on_retry=self._retried)
+
+    def _event(self, kind: str, message: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, message, data)
+
+    def _paused(self, cause: str, seconds: float) -> None:
+        self._event("paused_for_api_errors", f"all requests paused {seconds:g}s after: {cause}", cause=cause,
+                    seconds=seconds)
+
+    def _retried(self, kind: ErrorClass) -> None:
+        self.retries[kind] += 1
+
+    async def run(self) -> RunOutcome:
+        """Run to the end (or until `stop` is set) and write the output."""
+        with tracer.start_as_current_span("run", attributes={"rowloom.workflow": self.spec.name or ""}) as span:
+            tracker = ProgressTracker(await self.source.count())
+            tasks: asyncio.Queue[RowTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
+            results: asyncio.Queue[RowResult | None] = asyncio.Queue()
+            workers = [asyncio.create_task(self._work(tasks, results))
+                       for _ in range(self.spec.concurrency.in_flight)]
+            writer = asyncio.create_task(self._write(results, tracker))
+            try:
+                await self._produce(tasks, tracker)
+                await self._finish_workers(workers, tasks)
+            finally:
+                for worker in workers:
+                    worker.cancel()
+                await results.put(None)
+                await writer
+            output = await self.sink.save(self.source, self.store)
+            stopped = self.stop.is_set()
+            progress = tracker.current(finished=True)
+            self._emit(progress)
+            self._event("output_written", f"output written to {output}", output=output)
+            span.set_attributes({"rowloom.rows.done": progress.done, "rowloom.rows.failed": progress.failed,
+                                 "rowloom.rows.skipped": progress.skipped, "rowloom.stopped": stopped})
+            return RunOutcome(progress=progress, output=output, stopped=stopped)
+
+    async def _produce(self, tasks: asyncio.Queue[RowTask | None], tracker: ProgressTracker) -> None:
+        inputs = self.spec.columns.input
+        async for batch in self.source.batches():
+            if self.stop.is_set():
+                return
+            mask = send_mask(batch.frame, self.spec)
+            chosen = [i for i, send in enumerate(mask.to_list()) if send]
+            tracker.skipped(batch.frame.height - len(chosen))
+            keys = [batch.keys[i] for i in chosen]
+            done = await self.store.done_keys(keys)
+            tracker.resumed(len(done))
+            records = batch.frame[chosen].select(inputs).to_dicts() if chosen else []
+            for key, record in zip(keys, records, strict=True):
+                if key not in done and not await self._put(tasks, RowTask(key, record)):
+                    return
+
+    async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RowTask | None]) -> None:
+        for _ in workers:
+            await tasks.put(None)
+        everyone: asyncio.Future[Any] = asyncio.gather(*workers)
+        stop_wait: asyncio.Future[Any] = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({everyone, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not everyone.done():  # stopped with rows in flight: give them a moment, then drop them
+            await asyncio.wait({everyone}, timeout=DRAIN_ON_STOP_S)
+            everyone.cancel()
+        stop_wait.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await everyone
+
+    async def _work(self, tasks: asyncio.Queue[RowTask | None], results: asyncio.Queue[RowResult | None]) -> None:
+        while (task := await tasks.get()) is not None:
+            if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
+                await results.put(await self.processor.process(task))
+
+    async def _put(self, tasks: asyncio.Queue[RowTask | None], task: RowTask) -> bool:
+        """Queue a row unless a stop comes first (the queue is full whenever the window is)."""
+        while not self.stop.is_set():
+            try:
+                await asyncio.wait_for(tasks.put(task), timeout=0.1)
+                return True
+            except TimeoutError:
+                continue
+        return False
+
+    async def _write(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
+        pending: list[RowResult] = []
+        flushed_at = reported_at = saved_at = time.monotonic()
+        finished = False
+        while not finished:
+            with contextlib.suppress(TimeoutError):
+                item = await asyncio.wait_for(results.get(), timeout=FLUSH_S)
+                if item is None:
+                    finished = True
+                else:
+                    pending.append(item)
+            now = time.monotonic()
+            if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
+                await self.store.write(pending)  # durable first, counted after
+                tracker.finished_rows(pending)
+                pending, flushed_at = [], now
+            if now - reported_at >= PROGRESS_EVERY_S:
+                self._emit(tracker.current())
+                reported_at = now
+            if not finished and now - saved_at >= self.spec.concurrency.save_interval_s:
+                output = await self.sink.save(self.source, self.store)
+                self._event("output_saved", f"partial output saved to {output}", output=output)
+                saved_at = time.monotonic()
+
+    def _emit(self, progress: Progress) -> None:
+        if self.on_progress is not None:
+            self.on_progress(progress)

@@ -1,0 +1,74 @@
+"""Write answers back into a MySQL/MariaDB table by key: batched UPDATEs, one transaction per batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.mysql import connect, quote, table_columns
+from engine.results import ResultStore
+from engine.sinks.base import cell_text
+from engine.sources.base import InputError, Source
+from engine.spec.models import MysqlConnection, MysqlSink, MysqlSource, WorkflowSpec
+
+BATCH = 1_000
+
+
+class MysqlWriteBack:
+    """UPDATE table SET <output columns> WHERE key = ... for every done row."""
+
+    def __init__(self, connection: MysqlConnection, table: str, key: str, outputs: dict[str, str]) -> None:
+        self.connection = connection
+        self.table = table
+        self.key = key
+        self.outputs = outputs
+        self.description = f"mysql {connection.database}.{table}"
+        self._checked = False
+
+    @classmethod
+    def from_spec(cls, spec: WorkflowSpec) -> MysqlWriteBack:
+        """The sink's settings, defaulting to the MySQL source's connection, table and key."""
+        sink = spec.sink if isinstance(spec.sink, MysqlSink) else MysqlSink(kind="mysql")
+        source = spec.source if isinstance(spec.source, MysqlSource) else None
+        connection = sink.connection or (source.connection if source else None)
+        table = sink.table or (source.table if source else None)
+        key = sink.key or (source.key if source else None)
+        if connection is None or table is None or key is None:
+            raise InputError("sink: a mysql sink needs connection, table and key")
+        return cls(connection, table, key, dict(spec.columns.output))
+
+    async def check(self) -> None:
+        """The table has the key and every output column."""
+        connection = await connect(self.connection)
+        try:
+            columns = await table_columns(connection, self.connection.database, self.table)
+        finally:
+            connection.close()
+        missing = [c for c in (self.key, *self.outputs.values()) if c not in columns]
+        if missing:
+            raise InputError(f"{self.description}: column(s) not found: {', '.join(missing)}")
+        self._checked = True
+
+    async def save(self, source: Source, store: ResultStore) -> str:
+        """Update every done row, BATCH rows per transaction."""
+        if not self._checked:
+            await self.check()
+        fields = list(self.outputs)
+        assignments = ", ".join(f"{quote(self.outputs[f])} = %s" for f in fields)
+        sql = f"UPDATE {quote(self.table)} SET {assignments} WHERE {quote(self.key)} = %s"
+        connection = await connect(self.connection)
+        try:
+            after: str | None = None
+            while True:
+                results, after = await store.done_page(after=after, limit=BATCH)
+                if not results:
+                    break
+                rows: list[tuple[Any, ...]] = [(*(cell_text(r.outputs.get(f)) for f in fields), r.key) for r in results]
+                async with connection.cursor() as cursor:
+                    await cursor.executemany(sql, rows)
+                await connection.commit()
+        except BaseException:
+            await connection.rollback()
+            raise
+        finally:
+            connection.close()
+        return self.description

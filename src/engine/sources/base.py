@@ -1,0 +1,89 @@
+"""What every source provides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+import polars as pl
+
+from engine.results import Key
+
+
+class InputError(ValueError):
+    """The job's input cannot be used (missing file, sheet, column, key); found before any request."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive rows: all original columns in order, and one key per row."""
+
+    frame: pl.DataFrame
+    keys: list[Key]
+
+
+class Source(Protocol):
+    """A table read in batches."""
+
+    columns: list[str]
+    description: str
+
+    async def count(self) -> int | None:
+        """How many rows there are, if cheap to know."""
+        ...
+
+    def batches(self) -> AsyncIterator[Batch]:
+        """The rows, batch by batch, in a stable order."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def check_columns(source: Source, needed: Iterable[str], *, what: str) -> None:
+    """InputError naming every needed column the source lacks."""
+    missing = [name for name in needed if name not in source.columns]
+    if missing:
+        raise InputError(f"{source.description}: {what} column(s) not found: {', '.join(missing)} "
+                         f"(columns: {', '.join(source.columns[:30])}{'...' if len(source.columns) > 30 else ''})")
+
+
+def canonical_key(value: Any) -> Key:
+    """A key as results are stored under: an int or a string."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def keyed(frames: Iterator[pl.DataFrame], key: str | None) -> Iterator[Batch]:
+    """Attach keys to frames: the key column's values, or the 0-based row position."""
+    position = 0
+    for frame in frames:
+        if key is None:
+            keys: list[Key] = list(range(position, position + frame.height))
+        else:
+            keys = [canonical_key(v) for v in frame.get_column(key).to_list()]
+        position += frame.height
+        yield Batch(frame, keys)
+
+
+def check_key(frame: pl.LazyFrame | pl.DataFrame, key: str, description: str) -> None:
+    """InputError if the key column has empty or repeated values."""
+    stats = frame.lazy().select(
+        pl.col(key).is_null().sum().alias("nulls"),
+        pl.col(key).is_duplicated().any().alias("dupes"),
+    ).collect()
+    if stats["nulls"][0]:
+        raise InputError(f"{description}: key column {key!r} has {stats['nulls'][0]} empty value(s)")
+    if stats["dupes"][0]:
+        example = frame.lazy().filter(pl.col(key).is_duplicated()).select(key).head(1).collect().item()
+        raise InputError(f"{description}: key column {key!r} has repeated values (e.g. {example!r})")

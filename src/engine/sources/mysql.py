@@ -1,0 +1,78 @@
+"""A MySQL/MariaDB table read in batches ordered by its key (keyset paging: fast at any depth)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import polars as pl
+
+from engine.mysql import connect, quote, table_columns
+from engine.sources.base import Batch, InputError, canonical_key
+from engine.spec.models import MysqlSource
+
+
+class MysqlTableSource:
+    """Rows of `table` (optionally filtered by `where`), `batch_size` at a time, by ascending key."""
+
+    def __init__(self, config: MysqlSource, connection: Any, columns: list[str]) -> None:
+        self.config = config
+        self.connection = connection
+        self.columns = columns
+        self.description = f"mysql {config.connection.database}.{config.table}"
+        self._from = f"FROM {quote(config.table)}"
+        self._where = f"({config.where})" if config.where else "1=1"
+
+    @classmethod
+    async def open(cls, config: MysqlSource) -> MysqlTableSource:
+        """Connect and read the table's columns; the key column must exist and be unique."""
+        connection = await connect(config.connection)
+        try:
+            columns = await table_columns(connection, config.connection.database, config.table)
+            source = cls(config, connection, columns)
+            if config.key not in columns:
+                raise InputError(f"{source.description}: key column {config.key!r} not found "
+                                 f"(columns: {', '.join(columns)})")
+            repeated = await source._scalar(f"SELECT {quote(config.key)} {source._from} GROUP BY {quote(config.key)} "
+                                            "HAVING COUNT(*) > 1 LIMIT 1")
+            if repeated is not None:
+                raise InputError(f"{source.description}: key column {config.key!r} has repeated values "
+                                 f"(e.g. {repeated!r})")
+        except BaseException:
+            connection.close()
+            raise
+        return source
+
+    async def _scalar(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        async with self.connection.cursor() as cursor:
+            await cursor.execute(sql, args)
+            row = await cursor.fetchone()
+        await self.connection.commit()
+        return row[0] if row else None
+
+    async def count(self) -> int | None:
+        """Rows matching `where`."""
+        return int(await self._scalar(f"SELECT COUNT(*) {self._from} WHERE {self._where}"))
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        """Batches by ascending key."""
+        key = quote(self.config.key)
+        columns = ", ".join(quote(c) for c in self.columns)
+        last: Any = None
+        while True:
+            after = f" AND {key} > %s" if last is not None else ""
+            sql = (f"SELECT {columns} {self._from} WHERE {self._where}{after} ORDER BY {key} "
+                   f"LIMIT {self.config.batch_size}")
+            async with self.connection.cursor() as cursor:
+                await cursor.execute(sql, (last,) if last is not None else ())
+                rows = list(await cursor.fetchall())
+            await self.connection.commit()  # end the snapshot so later batches see committed write-backs
+            if not rows:
+                return
+            frame = pl.DataFrame(rows, schema=self.columns, orient="row", infer_schema_length=None)
+            last = rows[-1][self.columns.index(self.config.key)]
+            yield Batch(frame, [canonical_key(v) for v in frame.get_column(self.config.key).to_list()])
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()

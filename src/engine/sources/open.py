@@ -1,0 +1,60 @@
+"""Open the source a spec names, relative to a base folder, and check it before any request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.sources.base import InputError, Source, check_columns
+from engine.sources.files import csv_source, excel_source, inline_source, jsonl_source, parquet_source
+from engine.spec.models import (
+    CsvSource,
+    ExcelSource,
+    InlineSource,
+    JsonlSource,
+    MysqlSource,
+    ParquetSource,
+    WorkflowSpec,
+)
+
+
+def resolve(path: str, base_dir: Path) -> Path:
+    """A spec path, relative to the base folder unless absolute."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def _existing_file(path: str, base_dir: Path) -> Path:
+    resolved = resolve(path, base_dir)
+    if not resolved.is_file():
+        raise InputError(f"{resolved}: no such file" if not resolved.exists() else f"{resolved}: not a file")
+    return resolved
+
+
+async def open_source(spec: WorkflowSpec, *, base_dir: Path) -> Source:
+    """The spec's source, opened and checked: file, sheet, input columns, key column."""
+    config = spec.source
+    source: Source
+    if isinstance(config, CsvSource):
+        source = csv_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size,
+                            separator=config.separator, encoding=config.encoding)
+    elif isinstance(config, ParquetSource):
+        source = parquet_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size)
+    elif isinstance(config, JsonlSource):
+        source = jsonl_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size)
+    elif isinstance(config, ExcelSource):
+        source = excel_source(_existing_file(config.path, base_dir), sheet=config.sheet,
+                              header_row=config.header_row, key=config.key, batch_size=config.batch_size)
+    elif isinstance(config, InlineSource):
+        source = inline_source(config.rows, key=config.key, batch_size=10_000)
+    elif isinstance(config, MysqlSource):
+        from engine.sources.mysql import MysqlTableSource
+
+        source = await MysqlTableSource.open(config)
+    else:  # pragma: no cover - the spec's union is closed
+        raise InputError(f"unsupported source kind {config.kind!r}")
+    key = getattr(config, "key", None)
+    check_columns(source, [*spec.columns.input, *([key] if key else [])], what="input or key")
+    check_key = getattr(source, "check_key", None)
+    if check_key is not None:
+        check_key()
+    return source
