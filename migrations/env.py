@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from api_server.db.engine import create_engine
+from api_server.db.migrate import only_rowloom_tables
 from api_server.models import metadata
 from api_server.settings import get_settings
 
@@ -20,7 +21,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 def run_with(connection: Connection) -> None:
     """Run the migrations on a synchronous (or run_sync-wrapped) connection."""
     context.configure(connection=connection, target_metadata=metadata, compare_type=True,
-                      render_as_batch=connection.dialect.name == "sqlite")
+                      include_name=only_rowloom_tables, render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()
 

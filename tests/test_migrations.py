@@ -13,6 +13,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from api_server.db import Database
+from api_server.db.migrate import only_rowloom_tables
 from api_server.models import metadata
 from tests.services import mysql_url
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _diff(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(connection, opts={"compare_type": True, "include_name": only_rowloom_tables})
     return list(compare_metadata(context, metadata))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -20,6 +21,13 @@ def alembic_config() -> Config:
     config.set_main_option("script_location", str(location))
     config.attributes["configure_logger"] = False
     return config
+
+
+def only_rowloom_tables(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic `include_name`: a shared database's other tables are never Rowloom's to alter or drop."""
+    from api_server.models import metadata
+
+    return type_ != "table" or name in metadata.tables or name == "alembic_version"
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

@@ -1,0 +1,157 @@
+"""The project's own fake OpenAI-compatible upstream for tests: real HTTP on 127.0.0.1, faults on demand.
+
+Answers are deterministic: enum fields pick by a hash of the row's prompt (the first user message), string
+fields are `<field>:<hash>` so a test can check that each answer landed on the row it was asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Fault = str  # "429", "500", "400", "malformed", "hang", "bad-enum"
+FaultPolicy = Callable[[str, int, dict[str, Any]], Fault | None]  # (row prompt, attempt of it, body)
+
+
+def marker(prompt: str) -> str:
+    """The hash string answers carry for a row prompt."""
+    return hashlib.sha1(prompt.encode()).hexdigest()[:12]
+
+
+def row_prompt(body: dict[str, Any]) -> str:
+    """The first user message: the row's rendered prompt, the same on every attempt."""
+    return next(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+def first_attempts(rates: dict[Fault, float], *, attempts: int = 1) -> FaultPolicy:
+    """Faults drawn by prompt hash, hitting only the first `attempts` attempts of each prompt."""
+    def policy(prompt: str, attempt: int, _: dict[str, Any]) -> Fault | None:
+        if attempt > attempts:
+            return None
+        draw = random.Random(f"{prompt}/{attempt}").random()
+        edge = 0.0
+        for fault, rate in rates.items():
+            edge += rate
+            if draw < edge:
+                return fault
+        return None
+    return policy
+
+
+@dataclass
+class UpstreamStats:
+    """What the upstream saw."""
+
+    requests: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    attempts: Counter[str] = field(default_factory=Counter)  # by row prompt
+    ok: Counter[str] = field(default_factory=Counter)  # answered 200 with valid content, by row prompt
+    models: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeUpstream:
+    """`async with FakeUpstream(...) as up:` serves `up.base_url` until the block ends."""
+
+    def __init__(self, *, latency_s: float = 0.0, faults: FaultPolicy | None = None, keep_bodies: bool = False,
+                 hang_s: float = 30.0) -> None:
+        self.latency_s = latency_s
+        self.faults = faults
+        self.keep_bodies = keep_bodies
+        self.hang_s = hang_s
+        self.stats = UpstreamStats()
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+        self.base_url = ""
+
+    async def __aenter__(self) -> FakeUpstream:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for connection in list(self._connections):
+            connection.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+                body = await reader.readexactly(int(headers.get("content-length") or 0))
+                status, payload, extra = await self._route(method, path, body)
+                data = json.dumps(payload).encode()
+                extra_headers = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                             f"{extra_headers}\r\n".encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _route(self, method: str, path: str, raw: bytes) -> tuple[int, Any, dict[str, str]]:
+        if not (method == "POST" and path.endswith("/chat/completions")):
+            return 404, {"error": {"message": f"no route {method} {path}"}}, {}
+        stats = self.stats
+        stats.requests += 1
+        body = json.loads(raw)
+        if self.keep_bodies:
+            stats.bodies.append(body)
+        prompt = row_prompt(body)
+        stats.attempts[prompt] += 1
+        stats.models[body.get("model", "")] += 1
+        fault = self.faults(prompt, stats.attempts[prompt], body) if self.faults else None
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            await asyncio.sleep(self.hang_s if fault == "hang" else self.latency_s)
+        finally:
+            stats.in_flight -= 1
+        if fault in ("429", "500", "400"):
+            status = int(fault)
+            stats.by_status[status] += 1
+            return status, {"error": {"message": f"injected {fault}"}}, {"Retry-After": "0"} if status == 429 else {}
+        answer = self.answer(body, prompt, bad_enum=fault == "bad-enum")
+        content = json.dumps(answer, ensure_ascii=False)
+        if fault == "malformed":
+            content = content[: len(content) // 2]
+        else:
+            stats.ok[prompt] += fault != "bad-enum"
+        stats.by_status[200] += 1
+        usage = {"prompt_tokens": len(prompt) // 4 + 1, "completion_tokens": len(content) // 4 + 1}
+        return 200, {"id": "x", "object": "chat.completion", "model": body.get("model"), "usage": usage,
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                  "finish_reason": "stop"}]}, {}
+
+    @staticmethod
+    def answer(body: dict[str, Any], prompt: str, *, bad_enum: bool = False) -> dict[str, Any]:
+        """A schema-valid answer for the row prompt (an invalid enum value with bad_enum)."""
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {
+            "properties": {"answer": {"type": "string"}}}
+        digest = int(marker(prompt), 16)
+        answer: dict[str, Any] = {}
+        for name, prop in schema.get("properties", {}).items():
+            if "enum" in prop:
+                answer[name] = "not-an-option" if bad_enum else prop["enum"][digest % len(prop["enum"])]
+            elif prop.get("type") == "integer":
+                answer[name] = digest % 1000
+            else:
+                answer[name] = f"{name}:{marker(prompt)}"
+        return answer

@@ -1,0 +1,103 @@
+"""Excel in and out, and bad input caught before any request is sent."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+import pytest
+import xlsxwriter
+
+from engine.gateway.openai_client import OpenAIClient
+from engine.run import run_spec
+from engine.sources import InputError
+from tests.engine_helpers import expected_summary, make_spec, tickets
+from tests.fake_upstream import FakeUpstream
+
+
+def write_workbook(path: Path, rows: int) -> None:
+    """Tickets plus a date, a number and a formula (with its cached value), in a sheet named 'Tickets'."""
+    book = xlsxwriter.Workbook(str(path))
+    book.add_worksheet("Notes").write(0, 0, "not this sheet")
+    sheet = book.add_worksheet("Tickets")
+    dates = book.add_format({"num_format": "yyyy-mm-dd"})
+    sheet.write_row(0, 0, ["id", "subject", "body", "opened", "amount", "double"])
+    frame = tickets(rows)
+    for i, row in enumerate(frame.iter_rows(named=True), start=1):
+        sheet.write_string(i, 0, row["id"])
+        sheet.write_string(i, 1, row["subject"])
+        if row["body"] is not None:
+            sheet.write_string(i, 2, row["body"])
+        sheet.write_datetime(i, 3, datetime(2026, 1, 1 + i % 28), dates)
+        sheet.write_number(i, 4, i * 1.5)
+        sheet.write_formula(i, 5, f"=E{i + 1}*2", None, i * 3.0)
+    book.close()
+
+
+def read_sheet(path: Path, sheet: str | int = 0) -> pl.DataFrame:
+    frame: pl.DataFrame = fastexcel.read_excel(path).load_sheet(sheet).to_polars()
+    return frame
+
+
+async def test_excel_in_and_out_keeps_every_cell(tmp_path: Path) -> None:
+    write_workbook(tmp_path / "in.xlsx", 40)
+    spec = make_spec(source="{kind: excel, path: in.xlsx, sheet: Tickets, key: id}",
+                     sink="{kind: excel, path: out.xlsx}")
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        outcome = await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    assert (outcome.progress.done, outcome.progress.skipped) == (36, 4)
+    source = read_sheet(tmp_path / "in.xlsx", "Tickets")
+    out = read_sheet(tmp_path / "out.xlsx")
+    assert out.columns == [*source.columns, "ai_category", "ai_summary"]
+    assert out.select(source.columns).equals(source)  # unicode, empties, dates, numbers, formula values
+    assert source["opened"][0] == datetime(2026, 1, 2) or source["opened"][0] == date(2026, 1, 2)
+    assert source["double"].to_list()[:3] == [3.0, 6.0, 9.0]
+    for row in out.iter_rows(named=True):
+        if row["body"] is None:
+            assert row["ai_summary"] is None
+        else:
+            assert row["ai_summary"] == expected_summary(spec, row)
+
+
+SOURCE_ERRORS = [
+    ("{kind: csv, path: missing.csv}", "no such file"),
+    ("{kind: excel, path: in.xlsx, sheet: Nope}", "no sheet 'Nope'"),
+    ("{kind: excel, path: in.xlsx, sheet: 7}", "no sheet 7"),
+    ("{kind: excel, path: in.xlsx, sheet: Notes}", "column(s) not found: subject, body"),
+    ("{kind: csv, path: in.csv, key: ticket_no}", "not found: ticket_no"),
+    ("{kind: csv, path: dupes.csv, key: id}", "repeated values"),
+    ("{kind: parquet, path: in.csv}", "cannot read"),
+]
+
+
+@pytest.mark.parametrize(("source", "message"), SOURCE_ERRORS)
+async def test_bad_sources_fail_before_any_request(tmp_path: Path, source: str, message: str) -> None:
+    write_workbook(tmp_path / "in.xlsx", 3)
+    tickets(3).write_csv(tmp_path / "in.csv")
+    pl.concat([tickets(3), tickets(1)]).write_csv(tmp_path / "dupes.csv")
+    spec = make_spec(source=source, sink="{kind: csv, path: out.csv}")
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    assert up.stats.requests == 0
+
+
+@pytest.mark.parametrize("case", ["folder", "parent-is-file"])
+async def test_unwritable_outputs_fail_before_any_request(tmp_path: Path, case: str) -> None:
+    tickets(3).write_csv(tmp_path / "in.csv")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "afile").write_text("x")
+    target = {"folder": "taken", "parent-is-file": "afile/out.csv"}[case]
+    spec = make_spec(source="{kind: csv, path: in.csv}", sink=f"{{kind: csv, path: {target}}}")
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        with pytest.raises(InputError):
+            await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    assert up.stats.requests == 0

@@ -1,0 +1,111 @@
+"""MySQL/MariaDB tables as source and write-back sink (real MariaDB on 127.0.0.1)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import asyncmy
+import pytest
+
+from engine.gateway.openai_client import OpenAIClient
+from engine.run import run_spec
+from engine.sources import InputError
+from tests.engine_helpers import expected_summary, make_spec, tickets
+from tests.fake_upstream import FakeUpstream
+from tests.services import mysql_url
+
+pytestmark = pytest.mark.mysql
+
+
+@pytest.fixture
+async def mysql() -> AsyncIterator[dict[str, Any]]:
+    """Connection settings of the test database; the tables a test makes are dropped after it."""
+    parsed = urlparse(mysql_url().replace("+asyncmy", ""))
+    settings = {"host": parsed.hostname, "port": parsed.port or 3306, "user": parsed.username or "root",
+                "password": parsed.password or "", "database": parsed.path.lstrip("/")}
+    yield settings
+    await execute(settings, "DROP TABLE IF EXISTS engine_tickets", "DROP TABLE IF EXISTS engine_nokey")
+
+
+async def execute(mysql: dict[str, Any], *statements: str, rows: list[tuple[Any, ...]] | None = None) -> list[Any]:
+    connection = await asyncmy.connect(**mysql, autocommit=True, charset="utf8mb4")
+    try:
+        async with connection.cursor() as cursor:
+            result: list[Any] = []
+            for statement in statements:
+                if rows is not None and "%s" in statement:
+                    await cursor.executemany(statement, rows)
+                else:
+                    await cursor.execute(statement)
+                    result = list(await cursor.fetchall())
+            return result
+    finally:
+        connection.close()
+
+
+def source_flow(mysql: dict[str, Any], table: str, extra: str = "") -> str:
+    connection = f"{{host: {mysql['host']}, port: {mysql['port']}, user: {mysql['user']}, " \
+                 f"password: '{mysql['password']}', database: {mysql['database']}}}"
+    return f"{{kind: mysql, connection: {connection}, table: {table}, key: id, batch_size: 25{extra}}}"
+
+
+async def test_table_rows_are_answered_and_written_back_by_key(tmp_path: Path, mysql: dict[str, Any]) -> None:
+    frame = tickets(120)
+    await execute(mysql, "DROP TABLE IF EXISTS engine_tickets",
+                  "CREATE TABLE engine_tickets (id INT PRIMARY KEY, ticket VARCHAR(20), subject VARCHAR(200), "
+                  "body TEXT NULL, ai_category VARCHAR(40) NULL, ai_summary VARCHAR(200) NULL) CHARSET utf8mb4",
+                  "INSERT INTO engine_tickets (id, ticket, subject, body, ai_category, ai_summary) "
+                  "VALUES (%s, %s, %s, %s, %s, %s)",
+                  rows=[(i * 3, r["id"], r["subject"], r["body"],
+                         *(("business", "kept") if i % 20 == 0 else (None, None)))
+                        for i, r in enumerate(frame.iter_rows(named=True))])
+    spec = make_spec(source=source_flow(mysql, "engine_tickets", ", where: 'id < 300'"))
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        outcome = await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    rows = await execute(mysql, "SELECT id, subject, body, ai_category, ai_summary FROM engine_tickets ORDER BY id")
+    assert outcome.progress.total == 100
+    answered = 0
+    for id_, subject, body, category, summary in rows:
+        if (id_ // 3) % 20 == 0:
+            assert (category, summary) == ("business", "kept")  # outputs already filled: skipped, kept
+        elif id_ >= 300:
+            assert summary is None  # outside the WHERE: untouched
+        elif body is None:
+            assert summary is None  # an empty input: skipped
+        else:
+            assert summary == expected_summary(spec, {"subject": subject, "body": body})
+            assert category in ("technical", "business", "general")
+            answered += 1
+    assert answered == outcome.progress.done == up.stats.requests
+
+
+async def test_table_without_the_key_column_fails_before_any_request(tmp_path: Path,
+                                                                     mysql: dict[str, Any]) -> None:
+    await execute(mysql, "DROP TABLE IF EXISTS engine_nokey",
+                  "CREATE TABLE engine_nokey (ticket VARCHAR(20), subject TEXT, body TEXT, ai_category TEXT, "
+                  "ai_summary TEXT)")
+    spec = make_spec(source=source_flow(mysql, "engine_nokey"))
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        with pytest.raises(InputError, match="key column 'id' not found"):
+            await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        missing = make_spec(source=source_flow(mysql, "engine_missing"))
+        with pytest.raises(InputError, match="no such table"):
+            await run_spec(missing, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    assert up.stats.requests == 0
+
+
+async def test_missing_password_variable_is_named_not_printed(tmp_path: Path, mysql: dict[str, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ROWLOOM_TEST_NO_SUCH_PASSWORD", raising=False)
+    flow = source_flow(mysql, "engine_tickets").replace(f"password: '{mysql['password']}'",
+                                                        "password: '${ROWLOOM_TEST_NO_SUCH_PASSWORD}'")
+    spec = make_spec(source=flow)
+    with pytest.raises(InputError, match="ROWLOOM_TEST_NO_SUCH_PASSWORD is not set"):
+        await run_spec(spec, client=OpenAIClient("http://127.0.0.1:9/v1"), base_dir=tmp_path, work_dir=tmp_path)

@@ -1,0 +1,185 @@
+"""The row engine over real files and a fake upstream on 127.0.0.1 with injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from engine.gateway.openai_client import OpenAIClient
+from engine.results import ErrorClass, SqliteResultStore
+from engine.run import run_spec
+from engine.runner import RunOutcome
+from engine.spec.models import WorkflowSpec
+from tests.engine_helpers import expected_summary, make_spec, read_csv_text, tickets
+from tests.fake_upstream import FakeUpstream, first_attempts
+
+
+async def run(spec: WorkflowSpec, up: FakeUpstream, tmp_path: Path, **kwargs: Any) -> RunOutcome:
+    client = OpenAIClient(up.base_url, timeout_s=kwargs.pop("timeout_s", 10))
+    try:
+        return await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "work", **kwargs)
+    finally:
+        await client.aclose()
+
+
+def csv_spec(tmp_path: Path, rows: int, **kwargs: Any) -> WorkflowSpec:
+    tickets(rows).write_csv(tmp_path / "in.csv")
+    return make_spec(source="{kind: csv, path: in.csv, key: id, batch_size: 40}",
+                     sink="{kind: csv, path: out/out.csv}", **kwargs)
+
+
+def assert_answers_on_their_rows(spec: WorkflowSpec, out: pl.DataFrame) -> int:
+    filled = 0
+    for row in out.iter_rows(named=True):
+        if row["body"] is None:
+            assert row["ai_summary"] is None and row["ai_category"] is None
+            continue
+        if row["ai_summary"] is not None:
+            assert row["ai_summary"] == expected_summary(spec, row)
+            assert row["ai_category"] in ("technical", "business", "general")
+            filled += 1
+    return filled
+
+
+async def test_faults_end_valid_and_every_answer_lands_on_its_row(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 300)
+    events: list[str] = []
+    faults = first_attempts({"429": 0.1, "500": 0.1, "malformed": 0.1})
+    async with FakeUpstream(faults=faults) as up:
+        outcome = await run(spec, up, tmp_path, on_event=lambda kind, *_: events.append(kind))
+    p = outcome.progress
+    assert (p.total, p.done, p.failed, p.skipped) == (300, 270, 0, 30)
+    out = read_csv_text(tmp_path / "out" / "out.csv")
+    assert out.columns == ["id", "subject", "body", "ai_category", "ai_summary"]
+    assert out["id"].to_list() == tickets(300)["id"].to_list()
+    assert assert_answers_on_their_rows(spec, out) == 270
+    assert set(up.stats.by_status) == {200, 429, 500}
+    assert max(up.stats.attempts.values()) <= 1 + 3 + 2  # within api_error + content_error retries
+    assert set(up.stats.ok.values()) == {1}  # no row was answered twice
+    assert p.tokens_in > 0 and p.tokens_out > 0
+    assert "paused_for_api_errors" in events and events[-1] == "output_written"
+    assert not (tmp_path / "out" / "out.errors.csv").exists()
+
+
+async def test_rows_that_keep_failing_are_recorded_and_left_unfilled(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 60, api=2, content=1)
+    doomed = {"500": set(), "400": set(), "bad-enum": set()}
+
+    def faults(prompt: str, attempt: int, body: dict[str, Any]) -> str | None:
+        index = int(prompt.split("Printer ")[1].split(" ")[0])
+        kind = {1: "500", 2: "400", 3: "bad-enum"}.get(index % 7)
+        if kind:
+            doomed[kind].add(prompt)
+        return kind
+
+    async with FakeUpstream(faults=faults) as up:
+        outcome = await run(spec, up, tmp_path)
+    failed_prompts = set().union(*doomed.values())
+    assert outcome.progress.failed == len(failed_prompts)
+    assert outcome.progress.done == 54 - len(failed_prompts)
+    for prompt in doomed["500"]:
+        assert up.stats.attempts[prompt] == 3  # 1 + api_error retries
+    for prompt in doomed["400"]:
+        assert up.stats.attempts[prompt] == 1  # the request's own fault: never retried
+    for prompt in doomed["bad-enum"]:
+        assert up.stats.attempts[prompt] == 2  # 1 + content_error retries
+    errors = read_csv_text(tmp_path / "out" / "out.errors.csv")
+    assert sorted(errors["error_class"].unique()) == [ErrorClass.API.value, ErrorClass.CONTENT.value]
+    assert errors.filter(pl.col("error_class") == "content_error")["reason"].str.contains("not-an-option").all()
+    out = read_csv_text(tmp_path / "out" / "out.csv")
+    failed_keys = set(errors["key"].to_list())
+    for row in out.iter_rows(named=True):
+        if row["id"] in failed_keys:
+            assert row["ai_summary"] is None and row["ai_category"] is None  # never "ERROR: ..." in the output
+
+
+async def test_content_errors_fall_back_to_another_model(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 20, content=3, extra="model: {name: small, fallback: large, fallback_after: 2}")
+
+    def faults(prompt: str, attempt: int, body: dict[str, Any]) -> str | None:
+        return "bad-enum" if body["model"] == "small" else None
+
+    async with FakeUpstream(faults=faults, keep_bodies=True) as up:
+        outcome = await run(spec, up, tmp_path)
+    assert outcome.progress.done == 18
+    assert up.stats.models == {"small": 36, "large": 18}
+    retry = next(b for b in up.stats.bodies if b["model"] == "large")
+    assert [m["role"] for m in retry["messages"]] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "not accepted" in retry["messages"][-1]["content"]
+
+
+async def test_stopped_run_resumes_without_resending_finished_rows(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 400, in_flight=8)
+    stop = asyncio.Event()
+
+    def stop_after_100(prompt: str, attempt: int, body: dict[str, Any]) -> None:
+        if up.stats.requests >= 100:
+            stop.set()
+
+    async with FakeUpstream(latency_s=0.005, faults=stop_after_100) as up:
+        first = await run(spec, up, tmp_path, stop=stop)
+        assert first.stopped
+        assert 90 <= first.progress.done < 360
+        partial = read_csv_text(tmp_path / "out" / "out.csv")
+        assert partial.height == 400  # partial results are written, every row kept
+        assert assert_answers_on_their_rows(spec, partial) == first.progress.done
+        sent_before = up.stats.requests
+        up.faults = None
+        second = await run(spec, up, tmp_path)
+    assert not second.stopped
+    assert second.progress.done == 360
+    assert up.stats.requests - sent_before == 360 - first.progress.done
+    assert set(up.stats.ok.values()) == {1}  # no finished row went upstream twice
+    assert assert_answers_on_their_rows(spec, read_csv_text(tmp_path / "out" / "out.csv")) == 360
+
+
+async def test_the_window_stays_full_across_batch_boundaries(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 200, in_flight=16)  # batch_size 40: a drain at each batch would show
+    async with FakeUpstream(latency_s=0.02) as up:
+        outcome = await run(spec, up, tmp_path)
+    assert up.stats.peak_in_flight == 16
+    ceiling_s = 180 / 16 * 0.02
+    assert outcome.progress.done == 180
+    assert outcome.progress.elapsed_s < ceiling_s * 3
+
+
+async def test_hanging_upstream_times_out_as_api_error(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 10, api=1)
+    async with FakeUpstream(faults=first_attempts({"hang": 1.0}), hang_s=5) as up:
+        outcome = await run(spec, up, tmp_path, timeout_s=0.2)
+    assert outcome.progress.done == 9  # the retry after the timeout succeeds
+
+
+@pytest.mark.parametrize(("kind", "suffix"), [("parquet", "parquet"), ("jsonl", "jsonl"), ("csv", "csv")])
+async def test_file_kinds_round_trip(tmp_path: Path, kind: str, suffix: str) -> None:
+    frame = tickets(50).with_columns(pl.Series("score", list(range(50))))
+    {"parquet": frame.write_parquet, "jsonl": frame.write_ndjson, "csv": frame.write_csv}[kind](
+        tmp_path / f"in.{suffix}")
+    spec = make_spec(source=f"{{kind: {kind}, path: in.{suffix}}}", sink=f"{{kind: {kind}, path: out.{suffix}}}")
+    async with FakeUpstream() as up:
+        outcome = await run(spec, up, tmp_path)
+    assert outcome.progress.done == 45
+    reader = {"parquet": pl.read_parquet, "jsonl": pl.read_ndjson, "csv": read_csv_text}[kind]
+    out = reader(tmp_path / f"out.{suffix}")
+    assert out.columns == ["id", "subject", "body", "score", "ai_category", "ai_summary"]
+    original = frame if kind != "csv" else read_csv_text(tmp_path / "in.csv")
+    assert out.select(original.columns).equals(original)
+    assert assert_answers_on_their_rows(spec, out) == 45
+
+
+async def test_store_is_durable_and_reopens(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 30)
+    async with FakeUpstream() as up:
+        await run(spec, up, tmp_path)
+    store = SqliteResultStore(tmp_path / "work" / "results.sqlite")
+    keys = tickets(30)["id"].to_list()
+    done = await store.done_keys(keys)
+    stored = await store.results_for(keys[:1])
+    await store.close()
+    assert len(done) == 27
+    result = stored[keys[0]]
+    assert result.attempts == 1 and result.tokens_in > 0 and result.outputs["summary"].startswith("summary:")
