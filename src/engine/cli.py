@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from engine import loop
 from engine.gateway import ChatClient
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
@@ -96,7 +97,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"failed rows and reasons: {Path(str(outcome.output)).with_suffix('').name}.errors.csv beside it")
         return 1 if p.failed else 0
 
-    return asyncio.run(main())
+    return loop.run(main())
 
 
 class ProgressLine:

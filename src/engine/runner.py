@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,7 @@ class Runner:
                        for _ in range(self.spec.concurrency.in_flight)]
             writer = asyncio.create_task(self._write(results, tracker))
             try:
-                await self._produce(tasks, tracker)
+                await self._until_stopped(self._produce(tasks, tracker))
                 await self._finish_workers(workers, tasks)
             finally:
                 for worker in workers:
@@ -109,8 +109,8 @@ class Runner:
             tracker.resumed(len(done))
             records = batch.frame[chosen].select(inputs).to_dicts() if chosen else []
             for key, record in zip(keys, records, strict=True):
-                if key not in done and not await self._put(tasks, RowTask(key, record)):
-                    return
+                if key not in done:
+                    await tasks.put(RowTask(key, record))
 
     async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RowTask | None]) -> None:
         for _ in workers:
@@ -130,27 +130,24 @@ class Runner:
             if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
                 await results.put(await self.processor.process(task))
 
-    async def _put(self, tasks: asyncio.Queue[RowTask | None], task: RowTask) -> bool:
-        """Queue a row unless a stop comes first (the queue is full whenever the window is)."""
-        while not self.stop.is_set():
-            try:
-                await asyncio.wait_for(tasks.put(task), timeout=0.1)
-                return True
-            except TimeoutError:
-                continue
-        return False
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work`, cancelling it if a stop comes first (it may be waiting for room in a full window)."""
+        task = asyncio.create_task(work)
+        stop_wait = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _write(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
         pending: list[RowResult] = []
         flushed_at = reported_at = saved_at = time.monotonic()
         finished = False
         while not finished:
-            with contextlib.suppress(TimeoutError):
-                item = await asyncio.wait_for(results.get(), timeout=FLUSH_S)
-                if item is None:
-                    finished = True
-                else:
-                    pending.append(item)
+            ready, finished = await self._ready_results(results)
+            pending += ready
             now = time.monotonic()
             if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
                 await self.store.write(pending)  # durable first, counted after
@@ -163,6 +160,17 @@ class Runner:
                 output = await self.sink.save(self.source, self.store)
                 self._event("output_saved", f"partial output saved to {output}", output=output)
                 saved_at = time.monotonic()
+
+    @staticmethod
+    async def _ready_results(results: asyncio.Queue[RowResult | None]) -> tuple[list[RowResult], bool]:
+        """Results ready now (waiting up to FLUSH_S only if none are), and whether the end marker came."""
+        items: list[RowResult | None] = []
+        if results.empty():  # one timer per idle spell, not one per row
+            with contextlib.suppress(TimeoutError):
+                items.append(await asyncio.wait_for(results.get(), timeout=FLUSH_S))
+        while not results.empty() and len(items) < FLUSH_ROWS:
+            items.append(results.get_nowait())
+        return [item for item in items if item is not None], None in items
 
     def _emit(self, progress: Progress) -> None:
         if self.on_progress is not None:
