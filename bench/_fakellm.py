@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,8 +25,22 @@ def free_port() -> int:
         return port
 
 
+class FakeLLM(str):
+    """fakellm's base URL (…/v1), with its process id for CPU accounting."""
+
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the fakellm process has used (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def fakellm(script: Path, *args: str) -> Iterator[str]:
+def fakellm(script: Path, *args: str) -> Iterator[FakeLLM]:
     """Run fakellm with `args`; yields its base URL (…/v1)."""
     if not script.is_file():
         raise SystemExit(f"fakellm not found at {script}; pass --fakellm PATH")
@@ -39,7 +54,9 @@ def fakellm(script: Path, *args: str) -> Iterator[str]:
                 break
             except OSError:
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/v1"
+        url = FakeLLM(f"http://127.0.0.1:{port}/v1")
+        url.pid = process.pid
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -90,14 +90,16 @@ def main() -> None:
             for kind in args.kinds:
                 for in_flight in args.in_flight:
                     reset(base_url)
+                    upstream_cpu = base_url.cpu_seconds()
                     done, elapsed, cpu = loop.run(one_run(base_url, kind, inputs[kind], in_flight, folder))
                     seen = stats(base_url)
+                    upstream_cpu = base_url.cpu_seconds() - upstream_cpu
                     ceiling = in_flight / (args.latency_ms / 1000)
                     rate = done / elapsed
                     print(f"{kind:<5} in_flight {in_flight:>4}: {done:,} rows in {elapsed:6.2f}s = {rate:7.0f} rows/s "
                           f"= {rate / ceiling:6.1%} of ceiling {ceiling:,.0f}/s; CPU {cpu / done * 1000:.3f} s/1k "
-                          f"rows; upstream peak in flight {seen['peak_inflight']}, duplicates "
-                          f"{seen['duplicate_ok_extra_requests']}", flush=True)
+                          f"rows (fakellm: {upstream_cpu / elapsed:.0%} of a core); upstream peak in flight "
+                          f"{seen['peak_inflight']}, duplicates {seen['duplicate_ok_extra_requests']}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -183,3 +183,21 @@ async def test_store_is_durable_and_reopens(tmp_path: Path) -> None:
     assert len(done) == 27
     result = stored[keys[0]]
     assert result.attempts == 1 and result.tokens_in > 0 and result.outputs["summary"].startswith("summary:")
+
+
+async def test_a_failing_store_fails_the_run_instead_of_hanging(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 200, in_flight=4)
+
+    class FullDisk(SqliteResultStore):
+        async def write(self, results: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+    store = FullDisk(tmp_path / "results.sqlite")
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        with pytest.raises(OSError, match="No space left"):
+            await asyncio.wait_for(run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w",
+                                            store=store), timeout=20)
+        await client.aclose()
+    await store.close()
+    assert not (tmp_path / "out" / "out.csv").exists()

@@ -55,6 +55,8 @@ class Runner:
         self.on_event = on_event
         self.stop = stop or asyncio.Event()
         self.retries: dict[ErrorClass, int] = dict.fromkeys(ErrorClass, 0)
+        self._failure: BaseException | None = None
+        self._results_ended = False
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
         self.processor = RowProcessor(spec, client, self.gate, on_retry=self._retried)
@@ -75,7 +77,10 @@ class Runner:
         with tracer.start_as_current_span("run", attributes={"rowloom.workflow": self.spec.name or ""}) as span:
             tracker = ProgressTracker(await self.source.count())
             tasks: asyncio.Queue[RowTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
-            results: asyncio.Queue[RowResult | None] = asyncio.Queue()
+            # Bounded: when the store is slower than the model (a fast mock), workers wait instead of
+            # piling finished rows up in memory.
+            results: asyncio.Queue[RowResult | None] = asyncio.Queue(
+                maxsize=max(4 * FLUSH_ROWS, 2 * self.spec.concurrency.in_flight))
             workers = [asyncio.create_task(self._work(tasks, results))
                        for _ in range(self.spec.concurrency.in_flight)]
             writer = asyncio.create_task(self._write(results, tracker))
@@ -87,6 +92,8 @@ class Runner:
                     worker.cancel()
                 await results.put(None)
                 await writer
+            if self._failure is not None:  # the store or a periodic save failed: the run fails with it
+                raise self._failure
             output = await self.sink.save(self.source, self.store)
             stopped = self.stop.is_set()
             progress = tracker.current(finished=True)
@@ -142,11 +149,22 @@ class Runner:
             await task
 
     async def _write(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
+        try:
+            await self._write_until_done(results, tracker)
+        except Exception as exc:
+            log.exception("writing results failed; stopping the run")
+            self._failure = exc
+            self.stop.set()
+            while not self._results_ended:  # keep the queue moving so no worker blocks on it
+                self._results_ended = await results.get() is None
+
+    async def _write_until_done(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
         pending: list[RowResult] = []
         flushed_at = reported_at = saved_at = time.monotonic()
         finished = False
         while not finished:
             ready, finished = await self._ready_results(results)
+            self._results_ended = finished
             pending += ready
             now = time.monotonic()
             if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):

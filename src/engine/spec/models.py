@@ -29,7 +29,7 @@ class _FileSource(StrictModel):
 class CsvSource(_FileSource):
     kind: Literal["csv"]
     separator: str = Field(",", min_length=1, max_length=1)
-    encoding: Literal["utf8", "utf8-lossy"] = "utf8"
+    encoding: str = Field("utf8", min_length=1, description="Any Python codec name: utf8, gbk, latin1, ...")
 
 
 class ParquetSource(_FileSource):
