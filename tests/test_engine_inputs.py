@@ -17,10 +17,11 @@ from tests.engine_helpers import expected_summary, make_spec, tickets
 from tests.fake_upstream import FakeUpstream
 
 
-def write_workbook(path: Path, rows: int) -> None:
+def write_workbook(path: Path, rows: int, *, notes_first: bool = True) -> None:
     """Tickets plus a date, a number and a formula (with its cached value), in a sheet named 'Tickets'."""
     book = xlsxwriter.Workbook(str(path))
-    book.add_worksheet("Notes").write(0, 0, "not this sheet")
+    if notes_first:
+        book.add_worksheet("Notes").write(0, 0, "not this sheet")
     sheet = book.add_worksheet("Tickets")
     dates = book.add_format({"num_format": "yyyy-mm-dd"})
     sheet.write_row(0, 0, ["id", "subject", "body", "opened", "amount", "double"])

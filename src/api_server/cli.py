@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(engine_cli.validate_command(args))
     elif args.command == "run":
         sys.exit(engine_cli.run_command(args))
+    elif args.command == "import-dataflux":
+        sys.exit(engine_cli.import_dataflux_command(args))
 
 
 async def _migrate() -> None:

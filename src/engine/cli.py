@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import signal
 import sys
@@ -32,6 +33,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--quiet", action="store_true", help="no progress line")
     validate = commands.add_parser("validate", help="check a workflow YAML file without running it")
     validate.add_argument("spec", type=Path)
+    dataflux = commands.add_parser("import-dataflux", help="turn an AI-DataFlux config.yaml into a workflow "
+                                   "spec and a gateway config")
+    dataflux.add_argument("config", type=Path)
+    dataflux.add_argument("--out-dir", type=Path, help="where to write them (default: beside the config)")
+    dataflux.add_argument("--name", help="workflow name (default: the config file's name)")
 
 
 def read_spec(path: Path) -> LoadedSpec:
@@ -46,6 +52,30 @@ def read_spec(path: Path) -> LoadedSpec:
             where = f"{issue.line}:{issue.column}:" if issue.line is not None else ""
             print(f"{path}:{where} {issue.field + ': ' if issue.field else ''}{issue.message}", file=sys.stderr)
         sys.exit(1)
+
+
+def import_dataflux_command(args: argparse.Namespace) -> int:
+    """`rowloom import-dataflux`: writes <name>.workflow.yaml and <name>.gateway.yaml."""
+    from engine.dataflux import DataFluxImportError, convert
+
+    name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", args.config.stem).strip("-") or "imported"
+    try:
+        imported = convert(args.config.read_text(encoding="utf-8"), name=name)
+    except OSError as exc:
+        print(f"{args.config}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (SpecError, DataFluxImportError) as exc:
+        print(f"{args.config}: cannot import: {exc}", file=sys.stderr)
+        return 1
+    folder = args.out_dir or args.config.resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    workflow, gateway = folder / f"{name}.workflow.yaml", folder / f"{name}.gateway.yaml"
+    workflow.write_text(imported.workflow_yaml, encoding="utf-8")
+    gateway.write_text(imported.gateway_yaml, encoding="utf-8")
+    print(f"wrote {workflow}\nwrote {gateway}")
+    if imported.key_variables:
+        print("set the API keys in these environment variables: " + ", ".join(imported.key_variables))
+    return 0
 
 
 def validate_command(args: argparse.Namespace) -> int:
