@@ -68,6 +68,10 @@ class ResultStore(Protocol):
         """The stored results for these keys."""
         ...
 
+    async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+        """The answers of those of these keys that are done (what a sink writes)."""
+        ...
+
     async def failures(self) -> list[RowResult]:
         """Every failed row, in key order."""
         ...
@@ -140,6 +144,21 @@ class SqliteResultStore:
             return rows
 
         return {encoded[row[0]]: _result(row) for row in await self._call(read)}
+
+    async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+        """Answers of the done rows among these keys (no other columns read or decoded)."""
+        encoded = {encode_key(k): k for k in keys}
+
+        def read() -> list[tuple[str, str]]:
+            db = self._connection()
+            rows: list[tuple[str, str]] = []
+            for chunk in _chunks(list(encoded), _IN_CHUNK):
+                marks = ",".join("?" * len(chunk))
+                rows += db.execute(f"SELECT key, outputs FROM results WHERE status = 'done' AND key IN ({marks})",
+                                   chunk).fetchall()
+            return rows
+
+        return {encoded[key]: json.loads(outputs) for key, outputs in await self._call(read)}
 
     async def failures(self) -> list[RowResult]:
         """Every failed row."""

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from engine.results import ResultStore, RowStatus
+from engine.results import ResultStore
 from engine.sources.base import Source
 
 
@@ -39,11 +39,10 @@ async def merged_frames(source: Source, store: ResultStore,
                         outputs: Mapping[str, str]) -> AsyncIterator[pl.DataFrame]:
     """The source's batches with output columns filled from done results; other cells stay as they were."""
     async for batch in source.batches():
-        results = await store.results_for(batch.keys)
+        answers = await store.done_outputs(batch.keys)
         frame = batch.frame
         for field, column in outputs.items():
-            values = [cell_text(r.outputs.get(field)) if (r := results.get(k)) and r.status is RowStatus.DONE
-                      else None for k in batch.keys]
+            values = [cell_text(a.get(field)) if (a := answers.get(k)) is not None else None for k in batch.keys]
             answer = pl.Series(column, values, dtype=pl.Utf8)
             if column in frame.columns:
                 answer = pl.select(pl.coalesce(answer, frame.get_column(column).cast(pl.Utf8))).to_series()

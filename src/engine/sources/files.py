@@ -15,7 +15,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from engine.sources.base import Batch, InputError, check_key, keyed
+from engine.sources.base import Batch, InputError, check_key, check_key_streaming, keyed
 
 
 async def _in_thread(iterator: Iterator[Batch]) -> AsyncIterator[Batch]:
@@ -45,7 +45,8 @@ class ArrowFileSource:
     pola-rs/polars#26952, #28569.)
     """
 
-    def __init__(self, path: Path, open_batches: Callable[[], Iterator[pa.RecordBatch]], columns: list[str], *,
+    def __init__(self, path: Path, open_batches: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
+                 columns: list[str], *,
                  key: str | None, batch_size: int, rows: Callable[[], int]) -> None:
         self.path = path
         self.description = str(path)
@@ -58,11 +59,15 @@ class ArrowFileSource:
     def check_key(self) -> None:
         """Key column values must be present and unique (reads the key column alone)."""
         if self.key is not None:
-            batches = [b.select([self.key]) for b in self._open()]
-            if batches:
-                keys = pl.from_arrow(pa.Table.from_batches(batches))
-                assert isinstance(keys, pl.DataFrame)
-                check_key(keys, self.key, self.description)
+            key = self.key
+
+            def key_batches() -> Iterator[pl.Series]:
+                for batch in self._open([key]):
+                    column = pl.from_arrow(batch.column(key))
+                    assert isinstance(column, pl.Series)
+                    yield column
+
+            check_key_streaming(key_batches, key, self.description)
 
     async def count(self) -> int | None:
         """Rows in the file."""
@@ -71,7 +76,7 @@ class ArrowFileSource:
     def batches(self) -> AsyncIterator[Batch]:
         """Batches of at most `batch_size` rows, in file order."""
         def frames() -> Iterator[pl.DataFrame]:
-            for record_batch in self._open():
+            for record_batch in self._open(None):
                 frame = pl.from_arrow(record_batch)
                 assert isinstance(frame, pl.DataFrame)
                 yield from frame.iter_slices(self.batch_size)
@@ -95,20 +100,22 @@ def csv_source(path: Path, *, key: str | None, batch_size: int, separator: str, 
     parse_options = pacsv.ParseOptions(delimiter=separator, newlines_in_values=True)
     header = _readable(path, lambda: pacsv.open_csv(path, read_options=read_options,
                                                       parse_options=parse_options).schema.names)
-    convert = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True)
 
-    def open_batches() -> Iterator[pa.RecordBatch]:
+    def open_batches(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+        convert = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True,
+                                       include_columns=columns or header)
         return iter(_readable(path, lambda: pacsv.open_csv(path, read_options=read_options,
                                                            parse_options=parse_options, convert_options=convert)))
 
     return ArrowFileSource(path, open_batches, header, key=key, batch_size=batch_size,
-                           rows=lambda: sum(b.num_rows for b in open_batches()))
+                           rows=lambda: sum(b.num_rows for b in open_batches(header[:1])))
 
 
 def parquet_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSource:
     """Parquet with its own column types, read row group by row group."""
     file = _readable(path, lambda: pq.ParquetFile(path))
-    return ArrowFileSource(path, lambda: pq.ParquetFile(path).iter_batches(batch_size=batch_size),
+    return ArrowFileSource(path, lambda columns: pq.ParquetFile(path).iter_batches(batch_size=batch_size,
+                                                                                      columns=columns),
                            file.schema_arrow.names, key=key, batch_size=batch_size,
                            rows=lambda: pq.ParquetFile(path).metadata.num_rows)
 
@@ -117,12 +124,12 @@ def jsonl_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSo
     """JSON Lines, one object a row (types inferred from the first block)."""
     options = pajson.ReadOptions(block_size=1 << 20, use_threads=False)
 
-    def open_batches() -> Iterator[pa.RecordBatch]:
+    def open_batches(_columns: list[str] | None) -> Iterator[pa.RecordBatch]:  # JSON has no projection
         return iter(_readable(path, lambda: pajson.open_json(path, read_options=options)))
 
     columns = _readable(path, lambda: pajson.open_json(path, read_options=options).schema.names)
     return ArrowFileSource(path, open_batches, columns, key=key, batch_size=batch_size,
-                           rows=lambda: sum(b.num_rows for b in open_batches()))
+                           rows=lambda: sum(b.num_rows for b in open_batches(None)))
 
 
 class FrameSource:
