@@ -102,3 +102,19 @@ async def test_unwritable_outputs_fail_before_any_request(tmp_path: Path, case: 
             await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
         await client.aclose()
     assert up.stats.requests == 0
+
+
+@pytest.mark.parametrize("repeat", [False, True])
+def test_key_check_streams_many_keys(tmp_path: Path, repeat: bool) -> None:
+    from engine.sources.files import csv_source
+
+    keys = [f"K{i * 7919 % 1_000_003}" for i in range(100_000)]
+    if repeat:
+        keys[77_777] = keys[3]
+    pl.DataFrame({"id": keys, "subject": "s", "body": "b"}).write_csv(tmp_path / "many.csv")
+    source = csv_source(tmp_path / "many.csv", key="id", batch_size=1000, separator=",", encoding="utf8")
+    if repeat:
+        with pytest.raises(InputError, match=f"repeated values \\(e.g. '{keys[3]}'\\)"):
+            source.check_key()
+    else:
+        source.check_key()
