@@ -201,3 +201,25 @@ async def test_a_failing_store_fails_the_run_instead_of_hanging(tmp_path: Path) 
         await client.aclose()
     await store.close()
     assert not (tmp_path / "out" / "out.csv").exists()
+
+
+async def test_inline_rows_and_the_default_output(tmp_path: Path) -> None:
+    rows = "[{id: 1, subject: Écran noir, body: rien ne s'affiche}, {id: 2, subject: Login, body: null}]"
+    spec = make_spec(source=f"{{kind: inline, key: id, rows: {rows}}}")
+    async with FakeUpstream() as up:
+        outcome = await run(spec, up, tmp_path)
+    assert (outcome.progress.done, outcome.progress.skipped) == (1, 1)
+    assert outcome.output == str(tmp_path / "triage.rowloom.jsonl")
+    out = pl.read_ndjson(tmp_path / "triage.rowloom.jsonl")
+    assert out["id"].to_list() == [1, 2]
+    assert out["ai_summary"].to_list()[0] == expected_summary(spec, {"subject": "Écran noir",
+                                                                     "body": "rien ne s'affiche"})
+
+
+async def test_default_output_sits_beside_a_file_source(tmp_path: Path) -> None:
+    tickets(5).write_csv(tmp_path / "in.csv")
+    spec = make_spec(source="{kind: csv, path: in.csv}")
+    async with FakeUpstream() as up:
+        outcome = await run(spec, up, tmp_path)
+    assert outcome.output == str(tmp_path / "in.rowloom.csv")
+    assert read_csv_text(tmp_path / "in.csv").columns == ["id", "subject", "body"]  # the input is untouched
