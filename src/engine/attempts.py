@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +32,7 @@ class RowTask:
 class RowProcessor:
     """Asks the model about rows, one attempt at a time, and classifies every failure."""
 
-    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate,
-                 on_retry: Callable[[ErrorClass], None] | None = None) -> None:
+    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate) -> None:
         self.spec = spec
         self.client = client
         self.gate = gate
@@ -43,7 +41,6 @@ class RowProcessor:
         self.response_format = self.contract.response_format() if spec.prompt.json_schema else None
         self.limits = {ErrorClass.API: spec.retry.api_error, ErrorClass.CONTENT: spec.retry.content_error,
                        ErrorClass.SYSTEM: spec.retry.system_error}
-        self.on_retry = on_retry
 
     async def process(self, task: RowTask) -> RowResult:
         """Attempts until the answer is valid or an error class runs out of retries."""
@@ -63,8 +60,6 @@ class RowProcessor:
             errors[kind] += 1
             if errors[kind] > self.limits[kind]:
                 return ended(RowStatus.FAILED, error_class=kind, error=reason[:2000], model=model)
-            if self.on_retry is not None:
-                self.on_retry(kind)
             return None
 
         while True:

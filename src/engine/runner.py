@@ -16,7 +16,7 @@ from engine.attempts import RowProcessor, RowTask
 from engine.gateway import ChatClient
 from engine.pause import PauseGate
 from engine.progress import Progress, ProgressCallback, ProgressTracker
-from engine.results import ErrorClass, ResultStore, RowResult
+from engine.results import ResultStore, RowResult
 from engine.selection import send_mask
 from engine.sinks import Sink
 from engine.sources import Source
@@ -54,12 +54,11 @@ class Runner:
         self.on_progress = on_progress
         self.on_event = on_event
         self.stop = stop or asyncio.Event()
-        self.retries: dict[ErrorClass, int] = dict.fromkeys(ErrorClass, 0)
         self._failure: BaseException | None = None
         self._results_ended = False
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
-        self.processor = RowProcessor(spec, client, self.gate, on_retry=self._retried)
+        self.processor = RowProcessor(spec, client, self.gate)
 
     def _event(self, kind: str, message: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -68,9 +67,6 @@ class Runner:
     def _paused(self, cause: str, seconds: float) -> None:
         self._event("paused_for_api_errors", f"all requests paused {seconds:g}s after: {cause}", cause=cause,
                     seconds=seconds)
-
-    def _retried(self, kind: ErrorClass) -> None:
-        self.retries[kind] += 1
 
     async def run(self) -> RunOutcome:
         """Run to the end (or until `stop` is set) and write the output."""
