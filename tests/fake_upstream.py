@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,17 +57,19 @@ class UpstreamStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each chat request
 
 
 class FakeUpstream:
     """`async with FakeUpstream(...) as up:` serves `up.base_url` until the block ends."""
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPolicy | None = None, keep_bodies: bool = False,
-                 hang_s: float = 30.0) -> None:
+                 hang_s: float = 30.0, retry_after: str = "0") -> None:
         self.latency_s = latency_s
         self.faults = faults
         self.keep_bodies = keep_bodies
         self.hang_s = hang_s
+        self.retry_after = retry_after
         self.stats = UpstreamStats()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -111,6 +114,7 @@ class FakeUpstream:
             return 404, {"error": {"message": f"no route {method} {path}"}}, {}
         stats = self.stats
         stats.requests += 1
+        stats.arrivals.append(time.monotonic())
         body = json.loads(raw)
         if self.keep_bodies:
             stats.bodies.append(body)
@@ -127,7 +131,8 @@ class FakeUpstream:
         if fault in ("429", "500", "400"):
             status = int(fault)
             stats.by_status[status] += 1
-            return status, {"error": {"message": f"injected {fault}"}}, {"Retry-After": "0"} if status == 429 else {}
+            headers = {"Retry-After": self.retry_after} if status == 429 else {}
+            return status, {"error": {"message": f"injected {fault}"}}, headers
         answer = self.answer(body, prompt, bad_enum=fault == "bad-enum")
         content = json.dumps(answer, ensure_ascii=False)
         if fault == "malformed":

@@ -120,3 +120,21 @@ def test_cli_run_validate_and_resume(tmp_path: Path) -> None:
     missing = subprocess.run([*cli, "run", str(flow).replace("flow", "nope")], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 2
+
+
+def test_cli_run_through_a_gateway_config(tmp_path: Path) -> None:
+    tickets(20).write_csv(tmp_path / "in.csv")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(SPEC.format(source="{kind: csv, path: in.csv, key: id}", in_flight=4, api=3, content=2,
+                                extra="model: {name: fast}\nsink: {kind: csv, path: out.csv}"), encoding="utf-8")
+    gateway = tmp_path / "gateway.yaml"
+    gateway.write_text("models:\n  - {name: local-a, model: mock, provider: mock}\n"
+                       "  - {name: local-b, model: mock, provider: mock, supports_json_schema: false}\n"
+                       "groups: {fast: [local-a]}\n", encoding="utf-8")
+    cli = [sys.executable, "-m", "api_server.cli", "run", str(flow), "--gateway", str(gateway)]
+    result = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "18 done, 0 failed, 2 skipped" in result.stdout
+    gateway.write_text("models:\n  - {name: x, model: m, channel: nope}\n", encoding="utf-8")
+    broken = subprocess.run(cli, capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "'nope' is not a channel" in broken.stderr

@@ -23,6 +23,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Register `run` and `validate` on the `rowloom` parser."""
     run = commands.add_parser("run", help="run a workflow YAML over its rows, without the platform")
     run.add_argument("spec", type=Path)
+    run.add_argument("--gateway", type=Path, metavar="YAML", help="route through the models of a gateway config")
     run.add_argument("--upstream", metavar="URL",
                      help="an OpenAI-compatible base URL (e.g. http://127.0.0.1:9100/v1); default: the mock model")
     run.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the upstream's API key")
@@ -40,6 +41,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dataflux.add_argument("--name", help="workflow name (default: the config file's name)")
 
 
+def print_issues(path: Path, error: SpecError) -> None:
+    """Each problem as `file:line:column: field: message` on stderr."""
+    for issue in error.issues:
+        where = f"{issue.line}:{issue.column}:" if issue.line is not None else ""
+        print(f"{path}:{where} {issue.field + ': ' if issue.field else ''}{issue.message}", file=sys.stderr)
+
+
 def read_spec(path: Path) -> LoadedSpec:
     """Load a spec file; problems are printed as `file:line:column: message` and exit 1 (2: unreadable)."""
     try:
@@ -48,9 +56,7 @@ def read_spec(path: Path) -> LoadedSpec:
         print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
         sys.exit(2)
     except SpecError as exc:
-        for issue in exc.issues:
-            where = f"{issue.line}:{issue.column}:" if issue.line is not None else ""
-            print(f"{path}:{where} {issue.field + ': ' if issue.field else ''}{issue.message}", file=sys.stderr)
+        print_issues(path, exc)
         sys.exit(1)
 
 
@@ -96,7 +102,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.fresh:
         shutil.rmtree(work_dir, ignore_errors=True)
     client: ChatClient
-    if args.upstream:
+    if args.gateway and args.upstream:
+        print("error: give --gateway or --upstream, not both", file=sys.stderr)
+        return 2
+    if args.gateway:
+        client = open_router(args.gateway)
+    elif args.upstream:
         key = os.environ.get(args.api_key_env) if args.api_key_env else None
         client = OpenAIClient(args.upstream, api_key=key, model=args.model)
     else:
@@ -128,6 +139,21 @@ def run_command(args: argparse.Namespace) -> int:
         return 1 if p.failed else 0
 
     return loop.run(main())
+
+
+def open_router(path: Path) -> ChatClient:
+    """A Router from a gateway YAML file; problems are printed like spec problems (exit 1, or 2 unreadable)."""
+    from engine.gateway.config import load_gateway
+    from engine.gateway.router import Router
+
+    try:
+        return Router(load_gateway(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        sys.exit(2)
+    except SpecError as exc:
+        print_issues(path, exc)
+        sys.exit(1)
 
 
 class ProgressLine:

@@ -35,16 +35,17 @@ class OpenAIClient:
     redirect, auth or cookie handling, and skipping it halves the client's CPU per request.
     """
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, model: str | None = None,
-                 timeout_s: float = 60.0, max_connections: int = 512,
+    def __init__(self, base_url: str, *, path: str = "/chat/completions", api_key: str | None = None,
+                 model: str | None = None, timeout_s: float = 60.0, max_connections: int = 512,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.model = model
         self.timeout_s = timeout_s
-        self._url = httpx.URL(base_url.rstrip("/") + "/chat/completions")  # parsed once, not per request
+        self._url = httpx.URL(base_url.rstrip("/") + "/" + path.lstrip("/"))  # parsed once, not per request
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._owns_transport = transport is None  # a shared transport is closed by whoever shares it
         self._transport = transport or AiohttpTransport(limits=limits)
 
     async def chat(self, request: ChatRequest) -> ChatResult:
@@ -69,8 +70,9 @@ class OpenAIClient:
         return parse_completion(response, model, time.monotonic() - started)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._transport.aclose()
+        """Close the connection pool (unless it was handed in)."""
+        if self._owns_transport:
+            await self._transport.aclose()
 
 
 def raise_for_status(response: httpx.Response, model: str) -> None:

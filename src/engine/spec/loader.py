@@ -6,14 +6,16 @@ import difflib
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, reference_errors, spec_field_names
+from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, field_names, reference_errors
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -95,34 +97,44 @@ def load_spec(text: str) -> LoadedSpec:
 
 def validate_spec_data(data: Mapping[str, Any], *, tree: Any = None) -> WorkflowSpec:
     """Validate parsed spec data; with the ruamel tree, issues carry line and column."""
-    try:
-        spec = WorkflowSpec.model_validate(data, context={DEFER_REFERENCES: True})
-    except ValidationError as exc:
-        issues: dict[tuple[str, int | None, int | None], SpecIssue] = {}
-        for err in exc.errors():
-            issue = _issue(tuple(err["loc"]), _message(err), tree, at_key=err["type"] == "extra_forbidden")
-            where = (issue.field, issue.line, issue.column)
-            if where in issues:  # one field failing each member of a union: say it once
-                issue = replace(issues[where], message=f"{issues[where].message}, or {issue.message}")
-            issues[where] = issue
-        raise SpecError(list(issues.values())) from None
+    spec = validate_positioned(WorkflowSpec, data, tree=tree, context={DEFER_REFERENCES: True})
     references = reference_errors(spec)
     if references:
         raise SpecError([_issue(loc, message, tree) for loc, message in references])
     return spec
 
 
-def _message(err: Any) -> str:
+def load_yaml_model(model: type[M], text: str, *, what: str) -> M:
+    """Parse YAML text into any pydantic model, with positioned errors (gateway configs use this)."""
+    tree = parse_yaml(text)
+    if not isinstance(tree, CommentedMap):
+        raise SpecError([SpecIssue("", f"{what} must be a mapping", 1, 1)])
+    return validate_positioned(model, to_plain(tree), tree=tree)
+
+
+def validate_positioned(model: type[M], data: Mapping[str, Any], *, tree: Any = None,
+                        context: dict[str, Any] | None = None) -> M:
+    """`model.model_validate(data)`, with every error placed at its YAML line and column."""
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        issues: dict[tuple[str, int | None, int | None], SpecIssue] = {}
+        for err in exc.errors():
+            issue = _issue(tuple(err["loc"]), _message(err, model), tree, at_key=err["type"] == "extra_forbidden")
+            where = (issue.field, issue.line, issue.column)
+            if where in issues:  # one field failing each member of a union: say it once
+                issue = replace(issues[where], message=f"{issues[where].message}, or {issue.message}")
+            issues[where] = issue
+        raise SpecError(list(issues.values())) from None
+
+
+def _message(err: Any, model: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(str(err["loc"][-1]), _known_fields(), n=1)
+        close = difflib.get_close_matches(str(err["loc"][-1]), sorted(field_names(model)), n=1)
         return f"unknown field; did you mean {close[0]!r}?" if close else "unknown field (check the spelling)"
     if err["type"] == "union_tag_invalid":
         return f"unknown kind {err['input'].get('kind')!r}; expected one of {err['ctx']['expected_tags']}"
     return str(err["msg"])
-
-
-def _known_fields() -> list[str]:
-    return sorted(spec_field_names())
 
 
 def _issue(loc: Location, message: str, tree: Any, *, at_key: bool = False) -> SpecIssue:

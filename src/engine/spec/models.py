@@ -215,11 +215,11 @@ def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
 
 
 @cache
-def spec_field_names() -> frozenset[str]:
-    """Every field name used anywhere in a spec (for "did you mean" hints)."""
+def field_names(root: type[BaseModel]) -> frozenset[str]:
+    """Every field name used anywhere in a model tree (for "did you mean" hints)."""
     names: set[str] = set()
     seen: set[type[BaseModel]] = set()
-    pending: list[type[BaseModel]] = [WorkflowSpec]
+    pending: list[type[BaseModel]] = [root]
     while pending:
         model = pending.pop()
         seen.add(model)

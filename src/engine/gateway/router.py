@@ -1,0 +1,219 @@
+"""The router: picks a deployment by weight among the healthy ones with capacity, and fails over.
+
+A request for `auto`, a group, or a model name waits for capacity rather than failing; a retryable
+failure moves it to the next candidate; a 4xx caused by the request is returned at once. When every
+candidate is cooling down or full until the request's deadline, it fails with RateLimited and the
+seconds until the first comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
+from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, UpstreamError
+from engine.gateway.limits import Cooldown, TokenBucket
+from engine.gateway.mock import MockClient
+from engine.gateway.openai_client import OpenAIClient
+from engine.gateway.types import ChatClient, ChatRequest, ChatResult, Usage
+
+DEFAULT_WAIT_S = 60.0
+TOKENS_PER_CHAR = 0.25
+LATENCY_SAMPLES = 512
+
+
+@dataclass
+class DeploymentState:
+    """A deployment with its client, limits, health and counters."""
+
+    config: Deployment
+    client: ChatClient
+    requests: TokenBucket | None
+    tokens: TokenBucket | None
+    cooldown: Cooldown = field(default_factory=Cooldown)
+    in_flight: int = 0
+    ok: int = 0
+    failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+    def wait_s(self, tokens: float, now: float) -> float:
+        """Seconds until this deployment can take a request of `tokens` (0: now)."""
+        if self.config.max_in_flight is not None and self.in_flight >= self.config.max_in_flight:
+            return float("inf")  # until a request finishes
+        waits = [max(0.0, self.cooldown.until - now)]
+        if self.requests is not None:
+            waits.append(self.requests.wait_s(1, now))
+        if self.tokens is not None:
+            waits.append(self.tokens.wait_s(tokens, now))
+        return max(waits)
+
+
+class Router:
+    """A ChatClient over many deployments (see the module docstring)."""
+
+    def __init__(self, config: GatewayConfig, *, env: dict[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self._random = random.Random(seed)
+        self._changed = asyncio.Event()
+        keys = resolve_secrets(config, env)
+        self._transports: dict[tuple[str | None, bool], AiohttpTransport] = {}
+        self.deployments = {d.name: self._state(d, keys[d.name]) for d in config.models}
+
+    def _transport(self, proxy: str | None, verify: bool) -> AiohttpTransport:
+        key = (proxy, verify)
+        if key not in self._transports:  # one pool per (proxy, ssl_verify), shared by its deployments
+            limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
+            self._transports[key] = AiohttpTransport(limits=limits, verify=verify,
+                                                     proxy=httpx.Proxy(proxy) if proxy else None)
+        return self._transports[key]
+
+    def _state(self, deployment: Deployment, api_key: str | None) -> DeploymentState:
+        client: ChatClient
+        if deployment.provider == "mock":
+            behaviour = deployment.mock
+            client = MockClient(latency_s=behaviour.latency_s, rate_429=behaviour.rate_429,
+                                rate_500=behaviour.rate_500, name=deployment.name)
+        else:
+            assert deployment.channel is not None
+            channel = self.config.channels[deployment.channel]
+            client = OpenAIClient(channel.base_url, path=channel.api_path, api_key=api_key, model=deployment.model,
+                                  timeout_s=deployment.timeout or channel.timeout,
+                                  transport=self._transport(channel.proxy, channel.ssl_verify))
+        now = self.clock()
+        requests = TokenBucket(deployment.safe_rps, 2 * deployment.safe_rps, updated=now) \
+            if deployment.safe_rps else None
+        tokens = TokenBucket(deployment.tpm / 60, deployment.tpm, updated=now) if deployment.tpm else None
+        return DeploymentState(deployment, client, requests, tokens)
+
+    def candidates(self, name: str) -> list[DeploymentState]:
+        """The deployments a request for `name` (a model, a group, or auto) may use."""
+        if name == "auto":
+            return list(self.deployments.values())
+        if name in self.config.groups:
+            return [self.deployments[member] for member in self.config.groups[name]]
+        if name in self.deployments:
+            return [self.deployments[name]]
+        raise RequestRejected(f"unknown model {name!r}; known: auto, "
+                              f"{', '.join([*self.config.groups, *self.deployments])}", status=404)
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """Answer through the best available deployment, failing over on retryable errors."""
+        pool = self.candidates(request.model)
+        deadline = self.clock() + (request.timeout_s or DEFAULT_WAIT_S)
+        estimate = sum(len(m.get("content", "")) for m in request.messages) * TOKENS_PER_CHAR \
+            + (request.max_tokens or 0)
+        tried: set[str] = set()
+        last_error: GatewayError | None = None
+        while True:
+            untried = [d for d in pool if d.config.name not in tried and d.config.weight > 0]
+            if not untried:
+                assert last_error is not None
+                raise last_error
+            state, wait = self._pick(untried, estimate)
+            if state is None:
+                remaining = deadline - self.clock()
+                if remaining <= 0 or (math.isfinite(wait) and wait > remaining):
+                    raise RateLimited(f"{request.model}: every deployment is cooling down or at its limit",
+                                      status=429, retry_after_s=round(wait, 3) if math.isfinite(wait) else 1.0)
+                await self._wait_for_change(min(wait, remaining))
+                continue
+            try:
+                return await self._send(state, request, estimate)
+            except RequestRejected:
+                raise
+            except UpstreamError as exc:
+                tried.add(state.config.name)
+                last_error = exc
+
+    def _pick(self, pool: list[DeploymentState], estimate: float) -> tuple[DeploymentState | None, float]:
+        """A deployment with capacity now, chosen by weight; else None and the seconds to wait."""
+        now = self.clock()
+        waits = [(d, d.wait_s(estimate, now)) for d in pool]
+        ready = [d for d, wait in waits if wait == 0.0]
+        if not ready:
+            return None, min(wait for _, wait in waits)
+        return self._random.choices(ready, weights=[d.config.weight for d in ready])[0], 0.0
+
+    async def _wait_for_change(self, seconds: float) -> None:
+        """Until capacity may have changed (a request finished) or `seconds` pass."""
+        changed = self._changed  # every waiter holds the event of its generation: no wake-up is lost
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout=max(0.001, seconds))
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _send(self, state: DeploymentState, request: ChatRequest, estimate: float) -> ChatResult:
+        now = self.clock()
+        if state.requests is not None:
+            state.requests.take(1, now)
+        if state.tokens is not None:
+            state.tokens.take(estimate, now)
+        state.in_flight += 1
+        adapted = self._adapt(state.config, request)
+        try:
+            result = await state.client.chat(adapted)
+        except RequestRejected:
+            state.failed += 1
+            raise
+        except UpstreamError as exc:
+            state.failed += 1
+            state.cooldown.failed(self.clock(), exc.retry_after_s)
+            raise
+        finally:
+            state.in_flight -= 1
+            self._notify()
+        used = result.usage.prompt_tokens + result.usage.completion_tokens
+        if state.tokens is not None and used:
+            state.tokens.take(used - estimate, self.clock())  # settle the estimate against real usage
+        price = state.config.price
+        cost = (result.usage.prompt_tokens * price.input + result.usage.completion_tokens * price.output) / 1e6
+        state.cooldown.succeeded()
+        state.ok += 1
+        state.tokens_in += result.usage.prompt_tokens
+        state.tokens_out += result.usage.completion_tokens
+        state.cost += cost
+        state.latencies.append(result.latency_s)
+        return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
+
+    @staticmethod
+    def _adapt(config: Deployment, request: ChatRequest) -> ChatRequest:
+        """Drop what the deployment does not support; fill its default temperature."""
+        changes: dict[str, Any] = {}
+        if not config.supports_json_schema and request.response_format is not None:
+            changes["response_format"] = None
+        if not config.supports_advanced_params:
+            changes["temperature"] = None
+        elif request.temperature is None and config.temperature is not None:
+            changes["temperature"] = config.temperature
+        return replace(request, **changes) if changes else request
+
+    async def aclose(self) -> None:
+        """Close every client and shared connection pool."""
+        for state in self.deployments.values():
+            await state.client.aclose()
+        for transport in self._transports.values():
+            await transport.aclose()
+
+
+def usage_total(router: Router) -> Usage:
+    """Tokens and cost over every deployment so far."""
+    states = router.deployments.values()
+    return Usage(sum(s.tokens_in for s in states), sum(s.tokens_out for s in states), sum(s.cost for s in states))

@@ -1,0 +1,164 @@
+"""The gateway router over two or more fake upstreams on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.gateway import RateLimited, RequestRejected, UpstreamUnavailable
+from engine.gateway.config import load_gateway
+from engine.gateway.router import Router, usage_total
+from engine.gateway.types import ChatRequest
+from engine.spec.loader import SpecError
+from tests.fake_upstream import FakeUpstream
+
+
+def gateway(*upstreams: FakeUpstream, extra: dict[str, str] | None = None, groups: str = "") -> str:
+    """A config with one deployment `m<i>` per upstream; `extra` adds YAML flow fields per deployment."""
+    lines = []
+    for i in range(len(upstreams)):
+        fields = (extra or {}).get(f"m{i}", "")
+        if "timeout:" not in fields:
+            fields = ", ".join(f for f in ("timeout: 2", fields) if f)
+        lines.append(f"  - {{name: m{i}, model: fake-{i}, channel: c{i}, api_key: '${{KEY}}', {fields}}}")
+    models = "\n".join(lines)
+    channels = "\n".join(f"  c{i}: {{base_url: '{up.base_url.removesuffix('/v1')}', api_path: /v1/chat/completions}}"
+                         for i, up in enumerate(upstreams))
+    return f"models:\n{models}\nchannels:\n{channels}\n{groups}"
+
+
+def ask(i: int, model: str = "auto", **fields: Any) -> ChatRequest:
+    return ChatRequest(model=model, messages=[{"role": "user", "content": f"question {i}"}], **fields)
+
+
+async def test_weights_are_respected(tmp_path: Path) -> None:
+    async with FakeUpstream() as a, FakeUpstream() as b:
+        router = Router(load_gateway(gateway(a, b, extra={"m0": "weight: 3", "m1": "weight: 1"})),
+                        env={"KEY": "k"}, seed=1)
+        results = await asyncio.gather(*(router.chat(ask(i)) for i in range(400)))
+        await router.aclose()
+    share = Counter(r.model for r in results)["m0"] / 400
+    sigma = math.sqrt(0.75 * 0.25 / 400)
+    assert abs(share - 0.75) < 4 * sigma
+    assert a.stats.requests + b.stats.requests == 400
+
+
+async def test_failing_and_hanging_deployments_cool_down_and_traffic_moves() -> None:
+    async with FakeUpstream(faults=lambda *_: "500") as broken, FakeUpstream(faults=lambda *_: "hang", hang_s=10) \
+            as hanging, FakeUpstream() as healthy:
+        config = gateway(broken, hanging, healthy, extra={"m1": "timeout: 0.3"})
+        router = Router(load_gateway(config), env={"KEY": "k"}, seed=2)
+        results = [await router.chat(ask(i)) for i in range(30)]
+        states = router.deployments
+        assert states["m0"].cooldown.until > router.clock() and states["m1"].cooldown.until > router.clock()
+        await router.aclose()
+    assert {r.model for r in results} == {"m2"}  # every request ended on the healthy one, failing over
+    assert broken.stats.requests == 1 and hanging.stats.requests == 1  # then both were cooling down
+    assert healthy.stats.requests == 30
+
+
+async def test_retry_after_is_honoured_and_a_later_deadline_wins() -> None:
+    async with FakeUpstream(faults=lambda *_: "429", retry_after="5") as limited, FakeUpstream() as other:
+        router = Router(load_gateway(gateway(limited, other)), env={"KEY": "k"}, seed=3)
+        with pytest.raises(RateLimited) as caught:
+            await router.chat(ask(1, model="m0"))  # the only candidate: its 429 is the answer
+        assert caught.value.retry_after_s == 5
+        state = router.deployments["m0"]
+        assert state.cooldown.until - router.clock() > 4  # Retry-After (5 s) beat the first back-off (2 s)
+        until = state.cooldown.until
+        state.cooldown.failed(router.clock(), retry_after_s=0)  # a shorter deadline must not shorten it
+        assert state.cooldown.until == until
+        with pytest.raises(RateLimited) as waited:
+            await router.chat(ask(2, model="m0", timeout_s=0.3))  # cooling down longer than it may wait
+        assert (waited.value.retry_after_s or 0) > 3
+        result = await router.chat(ask(3))  # auto: the other deployment answers
+        await router.aclose()
+    assert result.model == "m1" and limited.stats.requests == 1 and other.stats.requests == 1
+
+
+async def test_a_request_error_is_returned_not_retried_or_failed_over() -> None:
+    async with FakeUpstream(faults=lambda *_: "400") as a, FakeUpstream(faults=lambda *_: "400") as b:
+        router = Router(load_gateway(gateway(a, b)), env={"KEY": "k"})
+        with pytest.raises(RequestRejected):
+            await router.chat(ask(1))
+        await router.aclose()
+    assert a.stats.requests + b.stats.requests == 1
+
+
+async def test_safe_rps_holds_at_the_upstream() -> None:
+    rate = 20
+    async with FakeUpstream() as up:
+        router = Router(load_gateway(gateway(up, extra={"m0": f"safe_rps: {rate}"})), env={"KEY": "k"})
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(router.chat(ask(i, timeout_s=10)) for i in range(100)))
+        elapsed = asyncio.get_running_loop().time() - started
+        await router.aclose()
+    arrivals = sorted(up.stats.arrivals)
+    for i, first in enumerate(arrivals):  # any 1 s window: at most the burst (2R) plus R refilled
+        assert sum(1 for t in arrivals[i:] if t < first + 1.0) <= 3 * rate
+    steady = [t for t in arrivals if t >= arrivals[0] + 1.0]
+    for i, first in enumerate(steady):  # once the burst is spent: R a second (+1 for the window's edge)
+        assert sum(1 for t in steady[i:] if t < first + 1.0) <= rate + 1
+    assert elapsed >= (100 - 2 * rate) / rate * 0.95
+
+
+async def test_every_candidate_cooling_down_fails_with_429_after_waiting() -> None:
+    async with FakeUpstream(faults=lambda *_: "500") as a:
+        router = Router(load_gateway(gateway(a)), env={"KEY": "k"})
+        with pytest.raises(UpstreamUnavailable):
+            await router.chat(ask(1))  # the one deployment fails: its error is returned
+        with pytest.raises(RateLimited) as caught:
+            await router.chat(ask(2, timeout_s=0.2))  # now cooling down 2 s: longer than the request may wait
+        await router.aclose()
+    assert caught.value.status == 429 and 1.0 < (caught.value.retry_after_s or 0) <= 2.0
+
+
+async def test_unsupported_parameters_are_dropped_and_cost_adds_up() -> None:
+    async with FakeUpstream(keep_bodies=True) as up:
+        config = gateway(up, extra={"m0": "supports_json_schema: false, supports_advanced_params: false, "
+                                           "price: {input: 1.0, output: 2.0}"})
+        router = Router(load_gateway(config), env={"KEY": "k"})
+        result = await router.chat(ask(1, temperature=0.5, response_format={"type": "json_object"}))
+        total = usage_total(router)
+        await router.aclose()
+    body = up.stats.bodies[0]
+    assert "response_format" not in body and "temperature" not in body and body["model"] == "fake-0"
+    expected = (result.usage.prompt_tokens * 1.0 + result.usage.completion_tokens * 2.0) / 1e6
+    assert result.usage.cost == pytest.approx(expected) and total.cost == pytest.approx(expected)
+
+
+async def test_groups_and_unknown_models() -> None:
+    async with FakeUpstream() as a, FakeUpstream() as b:
+        router = Router(load_gateway(gateway(a, b, groups="groups: {cheap: [m1]}")), env={"KEY": "k"})
+        assert {(await router.chat(ask(i, model="cheap"))).model for i in range(5)} == {"m1"}
+        with pytest.raises(RequestRejected, match="unknown model 'gpt-9'"):
+            await router.chat(ask(1, model="gpt-9"))
+        await router.aclose()
+
+
+def test_config_errors_name_the_field_and_never_print_secrets() -> None:
+    with pytest.raises(SpecError, match=r"line 2, column 49: models\.0\.wieght: unknown field; did you mean 'weight'"):
+        load_gateway("models:\n  - {name: a, model: x, channel: c, api_key: k, wieght: 2}\n"
+                     "channels: {c: {base_url: 'http://127.0.0.1:1'}}\n")
+    with pytest.raises(SpecError, match="'nope' is not a channel"):
+        load_gateway("models: [{name: a, model: x, channel: nope}]\nchannels: {}\n")
+    with pytest.raises(SpecError, match="repeated: a"):
+        load_gateway("models: [{name: a, model: x, provider: mock}, {name: a, model: y, provider: mock}]\n")
+    config = load_gateway("models: [{name: a, model: x, channel: c, api_key: 'sk-${SECRET_PART}'}]\n"
+                          "channels: {c: {base_url: 'http://127.0.0.1:1'}}\n")
+    with pytest.raises(SpecError) as caught:
+        Router(config, env={})
+    assert "SECRET_PART is not set" in str(caught.value) and "sk-" not in str(caught.value)
+
+
+async def test_mock_deployments_need_no_network() -> None:
+    router = Router(load_gateway("models: [{name: local, model: mock, provider: mock}]\n"))
+    result = await router.chat(ask(1, response_format={"type": "json_schema", "json_schema": {"schema": {
+        "type": "object", "properties": {"category": {"enum": ["a", "b"]}}}}}))
+    await router.aclose()
+    assert result.model == "local" and result.content.startswith('{"category": "')
