@@ -162,3 +162,9 @@ async def test_mock_deployments_need_no_network() -> None:
         "type": "object", "properties": {"category": {"enum": ["a", "b"]}}}}}))
     await router.aclose()
     assert result.model == "local" and result.content.startswith('{"category": "')
+
+
+def test_the_shipped_example_config_loads() -> None:
+    config = load_gateway((Path(__file__).parents[1] / "examples" / "gateway.yaml").read_text(encoding="utf-8"))
+    assert [m.name for m in config.models] == ["mock-fast", "mock-slow"]
+    assert config.groups == {"cheap": ["mock-fast"]}
