@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.db import Database
 from api_server.settings import Settings
+from engine.gateway.router import Router
 
 
 def get_database(request: Request) -> Database:
@@ -30,6 +31,13 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+def get_router(request: Request) -> Router:
+    """The app's gateway router."""
+    router: Router = request.app.state.router
+    return router
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
+RouterDep = Annotated[Router, Depends(get_router)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

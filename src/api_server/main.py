@@ -12,8 +12,10 @@ from fastapi.routing import APIRoute
 from api_server.body_limit import BodySizeLimit
 from api_server.db import Database
 from api_server.errors import install_error_handlers
-from api_server.routes import health, jobs, workflows
+from api_server.routes import admin, health, jobs, openai_compat, workflows
 from api_server.settings import Settings, get_settings
+from engine.gateway.config import load_gateway
+from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
 
@@ -23,8 +25,18 @@ follow each job's status, counts and usage. Every error has one shape:
 """
 
 
-def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
-    """Build the app; the database is created from settings unless one is injected (tests)."""
+DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
+
+
+def open_router(settings: Settings) -> Router:
+    """The gateway router from GATEWAY_CONFIG, or one local mock model."""
+    text = settings.gateway_config.read_text(encoding="utf-8") if settings.gateway_config else DEFAULT_GATEWAY
+    return Router(load_gateway(text))
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None,
+               router: Router | None = None) -> FastAPI:
+    """Build the app; the database and router come from settings unless injected (tests)."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -32,21 +44,26 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
         app.state.database = database or Database(settings.database_url, echo=settings.db_echo)
+        app.state.router = router or open_router(settings)
         try:
             yield
         finally:
             if owned:
                 await app.state.database.dispose()
+            if router is None:
+                await app.state.router.aclose()
 
     app = FastAPI(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     if database is not None:  # usable without running the lifespan (httpx's ASGI transport skips it)
         app.state.database = database
+    if router is not None:
+        app.state.router = router
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health.router, workflows.router, jobs.router):
-        _summaries_from_docstrings(router)
-        app.include_router(router)
+    for routes in (health.router, workflows.router, jobs.router, openai_compat.router, admin.router):
+        _summaries_from_docstrings(routes)
+        app.include_router(routes)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -25,6 +26,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies get 413.")
+    gateway_config: Path | None = Field(
+        None, description="Gateway YAML (models, channels, groups); unset: one local mock model, no key needed.")
     db_echo: bool = False
 
 

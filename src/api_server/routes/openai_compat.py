@@ -1,0 +1,97 @@
+"""/v1: the gateway router behind OpenAI's API shapes, so the official `openai` client works unchanged."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api_server.deps import RouterDep
+from api_server.errors import error_response, error_responses
+from engine.gateway import GatewayError, RateLimited, RequestRejected
+from engine.gateway.types import ChatRequest, ChatResult
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+
+class ChatMessage(BaseModel):
+    """One message; content parts (OpenAI's list form) are joined as text."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text."""
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content)
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request (fields the router does not use are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"model": "auto", "messages": [{"role": "user", "content": "Reply with a JSON object: {\"ok\": true}"}]}]})
+    model: str = Field(min_length=1, description="A model, a group, or auto.")
+    messages: list[ChatMessage] = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+
+    def to_request(self) -> ChatRequest:
+        """The router's request."""
+        return ChatRequest(model=self.model, messages=[{"role": m.role, "content": m.text()} for m in self.messages],
+                           temperature=self.temperature, max_tokens=self.max_tokens or self.max_completion_tokens,
+                           response_format=self.response_format)
+
+
+def completion_body(result: ChatResult) -> dict[str, Any]:
+    """A chat.completion object."""
+    usage = result.usage
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": result.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                      "total_tokens": usage.prompt_tokens + usage.completion_tokens}}
+
+
+def gateway_error(exc: GatewayError) -> JSONResponse:
+    """The router's error as an HTTP error (429 with Retry-After when every deployment is busy)."""
+    if isinstance(exc, RateLimited):
+        seconds = max(1, round(exc.retry_after_s or 1))
+        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(seconds)})
+    if isinstance(exc, RequestRejected):
+        return error_response(exc.status or 400, "upstream_rejected", str(exc))
+    return error_response(502, "upstream_error", str(exc))
+
+
+@router.post("/chat/completions", responses=error_responses(413, 422) | {
+    429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"},
+    502: {"description": "The upstreams failed"}})
+async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep) -> Any:
+    """Create a chat completion through the router (OpenAI-compatible).
+
+    `model` is a model or group name from the gateway config, or `auto`. Parameters a model does not
+    support (e.g. `response_format` without JSON-schema support) are dropped for it.
+    """
+    try:
+        result = await gateway.chat(body.to_request())
+    except GatewayError as exc:
+        return gateway_error(exc)
+    return completion_body(result)
+
+
+@router.get("/models")
+async def list_models(gateway: RouterDep) -> dict[str, Any]:
+    """List the names a request may use: every model, every group, and auto."""
+    names = ["auto", *gateway.config.groups, *gateway.deployments]
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "rowloom"}
+                                       for name in names]}
