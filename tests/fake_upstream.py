@@ -45,6 +45,15 @@ def first_attempts(rates: dict[Fault, float], *, attempts: int = 1) -> FaultPoli
     return policy
 
 
+@dataclass(frozen=True)
+class Streamed:
+    """A 200 answer to be sent as an event stream."""
+
+    content: str
+    model: str
+    usage: dict[str, int]
+
+
 @dataclass
 class UpstreamStats:
     """What the upstream saw."""
@@ -64,12 +73,13 @@ class FakeUpstream:
     """`async with FakeUpstream(...) as up:` serves `up.base_url` until the block ends."""
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPolicy | None = None, keep_bodies: bool = False,
-                 hang_s: float = 30.0, retry_after: str = "0") -> None:
+                 hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0) -> None:
         self.latency_s = latency_s
         self.faults = faults
         self.keep_bodies = keep_bodies
         self.hang_s = hang_s
         self.retry_after = retry_after
+        self.stream_gap_s = stream_gap_s
         self.stats = UpstreamStats()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -98,6 +108,9 @@ class FakeUpstream:
                 headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
                 status, payload, extra = await self._route(method, path, body)
+                if isinstance(payload, Streamed):
+                    await self._stream(writer, payload)
+                    continue
                 data = json.dumps(payload).encode()
                 extra_headers = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
                 writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
@@ -141,9 +154,27 @@ class FakeUpstream:
             stats.ok[prompt] += fault != "bad-enum"
         stats.by_status[200] += 1
         usage = {"prompt_tokens": len(prompt) // 4 + 1, "completion_tokens": len(content) // 4 + 1}
+        if body.get("stream"):
+            return 200, Streamed(content, body.get("model", ""), usage), {}
         return 200, {"id": "x", "object": "chat.completion", "model": body.get("model"), "usage": usage,
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                   "finish_reason": "stop"}]}, {}
+
+    async def _stream(self, writer: asyncio.StreamWriter, streamed: Streamed) -> None:
+        """SSE events as HTTP chunks, `stream_gap_s` apart, so a test can see them arrive one by one."""
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        step = max(1, len(streamed.content) // 4)
+        events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+        events += [{"choices": [{"index": 0, "delta": {"content": streamed.content[i:i + step]},
+                                 "finish_reason": None}]} for i in range(0, len(streamed.content), step)]
+        events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": streamed.usage})
+        for payload in [*(json.dumps({"model": streamed.model, **e}) for e in events), "[DONE]"]:
+            data = f"data: {payload}\n\n".encode()
+            writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(self.stream_gap_s)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
 
     @staticmethod
     def answer(body: dict[str, Any], prompt: str, *, bad_enum: bool = False) -> dict[str, Any]:

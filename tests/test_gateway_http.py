@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,13 +10,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import uvicorn
 
 from api_server.db import Database
 from api_server.main import create_app
 from api_server.settings import Settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, marker
 from tests.test_gateway_router import gateway
 
 SECRET = "sk-test-never-shown"
@@ -94,3 +96,56 @@ async def test_admin_models_counts_without_secrets(app_router: tuple[Any, Router
     assert (m0["requests_ok"], m0["requests_failed"], m0["healthy"], m0["in_flight"]) == (6, 0, True, 0)
     assert m0["latency_p50_ms"] is not None and m0["tokens_in"] > 0
     assert m0["cost"] == pytest.approx((m0["tokens_in"] * 2.0 + m0["tokens_out"] * 4.0) / 1e6)
+
+
+@pytest.fixture
+async def live(app_router: tuple[Any, Router]) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The app served by uvicorn on 127.0.0.1 (the in-process ASGI transport buffers whole bodies)."""
+    server = uvicorn.Server(uvicorn.Config(app_router[0], host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):  # uvicorn exposes start-up only as a flag: poll it, bounded (5 s)
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0) as ai:
+        yield ai
+    server.should_exit = True
+    await task
+
+
+async def test_a_stream_arrives_chunk_by_chunk_with_usage(live: openai.AsyncOpenAI,
+                                                          upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    client = live
+    for up in upstreams:
+        up.stream_gap_s = 0.1
+    arrivals: list[float] = []
+    pieces: list[str] = []
+    usage = None
+    stream = await client.chat.completions.create(model="m0", stream=True, stream_options={"include_usage": True},
+                                                  messages=[{"role": "user", "content": "stream me"}])
+    async for chunk in stream:
+        arrivals.append(asyncio.get_running_loop().time())
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    assert len(pieces) >= 3
+    assert json.loads("".join(pieces)) == {"answer": f"answer:{marker('stream me')}"}
+    assert arrivals[-1] - arrivals[0] >= 0.3  # passed through as they came, not buffered to the end
+    assert usage is not None and usage.completion_tokens > 0
+
+
+async def test_stream_errors_before_the_first_chunk_are_http_errors(
+        live: openai.AsyncOpenAI, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    client = live
+    upstreams[0].faults = lambda *_: "500"
+    stream = await client.chat.completions.create(model="auto", stream=True,
+                                                  messages=[{"role": "user", "content": "x"}])
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text.startswith("{")  # m0 failed before its first piece: the stream came from m1
+    upstreams[1].faults = lambda *_: "500"
+    with pytest.raises(openai.InternalServerError) as failed:  # both fail before a first piece: a 502
+        await client.chat.completions.create(model="auto", stream=True, messages=[{"role": "user", "content": "y"}])
+    assert failed.value.status_code == 502

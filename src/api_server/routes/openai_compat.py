@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api_server.deps import RouterDep
 from api_server.errors import error_response, error_responses
 from engine.gateway import GatewayError, RateLimited, RequestRejected
-from engine.gateway.types import ChatRequest, ChatResult
+from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -82,11 +84,45 @@ async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep) -> A
     `model` is a model or group name from the gateway config, or `auto`. Parameters a model does not
     support (e.g. `response_format` without JSON-schema support) are dropped for it.
     """
+    if body.stream:
+        pieces = gateway.stream(body.to_request())
+        try:
+            first = await anext(pieces)  # an error before the first piece is a plain HTTP error
+        except GatewayError as exc:
+            return gateway_error(exc)
+        return StreamingResponse(sse(first, pieces), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
     try:
         result = await gateway.chat(body.to_request())
     except GatewayError as exc:
         return gateway_error(exc)
     return completion_body(result)
+
+
+async def sse(first: ChatDelta, rest: AsyncIterator[ChatDelta]) -> AsyncIterator[bytes]:
+    """chat.completion.chunk events as the upstream's pieces arrive, then `[DONE]`."""
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": first.model}
+
+    def event(delta: dict[str, Any], finish: str | None = None, usage: Usage | None = None) -> bytes:
+        chunk = base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        if usage is not None:
+            chunk["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                              "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+        return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
+
+    yield event({"role": "assistant", "content": first.content})
+    usage = first.usage
+    try:
+        async for piece in rest:
+            usage = piece.usage or usage
+            if piece.content:
+                yield event({"content": piece.content})
+    except GatewayError as exc:  # the status line is sent: the error goes in the stream
+        yield f"data: {json.dumps({'error': {'message': str(exc), 'code': 'upstream_error'}})}\n\n".encode()
+        return
+    yield event({}, "stop", usage)
+    yield b"data: [DONE]\n\n"
 
 
 @router.get("/models")

@@ -14,10 +14,10 @@ from engine.gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from engine.gateway.types import ChatClient, ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, Usage
 
 __all__ = [
-    "ChatClient", "ChatRequest", "ChatResult", "GatewayError", "MalformedResponse", "RateLimited",
+    "ChatClient", "ChatDelta", "ChatRequest", "ChatResult", "GatewayError", "MalformedResponse", "RateLimited",
     "RequestRejected", "UpstreamConnectionError", "UpstreamError", "UpstreamTimeout", "UpstreamUnavailable",
     "Usage",
 ]

@@ -7,10 +7,11 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from engine.gateway.errors import RateLimited, UpstreamUnavailable
-from engine.gateway.types import ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
 
 WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper")
 
@@ -76,6 +77,14 @@ class MockClient:
         prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
         return ChatResult(content=content, model=self.name, latency_s=self.latency_s,
                           usage=Usage(max(1, prompt_chars // 4), max(1, len(content) // 4)))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """The same answer as `chat`, in four pieces, usage on the last."""
+        result = await self.chat(request)
+        step = max(1, len(result.content) // 4)
+        for start in range(0, len(result.content), step):
+            yield ChatDelta(content=result.content[start:start + step], model=self.name)
+        yield ChatDelta(usage=result.usage, finished=True, model=self.name)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -7,8 +7,10 @@ every connection on every request event (httpx issue #3215), which at 64-256 req
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -23,7 +25,7 @@ from engine.gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from engine.gateway.types import ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
 
 REJECTED = frozenset({400, 401, 403, 404, 413, 422})
 
@@ -48,31 +50,80 @@ class OpenAIClient:
         self._owns_transport = transport is None  # a shared transport is closed by whoever shares it
         self._transport = transport or AiohttpTransport(limits=limits)
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """Send one request; map every failure onto the gateway's exception tree."""
+    def _request(self, request: ChatRequest, **extra: Any) -> tuple[httpx.Request, str, float]:
         model = self.model or request.model
         seconds = request.timeout_s or self.timeout_s
-        http_request = httpx.Request("POST", self._url, headers=self._headers,
-                                     content=json.dumps(request.body(model), ensure_ascii=False).encode(),
-                                     extensions={"timeout": httpx.Timeout(seconds).as_dict()})
+        body = request.body(model) | extra
+        return (httpx.Request("POST", self._url, headers=self._headers,
+                              content=json.dumps(body, ensure_ascii=False).encode(),
+                              extensions={"timeout": httpx.Timeout(seconds).as_dict()}), model, seconds)
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """Send one request; map every failure onto the gateway's exception tree."""
+        http_request, model, seconds = self._request(request)
         started = time.monotonic()
-        try:
+        with _transport_errors(model, seconds):
             response = await self._transport.handle_async_request(http_request)
             try:
                 await response.aread()
             finally:
                 await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{model}: no answer in {seconds:g}s ({type(exc).__name__})", model=model) from None
-        except httpx.TransportError as exc:
-            raise UpstreamConnectionError(f"{model}: {type(exc).__name__}: {exc}", model=model) from None
         raise_for_status(response, model)
         return parse_completion(response, model, time.monotonic() - started)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """Send with `stream: true` and yield each SSE event's content as it arrives."""
+        http_request, model, seconds = self._request(request, stream=True, stream_options={"include_usage": True})
+        with _transport_errors(model, seconds):
+            response = await self._transport.handle_async_request(http_request)
+            try:
+                if response.status_code >= 300:
+                    await response.aread()
+                    raise_for_status(response, model)
+                async for event in _sse_events(response):
+                    yield event
+            finally:
+                await response.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was handed in)."""
         if self._owns_transport:
             await self._transport.aclose()
+
+
+@contextlib.contextmanager
+def _transport_errors(model: str, seconds: float) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"{model}: no answer in {seconds:g}s ({type(exc).__name__})", model=model) from None
+    except httpx.TransportError as exc:
+        raise UpstreamConnectionError(f"{model}: {type(exc).__name__}: {exc}", model=model) from None
+
+
+async def _sse_events(response: httpx.Response) -> AsyncIterator[ChatDelta]:
+    """Chat deltas from an OpenAI event stream (`data: {...}` lines, ended by `data: [DONE]`)."""
+    buffer = b""
+    async for chunk in response.aiter_raw():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            try:
+                event = json.loads(data)
+            except ValueError:
+                raise MalformedResponse(f"not a JSON event: {data[:80]!r}") from None
+            choices = event.get("choices") or []
+            usage = event.get("usage")
+            content = ((choices[0].get("delta") or {}).get("content") or "") if choices else ""
+            finished = bool(choices and choices[0].get("finish_reason"))
+            yield ChatDelta(content=content, finished=finished or usage is not None, model=event.get("model"),
+                            usage=Usage(int(usage.get("prompt_tokens") or 0),
+                                        int(usage.get("completion_tokens") or 0)) if usage else None)
 
 
 def raise_for_status(response: httpx.Response, model: str) -> None:

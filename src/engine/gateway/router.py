@@ -14,9 +14,9 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -26,8 +26,9 @@ from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, Up
 from engine.gateway.limits import Cooldown, TokenBucket
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
-from engine.gateway.types import ChatClient, ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, Usage
 
+T = TypeVar("T")
 DEFAULT_WAIT_S = 60.0
 TOKENS_PER_CHAR = 0.25
 LATENCY_SAMPLES = 512
@@ -114,6 +115,44 @@ class Router:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """Answer through the best available deployment, failing over on retryable errors."""
+        async def attempt(state: DeploymentState, estimate: float, adapted: ChatRequest) -> ChatResult:
+            result = await state.client.chat(adapted)
+            cost = self._succeeded(state, result.usage, result.latency_s, estimate)
+            return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
+
+        return await self._routed(request, attempt)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """Stream through the best available deployment; failover happens only before the first piece."""
+        started = self.clock()
+
+        async def attempt(state: DeploymentState, estimate: float,
+                          adapted: ChatRequest) -> tuple[DeploymentState, float, AsyncIterator[ChatDelta], ChatDelta]:
+            pieces = state.client.stream(adapted)
+            return state, estimate, pieces, await anext(pieces)  # failures up to here fail over
+
+        state, estimate, pieces, first = await self._routed(request, attempt)
+        self._hold(state)  # the stream is in flight until its last piece
+        try:
+            yield replace(first, model=state.config.name)
+            reported = first.usage is not None
+            async for piece in pieces:
+                if piece.usage is not None:
+                    cost = self._succeeded(state, piece.usage, self.clock() - started, estimate)
+                    piece = replace(piece, usage=replace(piece.usage, cost=cost))
+                    reported = True
+                yield replace(piece, model=state.config.name)
+            if not reported:
+                self._succeeded(state, Usage(), self.clock() - started, estimate)
+        except UpstreamError as exc:
+            self._failed(state, exc)
+            raise
+        finally:
+            self._release(state)
+
+    async def _routed(self, request: ChatRequest,
+                      attempt: Callable[[DeploymentState, float, ChatRequest], Awaitable[T]]) -> T:
+        """Run `attempt` on a deployment with capacity; retryable failures move it to the next candidate."""
         pool = self.candidates(request.model)
         deadline = self.clock() + (request.timeout_s or DEFAULT_WAIT_S)
         estimate = sum(len(m.get("content", "")) for m in request.messages) * TOKENS_PER_CHAR \
@@ -133,13 +172,18 @@ class Router:
                                       status=429, retry_after_s=round(wait, 3) if math.isfinite(wait) else 1.0)
                 await self._wait_for_change(min(wait, remaining))
                 continue
+            self._take(state, estimate)
             try:
-                return await self._send(state, request, estimate)
+                return await attempt(state, estimate, self._adapt(state.config, request))
             except RequestRejected:
+                state.failed += 1
                 raise
             except UpstreamError as exc:
+                self._failed(state, exc)
                 tried.add(state.config.name)
                 last_error = exc
+            finally:
+                self._release(state)
 
     def _pick(self, pool: list[DeploymentState], estimate: float) -> tuple[DeploymentState | None, float]:
         """A deployment with capacity now, chosen by weight; else None and the seconds to wait."""
@@ -160,38 +204,40 @@ class Router:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def _send(self, state: DeploymentState, request: ChatRequest, estimate: float) -> ChatResult:
+    def _take(self, state: DeploymentState, estimate: float) -> None:
         now = self.clock()
         if state.requests is not None:
             state.requests.take(1, now)
         if state.tokens is not None:
             state.tokens.take(estimate, now)
+        self._hold(state)
+
+    @staticmethod
+    def _hold(state: DeploymentState) -> None:
         state.in_flight += 1
-        adapted = self._adapt(state.config, request)
-        try:
-            result = await state.client.chat(adapted)
-        except RequestRejected:
-            state.failed += 1
-            raise
-        except UpstreamError as exc:
-            state.failed += 1
-            state.cooldown.failed(self.clock(), exc.retry_after_s)
-            raise
-        finally:
-            state.in_flight -= 1
-            self._notify()
-        used = result.usage.prompt_tokens + result.usage.completion_tokens
+
+    def _release(self, state: DeploymentState) -> None:
+        state.in_flight -= 1
+        self._notify()
+
+    def _failed(self, state: DeploymentState, error: UpstreamError) -> None:
+        state.failed += 1
+        state.cooldown.failed(self.clock(), error.retry_after_s)
+
+    def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, estimate: float) -> float:
+        """Count a success, settle the token estimate, end any back-off; returns the cost."""
+        used = usage.prompt_tokens + usage.completion_tokens
         if state.tokens is not None and used:
             state.tokens.take(used - estimate, self.clock())  # settle the estimate against real usage
         price = state.config.price
-        cost = (result.usage.prompt_tokens * price.input + result.usage.completion_tokens * price.output) / 1e6
+        cost = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6
         state.cooldown.succeeded()
         state.ok += 1
-        state.tokens_in += result.usage.prompt_tokens
-        state.tokens_out += result.usage.completion_tokens
+        state.tokens_in += usage.prompt_tokens
+        state.tokens_out += usage.completion_tokens
         state.cost += cost
-        state.latencies.append(result.latency_s)
-        return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
+        state.latencies.append(latency_s)
+        return cost
 
     @staticmethod
     def _adapt(config: Deployment, request: ChatRequest) -> ChatRequest:

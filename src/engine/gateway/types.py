@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,11 +51,25 @@ class ChatResult:
     latency_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class ChatDelta:
+    """A piece of a streamed answer; the last one carries usage (when the upstream reports it)."""
+
+    content: str = ""
+    usage: Usage | None = None
+    finished: bool = False
+    model: str | None = None
+
+
 class ChatClient(Protocol):
     """Anything that answers chat requests: a single upstream, the mock provider, or the router."""
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """Answer one request or raise a `GatewayError`."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+        """Answer one request piece by piece, as the upstream sends it."""
         ...
 
     async def aclose(self) -> None:
