@@ -26,6 +26,7 @@ from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, Up
 from engine.gateway.limits import Cooldown, TokenBucket
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
+from engine.gateway.shared import SharedLimits
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, Usage
 
 T = TypeVar("T")
@@ -43,6 +44,7 @@ class DeploymentState:
     requests: TokenBucket | None
     tokens: TokenBucket | None
     cooldown: Cooldown = field(default_factory=Cooldown)
+    not_before: float = -math.inf  # with shared limits: Redis said to wait until then
     in_flight: int = 0
     ok: int = 0
     failed: int = 0
@@ -55,7 +57,7 @@ class DeploymentState:
         """Seconds until this deployment can take a request of `tokens` (0: now)."""
         if self.config.max_in_flight is not None and self.in_flight >= self.config.max_in_flight:
             return float("inf")  # until a request finishes
-        waits = [max(0.0, self.cooldown.until - now)]
+        waits = [max(0.0, self.cooldown.until - now, self.not_before - now)]
         if self.requests is not None:
             waits.append(self.requests.wait_s(1, now))
         if self.tokens is not None:
@@ -67,8 +69,10 @@ class Router:
     """A ChatClient over many deployments (see the module docstring)."""
 
     def __init__(self, config: GatewayConfig, *, env: dict[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+                 shared: SharedLimits | None = None, clock: Callable[[], float] = time.monotonic,
+                 seed: int | None = None) -> None:
         self.config = config
+        self.shared = shared  # with it, requests/s, tokens/min and cool-downs are fleet-wide
         self.clock = clock
         self._random = random.Random(seed)
         self._changed = asyncio.Event()
@@ -97,9 +101,10 @@ class Router:
                                   timeout_s=deployment.timeout or channel.timeout,
                                   transport=self._transport(channel.proxy, channel.ssl_verify))
         now = self.clock()
+        local = self.shared is None  # with shared limits the buckets live in Redis
         requests = TokenBucket(deployment.safe_rps, 2 * deployment.safe_rps, updated=now) \
-            if deployment.safe_rps else None
-        tokens = TokenBucket(deployment.tpm / 60, deployment.tpm, updated=now) if deployment.tpm else None
+            if deployment.safe_rps and local else None
+        tokens = TokenBucket(deployment.tpm / 60, deployment.tpm, updated=now) if deployment.tpm and local else None
         return DeploymentState(deployment, client, requests, tokens)
 
     def candidates(self, name: str) -> list[DeploymentState]:
@@ -117,7 +122,7 @@ class Router:
         """Answer through the best available deployment, failing over on retryable errors."""
         async def attempt(state: DeploymentState, estimate: float, adapted: ChatRequest) -> ChatResult:
             result = await state.client.chat(adapted)
-            cost = self._succeeded(state, result.usage, result.latency_s, estimate)
+            cost = await self._succeeded(state, result.usage, result.latency_s, estimate)
             return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
 
         return await self._routed(request, attempt)
@@ -138,14 +143,14 @@ class Router:
             reported = first.usage is not None
             async for piece in pieces:
                 if piece.usage is not None:
-                    cost = self._succeeded(state, piece.usage, self.clock() - started, estimate)
+                    cost = await self._succeeded(state, piece.usage, self.clock() - started, estimate)
                     piece = replace(piece, usage=replace(piece.usage, cost=cost))
                     reported = True
                 yield replace(piece, model=state.config.name)
             if not reported:
-                self._succeeded(state, Usage(), self.clock() - started, estimate)
+                await self._succeeded(state, Usage(), self.clock() - started, estimate)
         except UpstreamError as exc:
-            self._failed(state, exc)
+            await self._failed(state, exc)
             raise
         finally:
             self._release(state)
@@ -172,6 +177,13 @@ class Router:
                                       status=429, retry_after_s=round(wait, 3) if math.isfinite(wait) else 1.0)
                 await self._wait_for_change(min(wait, remaining))
                 continue
+            if self.shared is not None:
+                config = state.config
+                shared_wait = await self.shared.take(config.name, rps=config.safe_rps, tpm=config.tpm,
+                                                     tokens=estimate)
+                if shared_wait > 0:  # another process used the capacity, or the deployment cools down
+                    state.not_before = self.clock() + shared_wait
+                    continue
             self._take(state, estimate)
             try:
                 return await attempt(state, estimate, self._adapt(state.config, request))
@@ -179,7 +191,7 @@ class Router:
                 state.failed += 1
                 raise
             except UpstreamError as exc:
-                self._failed(state, exc)
+                await self._failed(state, exc)
                 tried.add(state.config.name)
                 last_error = exc
             finally:
@@ -220,15 +232,20 @@ class Router:
         state.in_flight -= 1
         self._notify()
 
-    def _failed(self, state: DeploymentState, error: UpstreamError) -> None:
+    async def _failed(self, state: DeploymentState, error: UpstreamError) -> None:
         state.failed += 1
-        state.cooldown.failed(self.clock(), error.retry_after_s)
+        now = self.clock()
+        deadline = state.cooldown.failed(now, error.retry_after_s)
+        if self.shared is not None:
+            await self.shared.cool_down(state.config.name, deadline - now)
 
-    def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, estimate: float) -> float:
+    async def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, estimate: float) -> float:
         """Count a success, settle the token estimate, end any back-off; returns the cost."""
         used = usage.prompt_tokens + usage.completion_tokens
-        if state.tokens is not None and used:
+        if used and state.tokens is not None:
             state.tokens.take(used - estimate, self.clock())  # settle the estimate against real usage
+        elif used and self.shared is not None and state.config.tpm:
+            await self.shared.settle_tokens(state.config.name, estimate - used)
         price = state.config.price
         cost = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6
         state.cooldown.succeeded()
@@ -257,6 +274,8 @@ class Router:
             await state.client.aclose()
         for transport in self._transports.values():
             await transport.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def usage_total(router: Router) -> Usage:
