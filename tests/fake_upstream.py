@@ -123,6 +123,14 @@ class FakeUpstream:
             writer.close()
 
     async def _route(self, method: str, path: str, raw: bytes) -> tuple[int, Any, dict[str, str]]:
+        if method == "POST" and path.endswith("/embeddings"):
+            request = json.loads(raw)
+            inputs = [request["input"]] if isinstance(request["input"], str) else request["input"]
+            self.stats.requests += 1
+            return 200, {"object": "list", "model": request.get("model"), "usage": {"prompt_tokens": len(inputs)},
+                         "data": [{"object": "embedding", "index": i,
+                                   "embedding": [int(marker(text)[j:j + 2], 16) / 255 for j in range(0, 8, 2)]}
+                                  for i, text in enumerate(inputs)]}, {}
         if not (method == "POST" and path.endswith("/chat/completions")):
             return 404, {"error": {"message": f"no route {method} {path}"}}, {}
         stats = self.stats

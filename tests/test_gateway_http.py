@@ -149,3 +149,12 @@ async def test_stream_errors_before_the_first_chunk_are_http_errors(
     with pytest.raises(openai.InternalServerError) as failed:  # both fail before a first piece: a 502
         await client.chat.completions.create(model="auto", stream=True, messages=[{"role": "user", "content": "y"}])
     assert failed.value.status_code == 502
+
+
+async def test_official_client_embeddings(client: openai.AsyncOpenAI) -> None:
+    result = await client.embeddings.create(model="m0", input=["alpha", "beta"])
+    assert [item.index for item in result.data] == [0, 1]
+    assert result.data[0].embedding == [int(marker("alpha")[j:j + 2], 16) / 255 for j in range(0, 8, 2)]
+    assert result.model == "m0" and result.usage.prompt_tokens == 2
+    single = await client.embeddings.create(model="auto", input="gamma")
+    assert len(single.data) == 1

@@ -168,3 +168,12 @@ def test_the_shipped_example_config_loads() -> None:
     config = load_gateway((Path(__file__).parents[1] / "examples" / "gateway.yaml").read_text(encoding="utf-8"))
     assert [m.name for m in config.models] == ["mock-fast", "mock-slow"]
     assert config.groups == {"cheap": ["mock-fast"]}
+
+
+async def test_mock_embeddings_are_deterministic_unit_vectors() -> None:
+    router = Router(load_gateway("models: [{name: local, model: mock, provider: mock}]\n"))
+    first = await router.embed(["a", "b"], model="auto")
+    again = await router.embed(["a"], model="local")
+    await router.aclose()
+    assert first.vectors[0] == again.vectors[0] and first.vectors[0] != first.vectors[1]
+    assert abs(sum(v * v for v in first.vectors[1]) - 1.0) < 1e-9

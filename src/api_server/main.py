@@ -16,6 +16,7 @@ from api_server.routes import admin, health, jobs, openai_compat, workflows
 from api_server.settings import Settings, get_settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
+from engine.gateway.shared import SharedLimits
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
 
@@ -29,9 +30,10 @@ DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
 
 
 def open_router(settings: Settings) -> Router:
-    """The gateway router from GATEWAY_CONFIG, or one local mock model."""
+    """The gateway router from GATEWAY_CONFIG (or one local mock model); limits shared in Redis if set."""
     text = settings.gateway_config.read_text(encoding="utf-8") if settings.gateway_config else DEFAULT_GATEWAY
-    return Router(load_gateway(text))
+    shared = SharedLimits.from_url(settings.redis_url) if settings.redis_url else None
+    return Router(load_gateway(text), shared=shared)
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None,

@@ -125,6 +125,28 @@ async def sse(first: ChatDelta, rest: AsyncIterator[ChatDelta]) -> AsyncIterator
     yield b"data: [DONE]\n\n"
 
 
+class EmbeddingRequest(BaseModel):
+    """OpenAI's embeddings request (a string or a list of strings)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+
+
+@router.post("/embeddings", responses=error_responses(413, 422) | {
+    429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"}})
+async def embeddings(body: EmbeddingRequest, gateway: RouterDep) -> Any:
+    """Create embeddings through the router (OpenAI-compatible)."""
+    inputs = [body.input] if isinstance(body.input, str) else body.input
+    try:
+        result = await gateway.embed(inputs, model=body.model)
+    except GatewayError as exc:
+        return gateway_error(exc)
+    return {"object": "list", "model": result.model,
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(result.vectors)],
+            "usage": {"prompt_tokens": result.usage.prompt_tokens, "total_tokens": result.usage.prompt_tokens}}
+
+
 @router.get("/models")
 async def list_models(gateway: RouterDep) -> dict[str, Any]:
     """List the names a request may use: every model, every group, and auto."""

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from engine.gateway.errors import RateLimited, UpstreamUnavailable
-from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper")
 
@@ -85,6 +85,16 @@ class MockClient:
         for start in range(0, len(result.content), step):
             yield ChatDelta(content=result.content[start:start + step], model=self.name)
         yield ChatDelta(usage=result.usage, finished=True, model=self.name)
+
+    async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
+        """Unit vectors of 16 dimensions, a pure function of each input."""
+        vectors = []
+        for text in inputs:
+            rng = random.Random(digest(text))
+            vector = [rng.uniform(-1, 1) for _ in range(16)]
+            norm = sum(v * v for v in vector) ** 0.5 or 1.0
+            vectors.append([v / norm for v in vector])
+        return EmbeddingResult(vectors, self.name, Usage(sum(max(1, len(t) // 4) for t in inputs), 0))
 
     async def aclose(self) -> None:
         """Nothing to release."""

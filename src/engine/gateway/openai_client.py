@@ -25,7 +25,7 @@ from engine.gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 REJECTED = frozenset({400, 401, 403, 404, 413, 422})
 
@@ -84,6 +84,27 @@ class OpenAIClient:
                     yield event
             finally:
                 await response.aclose()
+
+    async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
+        """POST to the embeddings path beside the chat path (…/embeddings)."""
+        name = self.model or model
+        url = self._url.copy_with(path=self._url.path.rsplit("/chat/completions", 1)[0] + "/embeddings")
+        request = httpx.Request("POST", url, headers=self._headers, json={"model": name, "input": inputs},
+                                extensions={"timeout": httpx.Timeout(self.timeout_s).as_dict()})
+        with _transport_errors(name, self.timeout_s):
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        raise_for_status(response, name)
+        try:
+            body = response.json()
+            vectors = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedResponse(f"{name}: not an embeddings response ({exc})", model=name) from None
+        usage = body.get("usage") or {}
+        return EmbeddingResult(vectors, name, Usage(int(usage.get("prompt_tokens") or 0), 0))
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was handed in)."""

@@ -27,7 +27,7 @@ from engine.gateway.limits import Cooldown, TokenBucket
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
 from engine.gateway.shared import SharedLimits
-from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 T = TypeVar("T")
 DEFAULT_WAIT_S = 60.0
@@ -154,6 +154,18 @@ class Router:
             raise
         finally:
             self._release(state)
+
+    async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
+        """Embeddings through the best available deployment (same routing, limits and failover)."""
+        probe = ChatRequest(model=model, messages=[{"role": "user", "content": "".join(inputs)}])
+
+        async def attempt(state: DeploymentState, estimate: float, _: ChatRequest) -> EmbeddingResult:
+            started = self.clock()
+            result = await state.client.embed(inputs, model=state.config.model)
+            cost = await self._succeeded(state, result.usage, self.clock() - started, estimate)
+            return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
+
+        return await self._routed(probe, attempt)
 
     async def _routed(self, request: ChatRequest,
                       attempt: Callable[[DeploymentState, float, ChatRequest], Awaitable[T]]) -> T:

@@ -52,6 +52,15 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class EmbeddingResult:
+    """Vectors for the inputs, in order, and which deployment made them."""
+
+    vectors: list[list[float]]
+    model: str
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True)
 class ChatDelta:
     """A piece of a streamed answer; the last one carries usage (when the upstream reports it)."""
 
@@ -70,6 +79,10 @@ class ChatClient(Protocol):
 
     def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         """Answer one request piece by piece, as the upstream sends it."""
+        ...
+
+    async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
+        """Embedding vectors for the inputs."""
         ...
 
     async def aclose(self) -> None:
