@@ -39,6 +39,19 @@ class FakeLLM(str):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_until_up(url: str, *, seconds: float = 15.0) -> None:
+    """Poll a URL until it answers (a process just started), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not come up in {seconds:g}s") from None
+            time.sleep(0.05)
+
+
 @contextmanager
 def fakellm(script: Path, *args: str) -> Iterator[FakeLLM]:
     """Run fakellm with `args`; yields its base URL (…/v1)."""
@@ -48,12 +61,7 @@ def fakellm(script: Path, *args: str) -> Iterator[FakeLLM]:
     process = subprocess.Popen([sys.executable, str(script), "--port", str(port), *args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_until_up(f"http://127.0.0.1:{port}/health")
         url = FakeLLM(f"http://127.0.0.1:{port}/v1")
         url.pid = process.pid
         yield url

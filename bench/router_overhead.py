@@ -20,12 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
 
-from bench._fakellm import DEFAULT, fakellm, free_port
+from bench._fakellm import DEFAULT, fakellm, free_port, wait_until_up
 from engine import loop
 from engine.gateway.config import load_gateway
 from engine.gateway.mock import MockClient
@@ -76,17 +75,11 @@ def start_gateway(upstream: str, folder: Path) -> tuple[subprocess.Popen[bytes],
     config = folder / "gateway.yaml"
     config.write_text(f"models: [{{name: fake-small, model: fake-small, channel: fake}}]\n"
                       f"channels: {{fake: {{base_url: '{upstream.removesuffix('/v1')}'}}}}\n")
-    env = os.environ | {"GATEWAY_CONFIG": str(config), "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/gw.db",
-                        "LOG_LEVEL": "WARNING", "REDIS_URL": ""}
-    env.pop("REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | {  # limits in process: no Redis
+        "GATEWAY_CONFIG": str(config), "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/gw.db", "LOG_LEVEL": "WARNING"}
     process = subprocess.Popen([sys.executable, "-m", "api_server.cli", "serve", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_until_up(f"http://127.0.0.1:{port}/ping")
     return process, f"http://127.0.0.1:{port}/v1"
 
 

@@ -8,7 +8,9 @@ import re
 import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from engine import loop
 from engine.gateway import ChatClient
@@ -17,6 +19,8 @@ from engine.gateway.openai_client import OpenAIClient
 from engine.progress import Progress
 from engine.sources import InputError
 from engine.spec import LoadedSpec, SpecError, load_spec
+
+T = TypeVar("T")
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,16 +52,21 @@ def print_issues(path: Path, error: SpecError) -> None:
         print(f"{path}:{where} {issue.field + ': ' if issue.field else ''}{issue.message}", file=sys.stderr)
 
 
-def read_spec(path: Path) -> LoadedSpec:
-    """Load a spec file; problems are printed as `file:line:column: message` and exit 1 (2: unreadable)."""
+def parse_file(path: Path, parse: Callable[[str], T]) -> T:
+    """Parse a YAML file; problems are printed as `file:line:column: message` and exit 1 (2: unreadable)."""
     try:
-        return load_spec(path.read_text(encoding="utf-8"))
+        return parse(path.read_text(encoding="utf-8"))
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
         sys.exit(2)
     except SpecError as exc:
         print_issues(path, exc)
         sys.exit(1)
+
+
+def read_spec(path: Path) -> LoadedSpec:
+    """A workflow spec file, or exit with its problems."""
+    return parse_file(path, load_spec)
 
 
 def import_dataflux_command(args: argparse.Namespace) -> int:
@@ -142,18 +151,11 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def open_router(path: Path) -> ChatClient:
-    """A Router from a gateway YAML file; problems are printed like spec problems (exit 1, or 2 unreadable)."""
+    """A Router from a gateway YAML file, or exit with its problems (a missing ${VAR} included)."""
     from engine.gateway.config import load_gateway
     from engine.gateway.router import Router
 
-    try:
-        return Router(load_gateway(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
-        sys.exit(2)
-    except SpecError as exc:
-        print_issues(path, exc)
-        sys.exit(1)
+    return parse_file(path, lambda text: Router(load_gateway(text)))
 
 
 class ProgressLine:
