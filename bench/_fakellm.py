@@ -25,18 +25,23 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class FakeLLM(str):
     """fakellm's base URL (…/v1), with its process id for CPU accounting."""
 
     pid: int
 
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds the fakellm process has used (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the fakellm process has used."""
+        return cpu_seconds(self.pid)
 
 
 def wait_until_up(url: str, *, seconds: float = 15.0) -> None:
