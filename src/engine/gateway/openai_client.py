@@ -43,6 +43,8 @@ class OpenAIClient:
         self.model = model
         self.timeout_s = timeout_s
         self._url = httpx.URL(base_url.rstrip("/") + "/" + path.lstrip("/"))  # parsed once, not per request
+        self._embeddings_url = self._url.copy_with(path=self._url.path.rsplit("/chat/completions", 1)[0]
+                                                   + "/embeddings")
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -50,30 +52,34 @@ class OpenAIClient:
         self._owns_transport = transport is None  # a shared transport is closed by whoever shares it
         self._transport = transport or AiohttpTransport(limits=limits)
 
-    def _request(self, request: ChatRequest, **extra: Any) -> tuple[httpx.Request, str, float]:
-        model = self.model or request.model
-        seconds = request.timeout_s or self.timeout_s
-        body = request.body(model) | extra
-        return (httpx.Request("POST", self._url, headers=self._headers,
-                              content=json.dumps(body, ensure_ascii=False).encode(),
-                              extensions={"timeout": httpx.Timeout(seconds).as_dict()}), model, seconds)
+    def _http_request(self, url: httpx.URL, body: dict[str, Any], seconds: float) -> httpx.Request:
+        return httpx.Request("POST", url, headers=self._headers, content=json.dumps(body, ensure_ascii=False).encode(),
+                             extensions={"timeout": httpx.Timeout(seconds).as_dict()})
 
-    async def chat(self, request: ChatRequest) -> ChatResult:
-        """Send one request; map every failure onto the gateway's exception tree."""
-        http_request, model, seconds = self._request(request)
-        started = time.monotonic()
+    async def _post(self, url: httpx.URL, body: dict[str, Any], model: str, seconds: float) -> httpx.Response:
+        """POST a JSON body and read the whole answer; failures mapped onto the gateway's exception tree."""
         with _transport_errors(model, seconds):
-            response = await self._transport.handle_async_request(http_request)
+            response = await self._transport.handle_async_request(self._http_request(url, body, seconds))
             try:
                 await response.aread()
             finally:
                 await response.aclose()
         raise_for_status(response, model)
+        return response
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        """Send one request; map every failure onto the gateway's exception tree."""
+        model = self.model or request.model
+        started = time.monotonic()
+        response = await self._post(self._url, request.body(model), model, request.timeout_s or self.timeout_s)
         return parse_completion(response, model, time.monotonic() - started)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         """Send with `stream: true` and yield each SSE event's content as it arrives."""
-        http_request, model, seconds = self._request(request, stream=True, stream_options={"include_usage": True})
+        model = self.model or request.model
+        seconds = request.timeout_s or self.timeout_s
+        body = request.body(model) | {"stream": True, "stream_options": {"include_usage": True}}
+        http_request = self._http_request(self._url, body, seconds)
         with _transport_errors(model, seconds):
             response = await self._transport.handle_async_request(http_request)
             try:
@@ -88,16 +94,7 @@ class OpenAIClient:
     async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
         """POST to the embeddings path beside the chat path (…/embeddings)."""
         name = self.model or model
-        url = self._url.copy_with(path=self._url.path.rsplit("/chat/completions", 1)[0] + "/embeddings")
-        request = httpx.Request("POST", url, headers=self._headers, json={"model": name, "input": inputs},
-                                extensions={"timeout": httpx.Timeout(self.timeout_s).as_dict()})
-        with _transport_errors(name, self.timeout_s):
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        raise_for_status(response, name)
+        response = await self._post(self._embeddings_url, {"model": name, "input": inputs}, name, self.timeout_s)
         try:
             body = response.json()
             vectors = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
