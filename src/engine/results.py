@@ -126,13 +126,8 @@ class SqliteResultStore:
 
         await self._call(write)
 
-    async def done_keys(self, keys: Sequence[Key]) -> set[Key]:
-        """Keys among these whose stored status is done."""
-        found = await self.results_for(keys)
-        return {key for key, result in found.items() if result.status is RowStatus.DONE}
-
-    async def results_for(self, keys: Sequence[Key]) -> dict[Key, RowResult]:
-        """Stored results of these keys."""
+    async def _rows_for(self, keys: Sequence[Key], columns: str, condition: str = "1=1") -> list[tuple[Any, ...]]:
+        """`columns` of the rows with these keys (and `condition`); the first column is the key, decoded."""
         encoded = {encode_key(k): k for k in keys}
 
         def read() -> list[tuple[Any, ...]]:
@@ -140,32 +135,32 @@ class SqliteResultStore:
             rows: list[tuple[Any, ...]] = []
             for chunk in _chunks(list(encoded), _IN_CHUNK):
                 marks = ",".join("?" * len(chunk))
-                rows += db.execute(f"SELECT * FROM results WHERE key IN ({marks})", chunk).fetchall()
-            return rows
-
-        return {encoded[row[0]]: _result(row) for row in await self._call(read)}
-
-    async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
-        """Answers of the done rows among these keys (no other columns read or decoded)."""
-        encoded = {encode_key(k): k for k in keys}
-
-        def read() -> list[tuple[str, str]]:
-            db = self._connection()
-            rows: list[tuple[str, str]] = []
-            for chunk in _chunks(list(encoded), _IN_CHUNK):
-                marks = ",".join("?" * len(chunk))
-                rows += db.execute(f"SELECT key, outputs FROM results WHERE status = 'done' AND key IN ({marks})",
+                rows += db.execute(f"SELECT key, {columns} FROM results WHERE {condition} AND key IN ({marks})",
                                    chunk).fetchall()
             return rows
 
-        return {encoded[key]: json.loads(outputs) for key, outputs in await self._call(read)}
+        return [(encoded[row[0]], *row[1:]) for row in await self._call(read)]
+
+    async def done_keys(self, keys: Sequence[Key]) -> set[Key]:
+        """Keys among these whose stored status is done (reads keys only, decodes nothing)."""
+        return {row[0] for row in await self._rows_for(keys, "status", "status = 'done'")}
+
+    async def results_for(self, keys: Sequence[Key]) -> dict[Key, RowResult]:
+        """Stored results of these keys."""
+        rows = await self._rows_for(keys, "status, outputs, error_class, error, model, attempts, latency_s, "
+                                          "tokens_in, tokens_out, cost")
+        return {row[0]: _result(row[0], row[1:]) for row in rows}
+
+    async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+        """Answers of the done rows among these keys (no other columns read or decoded)."""
+        return {key: json.loads(outputs) for key, outputs in await self._rows_for(keys, "outputs", "status = 'done'")}
 
     async def failures(self) -> list[RowResult]:
         """Every failed row."""
         def read() -> list[tuple[Any, ...]]:
             return self._connection().execute("SELECT * FROM results WHERE status = 'failed' ORDER BY key").fetchall()
 
-        return [_result(row) for row in await self._call(read)]
+        return [_stored(row) for row in await self._call(read)]
 
     async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
         """Done results by stored key, `limit` at a time."""
@@ -175,7 +170,7 @@ class SqliteResultStore:
             ).fetchall()
 
         rows = await self._call(read)
-        return [_result(row) for row in rows], (rows[-1][0] if rows else None)
+        return [_stored(row) for row in rows], (rows[-1][0] if rows else None)
 
     async def close(self) -> None:
         """Close the file and the thread."""
@@ -188,9 +183,14 @@ class SqliteResultStore:
         self._thread.shutdown(wait=True)
 
 
-def _result(row: tuple[Any, ...]) -> RowResult:
-    key, status, outputs, error_class, error, model, attempts, latency_s, tokens_in, tokens_out, cost = row
-    return RowResult(key=json.loads(key), status=RowStatus(status), outputs=json.loads(outputs or "{}"),
+def _stored(row: tuple[Any, ...]) -> RowResult:
+    """A whole stored row (its key still encoded) as a RowResult."""
+    return _result(json.loads(row[0]), row[1:])
+
+
+def _result(key: Key, fields: tuple[Any, ...]) -> RowResult:
+    status, outputs, error_class, error, model, attempts, latency_s, tokens_in, tokens_out, cost = fields
+    return RowResult(key=key, status=RowStatus(status), outputs=json.loads(outputs or "{}"),
                      error_class=ErrorClass(error_class) if error_class else None, error=error, model=model,
                      attempts=attempts or 0, latency_s=latency_s or 0.0, tokens_in=tokens_in or 0,
                      tokens_out=tokens_out or 0, cost=cost or 0.0)
