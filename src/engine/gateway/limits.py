@@ -25,6 +25,11 @@ class TokenBucket:
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
 
+    def level(self, now: float) -> float:
+        """Tokens there now."""
+        self._refill(now)
+        return self.tokens
+
     def wait_s(self, amount: float, now: float) -> float:
         """Seconds until `amount` tokens are there (0 if now)."""
         self._refill(now)
