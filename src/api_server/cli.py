@@ -18,11 +18,17 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", help="default: API_HOST (127.0.0.1)")
     serve.add_argument("--port", type=int, help="default: API_PORT (8000)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument("--demo", action="store_true", help="run a demo job (mock model) once the API is up")
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    commands.add_parser("worker", help="run an arq worker (needs REDIS_URL) that runs queued jobs")
     engine_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        _serve(args.host, args.port, migrate=not args.no_migrate)
+        _serve(args.host, args.port, migrate=not args.no_migrate, demo=args.demo)
+    elif args.command == "worker":
+        from worker.arq_app import run_worker
+
+        run_worker(get_settings())
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "validate":
@@ -46,17 +52,25 @@ async def _migrate() -> None:
     print(f"database at head: {_safe_url(settings.database_url)}")
 
 
-def _serve(host: str | None, port: int | None, *, migrate: bool) -> None:
+def _serve(host: str | None, port: int | None, *, migrate: bool, demo: bool) -> None:
     import uvicorn
 
-    from api_server.main import create_app
+    from api_server.main import QueueFactory, create_app
 
     settings = get_settings()
     if migrate:
         asyncio.run(_migrate())
     host, port = host or settings.api_host, port or settings.api_port
+    queue_factory: QueueFactory | None = None
+    if not settings.redis_url:  # the embedded default: jobs run inside this process
+        from worker.inprocess import InProcessRunner
+
+        queue_factory = InProcessRunner
+        print("jobs run in this process (set REDIS_URL to hand them to `rowloom worker` processes)", flush=True)
     print(f"Rowloom API on http://{host}:{port}  (docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    app = create_app(settings, queue_factory=queue_factory, trace_upstream=queue_factory is not None,
+                     demo_url=f"http://{host}:{port}" if demo else None)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 
 
 def _safe_url(url: str) -> str:

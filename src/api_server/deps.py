@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.db import Database
+from api_server.queue import JobQueue
 from api_server.settings import Settings
 from engine.gateway.router import Router
 
@@ -37,7 +38,14 @@ async def get_router(request: Request) -> Router:
     return router
 
 
+async def get_queue(request: Request) -> JobQueue:
+    """Where queued jobs are offered to workers."""
+    queue: JobQueue = request.app.state.queue
+    return queue
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
 RouterDep = Annotated[Router, Depends(get_router)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -11,12 +12,13 @@ from fastapi.routing import APIRoute
 
 from api_server.body_limit import BodySizeLimit
 from api_server.db import Database
+from api_server.demo import run_demo
 from api_server.errors import install_error_handlers
-from api_server.routes import admin, health, jobs, openai_compat, workflows
+from api_server.gateway import open_router
+from api_server.queue import JobQueue, NoQueue, queue_for
+from api_server.routes import admin, health, job_results, jobs, metrics, openai_compat, workflows
 from api_server.settings import Settings, get_settings
-from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
-from engine.gateway.shared import SharedLimits
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
 
@@ -26,19 +28,16 @@ follow each job's status, counts and usage. Every error has one shape:
 """
 
 
-DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
-
-
-def open_router(settings: Settings) -> Router:
-    """The gateway router from GATEWAY_CONFIG (or one local mock model); limits shared in Redis if set."""
-    text = settings.gateway_config.read_text(encoding="utf-8") if settings.gateway_config else DEFAULT_GATEWAY
-    shared = SharedLimits.from_url(settings.redis_url) if settings.redis_url else None
-    return Router(load_gateway(text), shared=shared)
+QueueFactory = Callable[[Database, Router, Settings], JobQueue]
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None,
-               router: Router | None = None) -> FastAPI:
-    """Build the app; the database and router come from settings unless injected (tests)."""
+               router: Router | None = None, queue_factory: QueueFactory | None = None,
+               trace_upstream: bool = False, demo_url: str | None = None) -> FastAPI:
+    """Build the app; the database and router come from settings unless injected (tests).
+
+    Jobs go to arq when REDIS_URL is set; `queue_factory` replaces that (the CLI's in-process runner).
+    """
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -46,10 +45,17 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
         app.state.database = database or Database(settings.database_url, echo=settings.db_echo)
-        app.state.router = router or open_router(settings)
+        app.state.router = router or open_router(settings, trace_upstream=trace_upstream)
+        app.state.queue = (queue_factory(app.state.database, app.state.router, settings) if queue_factory
+                           else queue_for(settings.redis_url))
+        await app.state.queue.start()
+        demo = asyncio.create_task(run_demo(demo_url, settings)) if demo_url else None
         try:
             yield
         finally:
+            if demo is not None:
+                demo.cancel()
+            await app.state.queue.aclose()
             if owned:
                 await app.state.database.dispose()
             if router is None:
@@ -57,6 +63,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     app = FastAPI(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
     if database is not None:  # usable without running the lifespan (httpx's ASGI transport skips it)
         app.state.database = database
     if router is not None:
@@ -64,7 +71,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.
-    for routes in (openai_compat.router, health.router, workflows.router, jobs.router, admin.router):
+    for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,
+                   admin.router, metrics.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
     return app

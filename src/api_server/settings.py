@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     gateway_config: Path | None = Field(
         None, description="Gateway YAML (models, channels, groups); unset: one local mock model, no key needed.")
     db_echo: bool = False
+    data_dir: Path = Field(
+        Path("."), description="Relative paths in workflow specs start here; job outputs without a sink path "
+        "go to <data_dir>/jobs/<id>/.")
+    worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker (or the in-process runner) runs at once.")
+    max_running_jobs: int = Field(0, ge=0, description="Running jobs across all workers; 0: no global cap.")
+    job_lease_s: float = Field(
+        30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued by the reaper.")
+    reaper_interval_s: float = Field(10.0, gt=0, description="How often the reaper looks for expired leases.")
 
 
 @lru_cache

@@ -12,8 +12,21 @@ SQLModel.metadata.naming_convention = {
 metadata = SQLModel.metadata
 
 from api_server.models.job import Job  # noqa: E402
+from api_server.models.job_event import EventKind, JobEvent  # noqa: E402
+from api_server.models.job_item import JobItem  # noqa: E402
 from api_server.models.job_states import JobAction, JobStatus, Priority  # noqa: E402
 from api_server.models.workflow import Workflow, WorkflowTag, WorkflowVersion  # noqa: E402
 
-__all__ = ["Job", "JobAction", "JobStatus", "Priority", "Workflow", "WorkflowTag", "WorkflowVersion",
-           "metadata"]
+__all__ = [
+    "EventKind",
+    "Job",
+    "JobAction",
+    "JobEvent",
+    "JobItem",
+    "JobStatus",
+    "Priority",
+    "Workflow",
+    "WorkflowTag",
+    "WorkflowVersion",
+    "metadata",
+]

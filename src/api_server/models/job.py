@@ -60,6 +60,10 @@ class Job(SQLModel, table=True):
 
     worker_id: str | None = Field(default=None, sa_type=String(128))
     attempt: int = 0
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # the running worker's lease
+    enqueued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # last handed to a queue
+    output: str | None = Field(default=None, sa_type=String(1024))  # where the sink wrote (path or table)
+    models: dict[str, int] | None = Field(default=None, sa_type=JSON)  # rows answered per model
     error: str | None = Field(default=None, sa_type=LongText)
     trace_id: str | None = Field(default=None, sa_type=String(32))
     idempotency_key: str | None = Field(default=None, sa_type=String(255), unique=True)
@@ -110,6 +114,7 @@ class JobUsage(SQLModel):
     cost: float
     rows_per_s: float | None
     eta_s: float | None
+    models: dict[str, int] = Field(description="Rows answered per model in the current run.")
 
 
 class JobSummary(SQLModel):
@@ -141,8 +146,10 @@ class JobPublic(JobSummary):
     params: dict[str, Any]
     usage: JobUsage
     worker_id: str | None
+    heartbeat_at: datetime | None
     error: str | None
     trace_id: str | None
+    output: str | None = Field(description="Where the output was written: a file path or a MySQL table.")
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -150,10 +157,12 @@ class JobPublic(JobSummary):
         return cls.model_validate(_job_fields(job) | {
             "params": job.params,
             "usage": {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost": job.cost,
-                      "rows_per_s": job.rows_per_s, "eta_s": job.eta_s},
+                      "rows_per_s": job.rows_per_s, "eta_s": job.eta_s, "models": job.models or {}},
             "worker_id": job.worker_id,
+            "heartbeat_at": job.heartbeat_at,
             "error": job.error,
             "trace_id": job.trace_id,
+            "output": job.output,
         })
 
 

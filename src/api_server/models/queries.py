@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -90,3 +91,29 @@ class ListPage(BaseModel, Generic[T]):
     total: int | None = None
     next: str | None = None
     has_more: bool
+
+
+class ItemStatus(StrEnum):
+    """How a row ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ItemListQuery(BaseModel):
+    """GET /api/v1/jobs/{id}/items: rows by key, optionally only done or only failed ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ItemStatus | None = Field(None, description="done or failed; default both.")
+    limit: int = Field(100, ge=1, le=1000, description="Items per page (1-1000).")
+    after: str | None = Field(None, max_length=2048, description="The `next` value of the previous page.")
+
+
+class EventListQuery(BaseModel):
+    """GET /api/v1/jobs/{id}/events: oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=1000, description="Events per page (1-1000).")
+    after: int | None = Field(None, ge=0, description="The `next` value of the previous page (an event id).")

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from api_server.deps import SessionDep
+from api_server.deps import QueueDep, SessionDep
 from api_server.errors import error_responses
-from api_server.models import JobAction
+from api_server.models import JobAction, JobStatus
 from api_server.models.job import JobCreate, JobPublic, JobSummary
 from api_server.models.queries import JobListQuery, ListPage, NoQueryDep
+from api_server.queue import offer
 from api_server.routes._paging import list_page, page_request
 from api_server.services import jobs as service
 
@@ -26,7 +27,7 @@ IdempotencyKey = Annotated[
 @router.post("", response_model=JobPublic, status_code=status.HTTP_201_CREATED,
              responses={200: {"model": JobPublic, "description": "Same Idempotency-Key and body: the first job"},
                         **error_responses(409, 413, 422)})
-async def create_job(data: JobCreate, response: Response, session: SessionDep, _: NoQueryDep,
+async def create_job(data: JobCreate, response: Response, session: SessionDep, queue: QueueDep, _: NoQueryDep,
                      idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Trigger a job of a workflow.
 
@@ -36,7 +37,10 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, _
     the same key with a different body is a 409.
     """
     job, created = await service.create_job(session, data=data, idempotency_key=idempotency_key)
-    if not created:
+    if created:
+        assert job.id is not None
+        await offer(queue, job.id, job.priority)
+    else:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"
     return JobPublic.from_job(job)
@@ -89,8 +93,11 @@ _ACTION_DOCS = {
 
 
 def _add_action_route(action: JobAction) -> None:
-    async def run_action(job_id: int, session: SessionDep, _: NoQueryDep) -> JobPublic:
-        return JobPublic.from_job(await service.act(session, job_id=job_id, action=action))
+    async def run_action(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+        job = await service.act(session, job_id=job_id, action=action)
+        if job.status == JobStatus.QUEUED:
+            await offer(queue, job_id, job.priority)
+        return JobPublic.from_job(job)
 
     run_action.__doc__ = _ACTION_DOCS[action]
     router.add_api_route(f"/{{job_id}}/{action.value}", run_action, methods=["POST"], response_model=JobPublic,

@@ -15,10 +15,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.db.types import utcnow
-from api_server.models import Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
+from api_server.models import EventKind, Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
 from api_server.models.job import SUMMARY_COLUMNS, JobCreate
 from api_server.models.job_states import ACTIONS, FINISHED, can_transition
 from api_server.services.errors import Conflict, ErrorDetail, InvalidInput, NotFound
+from api_server.services.job_records import add_events, event_row
 from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
 from api_server.services.workflows import get_version, get_workflow, time_range
 from engine.spec import SpecError, validate_spec_data
@@ -79,9 +80,13 @@ async def create_job(session: AsyncSession, *, data: JobCreate,
     job = Job(workflow_id=workflow.id, workflow_version_id=version.id, workflow_name=workflow.name,
               version=version.version, name=data.name or workflow.name, params=data.params,
               priority=data.priority, idempotency_key=idempotency_key, request_hash=body_hash,
-              created_at=now, updated_at=now)
+              created_at=now, updated_at=now, enqueued_at=now)
     session.add(job)
     try:
+        await session.flush()
+        assert job.id is not None
+        await add_events(session, [event_row(job.id, EventKind.CREATED, f"created from {workflow.name} "
+                                             f"v{version.version} with priority {data.priority}")])
         await session.commit()
     except IntegrityError:  # a concurrent request with the same Idempotency-Key won the insert
         await session.rollback()
@@ -150,8 +155,12 @@ async def get_job(session: AsyncSession, *, job_id: int) -> Job:
     return job
 
 
-async def transition(session: AsyncSession, *, job: Job, target: JobStatus, **changes: Any) -> Job:
-    """Move a job to `target` if that is legal from its current status, atomically (compare and set)."""
+async def transition(session: AsyncSession, *, job: Job, target: JobStatus,
+                     events: Sequence[dict[str, Any]] = (), **changes: Any) -> Job:
+    """Move a job to `target` if that is legal from its current status, atomically (compare and set).
+
+    `events` (rows from `event_row`) are recorded in the same transaction, only if the move happened.
+    """
     current = JobStatus(job.status)
     if not can_transition(current, target):
         raise Conflict(f"job {job.id} is {current}; it cannot become {target}", field="status")
@@ -162,10 +171,12 @@ async def transition(session: AsyncSession, *, job: Job, target: JobStatus, **ch
     result = await session.exec(
         update(Job).where(col(Job.id) == job.id, col(Job.status) == current).values(**values)
     )
-    await session.commit()
     if result.rowcount != 1:
+        await session.rollback()
         await session.refresh(job)
         raise Conflict(f"job {job.id} changed to {job.status} meanwhile; nothing was done", field="status")
+    await add_events(session, events)
+    await session.commit()
     await session.refresh(job)
     return job
 
@@ -181,7 +192,20 @@ async def act(session: AsyncSession, *, job_id: int, action: JobAction) -> Job:
     changes: dict[str, Any] = {}
     if action is JobAction.RETRY:
         changes = {"error": None, "completed_at": None, "rows_per_s": None, "eta_s": None}
-    return await transition(session, job=job, target=target, **changes)
+    if target is JobStatus.QUEUED:
+        changes["enqueued_at"] = utcnow()
+    assert job.id is not None
+    event = event_row(job.id, _ACTION_EVENTS[(action, target)], f"{action} requested: {job.status} -> {target}")
+    return await transition(session, job=job, target=target, events=[event], **changes)
+
+
+_ACTION_EVENTS = {
+    (JobAction.CANCEL, JobStatus.CANCELLED): EventKind.CANCELLED,
+    (JobAction.CANCEL, JobStatus.CANCELLING): EventKind.CANCEL_REQUESTED,
+    (JobAction.PAUSE, JobStatus.PAUSED): EventKind.PAUSED,
+    (JobAction.RESUME, JobStatus.QUEUED): EventKind.RESUMED,
+    (JobAction.RETRY, JobStatus.QUEUED): EventKind.RETRIED,
+}
 
 
 def _past(action: JobAction) -> str:

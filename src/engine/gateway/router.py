@@ -70,22 +70,28 @@ class Router:
 
     def __init__(self, config: GatewayConfig, *, env: dict[str, str] | None = None,
                  shared: SharedLimits | None = None, clock: Callable[[], float] = time.monotonic,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, trace_upstream: bool = False) -> None:
         self.config = config
+        self.trace_upstream = trace_upstream  # a client span (and traceparent header) per upstream call
         self.shared = shared  # with it, requests/s, tokens/min and cool-downs are fleet-wide
         self.clock = clock
         self._random = random.Random(seed)
         self._changed = asyncio.Event()
         keys = resolve_secrets(config, env)
-        self._transports: dict[tuple[str | None, bool], AiohttpTransport] = {}
+        self._transports: dict[tuple[str | None, bool], httpx.AsyncBaseTransport] = {}
         self.deployments = {d.name: self._state(d, keys[d.name]) for d in config.models}
 
-    def _transport(self, proxy: str | None, verify: bool) -> AiohttpTransport:
+    def _transport(self, proxy: str | None, verify: bool) -> httpx.AsyncBaseTransport:
         key = (proxy, verify)
         if key not in self._transports:  # one pool per (proxy, ssl_verify), shared by its deployments
             limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-            self._transports[key] = AiohttpTransport(limits=limits, verify=verify,
-                                                     proxy=httpx.Proxy(proxy) if proxy else None)
+            transport: httpx.AsyncBaseTransport = AiohttpTransport(
+                limits=limits, verify=verify, proxy=httpx.Proxy(proxy) if proxy else None)
+            if self.trace_upstream:
+                from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
+
+                transport = AsyncOpenTelemetryTransport(transport)
+            self._transports[key] = transport
         return self._transports[key]
 
     def _state(self, deployment: Deployment, api_key: str | None) -> DeploymentState:

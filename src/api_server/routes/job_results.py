@@ -1,0 +1,105 @@
+"""/api/v1/jobs/{id}/...: what a job produced and what happened to it (items, errors, events, progress, output)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from api_server.deps import DatabaseDep, SessionDep
+from api_server.errors import error_responses
+from api_server.models import JobStatus
+from api_server.models.job import JobPublic
+from api_server.models.job_event import JobEventPublic
+from api_server.models.job_item import JobItemPublic
+from api_server.models.job_states import FINISHED
+from api_server.models.queries import EventListQuery, ItemListQuery, ItemStatus, ListPage, NoQueryDep
+from api_server.services import job_records
+from api_server.services.errors import Conflict, NotFound
+from api_server.services.jobs import get_job
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["job results"])
+PROGRESS_POLL_S = 0.5
+
+
+class ErrorListQuery(ItemListQuery):
+    """GET /api/v1/jobs/{id}/errors: failed rows only."""
+
+    status: None = None
+
+
+@router.get("/{job_id}/items", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
+async def list_items(job_id: int, session: SessionDep,
+                     query: Annotated[ItemListQuery, Query()]) -> ListPage[JobItemPublic]:
+    """Page through a job's finished rows (filter with `status=done|failed`).
+
+    Each item has the row's key, its answer or error, the model, attempts, latency, tokens and cost of all
+    its attempts, and the workflow version and prompt hash it ran under. Ordered by key; follow `next` as
+    `after` while `has_more`.
+    """
+    await get_job(session, job_id=job_id)
+    return await job_records.list_items(session, job_id=job_id, status=query.status, after=query.after,
+                                        limit=query.limit)
+
+
+@router.get("/{job_id}/errors", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
+async def list_errors(job_id: int, session: SessionDep,
+                      query: Annotated[ErrorListQuery, Query()]) -> ListPage[JobItemPublic]:
+    """Page through a job's failed rows with their error class and reason (`retry` re-sends exactly these)."""
+    await get_job(session, job_id=job_id)
+    return await job_records.list_items(session, job_id=job_id, status=ItemStatus.FAILED, after=query.after,
+                                        limit=query.limit)
+
+
+@router.get("/{job_id}/events", response_model=ListPage[JobEventPublic], responses=error_responses(404, 422))
+async def list_events(job_id: int, session: SessionDep,
+                      query: Annotated[EventListQuery, Query()]) -> ListPage[JobEventPublic]:
+    """A job's events, oldest first: created, claimed, paused for API errors (with the cause), cancelled,
+    re-queued, failed (with the error), output written (with where), ..."""
+    await get_job(session, job_id=job_id)
+    return await job_records.list_events(session, job_id=job_id, after=query.after, limit=query.limit)
+
+
+@router.get("/{job_id}/progress", response_class=EventSourceResponse, responses=error_responses(404))
+async def stream_progress(job_id: int, database: DatabaseDep, _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: a `progress` event (the job as GET returns it, without params) whenever it
+    changes, and a last `end` event when the job is completed, failed or cancelled."""
+    async with database.session() as session:
+        await get_job(session, job_id=job_id)  # a 404 before the stream starts
+    seen: Any = None
+    while True:
+        async with database.session() as session:
+            job = await get_job(session, job_id=job_id)
+        if job.updated_at != seen:
+            seen = job.updated_at
+            yield ServerSentEvent(event="progress", data=JobPublic.from_job(job).model_dump(
+                mode="json", exclude={"params"}), id=str(job.updated_at.timestamp()))
+        if JobStatus(job.status) in FINISHED:
+            yield ServerSentEvent(event="end", data={"id": job_id, "status": job.status})
+            return
+        await asyncio.sleep(PROGRESS_POLL_S)
+
+
+@router.get("/{job_id}/output", response_class=FileResponse,
+            responses={200: {"description": "The output file", "content": {"application/octet-stream": {}}},
+                       **error_responses(404, 409)})
+async def download_output(job_id: int, session: SessionDep, _: NoQueryDep) -> FileResponse:
+    """Download a job's output file (written when the job ends, and saved periodically while it runs).
+
+    404 while there is none yet; 409 when the output went to a MySQL table (nothing to download).
+    """
+    job = await get_job(session, job_id=job_id)
+    if not job.output:
+        raise NotFound(f"job {job_id} has no output yet (status {job.status})", field="job_id")
+    path = Path(job.output)
+    if not await asyncio.to_thread(path.is_file):
+        if job.output.startswith("mysql"):
+            raise Conflict(f"job {job_id} wrote its results to {job.output}; there is no file to download",
+                           field="job_id")
+        raise NotFound(f"job {job_id}'s output {job.output} no longer exists", field="job_id")
+    return FileResponse(path, filename=path.name)

@@ -1,0 +1,80 @@
+"""The arq worker: `rowloom worker` runs it with the project's settings (REDIS_URL is required)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from arq import Retry, cron
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+
+from api_server.db import Database
+from api_server.gateway import open_router, snapshot
+from api_server.metrics import publish_stats
+from api_server.queue import EXECUTE_JOB, QUEUE_NAME, ArqQueue
+from api_server.settings import Settings
+from engine.gateway.router import Router
+from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES
+from worker.executor import Outcome, WorkerContext, execute_job
+from worker.inprocess import worker_id
+from worker.lease import reap
+from worker.tracing import setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+async def execute_job_task(ctx: dict[str, Any], job_id: int) -> str:
+    """arq function: run one job; at the global cap or when it was queued again meanwhile, run the entry again."""
+    outcome = await execute_job(ctx["rowloom"], job_id)
+    if outcome is Outcome.WAIT:
+        await asyncio.sleep(CAP_WAIT_S)  # this slot could start nothing else while the cap holds
+    if outcome is not Outcome.FINISHED:
+        raise Retry()  # no defer: the entry keeps its score, and so its priority
+    return outcome.value
+
+
+async def reap_task(ctx: dict[str, Any]) -> None:
+    """arq cron: re-queue jobs whose lease expired and re-offer jobs left waiting."""
+    rowloom: WorkerContext = ctx["rowloom"]
+    if isinstance(rowloom.client, Router):  # so the API's /metrics shows this worker's upstream calls
+        await publish_stats(ctx["redis"], process=rowloom.worker_id, models=snapshot(rowloom.client))
+    await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s)
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    """An arq Worker wired to the settings' database, gateway and Redis."""
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is not set: arq workers need Redis (without it, `rowloom serve` runs "
+                         "jobs in process)")
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        setup_tracing()
+        router = open_router(settings, trace_upstream=True)
+        ctx["rowloom"] = WorkerContext(Database(settings.database_url), router, settings, worker_id("arq"))
+        ctx["queue"] = ArqQueue(settings.redis_url or "")
+        log.info("worker %s ready (max_jobs %s)", ctx["rowloom"].worker_id, settings.worker_max_jobs)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        rowloom: WorkerContext | None = ctx.get("rowloom")
+        if rowloom is not None:
+            await rowloom.client.aclose()
+            await rowloom.database.dispose()
+            await ctx["queue"].aclose()
+
+    every = max(1, round(settings.reaper_interval_s))
+    options: dict[str, Any] = {
+        "functions": [func(execute_job_task, name=EXECUTE_JOB, timeout=JOB_TIMEOUT_S, max_tries=MAX_CLAIM_TRIES,
+                           keep_result=0)],
+        "cron_jobs": [cron(reap_task, second=set(range(0, 60, every)), run_at_startup=True, keep_result=0)],
+        "queue_name": QUEUE_NAME, "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "max_jobs": settings.worker_max_jobs, "job_timeout": JOB_TIMEOUT_S, "keep_result": 0,
+        "on_startup": startup, "on_shutdown": shutdown,
+    }
+    return Worker(**(options | overrides))
+
+
+def run_worker(settings: Settings) -> None:
+    """Run an arq worker until SIGINT/SIGTERM (running jobs are re-queued to resume elsewhere)."""
+    build_worker(settings).run()

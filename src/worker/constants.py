@@ -1,0 +1,8 @@
+"""The worker's fixed timings and names (tunable ones are in api_server.settings.Settings)."""
+
+RECORD_EVERY_S = 0.5  # progress + heartbeat written, and control (cancel/pause) noticed, this often
+CAP_WAIT_S = 2.0  # at the global running-jobs cap, a job waits this long before trying to claim again
+REQUEUE_BATCH = 500  # jobs the reaper re-offers per sweep
+JOB_TIMEOUT_S = 30 * 24 * 3600  # arq's per-job timeout: a job may run for weeks; leases, not arq, guard it
+MAX_CLAIM_TRIES = 1_000_000  # arq tries: each wait at the cap counts as one
+TRACER = "rowloom.worker"

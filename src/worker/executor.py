@@ -1,0 +1,197 @@
+"""Run one job: claim it, stream its rows through the engine into `job_items`, write its output, finish it.
+
+Used alike by arq workers and by the in-process runner, so both keep the same states, limits and records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from api_server.db import Database
+from api_server.db.types import utcnow
+from api_server.models import EventKind, Job, JobItem, JobStatus, WorkflowVersion
+from api_server.services.job_records import event_row
+from api_server.services.jobs import merge_params
+from api_server.settings import Settings
+from engine.gateway import ChatClient
+from engine.run import run_spec
+from engine.runner import RunOutcome
+from engine.sinks.open import default_output
+from engine.sources import InputError
+from engine.spec import SpecError, validate_spec_data
+from engine.spec.models import WorkflowSpec
+from worker.constants import TRACER
+from worker.lease import ClaimOutcome, claim, current_status, update_own
+from worker.recorder import JobRecorder, StopReason, Usage
+from worker.store import DbResultStore
+from worker.tracing import job_context, trace_id_of
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(TRACER)
+S = JobStatus
+
+
+class Outcome(StrEnum):
+    """What the caller (arq or the in-process runner) should do after `execute_job`."""
+
+    FINISHED = "finished"  # nothing more: the job ended, stopped, or was not ours to run
+    WAIT = "wait"  # the global cap is reached: offer the job again a little later
+    AGAIN = "again"  # the job was queued again (resumed/retried) while this run wound down
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every job run shares within one worker process."""
+
+    database: Database
+    client: ChatClient
+    settings: Settings
+    worker_id: str
+
+
+async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
+    """Claim the job and run it to its end (or until it is cancelled, paused or its lease is lost)."""
+    claimed, job = await claim(ctx.database, job_id=job_id, worker_id=ctx.worker_id,
+                               max_running=ctx.settings.max_running_jobs)
+    if claimed is ClaimOutcome.AT_CAPACITY:
+        return Outcome.WAIT
+    if job is None:
+        return Outcome.FINISHED
+    await JobRun(ctx, job).run()
+    return Outcome.AGAIN if await _is_queued(ctx.database, job_id) else Outcome.FINISHED
+
+
+async def _is_queued(database: Database, job_id: int) -> bool:
+    async with database.session() as session:
+        job = await session.get(Job, job_id)
+        return job is not None and job.status == S.QUEUED
+
+
+def prompt_hash(spec: WorkflowSpec) -> str:
+    """sha256 of what a row's request is built from (system prompt, template, model) — stored on each item."""
+    text = "\x00".join([spec.prompt.system, spec.prompt.template, spec.model.model_dump_json()])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class JobRun:
+    """One claimed run of a job."""
+
+    def __init__(self, ctx: WorkerContext, job: Job) -> None:
+        assert job.id is not None
+        self.ctx = ctx
+        self.job = job
+        self.job_id: int = job.id
+        self.recorder = JobRecorder(ctx.database, job, earlier=Usage())
+
+    async def run(self) -> None:
+        """Run under the job's trace, then move the job to where the run left it."""
+        with tracer.start_as_current_span("job", context=job_context(self.job.trace_id), attributes={
+                "rowloom.job.id": self.job_id, "rowloom.job.attempt": self.job.attempt,
+                "rowloom.workflow": self.job.workflow_name, "rowloom.worker": self.ctx.worker_id}) as span:
+            self.recorder.earlier = await self._earlier_usage()
+            if not await self.recorder.write(trace_id=trace_id_of(span)):
+                return  # cancelled or taken over between the claim and now
+            stop = asyncio.Event()
+            beat = asyncio.create_task(self.recorder.beat(stop))
+            try:
+                outcome = await self._run_engine(stop)
+            except asyncio.CancelledError:
+                await self._shut_down()
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                await self._failed(exc)
+                return
+            finally:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
+            await self._ended(outcome)
+
+    async def _earlier_usage(self) -> Usage:
+        """Tokens and cost of earlier runs (their rows are in job_items; a re-run row adds to its own)."""
+        async with self.ctx.database.session() as session:
+            row = (await session.exec(select(  # type: ignore[call-overload]
+                func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
+                func.coalesce(func.sum(JobItem.cost), 0.0)).where(col(JobItem.job_id) == self.job_id))).one()
+        return Usage(int(row[0]), int(row[1]), float(row[2]))
+
+    async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:
+        async with self.ctx.database.session() as session:
+            version = await session.get(WorkflowVersion, self.job.workflow_version_id)
+        assert version is not None and version.id is not None
+        spec = validate_spec_data(merge_params(version.spec, self.job.params))
+        base_dir = self.ctx.settings.data_dir.resolve()  # absolute, so the record names the output unambiguously
+        output = self._default_output(spec, base_dir)
+        store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
+                              prompt_hash=prompt_hash(spec))
+        return await run_spec(spec, client=self.ctx.client, base_dir=base_dir, work_dir=self._job_dir(),
+                              store=store, output=output, on_progress=self.recorder.on_progress,
+                              on_event=self.recorder.on_event, stop=stop)
+
+    def _job_dir(self) -> Path:
+        return self.ctx.settings.data_dir.resolve() / "jobs" / str(self.job_id)
+
+    def _default_output(self, spec: WorkflowSpec, base_dir: Path) -> Path | None:
+        """Without a sink, output goes to the job's own folder (jobs of one workflow never overwrite each other)."""
+        if spec.sink is not None or spec.source.kind == "mysql":
+            return None
+        return self._job_dir() / default_output(spec, base_dir)[0].name
+
+    async def _ended(self, outcome: RunOutcome) -> None:
+        p = outcome.progress
+        counts = f"{p.done} done, {p.failed} failed, {p.skipped} skipped"
+        reason = self.recorder.stop_reason
+        if reason is None:
+            if await self._finish(S.COMPLETED, EventKind.COMPLETED, f"completed: {counts}"):
+                return
+            # cancelled or paused in the last moment: treat it like a stop
+            status = await current_status(self.ctx.database, job=self.job)
+            reason = {S.CANCELLING: StopReason.CANCEL, S.PAUSED: StopReason.PAUSE}.get(status) if status else None
+        if reason is StopReason.CANCEL:
+            self.recorder.holding = S.CANCELLING
+            await self._finish(S.CANCELLED, EventKind.CANCELLED, f"cancelled ({counts}); partial output kept")
+        elif reason is StopReason.PAUSE:
+            self.recorder.holding = S.PAUSED
+            self.recorder.event(EventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")
+            await self.recorder.write()
+
+    async def _shut_down(self) -> None:
+        """The worker is shutting down mid-run: hand the job to another worker (or end a cancel)."""
+        if self.recorder.holding is S.RUNNING:
+            await self._finish(S.QUEUED, EventKind.REQUEUED, "worker shut down; re-queued to resume",
+                               enqueued_at=utcnow(), rows_per_s=None, eta_s=None)
+        elif self.recorder.holding is S.CANCELLING:
+            await self._finish(S.CANCELLED, EventKind.CANCELLED, "cancelled (the worker shut down meanwhile)")
+
+    async def _failed(self, exc: Exception) -> None:
+        expected = isinstance(exc, SpecError | InputError | OSError)
+        if not expected:
+            log.exception("job %s failed", self.job_id)
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        target = S.CANCELLED if self.recorder.holding is S.CANCELLING else S.FAILED
+        kind = EventKind.CANCELLED if target is S.CANCELLED else EventKind.FAILED
+        await self._finish(target, kind, f"{target}: {message}", error=message)
+
+    async def _finish(self, target: JobStatus, kind: EventKind, message: str, **values: Any) -> bool:
+        """Move the job from the status our claim holds to `target`, with final progress and an event."""
+        events = [*self.recorder.pending_events, event_row(self.job_id, kind, message)]
+        changes = {"status": target, **values}
+        if target in {S.COMPLETED, S.FAILED, S.CANCELLED}:
+            changes["completed_at"] = utcnow()
+        applied = await update_own(self.ctx.database, job=self.job, statuses=[self.recorder.holding],
+                                   values={**self.recorder.progress_values(), **changes}, events=events)
+        if applied:
+            self.recorder.pending_events = []
+        return applied

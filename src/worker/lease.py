@@ -1,0 +1,153 @@
+"""Claims, heartbeats and the reaper: who runs a job is decided in the database, never only in Redis.
+
+Every status change here is checked against the one transition table (`job_states.TRANSITIONS`), and
+every update a worker makes is conditional on its own claim (worker id + attempt), so a worker that
+lost its lease can no longer touch the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api_server.db import Database
+from api_server.db.types import utcnow
+from api_server.models import EventKind, Job, JobStatus
+from api_server.models.job_states import can_transition
+from api_server.queue import JobQueue, offer
+from api_server.services.job_records import add_events, event_row
+from worker.constants import REQUEUE_BATCH
+
+log = logging.getLogger(__name__)
+S = JobStatus
+
+
+class ClaimOutcome(StrEnum):
+    """What a claim attempt found."""
+
+    CLAIMED = "claimed"
+    NOT_QUEUED = "not_queued"  # cancelled, paused, or already claimed by someone else
+    AT_CAPACITY = "at_capacity"  # MAX_RUNNING_JOBS jobs are running
+
+
+def _checked(source: Collection[JobStatus], target: JobStatus) -> list[str]:
+    for status in source:
+        assert can_transition(status, target), f"{status} -> {target} is not in TRANSITIONS"
+    return [s.value for s in source]
+
+
+@asynccontextmanager
+async def _claim_lock(session: AsyncSession, database: Database) -> AsyncIterator[None]:
+    """Serialise claims on MySQL so the global cap holds (SQLite serialises every write already)."""
+    if database.backend != "mysql":
+        yield
+        return
+    await session.exec(text("SELECT GET_LOCK('rowloom.claim', 10)"))  # type: ignore[call-overload]
+    try:
+        yield
+    finally:
+        await session.exec(text("SELECT RELEASE_LOCK('rowloom.claim')"))  # type: ignore[call-overload]
+
+
+async def claim(database: Database, *, job_id: int, worker_id: str,
+                max_running: int) -> tuple[ClaimOutcome, Job | None]:
+    """queued -> running for this worker (attempt + 1), atomically, unless the global cap is reached."""
+    now = utcnow()
+    statement = update(Job).where(col(Job.id) == job_id, col(Job.status).in_(_checked([S.QUEUED], S.RUNNING)))
+    if max_running:
+        running = select(func.count()).select_from(
+            select(col(Job.id)).where(col(Job.status) == S.RUNNING).subquery()).scalar_subquery()
+        statement = statement.where(running < max_running)
+    async with database.session() as session:
+        async with _claim_lock(session, database):
+            result = await session.exec(statement.values(
+                status=S.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
+                updated_at=now, started_at=func.coalesce(col(Job.started_at), now), completed_at=None,
+                error=None))
+            claimed = result.rowcount == 1
+            if claimed:
+                await add_events(session, [event_row(job_id, EventKind.CLAIMED, f"claimed by worker {worker_id}",
+                                                     worker=worker_id)])
+            await session.commit()
+        job = await session.get(Job, job_id)
+    if claimed and job is not None:
+        return ClaimOutcome.CLAIMED, job
+    if job is not None and job.status == S.QUEUED:
+        return ClaimOutcome.AT_CAPACITY, None
+    return ClaimOutcome.NOT_QUEUED, None
+
+
+async def update_own(database: Database, *, job: Job, statuses: Collection[JobStatus], values: dict[str, Any],
+                     events: list[dict[str, Any]] | None = None) -> bool:
+    """Update the job if this claim (worker + attempt) still holds it in one of `statuses`."""
+    target = values.get("status")
+    allowed = _checked(statuses, target) if target is not None else [s.value for s in statuses]
+    async with database.session() as session:
+        result = await session.exec(update(Job).where(
+            col(Job.id) == job.id, col(Job.worker_id) == job.worker_id, col(Job.attempt) == job.attempt,
+            col(Job.status).in_(allowed)).values(updated_at=utcnow(), **values))
+        applied: bool = result.rowcount == 1
+        if applied and events:
+            await add_events(session, events)
+        await session.commit()
+    return applied
+
+
+async def current_status(database: Database, *, job: Job) -> JobStatus | None:
+    """The job's status if this claim still holds it, else None (re-queued and claimed elsewhere)."""
+    async with database.session() as session:
+        row = (await session.exec(select(Job.status, Job.worker_id, Job.attempt)  # type: ignore[call-overload]
+                                  .where(col(Job.id) == job.id))).one_or_none()
+    if row is None or row[1] != job.worker_id or row[2] != job.attempt:
+        return None
+    return JobStatus(row[0])
+
+
+async def reap(database: Database, queue: JobQueue, *, lease_s: float) -> list[int]:
+    """Re-queue running jobs whose lease expired, finish abandoned cancellations, re-offer waiting jobs."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=lease_s)
+    requeued: list[int] = []
+    async with database.session() as session:
+        for source, target, kind in ((S.RUNNING, S.QUEUED, EventKind.REQUEUED),
+                                     (S.CANCELLING, S.CANCELLED, EventKind.CANCELLED)):
+            stale = (await session.exec(select(Job.id, Job.worker_id).where(  # type: ignore[call-overload]
+                col(Job.status) == source, col(Job.heartbeat_at) < cutoff).limit(REQUEUE_BATCH))).all()
+            for job_id, worker_id in stale:
+                values: dict[str, Any] = {"status": target, "updated_at": now}
+                if target is S.QUEUED:
+                    values |= {"enqueued_at": now, "rows_per_s": None, "eta_s": None}
+                else:
+                    values["completed_at"] = now
+                result = await session.exec(update(Job).where(
+                    col(Job.id) == job_id, col(Job.status).in_(_checked([source], target)),
+                    col(Job.heartbeat_at) < cutoff).values(**values))
+                if result.rowcount == 1:
+                    await add_events(session, [event_row(
+                        job_id, kind, f"worker {worker_id} stopped sending heartbeats (lease {lease_s:g}s); "
+                        + ("re-queued to resume from its finished rows" if target is S.QUEUED else "cancelled"),
+                        worker=worker_id)])
+                    if target is S.QUEUED:
+                        requeued.append(job_id)
+                await session.commit()
+        waiting = (await session.exec(select(Job.id, Job.priority).where(  # type: ignore[call-overload]
+            col(Job.status) == S.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
+    if requeued:
+        log.warning("re-queued jobs with expired leases: %s", requeued)
+    async with database.session() as session:
+        jobs = {row[0]: row[1] for row in waiting}
+        for job_id in requeued:
+            job = await session.get(Job, job_id)
+            if job is not None:
+                jobs[job_id] = job.priority
+    for job_id, priority in jobs.items():
+        await offer(queue, job_id, priority)
+    return requeued

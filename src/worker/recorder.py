@@ -1,0 +1,117 @@
+"""Progress, heartbeat and events of a running job, written to its record twice a second.
+
+The same conditional write is the lease heartbeat and the control channel: when it stops applying, the
+job was cancelled, paused or taken over, and the run is told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from api_server.db import Database
+from api_server.db.types import utcnow
+from api_server.models import Job, JobStatus
+from api_server.services.job_records import event_row
+from engine.progress import Progress
+from worker.constants import RECORD_EVERY_S
+from worker.lease import current_status, update_own
+
+log = logging.getLogger(__name__)
+
+
+class StopReason(StrEnum):
+    """Why a run was told to stop early."""
+
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    LEASE_LOST = "lease_lost"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and cost already spent on the job by earlier runs."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
+class JobRecorder:
+    """Collects the engine's progress and events and writes them on the job's record."""
+
+    def __init__(self, database: Database, job: Job, *, earlier: Usage) -> None:
+        self.database = database
+        self.job = job
+        self.earlier = earlier
+        self.latest: Progress | None = None
+        self.output: str | None = None  # the newest (partial or final) output the engine wrote
+        self.pending_events: list[dict[str, Any]] = []
+        self.stop_reason: StopReason | None = None
+        self.holding = JobStatus.RUNNING  # the status our claim keeps the job in (cancelling after a cancel)
+
+    def on_progress(self, progress: Progress) -> None:
+        """Engine callback: keep the newest snapshot."""
+        self.latest = progress
+
+    def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        """Engine callback: queue an event for the next write."""
+        if isinstance(data.get("output"), str):
+            self.output = data["output"]
+        self.event(kind, message, **data)
+
+    def event(self, kind: str, message: str, **data: Any) -> None:
+        """Queue an event for the next write."""
+        assert self.job.id is not None
+        self.pending_events.append(event_row(self.job.id, kind, message, **data))
+
+    def progress_values(self) -> dict[str, Any]:
+        """The job columns that show the newest progress."""
+        values: dict[str, Any] = {"output": self.output} if self.output else {}
+        p = self.latest
+        if p is None:
+            return values
+        return values | {
+                "rows_total": p.total, "rows_done": p.done, "rows_failed": p.failed, "rows_skipped": p.skipped,
+                "rows_per_s": None if p.finished else p.rows_per_s, "eta_s": None if p.finished else p.eta_s,
+                "tokens_in": self.earlier.tokens_in + p.tokens_in,
+                "tokens_out": self.earlier.tokens_out + p.tokens_out,
+                "cost": self.earlier.cost + p.cost, "models": p.models}
+
+    async def write(self, **values: Any) -> bool:
+        """Write progress, heartbeat, queued events and `values` if our claim still holds the job."""
+        events, self.pending_events = self.pending_events, []
+        applied = await update_own(self.database, job=self.job, statuses=[self.holding], events=events,
+                                   values={"heartbeat_at": utcnow(), **self.progress_values(), **values})
+        if not applied:
+            self.pending_events = events + self.pending_events
+        return applied
+
+    async def tick(self) -> None:
+        """One heartbeat; on a refused write, find out why and set `stop_reason`."""
+        if await self.write():
+            return
+        status = await current_status(self.database, job=self.job)
+        if status is JobStatus.CANCELLING:
+            self.stop_reason = StopReason.CANCEL
+            self.holding = JobStatus.CANCELLING  # keep the lease alive while in-flight rows and the sink finish
+            await self.write()
+        elif status is JobStatus.PAUSED:
+            self.stop_reason = StopReason.PAUSE
+        elif status is not JobStatus.RUNNING:
+            self.stop_reason = StopReason.LEASE_LOST
+
+    async def beat(self, stop: asyncio.Event) -> None:
+        """Tick every RECORD_EVERY_S until cancelled; set `stop` once a stop reason appears."""
+        while True:
+            await asyncio.sleep(RECORD_EVERY_S)
+            try:
+                await self.tick()
+            except Exception:  # a database hiccup: try again next tick (the lease outlasts many of them)
+                log.warning("could not record progress of job %s", self.job.id, exc_info=True)
+            if self.stop_reason is not None and not stop.is_set():
+                log.info("job %s: stopping (%s)", self.job.id, self.stop_reason)
+                stop.set()

@@ -1,0 +1,125 @@
+"""The results store in the platform database (`job_items`): the engine's ResultStore for one job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.dialects import mysql, sqlite
+
+from api_server.db import Database
+from api_server.db.types import utcnow
+from api_server.models import JobItem
+from api_server.models.job_item import MAX_ROW_KEY
+from engine.results import ErrorClass, Key, RowResult, RowStatus, encode_key
+
+ITEMS = JobItem.__table__  # type: ignore[attr-defined]
+IN_CHUNK = 500  # keys per IN (...) lookup
+# A re-run row (a failed row retried) replaces its answer but adds its cost: every attempt stays counted.
+ADDED = ("attempts", "tokens_in", "tokens_out", "cost")
+REPLACED = ("key_json", "status", "outputs", "error_class", "error", "model", "latency_s", "workflow_version_id",
+            "prompt_hash", "updated_at")
+RESULT_COLUMNS = ("key_json", "status", "outputs", "error_class", "error", "model", "attempts", "latency_s",
+                  "tokens_in", "tokens_out", "cost")
+
+
+def lookup_key(key: Key) -> str:
+    """A key as the primary key column holds it: its JSON, or a hash of it when that is too long."""
+    encoded = encode_key(key)
+    return encoded if len(encoded) <= MAX_ROW_KEY else "#" + hashlib.sha256(encoded.encode()).hexdigest()
+
+
+class DbResultStore:
+    """One job's finished rows in `job_items`, stamped with the workflow version and prompt they ran under."""
+
+    def __init__(self, database: Database, *, job_id: int, workflow_version_id: int, prompt_hash: str) -> None:
+        self.database = database
+        self.job_id = job_id
+        self.workflow_version_id = workflow_version_id
+        self.prompt_hash = prompt_hash
+
+    async def write(self, results: Sequence[RowResult]) -> None:
+        """Upsert a batch in one transaction."""
+        if not results:
+            return
+        now = utcnow()
+        rows = [{"job_id": self.job_id, "row_key": lookup_key(r.key), "key_json": json.dumps(r.key),
+                 "status": r.status.value, "outputs": r.outputs,
+                 "error_class": r.error_class.value if r.error_class else None, "error": r.error, "model": r.model,
+                 "attempts": r.attempts, "latency_s": r.latency_s, "tokens_in": r.tokens_in,
+                 "tokens_out": r.tokens_out, "cost": r.cost, "workflow_version_id": self.workflow_version_id,
+                 "prompt_hash": self.prompt_hash, "updated_at": now} for r in results]
+        async with self.database.engine.begin() as connection:
+            await connection.execute(self._upsert(), rows)
+
+    def _upsert(self) -> Any:
+        if self.database.backend == "mysql":
+            statement = mysql.insert(ITEMS)
+            new = statement.inserted
+            return statement.on_duplicate_key_update(
+                {**{c: new[c] for c in REPLACED}, **{c: ITEMS.c[c] + new[c] for c in ADDED}})
+        lite = sqlite.insert(ITEMS)
+        return lite.on_conflict_do_update(
+            index_elements=["job_id", "row_key"],
+            set_={**{c: lite.excluded[c] for c in REPLACED}, **{c: ITEMS.c[c] + lite.excluded[c] for c in ADDED}})
+
+    async def _rows_for(self, keys: Sequence[Key], *columns: str,
+                        done_only: bool = False) -> list[tuple[Key, Any]]:
+        """(key, row of `columns`) for the stored rows among these keys."""
+        by_lookup = {lookup_key(k): k for k in keys}
+        found: list[tuple[Key, Any]] = []
+        async with self.database.engine.connect() as connection:
+            for chunk in _chunks(list(by_lookup), IN_CHUNK):
+                query = self._select("row_key", *columns).where(ITEMS.c.row_key.in_(chunk))
+                if done_only:
+                    query = query.where(ITEMS.c.status == RowStatus.DONE.value)
+                found += [(by_lookup[row[0]], row) for row in await connection.execute(query)]
+        return found
+
+    def _select(self, *columns: str) -> Select[Any]:
+        return select(*(ITEMS.c[c] for c in columns)).where(ITEMS.c.job_id == self.job_id)
+
+    async def done_keys(self, keys: Sequence[Key]) -> set[Key]:
+        """Which of these keys are done."""
+        return {key for key, _ in await self._rows_for(keys, done_only=True)}
+
+    async def results_for(self, keys: Sequence[Key]) -> dict[Key, RowResult]:
+        """Stored results of these keys."""
+        return {key: _result(row[1:]) for key, row in await self._rows_for(keys, *RESULT_COLUMNS)}
+
+    async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+        """Answers of the done rows among these keys."""
+        return {key: row[1] or {} for key, row in await self._rows_for(keys, "outputs", done_only=True)}
+
+    async def failures(self) -> list[RowResult]:
+        """Every failed row, by stored key."""
+        query = self._select(*RESULT_COLUMNS).where(ITEMS.c.status == RowStatus.FAILED.value)
+        async with self.database.engine.connect() as connection:
+            return [_result(row) for row in await connection.execute(query.order_by(ITEMS.c.row_key))]
+
+    async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
+        """Done results by stored key, `limit` at a time."""
+        query = (self._select("row_key", *RESULT_COLUMNS)
+                 .where(ITEMS.c.status == RowStatus.DONE.value, ITEMS.c.row_key > (after or ""))
+                 .order_by(ITEMS.c.row_key).limit(limit))
+        async with self.database.engine.connect() as connection:
+            rows = list(await connection.execute(query))
+        return [_result(row[1:]) for row in rows], (rows[-1][0] if rows else None)
+
+    async def close(self) -> None:
+        """Nothing to release: connections return to the database's pool after each call."""
+
+
+def _result(row: Any) -> RowResult:
+    key_json, status, outputs, error_class, error, model, attempts, latency_s, tokens_in, tokens_out, cost = row
+    return RowResult(key=json.loads(key_json), status=RowStatus(status), outputs=outputs or {},
+                     error_class=ErrorClass(error_class) if error_class else None, error=error, model=model,
+                     attempts=attempts, latency_s=latency_s, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
