@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database or Database(settings.database_url, echo=settings.db_echo)
         app.state.router = router or open_router(settings, trace_upstream=trace_upstream)
         app.state.queue = (queue_factory(app.state.database, app.state.router, settings) if queue_factory
-                           else queue_for(settings.redis_url))
+                           else queue_for(settings.redis_url, settings.queue_name))
         await app.state.queue.start()
         demo = asyncio.create_task(run_demo(demo_url, settings)) if demo_url else None
         try:

@@ -23,9 +23,13 @@ PRIORITY_SPAN_MS = 10 * 365 * 24 * 3600 * 1000
 PRIORITY_RANK = {priority: rank for rank, priority in enumerate(Priority)}  # low = 0 ... urgent = 3
 
 
-def entry_id(job_id: int) -> str:
-    """The arq job id of a Rowloom job's queue entry."""
-    return f"rowloom:job:{job_id}"
+def entry_id(queue_name: str, job_id: int, attempt: int) -> str:
+    """The arq id of the entry that offers a job for its next claim (attempt + 1).
+
+    Offering the same job again before it is claimed is a no-op; after a claim (even one whose worker
+    died, leaving its entry stuck "in progress" in Redis) the next offer is a new entry.
+    """
+    return f"{queue_name}:{job_id}:{attempt}"
 
 
 class JobQueue(Protocol):
@@ -35,8 +39,8 @@ class JobQueue(Protocol):
         """Connect, or start running jobs (the in-process runner)."""
         ...
 
-    async def enqueue(self, job_id: int, priority: Priority, *, delay_s: float = 0.0) -> None:
-        """Offer a queued job to the workers."""
+    async def enqueue(self, job_id: int, priority: Priority, *, attempt: int = 0, delay_s: float = 0.0) -> None:
+        """Offer a queued job (whose last claim was `attempt`) to the workers."""
         ...
 
     async def depth(self) -> int | None:
@@ -54,7 +58,7 @@ class NoQueue:
     async def start(self) -> None:
         """Nothing to start."""
 
-    async def enqueue(self, job_id: int, priority: Priority, *, delay_s: float = 0.0) -> None:
+    async def enqueue(self, job_id: int, priority: Priority, *, attempt: int = 0, delay_s: float = 0.0) -> None:
         """Nothing to do; a worker's reaper sweeps up waiting jobs."""
 
     async def depth(self) -> int | None:
@@ -68,8 +72,9 @@ class NoQueue:
 class ArqQueue:
     """Job ids on an arq queue in Redis, ordered by priority, then by time."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, queue_name: str = QUEUE_NAME) -> None:
         self.redis_url = redis_url
+        self.queue_name = queue_name
         self._pool: object | None = None
 
     async def start(self) -> None:
@@ -80,21 +85,20 @@ class ArqQueue:
         from arq.connections import RedisSettings
 
         if self._pool is None:
-            self._pool = await create_pool(RedisSettings.from_dsn(self.redis_url), default_queue_name=QUEUE_NAME)
+            self._pool = await create_pool(RedisSettings.from_dsn(self.redis_url), default_queue_name=self.queue_name)
         return self._pool
 
-    async def enqueue(self, job_id: int, priority: Priority, *, delay_s: float = 0.0) -> None:
+    async def enqueue(self, job_id: int, priority: Priority, *, attempt: int = 0, delay_s: float = 0.0) -> None:
         """Add an entry; its score sorts it by priority (see PRIORITY_SPAN_MS)."""
         pool = await self._arq()
         head_start = timedelta(milliseconds=PRIORITY_RANK[priority] * PRIORITY_SPAN_MS)
-        # One entry per job id: offering a job that already waits (or runs) is a no-op in arq.
-        await pool.enqueue_job(EXECUTE_JOB, job_id, _job_id=entry_id(job_id),
+        await pool.enqueue_job(EXECUTE_JOB, job_id, _job_id=entry_id(self.queue_name, job_id, attempt),
                                _defer_by=timedelta(seconds=delay_s) - head_start, _expires=ENTRY_EXPIRES)
 
     async def depth(self) -> int | None:
         """Entries in the queue (including ones a worker is running right now)."""
         pool = await self._arq()
-        return int(await pool.zcard(QUEUE_NAME))
+        return int(await pool.zcard(self.queue_name))
 
     async def aclose(self) -> None:
         """Close the Redis pool."""
@@ -103,15 +107,15 @@ class ArqQueue:
             self._pool = None
 
 
-def queue_for(redis_url: str | None) -> JobQueue:
+def queue_for(redis_url: str | None, queue_name: str = QUEUE_NAME) -> JobQueue:
     """arq when Redis is configured; otherwise nothing (the CLI attaches the in-process runner instead)."""
-    return ArqQueue(redis_url) if redis_url else NoQueue()
+    return ArqQueue(redis_url, queue_name) if redis_url else NoQueue()
 
 
-async def offer(queue: JobQueue, job_id: int, priority: Priority) -> None:
+async def offer(queue: JobQueue, job_id: int, priority: Priority, attempt: int) -> None:
     """Enqueue, but never fail the request over it: the job is safely queued in the database already."""
     try:
-        await queue.enqueue(job_id, priority)
+        await queue.enqueue(job_id, priority, attempt=attempt)
     except Exception:  # e.g. Redis down; a worker's reaper re-offers jobs left waiting
         log.warning("could not enqueue job %s; a worker will pick it up from the database", job_id,
                     exc_info=True)

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     gateway_config: Path | None = Field(
         None, description="Gateway YAML (models, channels, groups); unset: one local mock model, no key needed.")
     db_echo: bool = False
+    queue_name: str = Field("rowloom:queue", min_length=1, max_length=100,
+                            description="The arq queue (Redis key) jobs are offered on.")
     data_dir: Path = Field(
         Path("."), description="Relative paths in workflow specs start here; job outputs without a sink path "
         "go to <data_dir>/jobs/<id>/.")

@@ -13,7 +13,7 @@ from arq.worker import Worker, func
 from api_server.db import Database
 from api_server.gateway import open_router, snapshot
 from api_server.metrics import publish_stats
-from api_server.queue import EXECUTE_JOB, QUEUE_NAME, ArqQueue
+from api_server.queue import EXECUTE_JOB, ArqQueue
 from api_server.settings import Settings
 from engine.gateway.router import Router
 from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES
@@ -53,7 +53,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         setup_tracing()
         router = open_router(settings, trace_upstream=True)
         ctx["rowloom"] = WorkerContext(Database(settings.database_url), router, settings, worker_id("arq"))
-        ctx["queue"] = ArqQueue(settings.redis_url or "")
+        ctx["queue"] = ArqQueue(settings.redis_url or "", options["queue_name"])
         log.info("worker %s ready (max_jobs %s)", ctx["rowloom"].worker_id, settings.worker_max_jobs)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -68,11 +68,12 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "functions": [func(execute_job_task, name=EXECUTE_JOB, timeout=JOB_TIMEOUT_S, max_tries=MAX_CLAIM_TRIES,
                            keep_result=0)],
         "cron_jobs": [cron(reap_task, second=set(range(0, 60, every)), run_at_startup=True, keep_result=0)],
-        "queue_name": QUEUE_NAME, "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": settings.queue_name, "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "max_jobs": settings.worker_max_jobs, "job_timeout": JOB_TIMEOUT_S, "keep_result": 0,
         "on_startup": startup, "on_shutdown": shutdown,
     }
-    return Worker(**(options | overrides))
+    options |= overrides
+    return Worker(**options)
 
 
 def run_worker(settings: Settings) -> None:

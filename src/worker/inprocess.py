@@ -54,7 +54,7 @@ class InProcessRunner:
         for job_id, priority in waiting:
             await self.enqueue(job_id or 0, Priority(priority))
 
-    async def enqueue(self, job_id: int, priority: Priority, *, delay_s: float = 0.0) -> None:
+    async def enqueue(self, job_id: int, priority: Priority, *, attempt: int = 0, delay_s: float = 0.0) -> None:
         """Queue a job id once (offering a job that already waits is a no-op)."""
         if job_id in self._waiting:
             return

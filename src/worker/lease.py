@@ -138,16 +138,16 @@ async def reap(database: Database, queue: JobQueue, *, lease_s: float) -> list[i
                     if target is S.QUEUED:
                         requeued.append(job_id)
                 await session.commit()
-        waiting = (await session.exec(select(Job.id, Job.priority).where(  # type: ignore[call-overload]
+        waiting = (await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
             col(Job.status) == S.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
     if requeued:
         log.warning("re-queued jobs with expired leases: %s", requeued)
     async with database.session() as session:
-        jobs = {row[0]: row[1] for row in waiting}
+        jobs = {row[0]: (row[1], row[2]) for row in waiting}
         for job_id in requeued:
             job = await session.get(Job, job_id)
             if job is not None:
-                jobs[job_id] = job.priority
-    for job_id, priority in jobs.items():
-        await offer(queue, job_id, priority)
+                jobs[job_id] = (job.priority, job.attempt)
+    for job_id, (priority, attempt) in jobs.items():
+        await offer(queue, job_id, priority, attempt)
     return requeued

@@ -39,7 +39,7 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
     job, created = await service.create_job(session, data=data, idempotency_key=idempotency_key)
     if created:
         assert job.id is not None
-        await offer(queue, job.id, job.priority)
+        await offer(queue, job.id, job.priority, job.attempt)
     else:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"
@@ -96,7 +96,7 @@ def _add_action_route(action: JobAction) -> None:
     async def run_action(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
         job = await service.act(session, job_id=job_id, action=action)
         if job.status == JobStatus.QUEUED:
-            await offer(queue, job_id, job.priority)
+            await offer(queue, job_id, job.priority, job.attempt)
         return JobPublic.from_job(job)
 
     run_action.__doc__ = _ACTION_DOCS[action]

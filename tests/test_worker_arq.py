@@ -1,0 +1,149 @@
+"""Jobs on arq with a real Redis: a worker in process, and worker processes killed with SIGKILL mid-job."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from api_server.models import JobItem
+from api_server.queue import ArqQueue
+from api_server.settings import Settings
+from engine.prompts import PromptRenderer
+from tests.fake_upstream import FakeUpstream
+from tests.services import redis_url
+from tests.worker_helpers import (
+    Platform,
+    all_pages,
+    check_output,
+    job_of,
+    platform,
+    wait_for,
+    wait_status,
+    workflow_spec,
+    workflow_yaml,
+    write_tickets,
+)
+from worker.arq_app import build_worker
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue of the test's own, so entries of other runs never meet it."""
+    return f"rowloom-test:{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.asynccontextmanager
+async def arq_platform(database_url: str, data_dir: Path, upstream: FakeUpstream, queue_name: str,
+                       **overrides: Any) -> AsyncIterator[Platform]:
+    url = redis_url()
+    async with platform(database_url=database_url, data_dir=data_dir, upstream_url=upstream.base_url,
+                        queue=ArqQueue(url, queue_name), redis_url=url, queue_name=queue_name, **overrides) as p:
+        yield p
+
+
+@contextlib.asynccontextmanager
+async def arq_worker(settings: Settings) -> AsyncIterator[None]:
+    """An arq worker running in this event loop."""
+    worker = build_worker(settings, handle_signals=False, poll_delay=0.05)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield
+    finally:
+        await worker.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_an_arq_worker_runs_a_job_end_to_end(database_url: str, tmp_path: Path, queue_name: str) -> None:
+    frame = write_tickets(tmp_path, 60)
+    async with FakeUpstream() as upstream, \
+            arq_platform(database_url, tmp_path, upstream, queue_name, reaper_interval_s=1) as p, \
+            arq_worker(p.settings):
+        job_id = await p.start_job()
+        job = await wait_status(p.http, job_id, "completed")
+        kinds = [e["kind"] for e in await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")]
+
+        async def worker_in_metrics() -> str | None:
+            text = (await p.http.get("/metrics")).text
+            return text if 'process="arq@' in text else None
+
+        metrics = await wait_for(worker_in_metrics, what="the worker's statistics in /metrics")
+    check_output(Path(job["output"]), frame, workflow_spec())
+    assert job["counts"] == {"total": 60, "done": 54, "failed": 0, "skipped": 6}
+    assert job["worker_id"].startswith("arq@") and len(job["trace_id"]) == 32
+    assert job["usage"]["tokens_in"] > 0
+    assert kinds[:2] == ["created", "claimed"] and kinds[-1] == "completed"
+    assert 'rowloom_jobs{status="completed"} 1.0' in metrics
+    assert 'rowloom_upstream_requests_total{model="fake",outcome="ok",process="arq@' in metrics
+
+
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
+           "QUEUE_NAME": settings.queue_name, "GATEWAY_CONFIG": str(settings.gateway_config),
+           "DATA_DIR": str(settings.data_dir), "JOB_LEASE_S": "2", "REAPER_INTERVAL_S": "1", "LOG_LEVEL": "INFO"}
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "api_server.cli", "worker"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes started by a test; whatever is left is stopped."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
+        database_url: str, tmp_path: Path, queue_name: str, processes: list[subprocess.Popen[bytes]]) -> None:
+    frame = write_tickets(tmp_path, 500)
+    spec = workflow_spec(8)
+    renderer = PromptRenderer(spec)
+    prompt_of = {row["id"]: renderer.messages({c: row[c] for c in spec.columns.input})[-1]["content"]
+                 for row in frame.filter(frame["body"].is_not_null()).iter_rows(named=True)}
+    log = tmp_path / "workers.log"
+    async with FakeUpstream(latency_s=0.04) as upstream, \
+            arq_platform(database_url, tmp_path, upstream, queue_name) as p:
+        job_id = await p.start_job(yaml=workflow_yaml(8))
+        processes.append(_start_worker(p.settings, log))
+
+        async def rows_done() -> bool:
+            job = await job_of(p.http, job_id)
+            return job["status"] == "running" and job["counts"]["done"] >= 120
+
+        await wait_for(rows_done, what="the first worker to finish 120 rows")
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait(timeout=10)
+        async with p.database.session() as session:  # what was durable when the worker died
+            durable = set((await session.exec(select(JobItem.key_json).where(
+                col(JobItem.job_id) == job_id, col(JobItem.status) == "done"))).all())
+        processes.append(_start_worker(p.settings, log))
+        job = await wait_status(p.http, job_id, "completed", within_s=60)
+        events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("claimed") == 2 and "requeued" in kinds, kinds
+    assert job["attempt"] == 2 and job["counts"]["done"] == 450
+    check_output(Path(job["output"]), frame, spec)  # every row once, each with its own answer
+    durable_prompts = [prompt_of[key.strip('"')] for key in durable]
+    assert len(durable_prompts) >= 120
+    assert all(upstream.stats.attempts[prompt] == 1 for prompt in durable_prompts)  # finished rows: sent once
+    # Resent: only rows in flight at the kill, or answered but not yet made durable (one flush window).
+    resent = {prompt for prompt, count in upstream.stats.attempts.items() if count > 1}
+    assert resent and not resent & set(durable_prompts)

@@ -1,0 +1,161 @@
+"""Jobs end to end with the in-process runner: API -> runner -> engine -> fake upstream over HTTP -> records."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlmodel import col
+
+from api_server.models import Job
+from api_server.queue import NoQueue
+from engine.results import RowResult, RowStatus
+from tests.engine_helpers import expected_summary
+from tests.fake_upstream import FakeUpstream, first_attempts
+from tests.worker_helpers import (
+    all_pages,
+    check_output,
+    job_of,
+    platform,
+    read_bytes,
+    wait_for,
+    wait_status,
+    workflow_spec,
+    write_tickets,
+)
+from worker.store import DbResultStore
+
+
+async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, tmp_path: Path) -> None:
+    frame = write_tickets(tmp_path, 120)
+    async with FakeUpstream(faults=first_attempts({"500": 0.1, "malformed": 0.05})) as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
+        job_id = await p.start_job(name="nightly triage")
+        job = await wait_status(p.http, job_id, "completed")
+        events = [e["kind"] for e in await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")]
+        items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/items")
+        errors = (await p.http.get(f"/api/v1/jobs/{job_id}/errors")).json()
+        download = await p.http.get(f"/api/v1/jobs/{job_id}/output")
+        progress = await p.http.get(f"/api/v1/jobs/{job_id}/progress")
+    spec = workflow_spec()
+    output = Path(job["output"])
+    assert output.is_absolute() and output.parts[-3:] == ("jobs", str(job_id), "tickets.rowloom.csv")
+    assert check_output(output, frame, spec) == 108
+    assert job["counts"] == {"total": 120, "done": 108, "failed": 0, "skipped": 12}
+    assert job["usage"]["tokens_in"] > 0 and job["usage"]["tokens_out"] > 0
+    assert job["usage"]["models"] == {"fake": 108}
+    assert sum(i["tokens_in"] for i in items) == job["usage"]["tokens_in"]
+    assert re.fullmatch(r"[0-9a-f]{32}", job["trace_id"]) and job["attempt"] == 1
+    assert job["started_at"] and job["completed_at"] and job["worker_id"].startswith("in-process@")
+    assert events[:2] == ["created", "claimed"] and events[-2:] == ["output_written", "completed"]
+    by_key = {i["key"]: i for i in items}
+    assert len(items) == 108 and all(i["status"] == "done" for i in items)
+    for row in frame.filter(frame["body"].is_not_null()).iter_rows(named=True):
+        item = by_key[row["id"]]
+        assert item["outputs"]["summary"] == expected_summary(spec, row)
+        assert item["workflow_version_id"] and re.fullmatch(r"[0-9a-f]{64}", item["prompt_hash"])
+    retried = [i for i in items if i["attempts"] > 1]
+    assert retried, "the injected faults should have cost some rows a second attempt"
+    assert errors["items"] == []
+    assert download.status_code == 200 and download.content == read_bytes(output)
+    assert progress.headers["content-type"].startswith("text/event-stream")
+    assert "event: progress" in progress.text and progress.text.rstrip().splitlines()[-1].startswith("data:")
+    assert "event: end" in progress.text
+
+
+async def test_failed_rows_are_listed_with_reasons_and_left_unfilled(database_url: str, tmp_path: Path) -> None:
+    frame = write_tickets(tmp_path, 40)
+    always_bad = first_attempts({"bad-enum": 0.25}, attempts=99)
+    async with FakeUpstream(faults=always_bad) as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
+        job_id = await p.start_job()
+        job = await wait_status(p.http, job_id, "completed")
+        errors = await all_pages(p.http, f"/api/v1/jobs/{job_id}/errors")
+        failed_items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/items", status="failed")
+    assert job["counts"]["failed"] == len(errors) > 0
+    assert job["counts"]["done"] + job["counts"]["failed"] == 36
+    assert errors == failed_items
+    assert all(e["error_class"] == "content_error" and "category" in e["error"] for e in errors)
+    assert all(e["attempts"] == 2 for e in errors)  # content_error: 1 retry
+    answered = check_output(Path(job["output"]), frame, workflow_spec(), complete=False)
+    assert answered == job["counts"]["done"]
+
+
+async def test_a_missing_input_fails_the_job_with_the_reason(database_url: str, tmp_path: Path) -> None:
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
+        job_id = await p.start_job(params={"source": {"path": "nowhere.csv"}})
+        job = await wait_status(p.http, job_id, "failed")
+        events = (await p.http.get(f"/api/v1/jobs/{job_id}/events")).json()["items"]
+        output = await p.http.get(f"/api/v1/jobs/{job_id}/output")
+    assert "nowhere.csv" in job["error"]
+    assert events[-1]["kind"] == "failed" and "nowhere.csv" in events[-1]["message"]
+    assert upstream.stats.requests == 0
+    assert output.status_code == 404 and "no output" in output.json()["error"]["message"]
+
+
+async def test_urgent_jobs_are_picked_before_older_normal_and_low_ones(database_url: str, tmp_path: Path) -> None:
+    write_tickets(tmp_path, 20)
+    async with FakeUpstream(latency_s=0.02) as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                     worker_max_jobs=1) as p:
+        first = await p.start_job(name="first")
+        await wait_status(p.http, first, "running", "completed")
+        low = await p.start_job(name="low", priority="low")
+        normal = await p.start_job(name="normal", priority="normal")
+        urgent = await p.start_job(name="urgent", priority="urgent")
+        jobs = [await wait_status(p.http, j, "completed") for j in (low, normal, urgent)]
+    started = sorted(jobs, key=lambda j: j["started_at"])
+    assert [j["name"] for j in started] == ["urgent", "normal", "low"]
+
+
+async def test_the_global_cap_bounds_running_jobs(database_url: str, tmp_path: Path) -> None:
+    write_tickets(tmp_path, 30)
+    async with FakeUpstream(latency_s=0.01) as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                     worker_max_jobs=3, max_running_jobs=1) as p:
+        ids = [await p.start_job(name=f"job {i}") for i in range(3)]
+        peak = 0
+
+        async def all_done() -> bool:
+            nonlocal peak
+            page = (await p.http.get("/api/v1/jobs", params={"status": "running"})).json()
+            peak = max(peak, len(page["items"]))
+            statuses = {(await job_of(p.http, i))["status"] for i in ids}
+            return statuses == {"completed"}
+
+        await wait_for(all_done, what="all three jobs to complete")
+    assert peak == 1
+
+
+async def test_a_job_whose_worker_vanished_is_requeued_and_resumed(database_url: str, tmp_path: Path) -> None:
+    frame = write_tickets(tmp_path, 30)
+    spec = workflow_spec()
+    rows = frame.filter(frame["body"].is_not_null()).to_dicts()
+    async with FakeUpstream() as upstream:
+        async with platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                            queue=NoQueue()) as p:
+            job_id = await p.start_job()
+            # A worker claimed it, finished ten rows, and died: running, heartbeat older than the lease.
+            store = DbResultStore(p.database, job_id=job_id, workflow_version_id=1, prompt_hash="x")
+            await store.write([RowResult(key=row["id"], status=RowStatus.DONE, model="fake", attempts=1,
+                                         outputs={"category": "general", "summary": expected_summary(spec, row)})
+                               for row in rows[:10]])
+            async with p.database.session() as session:
+                await session.exec(update(Job).where(col(Job.id) == job_id).values(  # type: ignore[call-overload]
+                    status="running", worker_id="dead-worker", attempt=1,
+                    heartbeat_at=datetime.now(UTC) - timedelta(seconds=5)))
+                await session.commit()
+        async with platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                            job_lease_s=1, reaper_interval_s=0.1) as p:
+            job = await wait_status(p.http, job_id, "completed")
+            events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
+    kinds = [e["kind"] for e in events]
+    assert kinds == ["created", "requeued", "claimed", "output_written", "completed"]
+    assert "dead-worker" in events[1]["message"]
+    assert job["attempt"] == 2 and job["counts"]["done"] == 27
+    check_output(Path(job["output"]), frame, spec)
+    sent = set(upstream.stats.attempts)
+    assert len(sent) == 17 and all(max(upstream.stats.ok.values()) == 1 for _ in sent)
