@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set-up and run Rowloom from a fresh clone with nothing but Python 3.11+.
 
-    python3 dev.py start   # install into .venv if needed, migrate SQLite, serve on :8000
+    python3 dev.py start   # install into .venv if needed, migrate SQLite, serve on :8000, run a demo job
     python3 dev.py test    # install into .venv if needed, run the tests, ruff and mypy
 
 Both create `.venv` beside this file on first use and reinstall only when
@@ -49,7 +49,7 @@ def main() -> None:
     command, extra = sys.argv[1], sys.argv[2:]
     ensure_installed()
     if command == "start":
-        _run(BIN / "rowloom", "serve", *extra)
+        _run(BIN / "rowloom", "serve", "--demo", *extra)
         return
     _run(BIN / "python", "-m", "pytest", *extra)
     _run(BIN / "python", "-m", "ruff", "check", "src", "tests", "bench", "migrations")

@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -26,6 +28,7 @@ from tests.worker_helpers import (
     write_tickets,
 )
 from worker.store import DbResultStore
+from worker.tracing import setup_tracing
 
 
 async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, tmp_path: Path) -> None:
@@ -159,3 +162,29 @@ async def test_a_job_whose_worker_vanished_is_requeued_and_resumed(database_url:
     check_output(Path(job["output"]), frame, spec)
     sent = set(upstream.stats.attempts)
     assert len(sent) == 17 and all(max(upstream.stats.ok.values()) == 1 for _ in sent)
+
+
+async def test_a_job_has_one_trace_from_job_to_upstream_calls(database_url: str, tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    setup_tracing().add_span_processor(SimpleSpanProcessor(exporter))
+    write_tickets(tmp_path, 10)
+    try:
+        async with FakeUpstream(faults=first_attempts({"500": 0.3})) as upstream, \
+                platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                         trace_upstream=True) as p:
+            job = await wait_status(p.http, await p.start_job(), "completed")
+        spans = [s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == job["trace_id"]]
+    finally:
+        exporter.shutdown()
+    by_id = {s.context.span_id: s for s in spans}
+    [job_span] = [s for s in spans if s.name == "job"]
+    [run_span] = [s for s in spans if s.name == "run"]
+    attempts = [s for s in spans if s.name == "row.attempt"]
+    calls = [s for s in spans if s.name == "POST"]
+    assert job_span.parent is None and job_span.attributes and job_span.attributes["rowloom.job.id"] == job["id"]
+    assert run_span.parent is not None and run_span.parent.span_id == job_span.context.span_id
+    assert len(attempts) == len(calls) == upstream.stats.requests > 9  # some rows needed a second attempt
+    for call in calls:  # each upstream call sits inside its row attempt
+        assert call.parent is not None and by_id[call.parent.span_id].name == "row.attempt"
+        assert call.attributes and call.attributes.get("http.response.status_code", call.attributes.get(
+            "http.status_code")) in (200, 500)

@@ -156,12 +156,12 @@ class Platform:
 
 @asynccontextmanager
 async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queue: JobQueue | None = None,
-                   **overrides: Any) -> AsyncIterator[Platform]:
+                   trace_upstream: bool = False, **overrides: Any) -> AsyncIterator[Platform]:
     """The app over `database_url` with the in-process runner (or `queue`) and the fake upstream as model."""
     settings = Settings(database_url=database_url, redis_url=overrides.pop("redis_url", None), data_dir=data_dir,
                         gateway_config=write_gateway(data_dir, upstream_url), **overrides)
     database = Database(database_url)
-    router = open_router(settings)
+    router = open_router(settings, trace_upstream=trace_upstream)
     runner = queue or InProcessRunner(database, router, settings)
     app = create_app(settings, database, router)
     app.state.queue = runner
