@@ -55,7 +55,8 @@ def write_gateway(data_dir: Path, upstream_url: str, *, safe_rps: float | None =
     """A gateway config with one model, `fake`, served by the test's fake upstream."""
     limit = f", safe_rps: {safe_rps}" if safe_rps else ""
     path = data_dir / "gateway.yaml"
-    path.write_text(f"channels:\n  fake: {{base_url: '{upstream_url}'}}\n"
+    root = upstream_url.removesuffix("/v1")  # a channel's api_path (/v1/chat/completions) is added to it
+    path.write_text(f"channels:\n  fake: {{base_url: '{root}'}}\n"
                     f"models:\n  - {{name: fake, model: fake-model, channel: fake, timeout: 5{limit}}}\n")
     return path
 

@@ -62,13 +62,16 @@ def _serve(host: str | None, port: int | None, *, migrate: bool, demo: bool) -> 
         asyncio.run(_migrate())
     host, port = host or settings.api_host, port or settings.api_port
     queue_factory: QueueFactory | None = None
+    traced = False
     if not settings.redis_url:  # the embedded default: jobs run inside this process
         from worker.inprocess import InProcessRunner
+        from worker.tracing import trace_upstream
 
         queue_factory = InProcessRunner
+        traced = trace_upstream(settings.trace_upstream_calls)
         print("jobs run in this process (set REDIS_URL to hand them to `rowloom worker` processes)", flush=True)
     print(f"Rowloom API on http://{host}:{port}  (docs: http://{host}:{port}/docs)", flush=True)
-    app = create_app(settings, queue_factory=queue_factory, trace_upstream=queue_factory is not None,
+    app = create_app(settings, queue_factory=queue_factory, trace_upstream=traced,
                      demo_url=f"http://{host}:{port}" if demo else None)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
 

@@ -15,12 +15,13 @@ from api_server.gateway import open_router, snapshot
 from api_server.metrics import publish_stats
 from api_server.queue import EXECUTE_JOB, ArqQueue
 from api_server.settings import Settings
+from engine import loop
 from engine.gateway.router import Router
 from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES
 from worker.executor import Outcome, WorkerContext, execute_job
 from worker.inprocess import worker_id
 from worker.lease import reap
-from worker.tracing import setup_tracing
+from worker.tracing import setup_tracing, trace_upstream
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
     async def startup(ctx: dict[str, Any]) -> None:
         setup_tracing()
-        router = open_router(settings, trace_upstream=True)
+        router = open_router(settings, trace_upstream=trace_upstream(settings.trace_upstream_calls))
         ctx["rowloom"] = WorkerContext(Database(settings.database_url), router, settings, worker_id("arq"))
         ctx["queue"] = ArqQueue(settings.redis_url or "", options["queue_name"])
         log.info("worker %s ready (max_jobs %s)", ctx["rowloom"].worker_id, settings.worker_max_jobs)
@@ -78,4 +79,14 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
 def run_worker(settings: Settings) -> None:
     """Run an arq worker until SIGINT/SIGTERM (running jobs are re-queued to resume elsewhere)."""
-    build_worker(settings).run()
+
+    async def main() -> None:
+        worker = build_worker(settings)  # inside the loop: arq binds the running loop and its signal handlers
+        try:
+            await worker.async_run()
+        except asyncio.CancelledError:  # SIGINT/SIGTERM: arq cancelled the running jobs and its main task
+            pass
+        finally:
+            await worker.close()
+
+    loop.run(main())  # uvloop and the engine's GC tuning, as for `rowloom run`

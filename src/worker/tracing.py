@@ -16,6 +16,17 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 
+def exporting() -> bool:
+    """Whether spans leave the process (an exporter is configured)."""
+    return any(name.strip().lower() not in {"", "none"}
+               for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))
+
+
+def trace_upstream(setting: bool | None) -> bool:
+    """Whether to record a span per upstream HTTP call: as set, or when spans are exported."""
+    return exporting() if setting is None else setting
+
+
 def setup_tracing(service_name: str = "rowloom-worker") -> TracerProvider:
     """Install (once) and return the process's SDK tracer provider."""
     current = trace.get_tracer_provider()

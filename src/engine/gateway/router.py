@@ -33,6 +33,7 @@ T = TypeVar("T")
 DEFAULT_WAIT_S = 60.0
 TOKENS_PER_CHAR = 0.25
 LATENCY_SAMPLES = 512
+SHARED_COOLDOWN_POLL_S = 0.25  # how stale another process's cool-down may be, for deployments without buckets
 
 
 @dataclass
@@ -45,6 +46,7 @@ class DeploymentState:
     tokens: TokenBucket | None
     cooldown: Cooldown = field(default_factory=Cooldown)
     not_before: float = -math.inf  # with shared limits: Redis said to wait until then
+    shared_checked_at: float = -math.inf  # last look at the shared cool-down (deployments without limits)
     in_flight: int = 0
     ok: int = 0
     failed: int = 0
@@ -195,7 +197,7 @@ class Router:
                                       status=429, retry_after_s=round(wait, 3) if math.isfinite(wait) else 1.0)
                 await self._wait_for_change(min(wait, remaining))
                 continue
-            if self.shared is not None:
+            if self.shared is not None and self._ask_shared(state):
                 config = state.config
                 shared_wait = await self.shared.take(config.name, rps=config.safe_rps, tpm=config.tpm,
                                                      tokens=estimate)
@@ -214,6 +216,18 @@ class Router:
                 last_error = exc
             finally:
                 self._release(state)
+
+    def _ask_shared(self, state: DeploymentState) -> bool:
+        """Whether this request must go through Redis: always with shared buckets; without them only to see
+        another process's cool-down, which a look every SHARED_COOLDOWN_POLL_S catches (not a round trip
+        a request)."""
+        if state.config.safe_rps or state.config.tpm:
+            return True
+        now = self.clock()
+        if now - state.shared_checked_at < SHARED_COOLDOWN_POLL_S:
+            return False
+        state.shared_checked_at = now
+        return True
 
     def _pick(self, pool: list[DeploymentState], estimate: float) -> tuple[DeploymentState | None, float]:
         """A deployment with capacity now, chosen by weight; else None and the seconds to wait."""
