@@ -33,21 +33,9 @@ import httpx
 import polars as pl
 
 from bench._fakellm import DEFAULT, FakeLLM, fakellm, free_port, reset, stats, wait_until_up
-from bench.engine_throughput import make_inputs, one_run
+from bench.engine_throughput import SPEC, make_inputs, one_run
 from engine import loop
 
-WORKFLOW = """name: {name}
-source: {{kind: excel, path: {path}, key: id}}
-columns:
-  input: [subject, body]
-  output: {{category: ai_category, summary: ai_summary}}
-prompt:
-  system: You sort support tickets.
-  template: "Classify this ticket: {{record_json}}"
-validation: {{category: [technical, business, general]}}
-model: {{name: fake}}
-concurrency: {{in_flight: {in_flight}}}
-"""
 ROWLOOM = [sys.executable, "-m", "api_server.cli"]
 SAMPLE_S = 0.1
 WINDOW_S = 2.0  # long enough that sampling jitter (a few ms a sample) stays under 1%
@@ -85,8 +73,8 @@ def platform(folder: Path, env: dict[str, str], workers: int) -> Iterator[httpx.
 
 
 def start_job(http: httpx.Client, name: str, path: Path, in_flight: int) -> int:
-    http.post("/api/v1/workflows", json={"yaml": WORKFLOW.format(name=name, path=path, in_flight=in_flight)}
-              ).raise_for_status()
+    spec = SPEC.format(kind="excel", path=path, in_flight=in_flight, out=path.with_name(f"{name}.out.xlsx"))
+    http.post("/api/v1/workflows", json={"yaml": spec.replace("name: bench", f"name: {name}")}).raise_for_status()
     response = http.post("/api/v1/jobs", json={"workflow": name})
     response.raise_for_status()
     job_id: int = response.json()["id"]

@@ -89,7 +89,8 @@ async def test_a_cancelled_queued_job_never_starts(database_url: str, tmp_path: 
     assert cancelled["status"] == "cancelled"
     assert job["status"] == "cancelled" and job["attempt"] == 0 and job["started_at"] is None
     assert kinds == ["created", "cancelled"] and items == []
-    assert upstream.stats.requests == sum(upstream.stats.attempts.values())
+    # Both jobs ask about the same rows: had the second sent any, some prompt would have been sent twice.
+    assert max(upstream.stats.attempts.values()) == 1
 
 
 async def test_pause_stops_within_two_seconds_and_resume_sends_no_done_row_again(

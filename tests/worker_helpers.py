@@ -21,29 +21,15 @@ from api_server.settings import Settings
 from engine.gateway.router import Router
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec
-from tests.engine_helpers import expected_summary, read_csv_text, tickets
+from tests.engine_helpers import SPEC, expected_summary, read_csv_text, tickets
 from worker.inprocess import InProcessRunner
 
 T = TypeVar("T")
 
-WORKFLOW = """name: triage
-source: {{kind: csv, path: tickets.csv, key: id}}
-columns:
-  input: [subject, body]
-  output: {{category: ai_category, summary: ai_summary}}
-prompt:
-  system: You sort support tickets.
-  template: "Classify this ticket: {{record_json}}"
-validation: {{category: [technical, business, general]}}
-model: {{name: fake}}
-concurrency: {{in_flight: {in_flight}, pause_on_api_error_s: 0.05, error_window_s: 0.05}}
-retry: {{api_error: 2, content_error: 1, system_error: 1}}
-"""
-
-
 def workflow_yaml(in_flight: int = 8) -> str:
     """The tests' workflow: triage tickets.csv (under DATA_DIR) with the model `fake`."""
-    return WORKFLOW.format(in_flight=in_flight)
+    return SPEC.format(source="{kind: csv, path: tickets.csv, key: id}", in_flight=in_flight, api=2, content=1,
+                       extra="model: {name: fake}")
 
 
 def workflow_spec(in_flight: int = 8) -> WorkflowSpec:
