@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from sqlmodel import col, select
 
@@ -91,6 +93,17 @@ async def test_an_arq_worker_runs_a_job_end_to_end(database_url: str, tmp_path: 
     assert 'rowloom_upstream_requests_total{model="fake",outcome="ok",process="arq@' in metrics
 
 
+async def durable_prompts(p: Platform, job_id: int, frame: pl.DataFrame) -> set[str]:
+    """The prompts of the rows stored as done for the job right now."""
+    spec = workflow_spec()
+    renderer = PromptRenderer(spec)
+    async with p.database.session() as session:
+        keys = set((await session.exec(select(JobItem.key_json).where(
+            col(JobItem.job_id) == job_id, col(JobItem.status) == "done"))).all())
+    return {renderer.messages({c: row[c] for c in spec.columns.input})[-1]["content"]
+            for row in frame.iter_rows(named=True) if json.dumps(row["id"]) in keys}
+
+
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
            "QUEUE_NAME": settings.queue_name, "GATEWAY_CONFIG": str(settings.gateway_config),
@@ -115,9 +128,6 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
         database_url: str, tmp_path: Path, queue_name: str, processes: list[subprocess.Popen[bytes]]) -> None:
     frame = write_tickets(tmp_path, 500)
     spec = workflow_spec(8)
-    renderer = PromptRenderer(spec)
-    prompt_of = {row["id"]: renderer.messages({c: row[c] for c in spec.columns.input})[-1]["content"]
-                 for row in frame.filter(frame["body"].is_not_null()).iter_rows(named=True)}
     log = tmp_path / "workers.log"
     async with FakeUpstream(latency_s=0.04) as upstream, \
             arq_platform(database_url, tmp_path, upstream, queue_name) as p:
@@ -131,9 +141,7 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
         await wait_for(rows_done, what="the first worker to finish 120 rows")
         processes[0].send_signal(signal.SIGKILL)
         processes[0].wait(timeout=10)
-        async with p.database.session() as session:  # what was durable when the worker died
-            durable = set((await session.exec(select(JobItem.key_json).where(
-                col(JobItem.job_id) == job_id, col(JobItem.status) == "done"))).all())
+        durable = await durable_prompts(p, job_id, frame)  # what was stored when the worker died
         processes.append(_start_worker(p.settings, log))
         job = await wait_status(p.http, job_id, "completed", within_s=60)
         events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
@@ -141,9 +149,37 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
     assert kinds.count("claimed") == 2 and "requeued" in kinds, kinds
     assert job["attempt"] == 2 and job["counts"]["done"] == 450
     check_output(Path(job["output"]), frame, spec)  # every row once, each with its own answer
-    durable_prompts = [prompt_of[key.strip('"')] for key in durable]
-    assert len(durable_prompts) >= 120
-    assert all(upstream.stats.attempts[prompt] == 1 for prompt in durable_prompts)  # finished rows: sent once
+    assert len(durable) >= 120
+    assert all(upstream.stats.attempts[prompt] == 1 for prompt in durable)  # finished rows: sent once
     # Resent: only rows in flight at the kill, or answered but not yet made durable (one flush window).
     resent = {prompt for prompt, count in upstream.stats.attempts.items() if count > 1}
-    assert resent and not resent & set(durable_prompts)
+    assert resent and not resent & durable
+
+
+async def test_a_worker_stopped_with_sigterm_hands_its_job_back(
+        database_url: str, tmp_path: Path, queue_name: str, processes: list[subprocess.Popen[bytes]]) -> None:
+    frame = write_tickets(tmp_path, 400)
+    log = tmp_path / "workers.log"
+    async with FakeUpstream(latency_s=0.04) as upstream, \
+            arq_platform(database_url, tmp_path, upstream, queue_name) as p:
+        job_id = await p.start_job(yaml=workflow_yaml(8))
+        processes.append(_start_worker(p.settings, log))
+
+        async def rows_done() -> bool:
+            job = await job_of(p.http, job_id)
+            return job["status"] == "running" and job["counts"]["done"] >= 60
+
+        await wait_for(rows_done, what="the worker to finish 60 rows")
+        processes[0].send_signal(signal.SIGTERM)
+        assert processes[0].wait(timeout=20) == 0
+        handed_back = await job_of(p.http, job_id)
+        durable = await durable_prompts(p, job_id, frame)
+        processes.append(_start_worker(p.settings, log))
+        job = await wait_status(p.http, job_id, "completed", within_s=60)
+        events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
+    assert handed_back["status"] == "queued"  # at once: no lease had to expire
+    requeued = next(e for e in events if e["kind"] == "requeued")
+    assert "shut down" in requeued["message"]
+    assert job["attempt"] == 2 and job["counts"]["done"] == 360
+    check_output(Path(job["output"]), frame, workflow_spec(8))
+    assert len(durable) >= 60 and all(upstream.stats.attempts[prompt] == 1 for prompt in durable)

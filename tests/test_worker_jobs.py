@@ -8,10 +8,10 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlmodel import col
 
-from api_server.models import Job
+from api_server.models import Job, JobItem
 from api_server.queue import NoQueue
 from engine.results import RowResult, RowStatus
 from tests.engine_helpers import expected_summary
@@ -37,7 +37,7 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
         job_id = await p.start_job(name="nightly triage")
         job = await wait_status(p.http, job_id, "completed")
-        events = [e["kind"] for e in await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")]
+        event_list = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
         items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/items")
         errors = (await p.http.get(f"/api/v1/jobs/{job_id}/errors")).json()
         download = await p.http.get(f"/api/v1/jobs/{job_id}/output")
@@ -52,7 +52,11 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
     assert sum(i["tokens_in"] for i in items) == job["usage"]["tokens_in"]
     assert re.fullmatch(r"[0-9a-f]{32}", job["trace_id"]) and job["attempt"] == 1
     assert job["started_at"] and job["completed_at"] and job["worker_id"].startswith("in-process@")
+    events = [e["kind"] for e in event_list]
     assert events[:2] == ["created", "claimed"] and events[-2:] == ["output_written", "completed"]
+    pauses = [e for e in event_list if e["kind"] == "paused_for_api_errors"]
+    assert pauses and all("HTTP 500" in e["data"]["cause"] or "malformed" in e["data"]["cause"].lower()
+                          for e in pauses)
     by_key = {i["key"]: i for i in items}
     assert len(items) == 108 and all(i["status"] == "done" for i in items)
     for row in frame.filter(frame["body"].is_not_null()).iter_rows(named=True):
@@ -77,9 +81,14 @@ async def test_failed_rows_are_listed_with_reasons_and_left_unfilled(database_ur
         job = await wait_status(p.http, job_id, "completed")
         errors = await all_pages(p.http, f"/api/v1/jobs/{job_id}/errors")
         failed_items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/items", status="failed")
+        deleted = await p.http.delete(f"/api/v1/jobs/{job_id}")
+        items_after = await p.http.get(f"/api/v1/jobs/{job_id}/items")
+        async with p.database.session() as session:  # the job's rows and events went with it
+            left = await session.scalar(select(func.count()).select_from(JobItem))
     assert job["counts"]["failed"] == len(errors) > 0
     assert job["counts"]["done"] + job["counts"]["failed"] == 36
     assert errors == failed_items
+    assert deleted.status_code == 204 and items_after.status_code == 404 and left == 0
     assert all(e["error_class"] == "content_error" and "category" in e["error"] for e in errors)
     assert all(e["attempts"] == 2 for e in errors)  # content_error: 1 retry
     answered = check_output(Path(job["output"]), frame, workflow_spec(), complete=False)
@@ -147,7 +156,7 @@ async def test_a_job_whose_worker_vanished_is_requeued_and_resumed(database_url:
                                          outputs={"category": "general", "summary": expected_summary(spec, row)})
                                for row in rows[:10]])
             async with p.database.session() as session:
-                await session.exec(update(Job).where(col(Job.id) == job_id).values(  # type: ignore[call-overload]
+                await session.exec(update(Job).where(col(Job.id) == job_id).values(
                     status="running", worker_id="dead-worker", attempt=1,
                     heartbeat_at=datetime.now(UTC) - timedelta(seconds=5)))
                 await session.commit()
