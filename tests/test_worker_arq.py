@@ -183,3 +183,14 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back(
     assert job["attempt"] == 2 and job["counts"]["done"] == 360
     check_output(Path(job["output"]), frame, workflow_spec(8))
     assert len(durable) >= 60 and all(upstream.stats.attempts[prompt] == 1 for prompt in durable)
+
+
+async def test_arq_picks_urgent_jobs_before_older_normal_and_low_ones(
+        database_url: str, tmp_path: Path, queue_name: str) -> None:
+    write_tickets(tmp_path, 20)
+    async with FakeUpstream() as upstream, arq_platform(database_url, tmp_path, upstream, queue_name,
+                                                        worker_max_jobs=1) as p:
+        ids = [await p.start_job(name=priority, priority=priority) for priority in ("low", "normal", "high", "urgent")]
+        async with arq_worker(p.settings):  # started only now: all four wait in the queue
+            jobs = [await wait_status(p.http, job_id, "completed") for job_id in ids]
+    assert [j["name"] for j in sorted(jobs, key=lambda j: j["started_at"])] == ["urgent", "high", "normal", "low"]
