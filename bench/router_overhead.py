@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._fakellm import DEFAULT, cpu_seconds, fakellm, free_port, wait_until_up
+from bench._fakellm import DEFAULT, fakellm, free_port, tree_cpu_seconds, wait_until_up
 from engine import loop
 from engine.gateway.config import load_gateway
 from engine.gateway.mock import MockClient
@@ -70,14 +70,18 @@ async def sequential(url: str, count: int) -> tuple[float, float]:
     return percentiles(samples)
 
 
-def start_gateway(upstream: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(upstream: str, folder: Path, processes: int = 1,
+                  redis_url: str = "") -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     config = folder / "gateway.yaml"
     config.write_text(f"models: [{{name: fake-small, model: fake-small, channel: fake}}]\n"
                       f"channels: {{fake: {{base_url: '{upstream.removesuffix('/v1')}'}}}}\n")
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | {  # limits in process: no Redis
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"} | {  # one process: limits in process
         "GATEWAY_CONFIG": str(config), "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/gw.db", "LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "api_server.cli", "serve", "--port", str(port)], env=env,
+    if processes > 1:  # several processes share the limits through Redis
+        env["REDIS_URL"] = redis_url
+    process = subprocess.Popen([sys.executable, "-m", "api_server.cli", "serve", "--port", str(port),
+                                "--workers", str(processes)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until_up(f"http://127.0.0.1:{port}/ping")
     return process, f"http://127.0.0.1:{port}/v1"
@@ -94,12 +98,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--gateway-processes", type=int, default=1,
+                        help="`rowloom serve --workers N`; N > 1 shares limits through --redis-url")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
     loop.run(in_process(20_000))
     with tempfile.TemporaryDirectory(prefix="rowloom-router-") as tmp:
         for latency in (0, 50):
             with fakellm(args.fakellm, "--latency-ms", str(latency)) as upstream:
-                gateway, gateway_url = start_gateway(upstream, Path(tmp))
+                gateway, gateway_url = start_gateway(upstream, Path(tmp), args.gateway_processes, args.redis_url)
                 try:
                     direct = asyncio.run(sequential(upstream + "/chat/completions", args.requests))
                     routed = asyncio.run(sequential(gateway_url + "/chat/completions", args.requests))
@@ -108,9 +115,9 @@ def main() -> None:
                           f"{routed[0] - direct[0]:.2f} ms (target <= 2 ms)", flush=True)
                     if latency == 0:
                         print(f"ceiling, fakellm directly: {loadprobe(args.fakellm, upstream, 200, 20_000)}")
-                        before = cpu_seconds(gateway.pid)
+                        before = tree_cpu_seconds(gateway.pid)
                         probe = loadprobe(args.fakellm, gateway_url, 200, 20_000)
-                        used = cpu_seconds(gateway.pid) - before
+                        used = tree_cpu_seconds(gateway.pid) - before
                         print(f"ceiling, through the gateway: {probe} (target >= 1,800 requests/s); gateway CPU "
                               f"{used / 20_000 * 1000:.3f} ms a request (steadier than requests/s on a shared VM)",
                               flush=True)

@@ -19,12 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="default: API_PORT (8000)")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     serve.add_argument("--demo", action="store_true", help="run a demo job (mock model) once the API is up")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="server processes sharing the port (N > 1 needs REDIS_URL: the gateway's limits and "
+                       "the jobs are then shared through Redis)")
     commands.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
     commands.add_parser("worker", help="run an arq worker (needs REDIS_URL) that runs queued jobs")
     engine_cli.add_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        _serve(args.host, args.port, migrate=not args.no_migrate, demo=args.demo)
+        _serve(args.host, args.port, migrate=not args.no_migrate, demo=args.demo, processes=args.workers)
     elif args.command == "worker":
         from worker.arq_app import run_worker
 
@@ -52,7 +55,7 @@ async def _migrate() -> None:
     print(f"database at head: {_safe_url(settings.database_url)}")
 
 
-def _serve(host: str | None, port: int | None, *, migrate: bool, demo: bool) -> None:
+def _serve(host: str | None, port: int | None, *, migrate: bool, demo: bool, processes: int) -> None:
     import uvicorn
 
     from api_server.main import QueueFactory, create_app
@@ -61,6 +64,15 @@ def _serve(host: str | None, port: int | None, *, migrate: bool, demo: bool) -> 
     if migrate:
         asyncio.run(_migrate())
     host, port = host or settings.api_host, port or settings.api_port
+    if processes > 1:
+        if not settings.redis_url:
+            sys.exit("rowloom serve --workers N needs REDIS_URL: without it each process would keep its own rate "
+                     "limits (N times the configured rates) and run jobs on its own")
+        print(f"Rowloom API on http://{host}:{port} in {processes} processes; jobs go to `rowloom worker`",
+              flush=True)
+        uvicorn.run("api_server.main:create_app", factory=True, workers=processes, host=host, port=port,
+                    log_level=settings.log_level.lower())
+        return
     queue_factory: QueueFactory | None = None
     traced = False
     if not settings.redis_url:  # the embedded default: jobs run inside this process

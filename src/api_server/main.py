@@ -18,6 +18,7 @@ from api_server.gateway import open_router
 from api_server.queue import JobQueue, NoQueue, queue_for
 from api_server.routes import admin, health, job_results, jobs, metrics, openai_compat, workflows
 from api_server.settings import Settings, get_settings
+from api_server.telemetry import fastapi_telemetry
 from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if router is None:
                 await app.state.router.aclose()
 
-    app = FastAPI(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  telemetry=fastapi_telemetry())
     app.state.settings = settings
     app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
     if database is not None:  # usable without running the lifespan (httpx's ASGI transport skips it)

@@ -15,11 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-
-def exporting() -> bool:
-    """Whether spans leave the process (an exporter is configured)."""
-    return any(name.strip().lower() not in {"", "none"}
-               for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))
+from api_server.telemetry import exporting
 
 
 def trace_upstream(setting: bool | None) -> bool:
