@@ -147,10 +147,13 @@ def test_config_errors_name_the_field_and_never_print_secrets() -> None:
     with pytest.raises(SpecError, match=r"line 2, column 49: models\.0\.wieght: unknown field; did you mean 'weight'"):
         load_gateway("models:\n  - {name: a, model: x, channel: c, api_key: k, wieght: 2}\n"
                      "channels: {c: {base_url: 'http://127.0.0.1:1'}}\n")
-    with pytest.raises(SpecError, match="'nope' is not a channel"):
+    # Cross-field errors are placed too.
+    with pytest.raises(SpecError, match=r"line 1, column 39: models\.0\.channel: 'nope' is not a channel"):
         load_gateway("models: [{name: a, model: x, channel: nope}]\nchannels: {}\n")
-    with pytest.raises(SpecError, match="repeated: a"):
+    with pytest.raises(SpecError, match=r"line 1, column 54: models\.1\.name: .*repeated: a"):
         load_gateway("models: [{name: a, model: x, provider: mock}, {name: a, model: y, provider: mock}]\n")
+    with pytest.raises(SpecError, match=r"line 4, column 10: groups\.g\.1: unknown model 'b'"):
+        load_gateway("models:\n  - {name: a, model: x, provider: mock}\ngroups:\n  g: [a, b]\n")
     config = load_gateway("models: [{name: a, model: x, channel: c, api_key: 'sk-${SECRET_PART}'}]\n"
                           "channels: {c: {base_url: 'http://127.0.0.1:1'}}\n")
     with pytest.raises(SpecError) as caught:

@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from engine.spec.loader import SpecError, SpecIssue, load_yaml_model
-from engine.spec.models import StrictModel
+from engine.spec.models import DEFER_REFERENCES, Location, StrictModel
 
 _ENV = re.compile(r"\$\{(\w+)\}")
 
@@ -68,28 +68,40 @@ class GatewayConfig(StrictModel):
     groups: dict[str, list[str]] = Field(default_factory=dict, description="Group or alias -> model names.")
 
     @model_validator(mode="after")
-    def _references(self) -> GatewayConfig:
-        names = [m.name for m in self.models]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"models: names must be unique; repeated: {', '.join(repeated)}")
-        for deployment in self.models:
-            if deployment.provider == "openai" and deployment.channel not in self.channels:
-                raise ValueError(f"models.{deployment.name}.channel: {deployment.channel!r} is not a channel "
-                                 f"(channels: {', '.join(self.channels) or 'none'})")
-        for group, members in self.groups.items():
-            unknown = [m for m in members if m not in names]
-            if not members or unknown:
-                raise ValueError(f"groups.{group}: unknown model(s) {', '.join(unknown)}" if unknown
-                                 else f"groups.{group}: empty")
-            if group in names or group == "auto":
-                raise ValueError(f"groups.{group}: the name is taken by a model or by 'auto'")
+    def _references(self, info: ValidationInfo) -> GatewayConfig:
+        if not (info.context or {}).get(DEFER_REFERENCES):  # load_gateway reports them with positions
+            for location, message in reference_errors(self):
+                raise ValueError(f"{'.'.join(map(str, location))}: {message}")
         return self
+
+
+def reference_errors(config: GatewayConfig) -> list[tuple[Location, str]]:
+    """Errors between sections (names, channels, groups) that no single field can see."""
+    errors: list[tuple[Location, str]] = []
+    first: dict[str, int] = {}
+    for index, deployment in enumerate(config.models):
+        if deployment.name in first:
+            errors.append((("models", index, "name"), f"{deployment.name!r} is already the name of "
+                           f"models.{first[deployment.name]}; names must be unique (repeated: {deployment.name})"))
+        first.setdefault(deployment.name, index)
+        if deployment.provider == "openai" and deployment.channel not in config.channels:
+            errors.append((("models", index, "channel") if deployment.channel else ("models", index),
+                           f"{deployment.channel!r} is not a channel (channels: {', '.join(config.channels) or 'none'})"
+                           if deployment.channel else "channel: required for provider openai (a key of channels)"))
+    for group, members in config.groups.items():
+        if group in first or group == "auto":
+            errors.append((("groups", group), "the name is taken by a model or by 'auto'"))
+        if not members:
+            errors.append((("groups", group), "empty: name at least one model"))
+        for position, member in enumerate(members):
+            if member not in first:
+                errors.append((("groups", group, position), f"unknown model {member!r} (models: {', '.join(first)})"))
+    return errors
 
 
 def load_gateway(text: str) -> GatewayConfig:
     """Parse and validate a gateway YAML; SpecError names field, line and column."""
-    return load_yaml_model(GatewayConfig, text, what="a gateway config")
+    return load_yaml_model(GatewayConfig, text, what="a gateway config", references=reference_errors)
 
 
 def resolve_secrets(config: GatewayConfig, env: Mapping[str, str] | None = None) -> dict[str, str | None]:

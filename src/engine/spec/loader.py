@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -97,18 +97,27 @@ def load_spec(text: str) -> LoadedSpec:
 
 def validate_spec_data(data: Mapping[str, Any], *, tree: Any = None) -> WorkflowSpec:
     """Validate parsed spec data; with the ruamel tree, issues carry line and column."""
-    spec = validate_positioned(WorkflowSpec, data, tree=tree, context={DEFER_REFERENCES: True})
-    references = reference_errors(spec)
-    if references:
-        raise SpecError([_issue(loc, message, tree) for loc, message in references])
-    return spec
+    return validate_referenced(WorkflowSpec, data, tree=tree, references=reference_errors)
 
 
-def load_yaml_model(model: type[M], text: str, *, what: str) -> M:
+def validate_referenced(model: type[M], data: Mapping[str, Any], *, tree: Any,
+                        references: Callable[[M], list[tuple[Location, str]]]) -> M:
+    """Validate field by field, then across sections; every issue placed at its line and column."""
+    result = validate_positioned(model, data, tree=tree, context={DEFER_REFERENCES: True})
+    problems = references(result)
+    if problems:
+        raise SpecError([_issue(loc, message, tree) for loc, message in problems])
+    return result
+
+
+def load_yaml_model(model: type[M], text: str, *, what: str,
+                    references: Callable[[M], list[tuple[Location, str]]] | None = None) -> M:
     """Parse YAML text into any pydantic model, with positioned errors (gateway configs use this)."""
     tree = parse_yaml(text)
     if not isinstance(tree, CommentedMap):
         raise SpecError([SpecIssue("", f"{what} must be a mapping", 1, 1)])
+    if references is not None:
+        return validate_referenced(model, to_plain(tree), tree=tree, references=references)
     return validate_positioned(model, to_plain(tree), tree=tree)
 
 
