@@ -53,3 +53,29 @@ async def test_a_cool_down_set_by_one_router_holds_for_another() -> None:
         await second.aclose()
     assert up.stats.requests == 1
     assert 4 < (caught.value.retry_after_s or 0) <= 5
+
+
+async def test_admin_shows_the_shared_cool_down_and_bucket_levels() -> None:
+    import httpx
+
+    from api_server.main import create_app
+    from api_server.settings import Settings
+
+    prefix = f"test:{uuid.uuid4().hex}"
+    async with FakeUpstream(faults=lambda *_: "429", retry_after="5") as up:
+        text = (f"models: [{{name: m, model: fake, channel: c, safe_rps: 10, tpm: 6000}}]\n"
+                f"channels: {{c: {{base_url: '{up.base_url.removesuffix('/v1')}'}}}}\n")
+        sender = Router(load_gateway(text), shared=SharedLimits.from_url(redis_url(), prefix=prefix))
+        watcher = Router(load_gateway(text), shared=SharedLimits.from_url(redis_url(), prefix=prefix))
+        with pytest.raises(RateLimited):  # one request taken from the buckets, then a 5 s cool-down
+            await sender.chat(ChatRequest(model="m", timeout_s=0.5, messages=[{"role": "user", "content": "hi"}]))
+        app = create_app(Settings(redis_url=None), router=watcher)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            [model] = (await http.get("/admin/models")).json()["models"]
+            health = await http.get("/admin/health")
+        await sender.aclose()
+        await watcher.aclose()
+    assert model["healthy"] is False and 4 < model["cooldown_s"] <= 5  # set by the other router
+    assert 18 <= model["requests_left"] < 20  # capacity 2 x 10, one taken by the other router (plus refill)
+    assert model["tokens_left"] is not None and model["tokens_left"] <= 6000  # a tiny request, refilled at once
+    assert health.status_code == 503 and health.json()["cooling_down"] == ["m"]

@@ -6,6 +6,7 @@ round trip a request: the take script also answers "cooling down for N s".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -50,6 +51,30 @@ return 1
 """
 
 
+# KEYS[1] cool-down key, KEYS[2..] bucket keys; ARGV: (rate, capacity) per bucket. Reads only.
+# Returns {cool-down seconds left, level of each bucket}, as strings.
+_LEVELS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {tostring(math.max(0, tonumber(redis.call('GET', KEYS[1]) or '0') - now))}
+for i = 2, #KEYS do
+  local rate, cap = tonumber(ARGV[2*i-3]), tonumber(ARGV[2*i-2])
+  local v = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  out[i] = tostring(math.min(cap, (tonumber(v[1]) or cap) + (now - (tonumber(v[2]) or now)) * rate))
+end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class SharedLevels:
+    """A deployment's shared state right now: cool-down left and what its buckets hold."""
+
+    cooldown_s: float
+    requests: float | None
+    tokens: float | None
+
+
 class SharedLimits:
     """Token buckets and cool-downs of deployments, kept in Redis under `prefix`."""
 
@@ -59,6 +84,7 @@ class SharedLimits:
         self._take = redis.register_script(_TAKE)
         self._cool = redis.register_script(_COOL)
         self._settle = redis.register_script(_SETTLE)
+        self._levels = redis.register_script(_LEVELS)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "rowloom:gw") -> SharedLimits:
@@ -87,6 +113,20 @@ class SharedLimits:
     async def settle_tokens(self, name: str, tokens_back: float) -> None:
         """Give back (or take) tokens once real usage is known."""
         await self._settle(keys=[self._key(name, "tpm")], args=[tokens_back])
+
+    async def levels(self, name: str, *, rps: float | None, tpm: int | None) -> SharedLevels:
+        """The deployment's cool-down left and bucket levels, as every process sees them (reads only)."""
+        keys = [self._key(name, "cooldown")]
+        args: list[Any] = []
+        if rps:
+            keys.append(self._key(name, "rps"))
+            args += [rps, 2 * rps]
+        if tpm:
+            keys.append(self._key(name, "tpm"))
+            args += [tpm / 60, tpm]
+        values = [float(v) for v in await self._levels(keys=keys, args=args)]
+        cooldown, buckets = values[0], iter(values[1:])
+        return SharedLevels(cooldown, next(buckets) if rps else None, next(buckets) if tpm else None)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
