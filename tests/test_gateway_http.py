@@ -158,3 +158,22 @@ async def test_official_client_embeddings(client: openai.AsyncOpenAI) -> None:
     assert result.model == "m0" and result.usage.prompt_tokens == 2
     single = await client.embeddings.create(model="auto", input="gamma")
     assert len(single.data) == 1
+
+
+async def test_what_the_fast_path_does_not_take_still_gets_the_route_and_its_errors(
+        app_router: tuple[Any, Router]) -> None:
+    app, router = app_router
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rowloom.test") as http:
+        fast = await http.post("/v1/chat/completions", json={"model": "auto", "messages": [
+            {"role": "user", "content": "hi"}]})
+        invalid = await http.post("/v1/chat/completions", json={"model": "auto", "messages": []})
+        not_json = await http.post("/v1/chat/completions", content=b"model=auto",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        broken = await http.post("/v1/chat/completions", content=b"{not json",
+                                 headers={"Content-Type": "application/json"})
+    assert fast.status_code == 200 and fast.json()["object"] == "chat.completion"
+    assert fast.json()["usage"]["total_tokens"] > 0
+    assert invalid.status_code == 422 and invalid.json()["error"]["details"][0]["field"] == "messages"
+    assert not_json.status_code in (415, 422) and "error" in not_json.json()
+    assert broken.status_code == 422 and broken.json()["error"]["details"][0]["field"] == "body"
+    assert sum(state.ok for state in router.deployments.values()) == 1

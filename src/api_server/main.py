@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from api_server.body_limit import BodySizeLimit
+from api_server.chat_fast_path import ChatFastPath
 from api_server.db import Database
 from api_server.demo import run_demo
 from api_server.errors import install_error_handlers
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.database = database
     if router is not None:
         app.state.router = router
+    app.add_middleware(ChatFastPath)  # inside the body limit: added first, so it wraps the app more closely
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.

@@ -1,0 +1,72 @@
+"""The gateway's hot path: a plain chat completion goes straight from the ASGI call to the router.
+
+FastAPI's routing, dependency solving, exception middleware and response encoding cost more CPU than the
+rest of a gateway request together (profiled under loadprobe). This middleware answers valid,
+non-streaming `POST /v1/chat/completions` itself, with the same models and response builders as the
+documented route; anything else (streams, invalid bodies, other content types) falls through to that
+route with the body replayed, so errors keep the API's one shape and Swagger still documents it.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api_server.routes.openai_compat import ChatCompletionRequest, completion_body, gateway_error
+from engine.gateway import GatewayError
+from engine.gateway.router import Router
+
+PATH = "/v1/chat/completions"
+
+
+class ChatFastPath:
+    """ASGI middleware: see the module docstring."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH or not _json(scope):
+            await self.app(scope, receive, send)
+            return
+        body, messages = await _read(receive)
+        try:
+            request = ChatCompletionRequest.model_validate_json(body)
+        except ValidationError:
+            request = None
+        if request is None or request.stream:
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        router: Router = scope["app"].state.router
+        try:
+            result = await router.chat(request.to_request())
+        except GatewayError as exc:
+            await gateway_error(exc)(scope, receive, send)
+            return
+        await JSONResponse(completion_body(result))(scope, receive, send)
+
+
+def _json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
+    return False
+
+
+async def _read(receive: Receive) -> tuple[bytes, list[Message]]:
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        chunks.append(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return b"".join(chunks), messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
