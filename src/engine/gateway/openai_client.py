@@ -96,7 +96,7 @@ class OpenAIClient:
         name = self.model or model
         response = await self._post(self._embeddings_url, {"model": name, "input": inputs}, name, self.timeout_s)
         try:
-            body = response.json()
+            body = json.loads(response.content)
             vectors = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedResponse(f"{name}: not an embeddings response ({exc})", model=name) from None
@@ -171,7 +171,7 @@ def retry_after(response: httpx.Response) -> float | None:
 def parse_completion(response: httpx.Response, model: str, latency_s: float) -> ChatResult:
     """Content and usage of a chat.completion body."""
     try:
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = json.loads(response.content)  # bytes: skips httpx's charset lookup in the headers
         content = body["choices"][0]["message"]["content"]
         usage = body.get("usage") or {}
         if not isinstance(content, str):
