@@ -30,6 +30,7 @@ from tests.worker_helpers import (
     check_output,
     job_of,
     platform,
+    running_with_rows_done,
     wait_for,
     wait_status,
     workflow_spec,
@@ -133,12 +134,7 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
             arq_platform(database_url, tmp_path, upstream, queue_name) as p:
         job_id = await p.start_job(yaml=workflow_yaml(8))
         processes.append(_start_worker(p.settings, log))
-
-        async def rows_done() -> bool:
-            job = await job_of(p.http, job_id)
-            return job["status"] == "running" and job["counts"]["done"] >= 120
-
-        await wait_for(rows_done, what="the first worker to finish 120 rows")
+        await running_with_rows_done(p.http, job_id, rows=120)
         processes[0].send_signal(signal.SIGKILL)
         processes[0].wait(timeout=10)
         durable = await durable_prompts(p, job_id, frame)  # what was stored when the worker died
@@ -164,12 +160,7 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back(
             arq_platform(database_url, tmp_path, upstream, queue_name) as p:
         job_id = await p.start_job(yaml=workflow_yaml(8))
         processes.append(_start_worker(p.settings, log))
-
-        async def rows_done() -> bool:
-            job = await job_of(p.http, job_id)
-            return job["status"] == "running" and job["counts"]["done"] >= 60
-
-        await wait_for(rows_done, what="the worker to finish 60 rows")
+        await running_with_rows_done(p.http, job_id, rows=60)
         processes[0].send_signal(signal.SIGTERM)
         assert processes[0].wait(timeout=20) == 0
         handed_back = await job_of(p.http, job_id)

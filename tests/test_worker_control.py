@@ -6,8 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.fake_upstream import FakeUpstream, first_attempts
 from tests.worker_helpers import (
     Platform,
@@ -15,6 +13,7 @@ from tests.worker_helpers import (
     check_output,
     job_of,
     platform,
+    running_with_rows_done,
     wait_for,
     wait_status,
     workflow_spec,
@@ -24,15 +23,6 @@ from tests.worker_helpers import (
 
 CONTROL_S = 2.0
 ROWS = 220  # 198 to send; at 0.05 s each, 4 at a time, a run takes ~2.5 s: long enough to act mid-run
-
-
-async def running_with_rows_done(http: httpx.AsyncClient, job_id: int, rows: int = 20) -> dict[str, Any]:
-    """Wait until the job is running and at least `rows` are done."""
-    async def probe() -> dict[str, Any] | None:
-        job = await job_of(http, job_id)
-        return job if job["status"] == "running" and job["counts"]["done"] >= rows else None
-
-    return await wait_for(probe, what=f"job {job_id} to be running with {rows} rows done")
 
 
 async def worker_event(p: Platform, job_id: int, kind: str, text: str) -> dict[str, Any]:

@@ -108,6 +108,15 @@ async def wait_status(http: httpx.AsyncClient, job_id: int, *statuses: str,
     return await wait_for(probe, within_s=within_s, what=f"job {job_id} to be {'/'.join(statuses)}")
 
 
+async def running_with_rows_done(http: httpx.AsyncClient, job_id: int, rows: int = 20) -> dict[str, Any]:
+    """Wait until the job is running and at least `rows` of it are done."""
+    async def probe() -> dict[str, Any] | None:
+        job = await job_of(http, job_id)
+        return job if job["status"] == "running" and job["counts"]["done"] >= rows else None
+
+    return await wait_for(probe, what=f"job {job_id} to be running with {rows} rows done")
+
+
 async def all_pages(http: httpx.AsyncClient, url: str, **query: str) -> list[dict[str, Any]]:
     """Every item of a cursor-paged list (small pages, so paging itself is exercised)."""
     items: list[dict[str, Any]] = []
