@@ -45,21 +45,30 @@ class OpenAIClient:
         self._url = httpx.URL(base_url.rstrip("/") + "/" + path.lstrip("/"))  # parsed once, not per request
         self._embeddings_url = self._url.copy_with(path=self._url.path.rsplit("/chat/completions", 1)[0]
                                                    + "/embeddings")
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Host": self._url.netloc.decode("ascii"), "Content-Type": "application/json",
+                   "Accept": "application/json"}
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._owns_transport = transport is None  # a shared transport is closed by whoever shares it
         self._transport = transport or AiohttpTransport(limits=limits)
 
     def _http_request(self, url: httpx.URL, body: dict[str, Any], seconds: float) -> httpx.Request:
-        return httpx.Request("POST", url, headers=self._headers, content=json.dumps(body, ensure_ascii=False).encode(),
-                             extensions={"timeout": httpx.Timeout(seconds).as_dict()})
+        """The request, built without httpx's per-request header work (see `_plain_headers`)."""
+        content = json.dumps(body, ensure_ascii=False).encode()
+        request = httpx.Request("POST", url, stream=httpx.ByteStream(content),
+                                headers=[*self._headers, (b"Content-Length", str(len(content)).encode())],
+                                extensions={"timeout": httpx.Timeout(seconds).as_dict()})
+        _plain_headers(request.headers)
+        request.read()  # the body is in memory already: the transport sends it as bytes
+        return request
 
     async def _post(self, url: httpx.URL, body: dict[str, Any], model: str, seconds: float) -> httpx.Response:
         """POST a JSON body and read the whole answer; failures mapped onto the gateway's exception tree."""
         with _transport_errors(model, seconds):
             response = await self._transport.handle_async_request(self._http_request(url, body, seconds))
+            _plain_headers(response.headers)
             try:
                 await response.aread()
             finally:
@@ -82,6 +91,7 @@ class OpenAIClient:
         http_request = self._http_request(self._url, body, seconds)
         with _transport_errors(model, seconds):
             response = await self._transport.handle_async_request(http_request)
+            _plain_headers(response.headers)
             try:
                 if response.status_code >= 300:
                     await response.aread()
@@ -107,6 +117,12 @@ class OpenAIClient:
         """Close the connection pool (unless it was handed in)."""
         if self._owns_transport:
             await self._transport.aclose()
+
+
+def _plain_headers(headers: httpx.Headers) -> None:
+    """Fix the headers' charset: httpx otherwise re-probes every header's encoding on each access
+    (all of them, for every lookup), which profiled as the largest single cost of an upstream call."""
+    headers.encoding = "iso-8859-1"  # decodes any byte; HTTP/1.1 header values are ASCII in practice
 
 
 @contextlib.contextmanager
