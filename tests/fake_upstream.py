@@ -65,6 +65,7 @@ class UpstreamStats:
     models: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     peak_in_flight: int = 0
+    idle_arrivals: int = 0  # chat requests that found no other request in flight
     bodies: list[dict[str, Any]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each chat request
 
@@ -73,8 +74,10 @@ class FakeUpstream:
     """`async with FakeUpstream(...) as up:` serves `up.base_url` until the block ends."""
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPolicy | None = None, keep_bodies: bool = False,
-                 hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0) -> None:
+                 hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0,
+                 latency_spread: float = 0.0) -> None:
         self.latency_s = latency_s
+        self.latency_spread = latency_spread  # each prompt waits latency_s * (1 + spread * u), u in [0, 1) by hash
         self.faults = faults
         self.keep_bodies = keep_bodies
         self.hang_s = hang_s
@@ -143,10 +146,11 @@ class FakeUpstream:
         stats.attempts[prompt] += 1
         stats.models[body.get("model", "")] += 1
         fault = self.faults(prompt, stats.attempts[prompt], body) if self.faults else None
+        stats.idle_arrivals += stats.in_flight == 0
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         try:
-            await asyncio.sleep(self.hang_s if fault == "hang" else self.latency_s)
+            await asyncio.sleep(self.hang_s if fault == "hang" else self._latency(prompt))
         finally:
             stats.in_flight -= 1
         if fault in ("429", "500", "400"):
@@ -167,6 +171,11 @@ class FakeUpstream:
         return 200, {"id": "x", "object": "chat.completion", "model": body.get("model"), "usage": usage,
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                   "finish_reason": "stop"}]}, {}
+
+    def _latency(self, prompt: str) -> float:
+        if not self.latency_spread:
+            return self.latency_s
+        return self.latency_s * (1 + self.latency_spread * int(marker(prompt)[:4], 16) / 0x10000)
 
     async def _stream(self, writer: asyncio.StreamWriter, streamed: Streamed) -> None:
         """SSE events as HTTP chunks, `stream_gap_s` apart, so a test can see them arrive one by one."""
