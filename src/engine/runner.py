@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from engine.attempts import RowProcessor, RowTask
+from engine.attempts import TRACER, RowProcessor, RowTask
 from engine.gateway import ChatClient
 from engine.pause import PauseGate
 from engine.progress import Progress, ProgressCallback, ProgressTracker
@@ -23,7 +23,7 @@ from engine.sources import Source
 from engine.spec.models import WorkflowSpec
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("rowloom.engine")
+tracer = trace.get_tracer(TRACER)
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 FLUSH_ROWS = 256  # results made durable together

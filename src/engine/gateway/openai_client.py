@@ -2,19 +2,21 @@
 
 The default transport is aiohttp's (package httpx-aiohttp) behind the httpx API: httpcore's pool walks
 every connection on every request event (httpx issue #3215), which at 64-256 requests in flight cost
-4-6 CPU seconds per 1,000 rows here (docs/benchmarks.md has the measurements).
+4-6 CPU seconds per 1,000 rows here (docs/benchmarks.md has the measurements). Bodies are encoded and
+decoded with orjson: the standard library's json was a tenth of the engine's CPU per row.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import orjson
+from multidict import CIMultiDict
+from yarl import URL
 
 from engine.gateway.errors import (
     GatewayError,
@@ -25,9 +27,17 @@ from engine.gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from engine.gateway.transport import Answer, UpstreamTransport
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 REJECTED = frozenset({400, 401, 403, 404, 413, 422})
+
+
+class _Target(NamedTuple):
+    """An upstream URL parsed once for each of the two HTTP stacks."""
+
+    httpx: httpx.URL
+    aiohttp: URL
 
 
 class OpenAIClient:
@@ -42,21 +52,23 @@ class OpenAIClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.model = model
         self.timeout_s = timeout_s
-        self._url = httpx.URL(base_url.rstrip("/") + "/" + path.lstrip("/"))  # parsed once, not per request
-        self._embeddings_url = self._url.copy_with(path=self._url.path.rsplit("/chat/completions", 1)[0]
-                                                   + "/embeddings")
-        headers = {"Host": self._url.netloc.decode("ascii"), "Content-Type": "application/json",
-                   "Accept": "application/json"}
+        url = httpx.URL(base_url.rstrip("/") + "/" + path.lstrip("/"))  # parsed once, not per request
+        self._url = _Target(url, URL(str(url)))
+        embeddings = url.copy_with(path=url.path.rsplit("/chat/completions", 1)[0] + "/embeddings")
+        self._embeddings_url = _Target(embeddings, URL(str(embeddings)))
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        self._direct_headers = CIMultiDict(headers)  # aiohttp adds Host and Content-Length itself
+        headers["Host"] = url.netloc.decode("ascii")
         self._headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._owns_transport = transport is None  # a shared transport is closed by whoever shares it
-        self._transport = transport or AiohttpTransport(limits=limits)
+        self._transport = transport or UpstreamTransport(max_connections=max_connections)
+        self._direct = self._transport if isinstance(self._transport, UpstreamTransport) and \
+            self._transport.direct else None
 
-    def _http_request(self, url: httpx.URL, body: dict[str, Any], seconds: float) -> httpx.Request:
+    def _http_request(self, url: httpx.URL, content: bytes, seconds: float) -> httpx.Request:
         """The request, built without httpx's per-request header work (see `_plain_headers`)."""
-        content = json.dumps(body, ensure_ascii=False).encode()
         request = httpx.Request("POST", url, stream=httpx.ByteStream(content),
                                 headers=[*self._headers, (b"Content-Length", str(len(content)).encode())],
                                 extensions={"timeout": httpx.Timeout(seconds).as_dict()})
@@ -64,38 +76,43 @@ class OpenAIClient:
         request.read()  # the body is in memory already: the transport sends it as bytes
         return request
 
-    async def _post(self, url: httpx.URL, body: dict[str, Any], model: str, seconds: float) -> httpx.Response:
+    async def _post(self, url: _Target, body: dict[str, Any], model: str, seconds: float) -> Answer:
         """POST a JSON body and read the whole answer; failures mapped onto the gateway's exception tree."""
+        content = orjson.dumps(body)
         with _transport_errors(model, seconds):
-            response = await self._transport.handle_async_request(self._http_request(url, body, seconds))
-            _plain_headers(response.headers)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        raise_for_status(response, model)
-        return response
+            if self._direct is not None:
+                answer = await self._direct.post_whole(url.aiohttp, self._direct_headers, content, seconds)
+            else:
+                response = await self._transport.handle_async_request(self._http_request(url.httpx, content, seconds))
+                _plain_headers(response.headers)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                answer = Answer.of(response)
+        raise_for_status(answer, model)
+        return answer
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """Send one request; map every failure onto the gateway's exception tree."""
         model = self.model or request.model
         started = time.monotonic()
-        response = await self._post(self._url, request.body(model), model, request.timeout_s or self.timeout_s)
-        return parse_completion(response, model, time.monotonic() - started)
+        answer = await self._post(self._url, request.body(model), model, request.timeout_s or self.timeout_s)
+        return parse_completion(answer, model, time.monotonic() - started)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         """Send with `stream: true` and yield each SSE event's content as it arrives."""
         model = self.model or request.model
         seconds = request.timeout_s or self.timeout_s
         body = request.body(model) | {"stream": True, "stream_options": {"include_usage": True}}
-        http_request = self._http_request(self._url, body, seconds)
+        http_request = self._http_request(self._url.httpx, orjson.dumps(body), seconds)
         with _transport_errors(model, seconds):
             response = await self._transport.handle_async_request(http_request)
             _plain_headers(response.headers)
             try:
                 if response.status_code >= 300:
                     await response.aread()
-                    raise_for_status(response, model)
+                    raise_for_status(Answer.of(response), model)
                 async for event in _sse_events(response):
                     yield event
             finally:
@@ -104,9 +121,9 @@ class OpenAIClient:
     async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
         """POST to the embeddings path beside the chat path (…/embeddings)."""
         name = self.model or model
-        response = await self._post(self._embeddings_url, {"model": name, "input": inputs}, name, self.timeout_s)
+        answer = await self._post(self._embeddings_url, {"model": name, "input": inputs}, name, self.timeout_s)
         try:
-            body = json.loads(response.content)
+            body = orjson.loads(answer.body)
             vectors = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedResponse(f"{name}: not an embeddings response ({exc})", model=name) from None
@@ -148,7 +165,7 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[ChatDelta]:
             if data == b"[DONE]":
                 return
             try:
-                event = json.loads(data)
+                event = orjson.loads(data)
             except ValueError:
                 raise MalformedResponse(f"not a JSON event: {data[:80]!r}") from None
             choices = event.get("choices") or []
@@ -160,34 +177,34 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[ChatDelta]:
                                         int(usage.get("completion_tokens") or 0)) if usage else None)
 
 
-def raise_for_status(response: httpx.Response, model: str) -> None:
+def raise_for_status(answer: Answer, model: str) -> None:
     """Raise the gateway error matching an upstream's non-2xx status."""
-    status = response.status_code
+    status = answer.status
     if status < 300:
         return
-    detail = f"{model}: HTTP {status}: {response.text[:300]}"
+    detail = f"{model}: HTTP {status}: {answer.text[:300]}"
     if status == 429:
-        raise RateLimited(detail, status=status, model=model, retry_after_s=retry_after(response))
+        raise RateLimited(detail, status=status, model=model, retry_after_s=retry_after(answer))
     if status in REJECTED:
         raise RequestRejected(detail, status=status, model=model)
     if status >= 500 or status == 408:
-        raise UpstreamUnavailable(detail, status=status, model=model, retry_after_s=retry_after(response))
+        raise UpstreamUnavailable(detail, status=status, model=model, retry_after_s=retry_after(answer))
     raise GatewayError(detail, status=status, model=model)
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(answer: Answer) -> float | None:
     """Seconds from a Retry-After header given in seconds (an HTTP date is ignored)."""
-    value = response.headers.get("retry-after")
+    value = answer.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
 
 
-def parse_completion(response: httpx.Response, model: str, latency_s: float) -> ChatResult:
+def parse_completion(answer: Answer, model: str, latency_s: float) -> ChatResult:
     """Content and usage of a chat.completion body."""
     try:
-        body: dict[str, Any] = json.loads(response.content)  # bytes: skips httpx's charset lookup in the headers
+        body: dict[str, Any] = orjson.loads(answer.body)
         content = body["choices"][0]["message"]["content"]
         usage = body.get("usage") or {}
         if not isinstance(content, str):

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
 from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, UpstreamError
@@ -27,6 +26,7 @@ from engine.gateway.limits import Cooldown, TokenBucket
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
 from engine.gateway.shared import SharedLimits
+from engine.gateway.transport import UpstreamTransport
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 T = TypeVar("T")
@@ -86,9 +86,7 @@ class Router:
     def _transport(self, proxy: str | None, verify: bool) -> httpx.AsyncBaseTransport:
         key = (proxy, verify)
         if key not in self._transports:  # one pool per (proxy, ssl_verify), shared by its deployments
-            limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-            transport: httpx.AsyncBaseTransport = AiohttpTransport(
-                limits=limits, verify=verify, proxy=httpx.Proxy(proxy) if proxy else None)
+            transport: httpx.AsyncBaseTransport = UpstreamTransport(proxy=proxy, verify=verify)
             if self.trace_upstream:
                 from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
 
