@@ -46,7 +46,7 @@ async def test_run_and_attempt_spans_reach_the_sdk(tmp_path: Path, monkeypatch: 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(attempts, "tracer", provider.get_tracer("rowloom.engine"))
+    monkeypatch.setattr(attempts, "attempt_tracer", lambda: provider.get_tracer("rowloom.engine"))
     monkeypatch.setattr(runner, "tracer", provider.get_tracer("rowloom.engine"))
     tickets(10).write_csv(tmp_path / "in.csv")
     spec = make_spec(source="{kind: csv, path: in.csv, key: id}", sink="{kind: csv, path: out.csv}")

@@ -22,7 +22,7 @@ MAX_RETRY_AFTER_S = 60.0
 TRACER = "rowloom.engine"
 
 
-def _attempt_spans() -> trace.Tracer | None:
+def attempt_tracer() -> trace.Tracer | None:
     """The tracer for row-attempt spans, or None while no tracer provider is installed (then every span would
     be a no-op, yet making one per attempt still cost ~4% of the engine's CPU per row)."""
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
@@ -50,7 +50,7 @@ class RowProcessor:
         self.response_format = self.contract.response_format() if spec.prompt.json_schema else None
         self.limits = {ErrorClass.API: spec.retry.api_error, ErrorClass.CONTENT: spec.retry.content_error,
                        ErrorClass.SYSTEM: spec.retry.system_error}
-        self.tracer = _attempt_spans()
+        self.tracer = attempt_tracer()
 
     async def process(self, task: RowTask) -> RowResult:
         """Attempts until the answer is valid or an error class runs out of retries."""
