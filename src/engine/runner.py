@@ -18,6 +18,7 @@ from engine.pause import PauseGate
 from engine.progress import Progress, ProgressCallback, ProgressTracker
 from engine.results import ResultStore, RowResult
 from engine.selection import send_mask
+from engine.settled import SettledRows
 from engine.sinks import Sink
 from engine.sources import Source
 from engine.spec.models import WorkflowSpec
@@ -56,6 +57,7 @@ class Runner:
         self.stop = stop or asyncio.Event()
         self._failure: BaseException | None = None
         self._results_ended = False
+        self.settled = SettledRows()
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
         self.processor = RowProcessor(spec, client, self.gate)
@@ -69,7 +71,7 @@ class Runner:
                     seconds=seconds)
 
     async def run(self) -> RunOutcome:
-        """Run to the end (or until `stop` is set) and write the output."""
+        """Run to the end (or until `stop` is set) and write the output (behind the rows, where it can)."""
         with tracer.start_as_current_span("run", attributes={"rowloom.workflow": self.spec.name or ""}) as span:
             tracker = ProgressTracker(await self.source.count())
             tasks: asyncio.Queue[RowTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
@@ -80,17 +82,26 @@ class Runner:
             workers = [asyncio.create_task(self._work(tasks, results))
                        for _ in range(self.spec.concurrency.in_flight)]
             writer = asyncio.create_task(self._write(results, tracker))
+            save = asyncio.create_task(self.sink.save(self.source, self.store, settled=self.settled)) \
+                if self.source.parallel_reads else None
             try:
-                await self._until_stopped(self._produce(tasks, tracker))
-                await self._finish_workers(workers, tasks)
+                try:
+                    await self._until_stopped(self._produce(tasks, tracker))
+                    await self._finish_workers(workers, tasks)
+                finally:
+                    for worker in workers:
+                        worker.cancel()
+                    await results.put(None)
+                    await writer
+                if self._failure is not None:  # the store or a periodic save failed: the run fails with it
+                    raise self._failure
+                self.settled.all_settled()
+                output = await (save or self.sink.save(self.source, self.store))
             finally:
-                for worker in workers:
-                    worker.cancel()
-                await results.put(None)
-                await writer
-            if self._failure is not None:  # the store or a periodic save failed: the run fails with it
-                raise self._failure
-            output = await self.sink.save(self.source, self.store)
+                if save is not None:  # the run failed or was cancelled: no half-written output stays behind
+                    save.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await save
             stopped = self.stop.is_set()
             progress = tracker.current(finished=True)
             self._emit(progress)
@@ -101,6 +112,7 @@ class Runner:
 
     async def _produce(self, tasks: asyncio.Queue[RowTask | None], tracker: ProgressTracker) -> None:
         inputs = self.spec.columns.input
+        first = 0  # the batch's first row's position in the source
         async for batch in self.source.batches():
             if self.stop.is_set():
                 return
@@ -111,9 +123,12 @@ class Runner:
             done = await self.store.done_keys(keys)
             tracker.resumed(len(done))
             records = batch.frame[chosen].select(inputs).to_dicts() if chosen else []
-            for key, record in zip(keys, records, strict=True):
+            for index, key, record in zip(chosen, keys, records, strict=True):
                 if key not in done:
+                    self.settled.sending(key, first + index)
                     await tasks.put(RowTask(key, record))
+            first += batch.frame.height
+            self.settled.looked_at(first)
 
     async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RowTask | None]) -> None:
         for _ in workers:
@@ -166,6 +181,7 @@ class Runner:
             if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
                 await self.store.write(pending)  # durable first, counted after
                 tracker.finished_rows(pending)
+                self.settled.finished([result.key for result in pending])
                 pending, flushed_at = [], now
             if now - reported_at >= PROGRESS_EVERY_S:
                 self._emit(tracker.current())

@@ -8,8 +8,11 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from engine.results import ResultStore
+from engine.results import Key, ResultStore
+from engine.settled import SettledRows
 from engine.sources.base import Source
+
+WRITE_BEHIND_ROWS = 1_000  # rows merged and written at a time while the run goes on
 
 
 class Sink(Protocol):
@@ -21,8 +24,11 @@ class Sink(Protocol):
         """Raise InputError now if writing will fail later (before any request is sent)."""
         ...
 
-    async def save(self, source: Source, store: ResultStore) -> str:
-        """Write every stored result; returns where the output is."""
+    async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
+        """Write every stored result; returns where the output is.
+
+        With `settled`, the save starts while the run goes on and writes rows as they settle.
+        """
         ...
 
 
@@ -35,16 +41,30 @@ def cell_text(value: Any) -> str | None:
     return str(value)
 
 
-async def merged_frames(source: Source, store: ResultStore,
-                        outputs: Mapping[str, str]) -> AsyncIterator[pl.DataFrame]:
-    """The source's batches with output columns filled from done results; other cells stay as they were."""
+async def merged_frames(source: Source, store: ResultStore, outputs: Mapping[str, str], *,
+                        settled: SettledRows | None = None) -> AsyncIterator[pl.DataFrame]:
+    """The source's rows with output columns filled from done results; other cells stay as they were.
+
+    With `settled`, rows are merged a slice at a time, each once all its rows are settled.
+    """
+    position = 0
     async for batch in source.batches():
-        answers = await store.done_outputs(batch.keys)
-        frame = batch.frame
-        for field, column in outputs.items():
-            values = [cell_text(a.get(field)) if (a := answers.get(k)) is not None else None for k in batch.keys]
-            answer = pl.Series(column, values, dtype=pl.Utf8)
-            if column in frame.columns:
-                answer = pl.select(pl.coalesce(answer, frame.get_column(column).cast(pl.Utf8))).to_series()
-            frame = frame.with_columns(answer.alias(column))
-        yield frame
+        step = WRITE_BEHIND_ROWS if settled is not None else max(1, batch.frame.height)
+        for start in range(0, batch.frame.height, step):
+            frame, keys = batch.frame.slice(start, step), batch.keys[start:start + step]
+            position += frame.height
+            if settled is not None:
+                await settled.until(position)
+            yield await _merged(frame, keys, store, outputs)
+
+
+async def _merged(frame: pl.DataFrame, keys: list[Key], store: ResultStore,
+                  outputs: Mapping[str, str]) -> pl.DataFrame:
+    answers = await store.done_outputs(keys)
+    for field, column in outputs.items():
+        values = [cell_text(a.get(field)) if (a := answers.get(k)) is not None else None for k in keys]
+        answer = pl.Series(column, values, dtype=pl.Utf8)
+        if column in frame.columns:
+            answer = pl.select(pl.coalesce(answer, frame.get_column(column).cast(pl.Utf8))).to_series()
+        frame = frame.with_columns(answer.alias(column))
+    return frame

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import polars as pl
-import xlsxwriter
 
 from engine.results import ResultStore
+from engine.settled import SettledRows
 from engine.sinks.base import merged_frames
 from engine.sources.base import InputError, Source
+from engine.xlsx_process import XlsxProcess
 
 Writer = Callable[[Path], "FrameWriter"]
+_TEMP_NUMBERS = itertools.count()
 
 
 class FrameWriter:
@@ -33,6 +37,9 @@ class FrameWriter:
 
     def finish(self, columns: list[str]) -> None:
         """Complete the file (`columns` for a file that got no rows)."""
+
+    def abort(self) -> None:
+        """Give up on the file (its temp file is removed by the caller)."""
 
 
 class _TextWriter(FrameWriter):
@@ -93,31 +100,26 @@ class ParquetWriter(FrameWriter):
 
 
 class ExcelWriter(FrameWriter):
-    """xlsxwriter in constant-memory mode: rows go to disk as they are written."""
+    """xlsxwriter in constant-memory mode, in a child process (see engine.xlsx_process for why)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.book = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_numbers": False,
-                                                    "strings_to_formulas": False, "strings_to_urls": False,
-                                                    "default_date_format": "yyyy-mm-dd hh:mm:ss",
-                                                    "nan_inf_to_errors": True})
-        self.sheet = self.book.add_worksheet()
-        self.row = 0
+        self.process = XlsxProcess(path)
+        self.started = False
 
     def write(self, frame: pl.DataFrame) -> None:
-        if self.row == 0:
-            self.sheet.write_row(0, 0, frame.columns)
-            self.row = 1
-        write_row, row = self.sheet.write_row, self.row
-        for values in frame.iter_rows():
-            write_row(row, 0, values)
-            row += 1
-        self.row = row
+        rows: list[Sequence[Any]] = [] if self.started else [frame.columns]
+        self.started = True
+        rows += frame.rows()
+        self.process.write(rows)
 
     def finish(self, columns: list[str]) -> None:
-        if self.row == 0:
-            self.sheet.write_row(0, 0, columns)
-        self.book.close()
+        if not self.started:
+            self.process.write([columns])
+        self.process.finish()
+
+    def abort(self) -> None:
+        self.process.abort()
 
 
 WRITERS: dict[str, type[FrameWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter, "parquet": ParquetWriter,
@@ -138,18 +140,24 @@ class FileSink:
         """The folder can be created and written, and the target is not a folder or read-only."""
         await asyncio.to_thread(check_writable, self.path)
 
-    async def save(self, source: Source, store: ResultStore) -> str:
+    async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
         """Write the output and the errors file; returns the output path."""
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        # A name of its own: a periodic save may run while the final one is being written behind the run.
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{next(_TEMP_NUMBERS)}.tmp")
         writer = await asyncio.to_thread(WRITERS[self.kind], temp)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
         try:
-            async for frame in merged_frames(source, store, self.outputs):
+            async for frame in merged_frames(source, store, self.outputs, settled=settled):
                 await asyncio.to_thread(writer.write, frame)
             await asyncio.to_thread(writer.finish, columns)
             await asyncio.to_thread(os.replace, temp, self.path)
+        except BaseException:
+            writer.abort()
+            raise
         finally:
             temp.unlink(missing_ok=True)
+        if settled is not None:
+            await settled.until(math.inf)  # a source with no rows left has nothing to wait for
         await write_errors(store, self.errors_path)
         return str(self.path)
 

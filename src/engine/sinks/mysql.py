@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from engine.mysql import connect, quote, table_columns
 from engine.results import ResultStore
+from engine.settled import SettledRows
 from engine.sinks.base import cell_text
 from engine.sources.base import InputError, Source
 from engine.spec.models import MysqlConnection, MysqlSink, MysqlSource, WorkflowSpec
@@ -48,8 +50,10 @@ class MysqlWriteBack:
             raise InputError(f"{self.description}: column(s) not found: {', '.join(missing)}")
         self._checked = True
 
-    async def save(self, source: Source, store: ResultStore) -> str:
-        """Update every done row, BATCH rows per transaction."""
+    async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
+        """Update every done row, BATCH rows per transaction (after the run, when `settled` is given)."""
+        if settled is not None:
+            await settled.until(math.inf)
         if not self._checked:
             await self.check()
         fields = list(self.outputs)

@@ -29,6 +29,7 @@ class Source(Protocol):
 
     columns: list[str]
     description: str
+    parallel_reads: bool  # batches() may be walked twice at once (the output is then written behind the run)
 
     async def count(self) -> int | None:
         """How many rows there are, if cheap to know."""

@@ -45,6 +45,8 @@ class ArrowFileSource:
     pola-rs/polars#26952, #28569.)
     """
 
+    parallel_reads = True  # each walk opens its own reader
+
     def __init__(self, path: Path, open_batches: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
                  columns: list[str], *,
                  key: str | None, batch_size: int, rows: Callable[[], int]) -> None:
@@ -134,6 +136,8 @@ def jsonl_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSo
 
 class FrameSource:
     """Rows already in memory (Excel, which must be read whole; inline rows), served in batches."""
+
+    parallel_reads = True
 
     def __init__(self, frame: pl.DataFrame, *, description: str, key: str | None, batch_size: int) -> None:
         self.frame = frame

@@ -15,6 +15,8 @@ from engine.spec.models import MysqlSource
 class MysqlTableSource:
     """Rows of `table` (optionally filtered by `where`), `batch_size` at a time, by ascending key."""
 
+    parallel_reads = False  # one connection: a second walk would interleave with the first
+
     def __init__(self, config: MysqlSource, connection: Any, columns: list[str]) -> None:
         self.config = config
         self.connection = connection

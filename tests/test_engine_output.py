@@ -1,0 +1,116 @@
+"""The output written behind the run: rows merged only once settled, nothing half-written left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+import pytest
+
+from engine.results import RowResult, RowStatus, SqliteResultStore
+from engine.settled import SettledRows
+from engine.sinks.base import WRITE_BEHIND_ROWS
+from engine.sinks.files import FileSink
+from engine.sources.files import inline_source
+from engine.xlsx_process import XlsxProcess
+from tests.worker_helpers import wait_for
+
+ROWS = 2 * WRITE_BEHIND_ROWS + 500
+
+
+def test_the_mark_is_the_first_row_not_settled() -> None:
+    settled = SettledRows()
+    assert settled.mark == 0
+    settled.sending("a", 2)  # rows 0 and 1 were looked at and not sent (skipped or done before)
+    settled.sending("b", 3)
+    assert settled.mark == 2
+    settled.finished(["b"])
+    assert settled.mark == 2  # row 2 is still out
+    settled.looked_at(10)
+    settled.finished(["a"])
+    assert settled.mark == 10
+    settled.sending("c", 10)
+    settled.all_settled()
+    assert settled.mark == math.inf
+
+
+def names(folder: Path) -> list[str]:
+    """The names in a folder (sync on purpose: a test looks at a few files)."""
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def let_it_run(task: asyncio.Task[str]) -> None:
+    """Give the save many turns of the loop, so one that merged rows too early would have done so."""
+    for _ in range(200):
+        await asyncio.sleep(0)
+    assert not task.done()  # it ends only after the run says every row is settled
+
+
+@pytest.mark.parametrize("kind", ["csv", "excel"])
+async def test_rows_are_merged_only_once_settled_so_late_answers_are_never_lost(tmp_path: Path, kind: str) -> None:
+    source = inline_source([{"id": f"K{i:05d}", "text": f"row {i}"} for i in range(ROWS)], key="id",
+                           batch_size=ROWS)
+    store = SqliteResultStore(tmp_path / "results.sqlite")
+    path = tmp_path / ("out.csv" if kind == "csv" else "out.xlsx")
+    sink = FileSink(path, kind, {"answer": "ai_answer"})
+    settled = SettledRows()
+    save = asyncio.create_task(sink.save(source, store, settled=settled))
+    for i in range(ROWS):
+        settled.sending(f"K{i:05d}", i)
+
+
+    async def answer(start: int) -> None:
+        keys = [f"K{i:05d}" for i in range(start, start + 250)]
+        await store.write([RowResult(key=k, status=RowStatus.DONE, outputs={"answer": f"a-{k}"}) for k in keys])
+        settled.finished(keys)
+        await let_it_run(save)
+
+    for start in range(ROWS - 250, 0, -250):  # answers arrive last row first: nothing may be merged yet
+        await answer(start)
+        assert not path.exists()
+    await answer(0)
+    settled.all_settled()
+    assert await save == str(path)
+    await store.close()
+    frame = pl.read_csv(path) if kind == "csv" else fastexcel.read_excel(path).load_sheet(0).to_polars()
+    assert frame.height == ROWS
+    assert frame["ai_answer"].to_list() == [f"a-K{i:05d}" for i in range(ROWS)]
+    assert [name for name in names(tmp_path) if name.endswith(".tmp")] == []
+
+
+async def test_a_run_that_ends_early_leaves_no_half_written_output(tmp_path: Path) -> None:
+    source = inline_source([{"id": i, "text": f"row {i}"} for i in range(ROWS)], key="id", batch_size=500)
+    store = SqliteResultStore(tmp_path / "results.sqlite")
+    sink = FileSink(tmp_path / "out" / "out.csv", "csv", {"answer": "ai_answer"})
+    await sink.check()
+    settled = SettledRows()
+    settled.looked_at(WRITE_BEHIND_ROWS + 10)  # the first slice can be written, the second waits
+    save = asyncio.create_task(sink.save(source, store, settled=settled))
+
+    async def temp_file() -> bool:
+        return any((tmp_path / "out").glob(".out.csv.*.tmp"))
+
+    await wait_for(temp_file, what="the save's temp file")
+    await let_it_run(save)
+    save.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await save
+    await store.close()
+    assert names(tmp_path / "out") == []
+
+
+def test_an_aborted_excel_writer_stops_its_child(tmp_path: Path) -> None:
+    writer = XlsxProcess(tmp_path / "out.xlsx")
+    writer.write([("id", "text"), (1, "one")])
+    writer.abort()
+    assert writer.exit_code is not None and not (tmp_path / "out.xlsx").exists()
+
+
+def test_an_excel_file_that_cannot_be_written_says_why(tmp_path: Path) -> None:
+    writer = XlsxProcess(tmp_path / "gone" / "out.xlsx")
+    writer.write([("id", "text"), (1, "one")])
+    with pytest.raises(OSError, match=r"gone/out\.xlsx: writing the Excel file failed: .*No such file"):
+        writer.finish()
