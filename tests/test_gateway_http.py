@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from api_server.db import Database
 from api_server.main import create_app
@@ -18,6 +17,7 @@ from api_server.settings import Settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
 from tests.fake_upstream import FakeUpstream, marker
+from tests.served import served
 from tests.test_gateway_router import gateway
 
 SECRET = "sk-test-never-shown"
@@ -101,19 +101,9 @@ async def test_admin_models_counts_without_secrets(app_router: tuple[Any, Router
 @pytest.fixture
 async def live(app_router: tuple[Any, Router]) -> AsyncIterator[openai.AsyncOpenAI]:
     """The app served by uvicorn on 127.0.0.1 (the in-process ASGI transport buffers whole bodies)."""
-    server = uvicorn.Server(uvicorn.Config(app_router[0], host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):  # uvicorn exposes start-up only as a flag: poll it, bounded (5 s)
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0) as ai:
+    async with served(app_router[0]) as base_url, \
+            openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as ai:
         yield ai
-    server.should_exit = True
-    await task
 
 
 async def test_a_stream_arrives_chunk_by_chunk_with_usage(live: openai.AsyncOpenAI,

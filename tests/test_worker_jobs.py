@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select, update
@@ -16,6 +19,7 @@ from api_server.queue import NoQueue
 from engine.results import RowResult, RowStatus
 from tests.engine_helpers import expected_summary
 from tests.fake_upstream import FakeUpstream, first_attempts
+from tests.served import served
 from tests.worker_helpers import (
     all_pages,
     check_output,
@@ -25,6 +29,7 @@ from tests.worker_helpers import (
     wait_for,
     wait_status,
     workflow_spec,
+    workflow_yaml,
     write_tickets,
 )
 from worker.store import DbResultStore
@@ -70,6 +75,33 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
     assert progress.headers["content-type"].startswith("text/event-stream")
     assert "event: progress" in progress.text and progress.text.rstrip().splitlines()[-1].startswith("data:")
     assert "event: end" in progress.text
+
+
+async def test_progress_streams_over_http_while_the_job_runs(database_url: str, tmp_path: Path) -> None:
+    write_tickets(tmp_path, 220)  # 198 rows to send, 4 at a time at 0.05 s: a run of ~2.5 s
+    events: list[tuple[str, dict[str, Any]]] = []
+    status_on_arrival: list[str] = []  # the job's status (asked of the API) as each progress event arrived
+    async with FakeUpstream(latency_s=0.05) as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p, \
+            served(p.app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        job_id = await p.start_job(yaml=workflow_yaml(4))
+        async with http.stream("GET", f"/api/v1/jobs/{job_id}/progress") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = ""
+            async for line in stream.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line.removeprefix("data: "))))
+                    if kind == "progress":
+                        status_on_arrival.append((await job_of(p.http, job_id))["status"])
+    progress = [data for kind, data in events if kind == "progress"]
+    done = [data["counts"]["done"] for data in progress]
+    assert events[-1] == ("end", {"id": job_id, "status": "completed"})
+    assert done == sorted(done) and done[-1] == 198
+    live = [d for d, data, status in zip(done, progress, status_on_arrival, strict=True)
+            if 0 < d < 198 and data["status"] == status == "running"]
+    assert len(live) >= 2, f"none arrived while the job ran: {list(zip(done, status_on_arrival, strict=True))}"
 
 
 async def test_failed_rows_are_listed_with_reasons_and_left_unfilled(database_url: str, tmp_path: Path) -> None:

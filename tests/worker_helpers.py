@@ -139,6 +139,7 @@ class Platform:
     database: Database
     router: Router
     queue: JobQueue
+    app: Any
 
     async def start_job(self, **body: Any) -> int:
         """POST the tests' workflow (once) and a job of it; returns the job id."""
@@ -164,7 +165,7 @@ async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queu
     await runner.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rowloom.test") as http:
-            yield Platform(http, settings, database, router, runner)
+            yield Platform(http, settings, database, router, runner, app)
     finally:
         await runner.aclose()
         await router.aclose()
