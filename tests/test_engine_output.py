@@ -32,7 +32,14 @@ def test_the_mark_is_the_first_row_not_settled() -> None:
     settled.looked_at(10)
     settled.finished(["a"])
     assert settled.mark == 10
-    settled.sending("c", 10)
+    settled.sending("stuck", 10)  # one row retries while 10,000 after it finish
+    for position in range(11, 10_011):
+        settled.sending(position, position)
+        settled.finished([position])
+    assert settled.mark == 10
+    settled.finished(["stuck"])
+    assert settled.mark == 10_011
+    settled.sending("last", 10_020)
     settled.all_settled()
     assert settled.mark == math.inf
 

@@ -9,19 +9,22 @@ about as long as 2,000 rows of requests at 256 in flight).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import math
 
 from engine.results import Key
 
 
 class SettledRows:
-    """The low-water mark of unsettled rows, by their position in the source (0-based)."""
+    """The low-water mark of unsettled rows, by their position in the source (0-based).
+
+    Rows out at once are tracked as one byte each from the mark to the newest row sent, so a row that is
+    stuck (retrying behind a long Retry-After) while thousands finish after it costs kilobytes, not a set.
+    """
 
     def __init__(self) -> None:
         self._sent: dict[Key, int] = {}  # rows sent and not finished yet, by key -> position
-        self._positions: list[int] = []  # heap of those positions; finished ones are dropped lazily
-        self._finished: set[int] = set()
+        self._base = 0  # the position of _out[0]
+        self._out = bytearray()  # 1 where the row at _base + i is sent and not finished
         self._looked_at = 0  # every row before this position has been either sent or settled
         self._everything = False
         self._changed = asyncio.Event()
@@ -31,12 +34,14 @@ class SettledRows:
         """Every row before this position is settled."""
         if self._everything:
             return math.inf
-        return min(self._positions[0], self._looked_at) if self._positions else self._looked_at
+        first_out = self._out.find(1)
+        return self._base + first_out if first_out >= 0 else self._looked_at
 
     def sending(self, key: Key, position: int) -> None:
-        """The row at `position` goes upstream; the rows before it were looked at."""
+        """The row at `position` (after every row sent before) goes upstream; the rows before it were looked at."""
         self._sent[key] = position
-        heapq.heappush(self._positions, position)
+        self._out.extend(bytes(position - self._base - len(self._out)))
+        self._out.append(1)
         self._looked_at = position + 1
 
     def looked_at(self, upto: int) -> None:
@@ -49,10 +54,11 @@ class SettledRows:
         for key in keys:
             position = self._sent.pop(key, None)
             if position is not None:
-                self._finished.add(position)
-        positions = self._positions
-        while positions and positions[0] in self._finished:
-            self._finished.discard(heapq.heappop(positions))
+                self._out[position - self._base] = 0
+        first_out = self._out.find(1)
+        drop = len(self._out) if first_out < 0 else first_out
+        del self._out[:drop]
+        self._base += drop
         self._changed.set()
 
     def all_settled(self) -> None:
