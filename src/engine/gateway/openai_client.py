@@ -44,7 +44,9 @@ class OpenAIClient:
     """POSTs to `{base_url}/chat/completions`; `transport` can be injected (default: aiohttp's).
 
     Requests go straight to the httpx transport: an upstream call needs none of httpx.AsyncClient's
-    redirect, auth or cookie handling, and skipping it halves the client's CPU per request.
+    redirect, auth or cookie handling, and skipping it halves the client's CPU per request. With the
+    default transport (no proxy), plain answers skip httpx's request and response objects too
+    (`UpstreamTransport.post_whole`); streams, proxies and injected transports take the httpx path.
     """
 
     def __init__(self, base_url: str, *, path: str = "/chat/completions", api_key: str | None = None,
