@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ def _is_type(value: Any, kind: FieldType) -> bool:
 def extract_json_object(content: str) -> dict[str, Any]:
     """The first JSON object in a reply: the whole text, a ```json fence, or embedded in prose."""
     text = content.strip()
-    candidates = [text, *(m.group(1).strip() for m in _FENCE.finditer(text))]
+    # The whole reply first (the usual case): fences are looked for only when it is not an object. json, not
+    # orjson: orjson turns integers beyond 64 bits into floats, and an answer must keep its values exactly.
+    candidates = itertools.chain([text], (m.group(1).strip() for m in _FENCE.finditer(text)))
     for candidate in candidates:
         try:
             value = json.loads(candidate)

@@ -13,6 +13,7 @@ with the reason on stderr.
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
@@ -92,4 +93,6 @@ class XlsxProcess:
 
 
 if __name__ == "__main__":
+    if hasattr(os, "nice"):  # a background writer: under contention the engine's requests go first
+        os.nice(10)
     write_workbook(sys.argv[1], sys.stdin.buffer)
