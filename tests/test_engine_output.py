@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import fastexcel
@@ -14,6 +17,7 @@ from engine.results import RowResult, RowStatus, SqliteResultStore
 from engine.settled import SettledRows
 from engine.sinks.base import WRITE_BEHIND_ROWS
 from engine.sinks.files import FileSink
+from engine.sinks.temp_files import HOST
 from engine.sources.files import inline_source
 from engine.xlsx_process import XlsxProcess
 from tests.worker_helpers import wait_for
@@ -107,6 +111,22 @@ async def test_a_run_that_ends_early_leaves_no_half_written_output(tmp_path: Pat
         await save
     await store.close()
     assert names(tmp_path / "out") == []
+
+
+def ended_process_id() -> int:
+    """The id of a process that has ended (sync on purpose: a short child)."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(ended.stdout)
+
+
+async def test_temp_files_of_ended_runs_on_this_host_are_removed_before_a_run(tmp_path: Path) -> None:
+    dead_pid = ended_process_id()
+    left = {name: tmp_path / f".out.csv.{name}.0.tmp" for name in
+            (f"{HOST}-{dead_pid}", f"{HOST}-{os.getpid()}", f"elsewhere-{dead_pid}")}
+    for path in left.values():
+        path.write_text("half an output")
+    await FileSink(tmp_path / "out.csv", "csv", {"answer": "ai_answer"}).check()
+    assert names(tmp_path) == sorted(path.name for owner, path in left.items() if owner != f"{HOST}-{dead_pid}")
 
 
 def test_an_aborted_excel_writer_stops_its_child(tmp_path: Path) -> None:

@@ -145,6 +145,7 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
     assert kinds.count("claimed") == 2 and "requeued" in kinds, kinds
     assert job["attempt"] == 2 and job["counts"]["done"] == 450
     check_output(Path(job["output"]), frame, spec)  # every row once, each with its own answer
+    assert not [p.name for p in Path(job["output"]).parent.iterdir() if p.name.endswith(".tmp")]  # killed run's
     assert len(durable) >= 120
     assert all(upstream.stats.attempts[prompt] == 1 for prompt in durable)  # finished rows: sent once
     # Resent: only rows in flight at the kill, or answered but not yet made durable (one flush window).

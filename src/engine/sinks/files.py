@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import itertools
+import logging
 import math
 import os
 import shutil
@@ -18,11 +18,12 @@ import polars as pl
 from engine.results import ResultStore
 from engine.settled import SettledRows
 from engine.sinks.base import merged_frames
+from engine.sinks.temp_files import remove_stale, temp_path
 from engine.sources.base import InputError, Source
 from engine.xlsx_process import XlsxProcess
 
 Writer = Callable[[Path], "FrameWriter"]
-_TEMP_NUMBERS = itertools.count()
+log = logging.getLogger(__name__)
 
 
 class FrameWriter:
@@ -137,13 +138,17 @@ class FileSink:
         self.errors_path = path.with_name(f"{path.stem}.errors.csv")
 
     async def check(self) -> None:
-        """The folder can be created and written, and the target is not a folder or read-only."""
+        """The folder can be created and written, and the target is not a folder or read-only.
+
+        Temp files a killed run left beside the output are removed.
+        """
         await asyncio.to_thread(check_writable, self.path)
+        for stale in await asyncio.to_thread(remove_stale, self.path):
+            log.info("removed %s, left by a run that ended before writing it", stale)
 
     async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
         """Write the output and the errors file; returns the output path."""
-        # A name of its own: a periodic save may run while the final one is being written behind the run.
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{next(_TEMP_NUMBERS)}.tmp")
+        temp = temp_path(self.path)  # its own: a periodic save may run while the final one is written behind
         writer = await asyncio.to_thread(WRITERS[self.kind], temp)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
         try:
