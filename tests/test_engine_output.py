@@ -13,13 +13,18 @@ import fastexcel
 import polars as pl
 import pytest
 
-from engine.results import RowResult, RowStatus, SqliteResultStore
+from engine.gateway.openai_client import OpenAIClient
+from engine.results import ResultStore, RowResult, RowStatus, SqliteResultStore
+from engine.runner import Runner
 from engine.settled import SettledRows
 from engine.sinks.base import WRITE_BEHIND_ROWS
 from engine.sinks.files import FileSink
 from engine.sinks.temp_files import HOST
+from engine.sources.base import Source
 from engine.sources.files import inline_source
 from engine.xlsx_process import XlsxProcess
+from tests.engine_helpers import make_spec
+from tests.fake_upstream import FakeUpstream
 from tests.worker_helpers import wait_for
 
 ROWS = 2 * WRITE_BEHIND_ROWS + 500
@@ -127,6 +132,36 @@ async def test_temp_files_of_ended_runs_on_this_host_are_removed_before_a_run(tm
         path.write_text("half an output")
     await FileSink(tmp_path / "out.csv", "csv", {"answer": "ai_answer"}).check()
     assert names(tmp_path) == sorted(path.name for owner, path in left.items() if owner != f"{HOST}-{dead_pid}")
+
+
+class FillsUpSink:
+    """A sink whose disk fills up once the first slice of rows is settled (no real disk can be filled here)."""
+
+    description = "a disk that fills up"
+
+    async def check(self) -> None:
+        pass
+
+    async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
+        assert settled is not None
+        await settled.until(WRITE_BEHIND_ROWS)
+        raise OSError(28, "No space left on device")
+
+
+async def test_an_output_that_cannot_be_written_stops_the_run_early(tmp_path: Path) -> None:
+    rows = 5 * WRITE_BEHIND_ROWS
+    spec = make_spec(source="{kind: csv, path: in.csv, key: id}", in_flight=16)
+    source = inline_source([{"id": f"T{i:05d}", "subject": "s", "body": f"b {i}"} for i in range(rows)], key="id",
+                           batch_size=500)
+    store = SqliteResultStore(tmp_path / "results.sqlite")
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        runner = Runner(spec, client=client, store=store, source=source, sink=FillsUpSink())
+        with pytest.raises(OSError, match="No space left"):
+            await runner.run()
+        await client.aclose()
+    await store.close()
+    assert WRITE_BEHIND_ROWS <= up.stats.requests < 2 * WRITE_BEHIND_ROWS  # it stopped soon after, not at the end
 
 
 def test_an_aborted_excel_writer_stops_its_child(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ class Runner:
             writer = asyncio.create_task(self._write(results, tracker))
             save = asyncio.create_task(self.sink.save(self.source, self.store, settled=self.settled)) \
                 if self.source.parallel_reads else None
+            if save is not None:
+                save.add_done_callback(self._save_ended)
             try:
                 try:
                     await self._until_stopped(self._produce(tasks, tracker))
@@ -93,14 +95,14 @@ class Runner:
                         worker.cancel()
                     await results.put(None)
                     await writer
-                if self._failure is not None:  # the store or a periodic save failed: the run fails with it
+                if self._failure is not None:  # the store or a save failed: the run fails with it
                     raise self._failure
                 self.settled.all_settled()
                 output = await (save or self.sink.save(self.source, self.store))
-            finally:
-                if save is not None:  # the run failed or was cancelled: no half-written output stays behind
+            finally:  # a save still waiting for rows (the run failed or was cancelled) leaves no file behind
+                if save is not None and not save.done():
                     save.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                    with contextlib.suppress(asyncio.CancelledError):
                         await save
             stopped = self.stop.is_set()
             progress = tracker.current(finished=True)
@@ -109,6 +111,13 @@ class Runner:
             span.set_attributes({"rowloom.rows.done": progress.done, "rowloom.rows.failed": progress.failed,
                                  "rowloom.rows.skipped": progress.skipped, "rowloom.stopped": stopped})
             return RunOutcome(progress=progress, output=output, stopped=stopped)
+
+    def _save_ended(self, save: asyncio.Task[str]) -> None:
+        """An output that cannot be written fails the run now, not after every row was sent."""
+        if not save.cancelled() and (error := save.exception()) is not None and self._failure is None:
+            log.error("writing the output failed; stopping the run: %s", error)
+            self._failure = error
+            self.stop.set()
 
     async def _produce(self, tasks: asyncio.Queue[RowTask | None], tracker: ProgressTracker) -> None:
         inputs = self.spec.columns.input
