@@ -16,6 +16,9 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
+_RECORD_JSON = json.JSONEncoder(ensure_ascii=False, default=json_default)  # one encoder, not one a row
+
+
 class PromptRenderer:
     """Turns a row's input values into chat messages."""
 
@@ -36,6 +39,6 @@ class PromptRenderer:
     @staticmethod
     def _fill(name: str, record: dict[str, Any]) -> str:
         if name == RECORD_JSON:
-            return json.dumps(record, ensure_ascii=False, default=json_default)
+            return _RECORD_JSON.encode(record)
         value = record.get(name)
         return "" if value is None else json_default(value) if not isinstance(value, str) else value
