@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from engine.gateway import RateLimited, RequestRejected, UpstreamUnavailable
 from engine.gateway.config import load_gateway
+from engine.gateway.openai_client import encode_body
 from engine.gateway.router import Router, usage_total
 from engine.gateway.types import ChatRequest
 from engine.spec.loader import SpecError
@@ -182,3 +184,9 @@ async def test_mock_embeddings_are_deterministic_unit_vectors() -> None:
     await router.aclose()
     assert first.vectors[0] == again.vectors[0] and first.vectors[0] != first.vectors[1]
     assert abs(sum(v * v for v in first.vectors[1]) - 1.0) < 1e-9
+
+
+@pytest.mark.parametrize("body", [{"model": "m", "messages": [{"role": "user", "content": "ça ✓ 中文"}]},
+                                  {"model": "m", "seed": 2**70, "temperature": 0.25}])
+def test_request_bodies_encode_to_the_json_they_were(body: dict[str, Any]) -> None:
+    assert json.loads(encode_body(body)) == body  # orjson, or json for integers beyond 64 bits

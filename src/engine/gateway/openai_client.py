@@ -9,6 +9,7 @@ decoded with orjson: the standard library's json was a tenth of the engine's CPU
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, NamedTuple
@@ -80,7 +81,7 @@ class OpenAIClient:
 
     async def _post(self, url: _Target, body: dict[str, Any], model: str, seconds: float) -> Answer:
         """POST a JSON body and read the whole answer; failures mapped onto the gateway's exception tree."""
-        content = orjson.dumps(body)
+        content = encode_body(body)
         with _transport_errors(model, seconds):
             if self._direct is not None:
                 answer = await self._direct.post_whole(url.aiohttp, self._direct_headers, content, seconds)
@@ -107,7 +108,7 @@ class OpenAIClient:
         model = self.model or request.model
         seconds = request.timeout_s or self.timeout_s
         body = request.body(model) | {"stream": True, "stream_options": {"include_usage": True}}
-        http_request = self._http_request(self._url.httpx, orjson.dumps(body), seconds)
+        http_request = self._http_request(self._url.httpx, encode_body(body), seconds)
         with _transport_errors(model, seconds):
             response = await self._transport.handle_async_request(http_request)
             _plain_headers(response.headers)
@@ -136,6 +137,14 @@ class OpenAIClient:
         """Close the connection pool (unless it was handed in)."""
         if self._owns_transport:
             await self._transport.aclose()
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """A request body as JSON: orjson, or json for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False).encode()
 
 
 def _plain_headers(headers: httpx.Headers) -> None:
