@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import xlsxwriter
 
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import run_spec
-from engine.sources import InputError
+from engine.sources import InputError, blocks
+from engine.sources.files import ArrowFileSource, csv_source, jsonl_source
 from tests.engine_helpers import expected_summary, make_spec, tickets
 from tests.fake_upstream import FakeUpstream
 
@@ -106,8 +108,6 @@ async def test_unwritable_outputs_fail_before_any_request(tmp_path: Path, case: 
 
 @pytest.mark.parametrize("repeat", [False, True])
 def test_key_check_streams_many_keys(tmp_path: Path, repeat: bool) -> None:
-    from engine.sources.files import csv_source
-
     keys = [f"K{i * 7919 % 1_000_003}" for i in range(100_000)]
     if repeat:
         keys[77_777] = keys[3]
@@ -118,3 +118,42 @@ def test_key_check_streams_many_keys(tmp_path: Path, repeat: bool) -> None:
             source.check_key()
     else:
         source.check_key()
+
+
+def _batches_read(source: ArrowFileSource) -> list[pl.DataFrame]:
+    async def collect() -> list[pl.DataFrame]:
+        return [batch.frame async for batch in source.batches()]
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_rows_longer_than_a_read_block_are_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      kind: str) -> None:
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 1024)
+    frame = pl.DataFrame({"id": [str(i) for i in range(600)],
+                          "subject": ["x" * 20_000 if i in (3, 450) else f"line one\nline {i}" for i in range(600)],
+                          "body": [f"body {i}" for i in range(600)]})
+    path = tmp_path / f"wide.{kind}"
+    if kind == "csv":
+        frame.write_csv(path)
+        source = csv_source(path, key="id", batch_size=100, separator=",", encoding="utf8")
+    else:
+        frame.write_ndjson(path)
+        source = jsonl_source(path, key="id", batch_size=100)
+    source.check_key()
+    assert asyncio.run(source.count()) == 600
+    batches = _batches_read(source)
+    assert [batch.height for batch in batches] == [100] * 6, "batches of batch_size rows, whatever the blocks"
+    assert pl.concat(batches).equals(frame), "every row once, in order, each cell whole"
+
+
+def test_a_malformed_row_past_the_first_block_is_an_input_error(tmp_path: Path) -> None:
+    lines = ["id,subject,body"] + [f"{i},s{i},b{i}" for i in range(20_000)]
+    lines[15_001] = "15000,s,b,one too many"
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    source = csv_source(tmp_path / "bad.csv", key="id", batch_size=1000, separator=",", encoding="utf8")
+    message = r"bad.csv: cannot read: CSV parse error: Row #15002: Expected 3 columns, got 4"
+    with pytest.raises(InputError, match=message):
+        source.check_key()
+    with pytest.raises(InputError, match=message):
+        asyncio.run(source.count())

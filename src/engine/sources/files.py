@@ -16,17 +16,20 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from engine.sources.base import Batch, InputError, check_key, check_key_streaming, keyed
+from engine.sources.blocks import GrowingBlocks
 
 
 async def _in_thread(iterator: Iterator[Batch]) -> AsyncIterator[Batch]:
-    """Drive a blocking iterator from a worker thread, one batch at a time."""
+    """Drive a blocking iterator from a worker thread, reading the next batch while this one is used."""
     done = object()
-    while True:
-        batch = await asyncio.to_thread(next, iterator, done)
-        if batch is done:
-            return
-        assert isinstance(batch, Batch)
-        yield batch
+    ahead = asyncio.ensure_future(asyncio.to_thread(next, iterator, done))
+    try:
+        while (batch := await ahead) is not done:
+            assert isinstance(batch, Batch)
+            ahead = asyncio.ensure_future(asyncio.to_thread(next, iterator, done))
+            yield batch
+    finally:
+        ahead.cancel()  # the thread still finishes its read; its batch is dropped
 
 
 def _arrow_memory_pool() -> None:
@@ -76,17 +79,33 @@ class ArrowFileSource:
         return await asyncio.to_thread(self._rows)
 
     def batches(self) -> AsyncIterator[Batch]:
-        """Batches of at most `batch_size` rows, in file order."""
-        def frames() -> Iterator[pl.DataFrame]:
-            for record_batch in self._open(None):
-                frame = pl.from_arrow(record_batch)
-                assert isinstance(frame, pl.DataFrame)
-                yield from frame.iter_slices(self.batch_size)
-
-        return _in_thread(keyed(frames(), self.key))
+        """Batches of `batch_size` rows (the last one smaller), in file order, whatever the read blocks hold."""
+        return _in_thread(keyed(_frames_of(self._open(None), self.batch_size), self.key))
 
     async def close(self) -> None:
         """Nothing held open."""
+
+
+def _frames_of(record_batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pl.DataFrame]:
+    """Record batches regrouped into frames of `rows` rows (slices of Arrow buffers until the frame is made)."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for record_batch in record_batches:
+        pending.append(record_batch)
+        held += record_batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield _frame(table.slice(0, rows))
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield _frame(pa.Table.from_batches(pending))
+
+
+def _frame(table: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _readable(path: Path, read: Callable[[], Any]) -> Any:
@@ -98,19 +117,20 @@ def _readable(path: Path, read: Callable[[], Any]) -> Any:
 
 def csv_source(path: Path, *, key: str | None, batch_size: int, separator: str, encoding: str) -> ArrowFileSource:
     """CSV with every column read as text (empty cells are null), so values round-trip exactly."""
-    read_options = pacsv.ReadOptions(block_size=1 << 20, use_threads=False, encoding=encoding)
     parse_options = pacsv.ParseOptions(delimiter=separator, newlines_in_values=True)
-    header = _readable(path, lambda: pacsv.open_csv(path, read_options=read_options,
-                                                      parse_options=parse_options).schema.names)
+    header: list[str] = []  # known after the first open; until then, no column types are given
 
-    def open_batches(columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    def open_reader(block_size: int, columns: list[str] | None) -> pa.RecordBatchReader:
+        read_options = pacsv.ReadOptions(block_size=block_size, use_threads=False, encoding=encoding)
         convert = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True,
                                        include_columns=columns or header)
-        return iter(_readable(path, lambda: pacsv.open_csv(path, read_options=read_options,
-                                                           parse_options=parse_options, convert_options=convert)))
+        return pacsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                              convert_options=convert)
 
-    return ArrowFileSource(path, open_batches, header, key=key, batch_size=batch_size,
-                           rows=lambda: sum(b.num_rows for b in open_batches(header[:1])))
+    blocks = GrowingBlocks(path, open_reader)
+    header += blocks.open(None).schema.names
+    return ArrowFileSource(path, blocks.batches, header, key=key, batch_size=batch_size,
+                           rows=lambda: sum(b.num_rows for b in blocks.batches(header[:1])))
 
 
 def parquet_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSource:
@@ -124,14 +144,12 @@ def parquet_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFile
 
 def jsonl_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSource:
     """JSON Lines, one object a row (types inferred from the first block)."""
-    options = pajson.ReadOptions(block_size=1 << 20, use_threads=False)
+    def open_reader(block_size: int, _columns: list[str] | None) -> pa.RecordBatchReader:  # no projection
+        return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=block_size, use_threads=False))
 
-    def open_batches(_columns: list[str] | None) -> Iterator[pa.RecordBatch]:  # JSON has no projection
-        return iter(_readable(path, lambda: pajson.open_json(path, read_options=options)))
-
-    columns = _readable(path, lambda: pajson.open_json(path, read_options=options).schema.names)
-    return ArrowFileSource(path, open_batches, columns, key=key, batch_size=batch_size,
-                           rows=lambda: sum(b.num_rows for b in open_batches(None)))
+    blocks = GrowingBlocks(path, open_reader)
+    return ArrowFileSource(path, blocks.batches, blocks.open(None).schema.names, key=key, batch_size=batch_size,
+                           rows=lambda: sum(b.num_rows for b in blocks.batches(None)))
 
 
 class FrameSource:
