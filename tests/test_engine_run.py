@@ -97,6 +97,20 @@ async def test_rows_that_keep_failing_are_recorded_and_left_unfilled(tmp_path: P
             assert row["ai_summary"] is None and row["ai_category"] is None  # never "ERROR: ..." in the output
 
 
+async def test_a_row_failed_for_its_answers_names_the_model_that_answered(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 10)  # asks for the spec's model, `auto`; the client maps it to its own
+
+    async with FakeUpstream(faults=lambda prompt, attempt, body: "bad-enum") as up:
+        client = OpenAIClient(up.base_url, model="fake-answering")
+        try:
+            outcome = await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "work")
+        finally:
+            await client.aclose()
+    errors = read_csv_text(tmp_path / "out" / "out.errors.csv")
+    assert outcome.progress.failed == errors.height > 0
+    assert set(errors["model"]) == {"fake-answering"}
+
+
 async def test_content_errors_fall_back_to_another_model(tmp_path: Path) -> None:
     spec = csv_spec(tmp_path, 20, content=3, extra="model: {name: small, fallback: large, fallback_after: 2}")
 

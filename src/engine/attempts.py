@@ -66,10 +66,10 @@ class RowProcessor:
                              tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
                              **fields)
 
-        def give_up(kind: ErrorClass, reason: str) -> RowResult | None:
+        def give_up(kind: ErrorClass, reason: str, answered_by: str | None = None) -> RowResult | None:
             errors[kind] += 1
-            if errors[kind] > self.limits[kind]:
-                return ended(RowStatus.FAILED, error_class=kind, error=reason[:2000], model=model)
+            if errors[kind] > self.limits[kind]:  # the model that gave the bad answer, else the one asked
+                return ended(RowStatus.FAILED, error_class=kind, error=reason[:2000], model=answered_by or model)
             return None
 
         while True:
@@ -108,7 +108,7 @@ class RowProcessor:
                     answer = self.contract.check(result.content)
                 except ContentError as exc:
                     span.set_attribute("rowloom.outcome", ErrorClass.CONTENT.value)
-                    if failed := give_up(ErrorClass.CONTENT, str(exc)):
+                    if failed := give_up(ErrorClass.CONTENT, str(exc), result.model):
                         return failed
                     messages = [*messages, {"role": "assistant", "content": result.content},
                                 {"role": "user", "content": f"Your answer was not accepted: {exc}. "
