@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.gateway import RateLimited, RequestRejected, UpstreamUnavailable
+from engine.gateway import RateLimited, RequestRejected, UpstreamError, UpstreamUnavailable
 from engine.gateway.config import load_gateway
 from engine.gateway.openai_client import encode_body
 from engine.gateway.router import Router, usage_total
@@ -62,6 +62,25 @@ async def test_failing_and_hanging_deployments_cool_down_and_traffic_moves() -> 
     assert {r.model for r in results} == {"m2"}  # every request ended on the healthy one, failing over
     assert broken.stats.requests == 1 and hanging.stats.requests == 1  # then both were cooling down
     assert healthy.stats.requests == 30
+
+
+@pytest.mark.parametrize("fault", ["500", "hang"])
+async def test_requests_failing_together_count_as_one_failure(fault: str) -> None:
+    """20 requests in flight fail (a burst of 500s, or hung requests timing out): one failure, a 2 s cool-down.
+
+    Counted one by one they would escalate it to the 60 s maximum, and hung requests timing out after the
+    cool-down began would keep a deployment that answers most requests cooling down.
+    """
+    async with FakeUpstream(latency_s=0.2, faults=lambda *_: fault, hang_s=10) as up:
+        router = Router(load_gateway(gateway(up, extra={"m0": "timeout: 0.5"})), env={"KEY": "k"})
+        outcomes = await asyncio.gather(*(router.chat(ask(i)) for i in range(20)), return_exceptions=True)
+        state = router.deployments["m0"]
+        assert all(isinstance(outcome, UpstreamError) for outcome in outcomes)
+        assert up.stats.requests == state.failed == 20
+        assert state.cooldown.failures == 1 and 1.0 < state.cooldown.until - router.clock() <= 2.0
+        state.cooldown.failed(router.clock())  # the next one counts: the back-off doubles
+        assert state.cooldown.failures == 2 and 3.0 < state.cooldown.until - router.clock() <= 4.0
+        await router.aclose()
 
 
 async def test_retry_after_is_honoured_and_a_later_deadline_wins() -> None:

@@ -44,16 +44,25 @@ class TokenBucket:
 
 @dataclass
 class Cooldown:
-    """Exponential back-off after consecutive failures (2, 4, 8 ... 60 s), reset by a success."""
+    """Exponential back-off after consecutive failures (2, 4, 8 ... 60 s), reset by a success.
+
+    A failure counts only if its request was sent after the last counted one: the requests already in
+    flight when a deployment fails (a burst of 502s, timeouts coming in one by one) are one failure, so
+    a bad moment cools it 2 s, not 60, and requests that hang cannot keep a deployment cooling down while
+    nothing new is sent to it.
+    """
 
     failures: int = 0
     until: float = -math.inf
+    counted_at: float = -math.inf  # when the last counted failure came
 
-    def failed(self, now: float, retry_after_s: float | None = None) -> float:
-        """Record a failure; a later deadline always wins over an earlier one. Returns the deadline."""
-        self.failures += 1
-        backoff = min(FIRST_COOLDOWN_S * 2 ** (self.failures - 1), MAX_COOLDOWN_S)
-        self.until = max(self.until, now + backoff, now + (retry_after_s or 0.0))
+    def failed(self, now: float, retry_after_s: float | None = None, sent_at: float | None = None) -> float:
+        """Record a failure of a request sent at `sent_at` (None: now); a later deadline wins. Returns it."""
+        if sent_at is None or sent_at >= self.counted_at:
+            self.failures += 1
+            self.counted_at = now
+            self.until = max(self.until, now + min(FIRST_COOLDOWN_S * 2 ** (self.failures - 1), MAX_COOLDOWN_S))
+        self.until = max(self.until, now + (retry_after_s or 0.0))
         return self.until
 
     def succeeded(self) -> None:

@@ -156,7 +156,7 @@ class Router:
             if not reported:
                 await self._succeeded(state, Usage(), self.clock() - started, estimate)
         except UpstreamError as exc:
-            await self._failed(state, exc)
+            await self._failed(state, exc, started)
             raise
         finally:
             self._release(state)
@@ -203,13 +203,14 @@ class Router:
                     state.not_before = self.clock() + shared_wait
                     continue
             self._take(state, estimate)
+            sent_at = self.clock()
             try:
                 return await attempt(state, estimate, self._adapt(state.config, request))
             except RequestRejected:
                 state.failed += 1
                 raise
             except UpstreamError as exc:
-                await self._failed(state, exc)
+                await self._failed(state, exc, sent_at)
                 tried.add(state.config.name)
                 last_error = exc
             finally:
@@ -262,11 +263,11 @@ class Router:
         state.in_flight -= 1
         self._notify()
 
-    async def _failed(self, state: DeploymentState, error: UpstreamError) -> None:
+    async def _failed(self, state: DeploymentState, error: UpstreamError, sent_at: float) -> None:
         state.failed += 1
         now = self.clock()
-        deadline = state.cooldown.failed(now, error.retry_after_s)
-        if self.shared is not None:
+        deadline = state.cooldown.failed(now, error.retry_after_s, sent_at=sent_at)
+        if self.shared is not None and deadline > now:
             await self.shared.cool_down(state.config.name, deadline - now)
 
     async def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, estimate: float) -> float:
