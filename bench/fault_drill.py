@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Fault drill: the engine and the gateway router against fakellm answering with hangs, 429s, 500s and
+malformed JSON; prints how long the run took next to the same run without faults, and what every row became.
+
+    .venv/bin/python -m bench.fault_drill [--rows 3000] [--in-flight 64] [--latency-ms 20]
+        [--faults --phang 0.02 --p429 0.03 --p500 0.03 --pmalformed 0.03] [--fakellm ../shared/fakellm/fakellm.py]
+
+The router spreads rows over two deployments of fakellm, each with a 2 s timeout. A good run loses no row
+(each ends done, or failed with its reason), has no prompt answered twice (fakellm's duplicate count; a
+request that hung past its timeout and was sent again counts there once fakellm answers it, 30 s later),
+and stays within a few seconds of the run without faults: a hang costs one slot 2 s, a 429 its Retry-After (1 s), and a
+deployment is cooled down only as long as it keeps failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+from bench._fakellm import DEFAULT, fakellm, reset, stats
+from engine import loop
+from engine.gateway.config import load_gateway
+from engine.gateway.router import Router
+from engine.run import run_spec
+from engine.runner import RunOutcome
+from engine.spec import load_spec
+
+SPEC = """name: drill
+source: {{kind: csv, path: {path}, key: id}}
+columns:
+  input: [subject, body]
+  output: {{category: ai_category, summary: ai_summary}}
+prompt:
+  template: "Classify this ticket: {{record_json}}"
+  required_fields: [category, summary]
+validation: {{category: [technical, business, general]}}
+concurrency: {{in_flight: {in_flight}, pause_on_api_error_s: 0.5, error_window_s: 2}}
+sink: {{kind: csv, path: {out}}}
+"""
+GATEWAY = """models:
+  - {{name: small, model: fake-small, channel: local, timeout: 2}}
+  - {{name: large, model: fake-large, channel: local, timeout: 2}}
+channels:
+  local: {{base_url: '{base}', api_path: /v1/chat/completions}}
+"""
+FAULTS = ["--phang", "0.02", "--hang-s", "30", "--p429", "0.03", "--p500", "0.03", "--pmalformed", "0.03"]
+
+
+async def one_run(base_url: str, folder: Path, in_flight: int) -> tuple[RunOutcome, float]:
+    shutil.rmtree(folder / "work", ignore_errors=True)
+    spec = load_spec(SPEC.format(path=folder / "in.csv", in_flight=in_flight, out=folder / "out.csv")).spec
+    router = Router(load_gateway(GATEWAY.format(base=base_url.removesuffix("/v1"))))
+    started = time.perf_counter()
+    try:
+        outcome = await run_spec(spec, client=router, base_dir=folder, work_dir=folder / "work")
+    finally:
+        await router.aclose()
+    return outcome, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--in-flight", type=int, default=64)
+    parser.add_argument("--latency-ms", type=float, default=20)
+    parser.add_argument("--faults", nargs=argparse.REMAINDER, default=FAULTS,
+                        help="fakellm's fault flags (last on the line)")
+    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="rowloom-drill-"))
+    try:
+        pl.DataFrame({"id": range(args.rows), "subject": [f"Printer {i} does not print" for i in range(args.rows)],
+                      "body": [f"Ticket {i}: error {i % 97}" for i in range(args.rows)]}).write_csv(folder / "in.csv")
+        print(f"{args.rows:,} rows, in_flight {args.in_flight}, fakellm latency {args.latency_ms:g} ms, "
+              f"2 deployments with a 2 s timeout")
+        for label, faults in (("no faults", []), ("faults", args.faults)):
+            with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms), *faults) as base_url:
+                reset(base_url)
+                outcome, elapsed = loop.run(one_run(base_url, folder, args.in_flight))
+                seen = stats(base_url)
+            progress = outcome.progress
+            lost = args.rows - progress.done - progress.failed - progress.skipped
+            print(f"{label:<9} ({' '.join(faults) or '-'}): {elapsed:6.2f}s; {progress.done:,} done, "
+                  f"{progress.failed} failed, {lost} lost; upstream {seen['by_status']}, "
+                  f"prompts answered twice {seen['duplicate_ok_prompts']}", flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
