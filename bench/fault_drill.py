@@ -39,7 +39,7 @@ prompt:
   template: "Classify this ticket: {{record_json}}"
   required_fields: [category, summary]
 validation: {{category: [technical, business, general]}}
-concurrency: {{in_flight: {in_flight}, pause_on_api_error_s: 0.5, error_window_s: 2}}
+concurrency: {{in_flight: {in_flight}}}
 sink: {{kind: csv, path: {out}}}
 """
 GATEWAY = """models:
