@@ -71,6 +71,34 @@ async def arq_worker(settings: Settings) -> AsyncIterator[None]:
             await task
 
 
+async def test_a_worker_closes_cleanly_with_a_task_caught_mid_flight(
+        database_url: str, tmp_path: Path, queue_name: str) -> None:
+    async with FakeUpstream() as upstream, arq_platform(database_url, tmp_path, upstream, queue_name) as p:
+        worker = build_worker(p.settings, handle_signals=False, poll_delay=0.05)
+        shut_down: list[bool] = []
+        shutdown_hook = worker.on_shutdown
+        assert shutdown_hook is not None
+
+        async def recorded_shutdown(ctx: dict[str, Any]) -> None:
+            await shutdown_hook(ctx)
+            shut_down.append(True)
+
+        worker.on_shutdown = recorded_shutdown
+        run = asyncio.create_task(worker.async_run())
+
+        async def started() -> bool:
+            return "rowloom" in worker.ctx
+
+        await wait_for(started, what="the worker's startup")
+        mid_flight = asyncio.create_task(asyncio.Event().wait())  # a job or reaper run that never ends by itself
+        worker.tasks["caught-mid-flight"] = mid_flight
+        await worker.close()  # arq's own close raised CancelledError here and skipped the shutdown hooks
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    assert mid_flight.cancelled() and shut_down == [True]
+
+
 async def test_an_arq_worker_runs_a_job_end_to_end(database_url: str, tmp_path: Path, queue_name: str) -> None:
     frame = write_tickets(tmp_path, 60)
     async with FakeUpstream() as upstream, \

@@ -44,6 +44,23 @@ async def reap_task(ctx: dict[str, Any]) -> None:
     await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s)
 
 
+class RowloomWorker(Worker):
+    """arq's Worker, closing cleanly when a job or cron run is caught mid-flight."""
+
+    async def close(self) -> None:
+        """Cancel what still runs and wait for it, then arq's close (shutdown hooks, pool).
+
+        arq's own close gathers the tasks it has just cancelled, so one caught mid-flight (a reaper run, a
+        job) made it raise CancelledError and skip the shutdown hooks.
+        """
+        for task in self.tasks.values():
+            if not task.cancelling():  # after SIGTERM arq has cancelled them: a job is handing itself back
+                task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()  # all ended: arq's close has nothing left to gather
+        await super().close()
+
+
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq Worker wired to the settings' database, gateway and Redis."""
     if not settings.redis_url:
@@ -74,7 +91,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": startup, "on_shutdown": shutdown,
     }
     options |= overrides
-    return Worker(**options)
+    return RowloomWorker(**options)
 
 
 def run_worker(settings: Settings) -> None:
