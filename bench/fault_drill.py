@@ -5,11 +5,13 @@ malformed JSON; prints how long the run took next to the same run without faults
     .venv/bin/python -m bench.fault_drill [--rows 3000] [--in-flight 64] [--latency-ms 20]
         [--faults --phang 0.02 --p429 0.03 --p500 0.03 --pmalformed 0.03] [--fakellm ../shared/fakellm/fakellm.py]
 
-The router spreads rows over two deployments of fakellm, each with a 2 s timeout. A good run loses no row
-(each ends done, or failed with its reason), has no prompt answered twice (fakellm's duplicate count; a
-request that hung past its timeout and was sent again counts there once fakellm answers it, 30 s later),
-and stays within a few seconds of the run without faults: a hang costs one slot 2 s, a 429 its Retry-After (1 s), and a
-deployment is cooled down only as long as it keeps failing.
+The router spreads rows over two deployments of fakellm, each with a 2 s timeout; a third run sends every
+row to one upstream without the router (2 s timeout), so the engine's global pause sees every API error.
+A good run loses no row (each ends done, or failed with its reason), has no prompt answered twice
+(fakellm's duplicate count; a request that hung past its timeout and was sent again counts there once
+fakellm answers it, 30 s later), and stays within seconds of the run without faults: a hang costs one slot
+2 s, a deployment cools down only while it keeps failing, and the global pause (2 s, then a 2 s window
+without pauses) leaves requests going out between pauses.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import polars as pl
 
 from bench._fakellm import DEFAULT, fakellm, reset, stats
 from engine import loop
+from engine.gateway import ChatClient
 from engine.gateway.config import load_gateway
+from engine.gateway.openai_client import OpenAIClient
 from engine.gateway.router import Router
 from engine.run import run_spec
 from engine.runner import RunOutcome
@@ -51,15 +55,16 @@ channels:
 FAULTS = ["--phang", "0.02", "--hang-s", "30", "--p429", "0.03", "--p500", "0.03", "--pmalformed", "0.03"]
 
 
-async def one_run(base_url: str, folder: Path, in_flight: int) -> tuple[RunOutcome, float]:
+async def one_run(base_url: str, folder: Path, in_flight: int, *, routed: bool) -> tuple[RunOutcome, float]:
     shutil.rmtree(folder / "work", ignore_errors=True)
     spec = load_spec(SPEC.format(path=folder / "in.csv", in_flight=in_flight, out=folder / "out.csv")).spec
-    router = Router(load_gateway(GATEWAY.format(base=base_url.removesuffix("/v1"))))
+    client: ChatClient = Router(load_gateway(GATEWAY.format(base=base_url.removesuffix("/v1")))) if routed \
+        else OpenAIClient(base_url, model="fake-small", timeout_s=2)
     started = time.perf_counter()
     try:
-        outcome = await run_spec(spec, client=router, base_dir=folder, work_dir=folder / "work")
+        outcome = await run_spec(spec, client=client, base_dir=folder, work_dir=folder / "work")
     finally:
-        await router.aclose()
+        await client.aclose()
     return outcome, time.perf_counter() - started
 
 
@@ -78,14 +83,16 @@ def main() -> None:
                       "body": [f"Ticket {i}: error {i % 97}" for i in range(args.rows)]}).write_csv(folder / "in.csv")
         print(f"{args.rows:,} rows, in_flight {args.in_flight}, fakellm latency {args.latency_ms:g} ms, "
               f"2 deployments with a 2 s timeout")
-        for label, faults in (("no faults", []), ("faults", args.faults)):
+        runs: list[tuple[str, list[str], bool]] = [
+            ("no faults", [], True), ("faults", args.faults, True), ("faults, one upstream", args.faults, False)]
+        for label, faults, routed in runs:
             with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms), *faults) as base_url:
                 reset(base_url)
-                outcome, elapsed = loop.run(one_run(base_url, folder, args.in_flight))
+                outcome, elapsed = loop.run(one_run(base_url, folder, args.in_flight, routed=routed))
                 seen = stats(base_url)
             progress = outcome.progress
             lost = args.rows - progress.done - progress.failed - progress.skipped
-            print(f"{label:<9} ({' '.join(faults) or '-'}): {elapsed:6.2f}s; {progress.done:,} done, "
+            print(f"{label:<20} ({' '.join(faults) or '-'}): {elapsed:6.2f}s; {progress.done:,} done, "
                   f"{progress.failed} failed, {lost} lost; upstream {seen['by_status']}, "
                   f"prompts answered twice {seen['duplicate_ok_prompts']}", flush=True)
     finally:

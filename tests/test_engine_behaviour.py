@@ -87,12 +87,17 @@ async def test_progress_reports_counts_rate_and_eta(tmp_path: Path) -> None:
 
 async def test_api_errors_pause_everyone_once_per_window() -> None:
     pauses: list[str] = []
-    gate = PauseGate(pause_s=0.2, window_s=0.2, on_pause=lambda cause, s: pauses.append(cause))
+    now = [100.0]  # the window's clock; the pause itself runs on the loop's timer
+    gate = PauseGate(pause_s=0.2, window_s=0.5, on_pause=lambda cause, s: pauses.append(cause),
+                     clock=lambda: now[0])
     assert gate.trip("first") is True
-    assert gate.trip("second, same window") is False
+    assert gate.trip("second, during the pause") is False
     started = asyncio.get_running_loop().time()
     await gate.wait()
     assert asyncio.get_running_loop().time() - started >= 0.15
+    now[0] = 100.2 + 0.4  # the pause ended at 100.2: the window runs from there, so requests flow
+    assert gate.trip("within the window after the pause") is False
+    now[0] = 100.2 + 0.6
     assert gate.trip("after the window") is True
     assert pauses == ["first", "after the window"]
 
