@@ -117,8 +117,10 @@ class ModelChoice(StrictModel):
 
 class Concurrency(StrictModel):
     in_flight: int = Field(64, ge=1, le=10_000)
-    pause_on_api_error_s: float = Field(2.0, ge=0)
-    error_window_s: float = Field(2.0, ge=0)
+    pause_on_api_error_s: float = Field(2.0, ge=0, description="On an API error, every request waits this long "
+                                                                "(0: no pause).")
+    error_window_s: float = Field(2.0, ge=0, description="After a pause ends, API errors within this many seconds "
+                                                         "start no new pause (AI-DataFlux's error window).")
     save_interval_s: float = Field(300.0, gt=0)
 
 
