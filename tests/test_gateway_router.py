@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.gateway import RateLimited, RequestRejected, UpstreamError, UpstreamUnavailable
+from engine.gateway import (
+    RateLimited,
+    RequestRejected,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamUnavailable,
+)
 from engine.gateway.config import load_gateway
-from engine.gateway.openai_client import encode_body
+from engine.gateway.openai_client import OpenAIClient, encode_body
 from engine.gateway.router import Router, usage_total
 from engine.gateway.types import ChatRequest
 from engine.spec.loader import SpecError
@@ -81,6 +88,19 @@ async def test_requests_failing_together_count_as_one_failure(fault: str) -> Non
         state.cooldown.failed(router.clock())  # the next one counts: the back-off doubles
         assert state.cooldown.failures == 2 and 3.0 < state.cooldown.until - router.clock() <= 4.0
         await router.aclose()
+
+
+async def test_a_refused_connection_is_a_connection_error_not_a_timeout() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = OpenAIClient(f"http://127.0.0.1:{port}/v1", timeout_s=30)
+    with pytest.raises(UpstreamConnectionError, match="cannot connect"):
+        await client.chat(ask(1))
+    with pytest.raises(UpstreamConnectionError, match="cannot connect"):
+        async for _ in client.stream(ask(2)):
+            pass
+    await client.aclose()
 
 
 async def test_retry_after_is_honoured_and_a_later_deadline_wins() -> None:

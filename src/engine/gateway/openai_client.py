@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, NamedTuple
 
+import aiohttp
 import httpx
 import orjson
 from multidict import CIMultiDict
@@ -158,6 +159,8 @@ def _transport_errors(model: str, seconds: float) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
+        if isinstance(exc.__cause__, aiohttp.ClientConnectorError):  # httpx-aiohttp calls "refused" a timeout
+            raise UpstreamConnectionError(f"{model}: cannot connect: {exc.__cause__}", model=model) from None
         raise UpstreamTimeout(f"{model}: no answer in {seconds:g}s ({type(exc).__name__})", model=model) from None
     except httpx.TransportError as exc:
         raise UpstreamConnectionError(f"{model}: {type(exc).__name__}: {exc}", model=model) from None
