@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from engine.gateway.openai_client import OpenAIClient
+from engine.outage import UpstreamDown
 from engine.results import ErrorClass, SqliteResultStore
 from engine.run import run_spec
 from engine.runner import RunOutcome
@@ -109,6 +110,21 @@ async def test_a_row_failed_for_its_answers_names_the_model_that_answered(tmp_pa
     errors = read_csv_text(tmp_path / "out" / "out.errors.csv")
     assert outcome.progress.failed == errors.height > 0
     assert set(errors["model"]) == {"fake-answering"}
+
+
+async def test_a_run_whose_upstream_is_down_stops_and_resumes_when_it_is_back(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 200, in_flight=4, api=0)  # 180 rows to send; default: stop after 50 API failures
+    assert spec.concurrency.stop_after_api_failures == 50
+
+    async with FakeUpstream(faults=lambda *_: "500") as up:
+        with pytest.raises(UpstreamDown, match=r"after 5\d rows in a row failed with API errors.*HTTP 500"):
+            await run(spec, up, tmp_path)
+        assert 50 <= up.stats.requests <= 50 + 4 + 4  # the streak, plus what was in flight and queued
+        sent_while_down = up.stats.requests
+        up.faults = None  # the model is back
+        outcome = await run(spec, up, tmp_path)
+    assert outcome.progress.done == 180 and outcome.progress.failed == 0
+    assert up.stats.requests - sent_while_down == 180  # the failed rows and the unsent ones, each once
 
 
 async def test_content_errors_fall_back_to_another_model(tmp_path: Path) -> None:

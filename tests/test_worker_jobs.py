@@ -140,6 +140,24 @@ async def test_a_missing_input_fails_the_job_with_the_reason(database_url: str, 
     assert output.status_code == 404 and "no output" in output.json()["error"]["message"]
 
 
+async def test_a_job_whose_model_is_down_fails_with_the_reason_and_a_retry_finishes_it(
+        database_url: str, tmp_path: Path) -> None:
+    frame = write_tickets(tmp_path, 60)
+    async with FakeUpstream(faults=lambda *_: "500") as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
+        job_id = await p.start_job(params={"concurrency": {"stop_after_api_failures": 3}, "retry": {"api_error": 0}})
+        failed = await wait_status(p.http, job_id, "failed")
+        sent_while_down = upstream.stats.requests
+        upstream.faults = None  # the model is back
+        retried = await p.http.post(f"/api/v1/jobs/{job_id}/retry")
+        job = await wait_status(p.http, job_id, "completed")
+    assert "rows in a row failed with API errors" in failed["error"] and "HTTP 500" in failed["error"]
+    assert sent_while_down < 54, "the job stopped instead of failing every row"
+    assert retried.status_code == 200
+    assert job["counts"]["done"] == 54 and job["counts"]["failed"] == 0
+    assert check_output(Path(job["output"]), frame, workflow_spec()) == 54
+
+
 async def test_urgent_jobs_are_picked_before_older_normal_and_low_ones(database_url: str, tmp_path: Path) -> None:
     write_tickets(tmp_path, 20)
     async with FakeUpstream(latency_s=0.02) as upstream, \

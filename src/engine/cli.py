@@ -16,6 +16,7 @@ from engine import loop
 from engine.gateway import ChatClient
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
+from engine.outage import UpstreamDown
 from engine.progress import Progress
 from engine.sources import InputError
 from engine.spec import LoadedSpec, SpecError, load_spec
@@ -135,6 +136,9 @@ def run_command(args: argparse.Namespace) -> int:
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except UpstreamDown as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
         finally:
             await client.aclose()
         line.close()

@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from engine.attempts import TRACER, RowProcessor, RowTask
 from engine.gateway import ChatClient
+from engine.outage import OutageWatch
 from engine.pause import PauseGate
 from engine.progress import Progress, ProgressCallback, ProgressTracker
 from engine.results import ResultStore, RowResult
@@ -61,6 +62,7 @@ class Runner:
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
         self.processor = RowProcessor(spec, client, self.gate)
+        self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: str, message: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -186,6 +188,9 @@ class Runner:
             ready, finished = await self._ready_results(results)
             self._results_ended = finished
             pending += ready
+            if (down := self.outage.saw(ready)) is not None and self._failure is None:
+                self._failure = down  # raised when the run ends; the rows so far are still made durable below
+                self.stop.set()
             now = time.monotonic()
             if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
                 await self.store.write(pending)  # durable first, counted after

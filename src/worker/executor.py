@@ -25,6 +25,7 @@ from api_server.services.job_records import event_row
 from api_server.services.jobs import merge_params
 from api_server.settings import Settings
 from engine.gateway import ChatClient
+from engine.outage import UpstreamDown
 from engine.run import run_spec
 from engine.runner import RunOutcome
 from engine.sinks.open import default_output
@@ -176,7 +177,7 @@ class JobRun:
             await self._finish(S.CANCELLED, EventKind.CANCELLED, "cancelled (the worker shut down meanwhile)")
 
     async def _failed(self, exc: Exception) -> None:
-        expected = isinstance(exc, SpecError | InputError | OSError)
+        expected = isinstance(exc, SpecError | InputError | UpstreamDown | OSError)
         if not expected:
             log.exception("job %s failed", self.job_id)
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"

@@ -122,6 +122,9 @@ class Concurrency(StrictModel):
     error_window_s: float = Field(2.0, ge=0, description="After a pause ends, API errors within this many seconds "
                                                          "start no new pause (AI-DataFlux's error window).")
     save_interval_s: float = Field(300.0, gt=0)
+    stop_after_api_failures: int = Field(
+        50, ge=0, description="Stop the run with an error once this many rows in a row failed with API errors and "
+                              "none finished in between (the model is down or refuses the key); 0: never.")
 
 
 class Retry(StrictModel):
