@@ -147,6 +147,15 @@ def test_rows_longer_than_a_read_block_are_read_whole(tmp_path: Path, monkeypatc
     assert pl.concat(batches).equals(frame), "every row once, in order, each cell whole"
 
 
+def test_a_file_gone_after_it_was_opened_is_an_input_error_said_once(tmp_path: Path) -> None:
+    tickets(3).write_csv(tmp_path / "in.csv")
+    source = csv_source(tmp_path / "in.csv", key="id", batch_size=10, separator=",", encoding="utf8")
+    (tmp_path / "in.csv").unlink()
+    with pytest.raises(InputError) as caught:
+        _batches_read(source)
+    assert str(caught.value).count("cannot read") == 1 and "No such file" in str(caught.value)
+
+
 def test_a_malformed_row_past_the_first_block_is_an_input_error(tmp_path: Path) -> None:
     lines = ["id,subject,body"] + [f"{i},s{i},b{i}" for i in range(20_000)]
     lines[15_001] = "15000,s,b,one too many"

@@ -48,8 +48,9 @@ class GrowingBlocks:
         given = 0
         while True:
             skip = given
+            reader = self.open(columns)  # its own errors are handled there
             try:
-                for batch in self.open(columns):
+                for batch in reader:
                     if skip >= batch.num_rows:
                         skip -= batch.num_rows
                         continue
