@@ -137,12 +137,13 @@ class Router:
         """Stream through the best available deployment; failover happens only before the first piece."""
         started = self.clock()
 
-        async def attempt(state: DeploymentState, estimate: float,
-                          adapted: ChatRequest) -> tuple[DeploymentState, float, AsyncIterator[ChatDelta], ChatDelta]:
+        async def attempt(state: DeploymentState, estimate: float, adapted: ChatRequest
+                          ) -> tuple[DeploymentState, float, float, AsyncIterator[ChatDelta], ChatDelta]:
+            sent_at = self.clock()  # after any wait for capacity: what a later failure is counted against
             pieces = state.client.stream(adapted)
-            return state, estimate, pieces, await anext(pieces)  # failures up to here fail over
+            return state, estimate, sent_at, pieces, await anext(pieces)  # failures up to here fail over
 
-        state, estimate, pieces, first = await self._routed(request, attempt)
+        state, estimate, sent_at, pieces, first = await self._routed(request, attempt)
         self._hold(state)  # the stream is in flight until its last piece
         try:
             yield replace(first, model=state.config.name)
@@ -156,7 +157,7 @@ class Router:
             if not reported:
                 await self._succeeded(state, Usage(), self.clock() - started, estimate)
         except UpstreamError as exc:
-            await self._failed(state, exc, started)
+            await self._failed(state, exc, sent_at)
             raise
         finally:
             self._release(state)
