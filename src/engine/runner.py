@@ -116,8 +116,13 @@ class Runner:
 
     def _save_ended(self, save: asyncio.Task[str]) -> None:
         """An output that cannot be written fails the run now, not after every row was sent."""
-        if not save.cancelled() and (error := save.exception()) is not None and self._failure is None:
+        if not save.cancelled() and (error := save.exception()) is not None:
             log.error("writing the output failed; stopping the run: %s", error)
+            self._stop_with(error)
+
+    def _stop_with(self, error: BaseException) -> None:
+        """Stop the run; it fails with the first such error once its rows in flight are settled."""
+        if self._failure is None:
             self._failure = error
             self.stop.set()
 
@@ -175,7 +180,7 @@ class Runner:
             await self._write_until_done(results, tracker)
         except Exception as exc:
             log.exception("writing results failed; stopping the run")
-            self._failure = exc
+            self._failure = exc  # wins over any earlier error: it says which rows are not durable
             self.stop.set()
             while not self._results_ended:  # keep the queue moving so no worker blocks on it
                 self._results_ended = await results.get() is None
@@ -188,9 +193,8 @@ class Runner:
             ready, finished = await self._ready_results(results)
             self._results_ended = finished
             pending += ready
-            if (down := self.outage.saw(ready)) is not None and self._failure is None:
-                self._failure = down  # raised when the run ends; the rows so far are still made durable below
-                self.stop.set()
+            if (down := self.outage.saw(ready)) is not None:
+                self._stop_with(down)  # the rows so far are still made durable below
             now = time.monotonic()
             if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
                 await self.store.write(pending)  # durable first, counted after
