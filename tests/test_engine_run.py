@@ -20,7 +20,7 @@ from tests.fake_upstream import FakeUpstream, first_attempts
 
 
 async def run(spec: WorkflowSpec, up: FakeUpstream, tmp_path: Path, **kwargs: Any) -> RunOutcome:
-    client = OpenAIClient(up.base_url, timeout_s=kwargs.pop("timeout_s", 10))
+    client = OpenAIClient(up.base_url, timeout_s=kwargs.pop("timeout_s", 10), model=kwargs.pop("model", None))
     try:
         return await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "work", **kwargs)
     finally:
@@ -102,11 +102,7 @@ async def test_a_row_failed_for_its_answers_names_the_model_that_answered(tmp_pa
     spec = csv_spec(tmp_path, 10)  # asks for the spec's model, `auto`; the client maps it to its own
 
     async with FakeUpstream(faults=lambda prompt, attempt, body: "bad-enum") as up:
-        client = OpenAIClient(up.base_url, model="fake-answering")
-        try:
-            outcome = await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "work")
-        finally:
-            await client.aclose()
+        outcome = await run(spec, up, tmp_path, model="fake-answering")
     errors = read_csv_text(tmp_path / "out" / "out.errors.csv")
     assert outcome.progress.failed == errors.height > 0
     assert set(errors["model"]) == {"fake-answering"}

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from arq.worker import Worker
 from sqlmodel import col, select
 
 from api_server.models import JobItem
@@ -58,12 +59,12 @@ async def arq_platform(database_url: str, data_dir: Path, upstream: FakeUpstream
 
 
 @contextlib.asynccontextmanager
-async def arq_worker(settings: Settings) -> AsyncIterator[None]:
-    """An arq worker running in this event loop."""
+async def arq_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """An arq worker running in this event loop; closed (and its close checked to succeed) on exit."""
     worker = build_worker(settings, handle_signals=False, poll_delay=0.05)
     task = asyncio.create_task(worker.async_run())
     try:
-        yield
+        yield worker
     finally:
         await worker.close()
         task.cancel()
@@ -73,9 +74,10 @@ async def arq_worker(settings: Settings) -> AsyncIterator[None]:
 
 async def test_a_worker_closes_cleanly_with_a_task_caught_mid_flight(
         database_url: str, tmp_path: Path, queue_name: str) -> None:
-    async with FakeUpstream() as upstream, arq_platform(database_url, tmp_path, upstream, queue_name) as p:
-        worker = build_worker(p.settings, handle_signals=False, poll_delay=0.05)
-        shut_down: list[bool] = []
+    shut_down: list[bool] = []
+    # The worker's close on leaving arq_worker raised CancelledError with arq's own close.
+    async with FakeUpstream() as upstream, arq_platform(database_url, tmp_path, upstream, queue_name) as p, \
+            arq_worker(p.settings) as worker:
         shutdown_hook = worker.on_shutdown
         assert shutdown_hook is not None
 
@@ -83,19 +85,13 @@ async def test_a_worker_closes_cleanly_with_a_task_caught_mid_flight(
             await shutdown_hook(ctx)
             shut_down.append(True)
 
-        worker.on_shutdown = recorded_shutdown
-        run = asyncio.create_task(worker.async_run())
-
         async def started() -> bool:
             return "rowloom" in worker.ctx
 
+        worker.on_shutdown = recorded_shutdown
         await wait_for(started, what="the worker's startup")
-        mid_flight = asyncio.create_task(asyncio.Event().wait())  # a job or reaper run that never ends by itself
+        mid_flight = asyncio.create_task(asyncio.Event().wait())  # a job or reaper run that never ends
         worker.tasks["caught-mid-flight"] = mid_flight
-        await worker.close()  # arq's own close raised CancelledError here and skipped the shutdown hooks
-        run.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await run
     assert mid_flight.cancelled() and shut_down == [True]
 
 
