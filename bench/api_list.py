@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from api_server.db import Database
-from api_server.db.migrate import upgrade
 from api_server.main import create_app
-from api_server.models import Priority
-from api_server.settings import Settings
+from core.db import Database
+from core.db.migrate import upgrade
+from core.models import Priority
+from core.settings import Settings
 
 STATUSES = [("completed", 60), ("failed", 8), ("cancelled", 4), ("running", 12), ("queued", 12), ("paused", 4)]
 WORKFLOWS = 50

@@ -34,9 +34,9 @@ import polars as pl
 
 from bench._fakellm import DEFAULT, FakeLLM, fakellm, free_port, reset, stats, wait_until_up
 from bench.engine_throughput import SPEC, make_inputs, one_run
-from engine import loop
+from engine import event_loop
 
-ROWLOOM = [sys.executable, "-m", "api_server.cli"]
+ROWLOOM = [sys.executable, "-m", "rowloom.cli"]
 SAMPLE_S = 0.1
 WINDOW_S = 2.0  # long enough that sampling jitter (a few ms a sample) stays under 1%
 
@@ -103,7 +103,7 @@ def part_one(args: argparse.Namespace, folder: Path, base_url: FakeLLM, env: dic
     source = make_inputs(folder, args.rows)["xlsx"]
     ceiling = args.in_flight / (args.latency_ms / 1000)
     reset(base_url)
-    done, elapsed, _ = loop.run(one_run(base_url, "xlsx", source, args.in_flight, folder))
+    done, elapsed, _ = event_loop.run(one_run(base_url, "xlsx", source, args.in_flight, folder))
     alone = done / elapsed
     print(f"engine alone   : {done:,} rows in {elapsed:6.2f}s = {alone:6.0f} rows/s = {alone / ceiling:6.1%} "
           f"of ceiling {ceiling:,.0f}/s", flush=True)

@@ -32,14 +32,14 @@ sink: {{kind: csv, path: {out}}}
 
 def child(folder: Path, in_flight: int) -> None:
     """Run the engine and print its figures as JSON."""
-    from engine import loop
+    from engine import event_loop
     from engine.gateway.mock import MockClient
     from engine.run import run_spec
     from engine.spec import load_spec
 
     spec = load_spec(SPEC.format(path=folder / "in.csv", in_flight=in_flight, out=folder / "out.csv")).spec
     started = time.perf_counter()
-    outcome = loop.run(run_spec(spec, client=MockClient(), base_dir=folder, work_dir=folder / "work"))
+    outcome = event_loop.run(run_spec(spec, client=MockClient(), base_dir=folder, work_dir=folder / "work"))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"done": outcome.progress.done, "seconds": round(time.perf_counter() - started, 1),
                       "peak_rss_mb": round(peak_mb, 1)}))

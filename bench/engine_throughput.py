@@ -21,7 +21,7 @@ import polars as pl
 import xlsxwriter
 
 from bench._fakellm import DEFAULT, fakellm, reset, stats
-from engine import loop
+from engine import event_loop
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import run_spec
 from engine.spec import load_spec
@@ -97,7 +97,7 @@ def main() -> None:
                 for in_flight in args.in_flight:
                     reset(base_url)
                     upstream_cpu = base_url.cpu_seconds()
-                    done, elapsed, cpu = loop.run(one_run(base_url, kind, inputs[kind], in_flight, folder))
+                    done, elapsed, cpu = event_loop.run(one_run(base_url, kind, inputs[kind], in_flight, folder))
                     seen = stats(base_url)
                     upstream_cpu = base_url.cpu_seconds() - upstream_cpu
                     ceiling = in_flight / (args.latency_ms / 1000)

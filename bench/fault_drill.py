@@ -25,13 +25,13 @@ from pathlib import Path
 import polars as pl
 
 from bench._fakellm import DEFAULT, fakellm, reset, stats
-from engine import loop
+from engine import event_loop
 from engine.gateway import ChatClient
 from engine.gateway.config import load_gateway
 from engine.gateway.openai_client import OpenAIClient
 from engine.gateway.router import Router
 from engine.run import run_spec
-from engine.runner import RunOutcome
+from engine.run.runner import RunOutcome
 from engine.spec import load_spec
 
 SPEC = """name: drill
@@ -88,7 +88,7 @@ def main() -> None:
         for label, faults, routed in runs:
             with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms), *faults) as base_url:
                 reset(base_url)
-                outcome, elapsed = loop.run(one_run(base_url, folder, args.in_flight, routed=routed))
+                outcome, elapsed = event_loop.run(one_run(base_url, folder, args.in_flight, routed=routed))
                 seen = stats(base_url)
             progress = outcome.progress
             lost = args.rows - progress.done - progress.failed - progress.skipped

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench._fakellm import DEFAULT, fakellm, free_port, tree_cpu_seconds, wait_until_up
-from engine import loop
+from engine import event_loop
 from engine.gateway.config import load_gateway
 from engine.gateway.mock import MockClient
 from engine.gateway.router import Router
@@ -80,7 +80,7 @@ def start_gateway(upstream: str, folder: Path, processes: int = 1,
         "GATEWAY_CONFIG": str(config), "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/gw.db", "LOG_LEVEL": "WARNING"}
     if processes > 1:  # several processes share the limits through Redis
         env["REDIS_URL"] = redis_url
-    process = subprocess.Popen([sys.executable, "-m", "api_server.cli", "serve", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "rowloom.cli", "serve", "--port", str(port),
                                 "--workers", str(processes)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until_up(f"http://127.0.0.1:{port}/ping")
@@ -102,7 +102,7 @@ def main() -> None:
                         help="`rowloom serve --workers N`; N > 1 shares limits through --redis-url")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
-    loop.run(in_process(20_000))
+    event_loop.run(in_process(20_000))
     with tempfile.TemporaryDirectory(prefix="rowloom-router-") as tmp:
         for latency in (0, 50):
             with fakellm(args.fakellm, "--latency-ms", str(latency)) as upstream:

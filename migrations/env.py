@@ -1,4 +1,4 @@
-"""Alembic environment: async engines, or a connection handed in by `api_server.db.migrate`."""
+"""Alembic environment: async engines, or a connection handed in by `core.db.migrate`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import logging.config
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from api_server.db.engine import create_engine
-from api_server.db.migrate import only_rowloom_tables
-from api_server.models import metadata
-from api_server.settings import get_settings
+from core.db.engine import create_engine
+from core.db.migrate import only_rowloom_tables
+from core.models import metadata
+from core.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

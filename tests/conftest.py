@@ -12,12 +12,12 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from api_server.db import Database
-from api_server.db.migrate import upgrade
 from api_server.main import create_app
-from api_server.models import metadata
 from api_server.routes.workflows import EXAMPLE_YAML
-from api_server.settings import Settings
+from core.db import Database
+from core.db.migrate import upgrade
+from core.models import metadata
+from core.settings import Settings
 from tests.services import mysql_url
 
 

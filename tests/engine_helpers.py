@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from engine.prompts import PromptRenderer
+from engine.run.prompts import PromptRenderer
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec
 from tests.fake_upstream import marker

@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from core.shared_limits import SharedLimits
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
-from engine.gateway.shared import SharedLimits
 from engine.gateway.types import ChatRequest
 
 

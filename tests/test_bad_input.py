@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api_server.db import Database
 from api_server.main import create_app
-from api_server.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.conftest import make_job, make_workflow, spec_text
 
 

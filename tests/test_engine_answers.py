@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.answers import ContentError, extract_json_object
-from engine.prompts import PromptRenderer
+from engine.run.answers import ContentError, extract_json_object
+from engine.run.prompts import PromptRenderer
 from tests.engine_helpers import make_spec
 
 ANSWERS = [

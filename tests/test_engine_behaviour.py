@@ -13,11 +13,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from engine import attempts, runner
 from engine.gateway.openai_client import OpenAIClient
-from engine.pause import PauseGate
-from engine.progress import Progress
-from engine.run import run_spec
+from engine.run import attempts, run_spec, runner
+from engine.run.pause import PauseGate
+from engine.run.progress import Progress
 from tests.engine_helpers import SPEC, make_spec, read_csv_text, tickets
 from tests.fake_upstream import FakeUpstream, first_attempts
 
@@ -108,7 +107,7 @@ def test_cli_run_validate_and_resume(tmp_path: Path) -> None:
     flow.write_text(SPEC.format(
         source="{kind: csv, path: in.csv, key: id}", in_flight=4, api=3, content=2,
         extra="sink: {kind: csv, path: out/result.csv}"), encoding="utf-8")
-    cli = [sys.executable, "-m", "api_server.cli"]
+    cli = [sys.executable, "-m", "rowloom.cli"]
     validated = subprocess.run([*cli, "validate", str(flow)], capture_output=True, text=True, timeout=60)
     assert validated.returncode == 0 and "valid workflow spec" in validated.stdout
     first = subprocess.run([*cli, "run", str(flow)], capture_output=True, text=True, timeout=120)
@@ -136,7 +135,7 @@ def test_cli_run_through_a_gateway_config(tmp_path: Path) -> None:
     gateway.write_text("models:\n  - {name: local-a, model: mock, provider: mock}\n"
                        "  - {name: local-b, model: mock, provider: mock, supports_json_schema: false}\n"
                        "groups: {fast: [local-a]}\n", encoding="utf-8")
-    cli = [sys.executable, "-m", "api_server.cli", "run", str(flow), "--gateway", str(gateway)]
+    cli = [sys.executable, "-m", "rowloom.cli", "run", str(flow), "--gateway", str(gateway)]
     result = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "18 done, 0 failed, 2 skipped" in result.stdout

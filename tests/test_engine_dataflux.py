@@ -59,7 +59,7 @@ prompt:
 
 def test_import_writes_a_valid_workflow_and_a_gateway_without_secrets(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(CONFIG, encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "api_server.cli", "import-dataflux", str(tmp_path / "config.yaml")],
+    result = subprocess.run([sys.executable, "-m", "rowloom.cli", "import-dataflux", str(tmp_path / "config.yaml")],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "ROWLOOM_KEY_MODEL_1" in result.stdout
@@ -81,7 +81,7 @@ def test_import_writes_a_valid_workflow_and_a_gateway_without_secrets(tmp_path: 
 
 
 async def test_imported_workflow_runs_on_the_users_files(tmp_path: Path) -> None:
-    from engine.dataflux import convert
+    from engine.spec.dataflux import convert
 
     write_workbook(tmp_path / "in.xlsx", 12, notes_first=False)  # AI-DataFlux reads the first sheet
     spec = load_spec(convert(CONFIG, name="tickets").workflow_yaml).spec

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 import xlsxwriter
 
+from engine.errors import InputError
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import run_spec
-from engine.sources import InputError, blocks
+from engine.sources import blocks
 from engine.sources.files import ArrowFileSource, csv_source, jsonl_source
 from tests.engine_helpers import expected_summary, make_spec, tickets
 from tests.fake_upstream import FakeUpstream

@@ -10,9 +10,9 @@ from urllib.parse import urlparse
 import asyncmy
 import pytest
 
+from engine.errors import InputError
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import run_spec
-from engine.sources import InputError
 from tests.engine_helpers import expected_summary, make_spec, tickets
 from tests.fake_upstream import FakeUpstream
 from tests.services import mysql_url

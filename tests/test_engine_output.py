@@ -15,14 +15,14 @@ import pytest
 
 from engine.gateway.openai_client import OpenAIClient
 from engine.results import ResultStore, RowResult, RowStatus, SqliteResultStore
-from engine.runner import Runner
-from engine.settled import SettledRows
+from engine.results.settled import SettledRows
+from engine.run.runner import Runner
 from engine.sinks.base import WRITE_BEHIND_ROWS
 from engine.sinks.files import FileSink
 from engine.sinks.temp_files import HOST
+from engine.sinks.xlsx_process import XlsxProcess
 from engine.sources.base import Source
 from engine.sources.files import inline_source
-from engine.xlsx_process import XlsxProcess
 from tests.engine_helpers import make_spec
 from tests.fake_upstream import FakeUpstream
 from tests.worker_helpers import wait_for

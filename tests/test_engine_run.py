@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 
 from engine.gateway.openai_client import OpenAIClient
-from engine.outage import UpstreamDown
 from engine.results import ErrorClass, SqliteResultStore
 from engine.run import run_spec
-from engine.runner import RunOutcome
+from engine.run.outage import UpstreamDown
+from engine.run.runner import RunOutcome
 from engine.spec.models import WorkflowSpec
 from tests.engine_helpers import expected_summary, make_spec, read_csv_text, tickets
 from tests.fake_upstream import FakeUpstream, first_attempts

@@ -11,9 +11,9 @@ import httpx
 import openai
 import pytest
 
-from api_server.db import Database
 from api_server.main import create_app
-from api_server.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
 from tests.fake_upstream import FakeUpstream, marker

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from engine.errors import SpecError
 from engine.gateway import (
     RateLimited,
     RequestRejected,
@@ -23,7 +24,6 @@ from engine.gateway.config import load_gateway
 from engine.gateway.openai_client import OpenAIClient, encode_body
 from engine.gateway.router import Router, usage_total
 from engine.gateway.types import ChatRequest
-from engine.spec.loader import SpecError
 from tests.fake_upstream import FakeUpstream
 
 

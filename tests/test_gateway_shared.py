@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
+from core.shared_limits import SharedLimits
 from engine.gateway import RateLimited
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
-from engine.gateway.shared import SharedLimits
 from engine.gateway.types import ChatRequest
 from tests.fake_upstream import FakeUpstream
 from tests.services import redis_url
@@ -59,7 +59,7 @@ async def test_admin_shows_the_shared_cool_down_and_bucket_levels() -> None:
     import httpx
 
     from api_server.main import create_app
-    from api_server.settings import Settings
+    from core.settings import Settings
 
     prefix = f"test:{uuid.uuid4().hex}"
     async with FakeUpstream(faults=lambda *_: "429", retry_after="5") as up:

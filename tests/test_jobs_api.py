@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from api_server.db import Database
-from api_server.models import Job, JobStatus
-from api_server.models.job_states import ACTIONS, TRANSITIONS, JobAction
+from core.db import Database
+from core.models import Job, JobStatus
+from core.models.job_states import ACTIONS, TRANSITIONS, JobAction
 from tests.conftest import make_job, make_workflow
 
 

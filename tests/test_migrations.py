@@ -12,9 +12,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
-from api_server.db import Database
-from api_server.db.migrate import only_rowloom_tables
-from api_server.models import metadata
+from core.db import Database
+from core.db.migrate import only_rowloom_tables
+from core.models import metadata
 from tests.services import mysql_url
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from api_server.db import Database
-from api_server.models import Job, JobStatus, Priority
+from core.db import Database
+from core.models import Job, JobStatus, Priority
 from tests.conftest import make_job, make_workflow
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from api_server.db import Database
 from api_server.main import create_app
-from api_server.settings import Settings
+from core.db import Database
+from core.settings import Settings
 from tests.services import redis_url
 
 

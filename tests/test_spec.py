@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.spec import SpecError, load_spec
+from engine.errors import SpecError
+from engine.spec import load_spec
 from engine.spec.models import ExcelSource
 from tests.conftest import spec_text
 

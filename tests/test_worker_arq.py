@@ -19,10 +19,10 @@ import pytest
 from arq.worker import Worker
 from sqlmodel import col, select
 
-from api_server.models import JobItem
-from api_server.queue import ArqQueue
-from api_server.settings import Settings
-from engine.prompts import PromptRenderer
+from core.models import JobItem
+from core.queue import ArqQueue
+from core.settings import Settings
+from engine.run.prompts import PromptRenderer
 from tests.fake_upstream import FakeUpstream
 from tests.services import redis_url
 from tests.worker_helpers import (
@@ -134,7 +134,7 @@ def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
            "QUEUE_NAME": settings.queue_name, "GATEWAY_CONFIG": str(settings.gateway_config),
            "DATA_DIR": str(settings.data_dir), "JOB_LEASE_S": "2", "REAPER_INTERVAL_S": "1", "LOG_LEVEL": "INFO"}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "api_server.cli", "worker"], env=env, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "rowloom.cli", "worker"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import func, select, update
 from sqlmodel import col
 
-from api_server.models import Job, JobItem
-from api_server.queue import NoQueue
+from core.models import Job, JobItem
+from core.queue import NoQueue
 from engine.results import RowResult, RowStatus
 from tests.engine_helpers import expected_summary
 from tests.fake_upstream import FakeUpstream, first_attempts

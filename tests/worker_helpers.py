@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import httpx
 import polars as pl
 
-from api_server.db import Database
-from api_server.gateway import open_router
 from api_server.main import create_app
-from api_server.queue import JobQueue
-from api_server.settings import Settings
+from core.db import Database
+from core.gateway_router import open_router
+from core.queue import JobQueue
+from core.settings import Settings
 from engine.gateway.router import Router
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-import api_server.db.types
+import core.db.types
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -26,8 +26,8 @@ def upgrade() -> None:
     sa.Column('description', sa.String(length=2000), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('latest_version', sa.Integer(), nullable=False),
-    sa.Column('created_at', api_server.db.types.UtcDateTime(), nullable=False),
-    sa.Column('updated_at', api_server.db.types.UtcDateTime(), nullable=False),
+    sa.Column('created_at', core.db.types.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', core.db.types.UtcDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_workflows')),
     sa.UniqueConstraint('name', name=op.f('uq_workflows_name'))
     )
@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('spec', sa.JSON(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', api_server.db.types.UtcDateTime(), nullable=False),
+    sa.Column('created_at', core.db.types.UtcDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['workflow_id'], ['workflows.id'], name=op.f('fk_workflow_versions_workflow_id_workflows'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_workflow_versions')),
     sa.UniqueConstraint('workflow_id', 'sha256', name=op.f('uq_workflow_versions_workflow_id_sha256')),
@@ -78,10 +78,10 @@ def upgrade() -> None:
     sa.Column('tokens_in', sa.BigInteger(), nullable=False),
     sa.Column('tokens_out', sa.BigInteger(), nullable=False),
     sa.Column('cost', sa.Double(), nullable=False),
-    sa.Column('created_at', api_server.db.types.UtcDateTime(), nullable=False),
-    sa.Column('updated_at', api_server.db.types.UtcDateTime(), nullable=False),
-    sa.Column('started_at', api_server.db.types.UtcDateTime(), nullable=True),
-    sa.Column('completed_at', api_server.db.types.UtcDateTime(), nullable=True),
+    sa.Column('created_at', core.db.types.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', core.db.types.UtcDateTime(), nullable=False),
+    sa.Column('started_at', core.db.types.UtcDateTime(), nullable=True),
+    sa.Column('completed_at', core.db.types.UtcDateTime(), nullable=True),
     sa.Column('worker_id', sa.String(length=128), nullable=True),
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('error', sa.Text().with_variant(mysql.MEDIUMTEXT(), 'mysql'), nullable=True),

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-import api_server.db.types
+import core.db.types
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table('job_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('job_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('created_at', api_server.db.types.UtcDateTime(), nullable=False),
+    sa.Column('created_at', core.db.types.UtcDateTime(), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('message', sa.Text().with_variant(mysql.MEDIUMTEXT(), 'mysql'), nullable=False),
     sa.Column('data', sa.JSON(), nullable=False),
@@ -48,7 +48,7 @@ def upgrade() -> None:
     sa.Column('cost', sa.Double(), nullable=False),
     sa.Column('workflow_version_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('prompt_hash', sa.String(length=64), nullable=True),
-    sa.Column('updated_at', api_server.db.types.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', core.db.types.UtcDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_items_job_id_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('job_id', 'row_key', name=op.f('pk_job_items'))
     )
@@ -56,8 +56,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_job_items_job_id_status_row_key'), ['job_id', 'status', 'row_key'], unique=False)
 
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('heartbeat_at', api_server.db.types.UtcDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('enqueued_at', api_server.db.types.UtcDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('heartbeat_at', core.db.types.UtcDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('enqueued_at', core.db.types.UtcDateTime(), nullable=True))
         batch_op.add_column(sa.Column('output', sa.String(length=1024), nullable=True))
         batch_op.add_column(sa.Column('models', sa.JSON(), nullable=True))
 

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api_server.db import Database
-from api_server.queue import JobQueue
-from api_server.settings import Settings
+from core.db import Database
+from core.queue import JobQueue
+from core.settings import Settings
 from engine.gateway.router import Router
 
 

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from api_server.body_limit import BodySizeLimit
 from api_server.chat_fast_path import ChatFastPath
-from api_server.db import Database
-from api_server.demo import run_demo
-from api_server.errors import install_error_handlers
-from api_server.gateway import open_router
-from api_server.queue import JobQueue, NoQueue, queue_for
+from api_server.http_errors import install_error_handlers
 from api_server.routes import admin, health, job_results, jobs, metrics, openai_compat, workflows
-from api_server.settings import Settings, get_settings
 from api_server.telemetry import fastapi_telemetry
+from core.db import Database
+from core.gateway_router import open_router
+from core.queue import JobQueue, NoQueue, queue_for
+from core.settings import Settings, get_settings
 from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
@@ -31,14 +31,16 @@ follow each job's status, counts and usage. Every error has one shape:
 
 
 QueueFactory = Callable[[Database, Router, Settings], JobQueue]
+BackgroundTask = Callable[[], Coroutine[Any, Any, None]]
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None,
                router: Router | None = None, queue_factory: QueueFactory | None = None,
-               trace_upstream: bool = False, demo_url: str | None = None) -> FastAPI:
+               trace_upstream: bool = False, background: BackgroundTask | None = None) -> FastAPI:
     """Build the app; the database and router come from settings unless injected (tests).
 
     Jobs go to arq when REDIS_URL is set; `queue_factory` replaces that (the CLI's in-process runner).
+    `background` runs beside the app once it starts, and is cancelled when it stops (the CLI's demo).
     """
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -52,12 +54,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.queue = (queue_factory(app.state.database, app.state.router, settings) if queue_factory
                            else queue_for(settings.redis_url, settings.queue_name))
         await app.state.queue.start()
-        demo = asyncio.create_task(run_demo(demo_url, settings)) if demo_url else None
+        task = asyncio.create_task(background()) if background is not None else None
         try:
             yield
         finally:
-            if demo is not None:
-                demo.cancel()
+            if task is not None:
+                task.cancel()
             await app.state.queue.aclose()
             if owned:
                 await app.state.database.dispose()
@@ -84,9 +86,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
 
 def _summaries_from_docstrings(router: APIRouter) -> None:
-    """Swagger shows each route's docstring: first line as summary, the rest as description."""
+    """Swagger shows each route's docstring: first line as summary (unless the route names one), the rest as
+    description."""
     for route in router.routes:
         if isinstance(route, APIRoute) and route.endpoint.__doc__:
-            first, _, rest = route.endpoint.__doc__.strip().partition("\n")
-            route.summary = route.summary or first.strip()
+            doc = route.endpoint.__doc__.strip()
+            if route.summary:  # given with the route: the whole docstring describes it
+                route.description = "\n".join(line.strip() for line in doc.splitlines())
+                continue
+            first, _, rest = doc.partition("\n")
+            route.summary = first.strip()
             route.description = "\n".join(line.strip() for line in rest.splitlines()).strip() or first.strip()

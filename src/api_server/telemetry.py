@@ -1,16 +1,10 @@
-"""Whether OpenTelemetry spans leave this process, and what that turns on in the API."""
+"""What tracing turns on in the API: FastAPI's own request spans, only when spans are exported."""
 
 from __future__ import annotations
 
-import os
-
 from fastapi.telemetry import TelemetryConfig
 
-
-def exporting() -> bool:
-    """Whether spans leave the process (OTEL_TRACES_EXPORTER names an exporter)."""
-    return any(name.strip().lower() not in {"", "none"}
-               for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))
+from core.telemetry import exporting
 
 
 def fastapi_telemetry() -> TelemetryConfig:

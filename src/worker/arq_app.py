@@ -10,18 +10,18 @@ from arq import Retry, cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from api_server.db import Database
-from api_server.gateway import open_router, snapshot
-from api_server.metrics import publish_stats
-from api_server.queue import EXECUTE_JOB, ArqQueue
-from api_server.settings import Settings
-from engine import loop
+from core.db import Database
+from core.gateway_router import open_router
+from core.gateway_stats import publish_stats, snapshot
+from core.queue import EXECUTE_JOB, ArqQueue
+from core.settings import Settings
+from core.telemetry import trace_upstream
+from engine import event_loop
 from engine.gateway.router import Router
 from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES
-from worker.executor import Outcome, WorkerContext, execute_job
-from worker.inprocess import worker_id
+from worker.executor import Outcome, WorkerContext, execute_job, worker_id
 from worker.lease import reap
-from worker.tracing import setup_tracing, trace_upstream
+from worker.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
 
@@ -106,4 +106,4 @@ def run_worker(settings: Settings) -> None:
         finally:
             await worker.close()
 
-    loop.run(main())  # uvloop and the engine's GC tuning, as for `rowloom run`
+    event_loop.run(main())  # uvloop and the engine's GC tuning, as for `rowloom run`

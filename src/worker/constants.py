@@ -1,4 +1,4 @@
-"""The worker's fixed timings and names (tunable ones are in api_server.settings.Settings)."""
+"""The worker's fixed timings and names (tunable ones are in core.settings.Settings)."""
 
 RECORD_EVERY_S = 0.5  # progress + heartbeat written, and control (cancel/pause) noticed, this often
 CAP_WAIT_S = 2.0  # at the global running-jobs cap, a job waits this long before trying to claim again

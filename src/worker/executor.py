@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,29 +20,26 @@ from opentelemetry import trace
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from api_server.db import Database
-from api_server.db.types import utcnow
-from api_server.models import EventKind, Job, JobItem, JobStatus, WorkflowVersion
-from api_server.services.job_records import event_row
-from api_server.services.jobs import merge_params
-from api_server.settings import Settings
+from core.db import Database
+from core.db.types import utcnow
+from core.job_records import event_row
+from core.models import Job, JobItem, JobStatus, WorkflowVersion
+from core.settings import Settings
+from engine.errors import EngineError
+from engine.events import EventKind
 from engine.gateway import ChatClient
-from engine.outage import UpstreamDown
-from engine.run import run_spec
-from engine.runner import RunOutcome
+from engine.run import RunOutcome, run_spec
 from engine.sinks.open import default_output
-from engine.sources import InputError
-from engine.spec import SpecError, validate_spec_data
+from engine.spec import merge_params, validate_spec_data
 from engine.spec.models import WorkflowSpec
 from worker.constants import TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
-from worker.recorder import JobRecorder, StopReason, Usage
+from worker.recorder import EarlierUsage, JobRecorder, StopReason
 from worker.store import DbResultStore
 from worker.tracing import job_context, trace_id_of
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(TRACER)
-S = JobStatus
 
 
 class Outcome(StrEnum):
@@ -49,6 +48,11 @@ class Outcome(StrEnum):
     FINISHED = "finished"  # nothing more: the job ended, stopped, or was not ours to run
     WAIT = "wait"  # the global cap is reached: offer the job again a little later
     AGAIN = "again"  # the job was queued again (resumed/retried) while this run wound down
+
+
+def worker_id(kind: str) -> str:
+    """A name for this worker process that is unique across machines."""
+    return f"{kind}@{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
 async def _is_queued(database: Database, job_id: int) -> bool:
     async with database.session() as session:
         job = await session.get(Job, job_id)
-        return job is not None and job.status == S.QUEUED
+        return job is not None and job.status == JobStatus.QUEUED
 
 
 def prompt_hash(spec: WorkflowSpec) -> str:
@@ -93,7 +97,7 @@ class JobRun:
         self.ctx = ctx
         self.job = job
         self.job_id: int = job.id
-        self.recorder = JobRecorder(ctx.database, job, earlier=Usage())
+        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage())
 
     async def run(self) -> None:
         """Run under the job's trace, then move the job to where the run left it."""
@@ -120,13 +124,13 @@ class JobRun:
                     await beat
             await self._ended(outcome)
 
-    async def _earlier_usage(self) -> Usage:
+    async def _earlier_usage(self) -> EarlierUsage:
         """Tokens and cost of earlier runs (their rows are in job_items; a re-run row adds to its own)."""
         async with self.ctx.database.session() as session:
             row = (await session.exec(select(  # type: ignore[call-overload]
                 func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
                 func.coalesce(func.sum(JobItem.cost), 0.0)).where(col(JobItem.job_id) == self.job_id))).one()
-        return Usage(int(row[0]), int(row[1]), float(row[2]))
+        return EarlierUsage(int(row[0]), int(row[1]), float(row[2]))
 
     async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:
         async with self.ctx.database.session() as session:
@@ -155,41 +159,42 @@ class JobRun:
         counts = f"{p.done} done, {p.failed} failed, {p.skipped} skipped"
         reason = self.recorder.stop_reason
         if reason is None:
-            if await self._finish(S.COMPLETED, EventKind.COMPLETED, f"completed: {counts}"):
+            if await self._finish(JobStatus.COMPLETED, EventKind.COMPLETED, f"completed: {counts}"):
                 return
             # cancelled or paused in the last moment: treat it like a stop
             status = await current_status(self.ctx.database, job=self.job)
-            reason = {S.CANCELLING: StopReason.CANCEL, S.PAUSED: StopReason.PAUSE}.get(status) if status else None
+            stops = {JobStatus.CANCELLING: StopReason.CANCEL, JobStatus.PAUSED: StopReason.PAUSE}
+            reason = stops.get(status) if status else None
         if reason is StopReason.CANCEL:
-            self.recorder.holding = S.CANCELLING
-            await self._finish(S.CANCELLED, EventKind.CANCELLED, f"cancelled ({counts}); partial output kept")
+            self.recorder.holding = JobStatus.CANCELLING
+            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, f"cancelled ({counts}); partial output kept")
         elif reason is StopReason.PAUSE:
-            self.recorder.holding = S.PAUSED
+            self.recorder.holding = JobStatus.PAUSED
             self.recorder.event(EventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")
             await self.recorder.write()
 
     async def _shut_down(self) -> None:
         """The worker is shutting down mid-run: hand the job to another worker (or end a cancel)."""
-        if self.recorder.holding is S.RUNNING:
-            await self._finish(S.QUEUED, EventKind.REQUEUED, "worker shut down; re-queued to resume",
+        if self.recorder.holding is JobStatus.RUNNING:
+            await self._finish(JobStatus.QUEUED, EventKind.REQUEUED, "worker shut down; re-queued to resume",
                                enqueued_at=utcnow(), rows_per_s=None, eta_s=None)
-        elif self.recorder.holding is S.CANCELLING:
-            await self._finish(S.CANCELLED, EventKind.CANCELLED, "cancelled (the worker shut down meanwhile)")
+        elif self.recorder.holding is JobStatus.CANCELLING:
+            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, "cancelled (the worker shut down meanwhile)")
 
     async def _failed(self, exc: Exception) -> None:
-        expected = isinstance(exc, SpecError | InputError | UpstreamDown | OSError)
+        expected = isinstance(exc, EngineError | OSError)
         if not expected:
             log.exception("job %s failed", self.job_id)
         message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
-        target = S.CANCELLED if self.recorder.holding is S.CANCELLING else S.FAILED
-        kind = EventKind.CANCELLED if target is S.CANCELLED else EventKind.FAILED
+        target = JobStatus.CANCELLED if self.recorder.holding is JobStatus.CANCELLING else JobStatus.FAILED
+        kind = EventKind.CANCELLED if target is JobStatus.CANCELLED else EventKind.FAILED
         await self._finish(target, kind, f"{target}: {message}", error=message)
 
     async def _finish(self, target: JobStatus, kind: EventKind, message: str, **values: Any) -> bool:
         """Move the job from the status our claim holds to `target`, with final progress and an event."""
         events = [*self.recorder.pending_events, event_row(self.job_id, kind, message)]
         changes = {"status": target, **values}
-        if target in {S.COMPLETED, S.FAILED, S.CANCELLED}:
+        if target in {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}:
             changes["completed_at"] = utcnow()
         applied = await update_own(self.ctx.database, job=self.job, statuses=[self.recorder.holding],
                                    values={**self.recorder.progress_values(), **changes}, events=events)

@@ -10,27 +10,20 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import socket
 
 from sqlmodel import col, select
 
-from api_server.db import Database
-from api_server.models import Job, JobStatus, Priority
-from api_server.queue import PRIORITY_RANK
-from api_server.settings import Settings
+from core.db import Database
+from core.models import Job, JobStatus, Priority
+from core.queue import PRIORITY_RANK
+from core.settings import Settings
 from engine.gateway import ChatClient
 from worker.constants import CAP_WAIT_S
-from worker.executor import Outcome, WorkerContext, execute_job
+from worker.executor import Outcome, WorkerContext, execute_job, worker_id
 from worker.lease import reap
 from worker.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
-
-
-def worker_id(kind: str) -> str:
-    """A name for this worker process that is unique across machines."""
-    return f"{kind}@{socket.gethostname()}:{os.getpid()}"
 
 
 class InProcessRunner:

@@ -18,16 +18,16 @@ from sqlalchemy import func, select, text, update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api_server.db import Database
-from api_server.db.types import utcnow
-from api_server.models import EventKind, Job, JobStatus
-from api_server.models.job_states import can_transition
-from api_server.queue import JobQueue, offer
-from api_server.services.job_records import add_events, event_row
+from core.db import Database
+from core.db.types import utcnow
+from core.job_records import add_events, event_row
+from core.models import Job, JobStatus
+from core.models.job_states import can_transition
+from core.queue import JobQueue, offer
+from engine.events import EventKind
 from worker.constants import REQUEUE_BATCH
 
 log = logging.getLogger(__name__)
-S = JobStatus
 
 
 class ClaimOutcome(StrEnum):
@@ -61,15 +61,16 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
                 max_running: int) -> tuple[ClaimOutcome, Job | None]:
     """queued -> running for this worker (attempt + 1), atomically, unless the global cap is reached."""
     now = utcnow()
-    statement = update(Job).where(col(Job.id) == job_id, col(Job.status).in_(_checked([S.QUEUED], S.RUNNING)))
+    queued = _checked([JobStatus.QUEUED], JobStatus.RUNNING)
+    statement = update(Job).where(col(Job.id) == job_id, col(Job.status).in_(queued))
     if max_running:
         running = select(func.count()).select_from(
-            select(col(Job.id)).where(col(Job.status) == S.RUNNING).subquery()).scalar_subquery()
+            select(col(Job.id)).where(col(Job.status) == JobStatus.RUNNING).subquery()).scalar_subquery()
         statement = statement.where(running < max_running)
     async with database.session() as session:
         async with _claim_lock(session, database):
             result = await session.exec(statement.values(
-                status=S.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
+                status=JobStatus.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
                 updated_at=now, started_at=func.coalesce(col(Job.started_at), now), completed_at=None,
                 error=None))
             claimed = result.rowcount == 1
@@ -80,7 +81,7 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
         job = await session.get(Job, job_id)
     if claimed and job is not None:
         return ClaimOutcome.CLAIMED, job
-    if job is not None and job.status == S.QUEUED:
+    if job is not None and job.status == JobStatus.QUEUED:
         return ClaimOutcome.AT_CAPACITY, None
     return ClaimOutcome.NOT_QUEUED, None
 
@@ -117,13 +118,13 @@ async def reap(database: Database, queue: JobQueue, *, lease_s: float) -> list[i
     cutoff = now - timedelta(seconds=lease_s)
     requeued: list[int] = []
     async with database.session() as session:
-        for source, target, kind in ((S.RUNNING, S.QUEUED, EventKind.REQUEUED),
-                                     (S.CANCELLING, S.CANCELLED, EventKind.CANCELLED)):
+        for source, target, kind in ((JobStatus.RUNNING, JobStatus.QUEUED, EventKind.REQUEUED),
+                                     (JobStatus.CANCELLING, JobStatus.CANCELLED, EventKind.CANCELLED)):
             stale = (await session.exec(select(Job.id, Job.worker_id).where(  # type: ignore[call-overload]
                 col(Job.status) == source, col(Job.heartbeat_at) < cutoff).limit(REQUEUE_BATCH))).all()
             for job_id, worker_id in stale:
                 values: dict[str, Any] = {"status": target, "updated_at": now}
-                if target is S.QUEUED:
+                if target is JobStatus.QUEUED:
                     values |= {"enqueued_at": now, "rows_per_s": None, "eta_s": None}
                 else:
                     values["completed_at"] = now
@@ -133,13 +134,13 @@ async def reap(database: Database, queue: JobQueue, *, lease_s: float) -> list[i
                 if result.rowcount == 1:
                     await add_events(session, [event_row(
                         job_id, kind, f"worker {worker_id} stopped sending heartbeats (lease {lease_s:g}s); "
-                        + ("re-queued to resume from its finished rows" if target is S.QUEUED else "cancelled"),
+                        + ("re-queued to resume from its finished rows" if target is JobStatus.QUEUED else "cancelled"),
                         worker=worker_id)])
-                    if target is S.QUEUED:
+                    if target is JobStatus.QUEUED:
                         requeued.append(job_id)
                 await session.commit()
         waiting = (await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
-            col(Job.status) == S.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
+            col(Job.status) == JobStatus.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
     if requeued:
         log.warning("re-queued jobs with expired leases: %s", requeued)
     async with database.session() as session:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from api_server.db import Database
-from api_server.db.types import utcnow
-from api_server.models import Job, JobStatus
-from api_server.services.job_records import event_row
-from engine.progress import Progress
+from core.db import Database
+from core.db.types import utcnow
+from core.job_records import event_row
+from core.models import Job, JobStatus
+from engine.events import EventKind
+from engine.run import Progress
 from worker.constants import RECORD_EVERY_S
 from worker.lease import current_status, update_own
 
@@ -32,7 +33,7 @@ class StopReason(StrEnum):
 
 
 @dataclass(frozen=True)
-class Usage:
+class EarlierUsage:
     """Tokens and cost already spent on the job by earlier runs."""
 
     tokens_in: int = 0
@@ -43,7 +44,7 @@ class Usage:
 class JobRecorder:
     """Collects the engine's progress and events and writes them on the job's record."""
 
-    def __init__(self, database: Database, job: Job, *, earlier: Usage) -> None:
+    def __init__(self, database: Database, job: Job, *, earlier: EarlierUsage) -> None:
         self.database = database
         self.job = job
         self.earlier = earlier
@@ -57,13 +58,13 @@ class JobRecorder:
         """Engine callback: keep the newest snapshot."""
         self.latest = progress
 
-    def on_event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+    def on_event(self, kind: EventKind, message: str, data: dict[str, Any]) -> None:
         """Engine callback: queue an event for the next write."""
         if isinstance(data.get("output"), str):
             self.output = data["output"]
         self.event(kind, message, **data)
 
-    def event(self, kind: str, message: str, **data: Any) -> None:
+    def event(self, kind: EventKind, message: str, **data: Any) -> None:
         """Queue an event for the next write."""
         assert self.job.id is not None
         self.pending_events.append(event_row(self.job.id, kind, message, **data))

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.dialects import mysql, sqlite
 
-from api_server.db import Database
-from api_server.db.types import utcnow
-from api_server.models import JobItem
-from api_server.models.job_item import MAX_ROW_KEY
+from core.db import Database
+from core.db.types import utcnow
+from core.models import JobItem
+from core.models.job_item import MAX_ROW_KEY
 from engine.results import ErrorClass, Key, RowResult, RowStatus, encode_key
 
 ITEMS = JobItem.__table__  # type: ignore[attr-defined]

@@ -15,13 +15,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from api_server.telemetry import exporting
-
-
-def trace_upstream(setting: bool | None) -> bool:
-    """Whether to record a span per upstream HTTP call: as set, or when spans are exported."""
-    return exporting() if setting is None else setting
-
 
 def setup_tracing(service_name: str = "rowloom-worker") -> TracerProvider:
     """Install (once) and return the process's SDK tracer provider."""

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from api_server.deps import RouterDep
-from api_server.gateway import snapshot
+from core.gateway_stats import snapshot
 from engine.gateway.router import Router
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -12,16 +12,16 @@ from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api_server.deps import DatabaseDep, SessionDep
-from api_server.errors import error_responses
-from api_server.models import JobStatus
-from api_server.models.job import JobPublic
-from api_server.models.job_event import JobEventPublic
-from api_server.models.job_item import JobItemPublic
-from api_server.models.job_states import FINISHED
-from api_server.models.queries import EventListQuery, ItemListQuery, ItemStatus, ListPage, NoQueryDep
-from api_server.services import job_records
+from api_server.http_errors import error_responses
+from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, ListPage, NoQueryDep
+from api_server.services import job_results
 from api_server.services.errors import Conflict, NotFound
 from api_server.services.jobs import get_job
+from core.models import JobStatus
+from core.models.job import JobPublic
+from core.models.job_event import JobEventPublic
+from core.models.job_item import JobItemPublic
+from core.models.job_states import FINISHED
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["job results"])
 PROGRESS_POLL_S = 0.5
@@ -43,7 +43,7 @@ async def list_items(job_id: int, session: SessionDep,
     `after` while `has_more`.
     """
     await get_job(session, job_id=job_id)
-    return await job_records.list_items(session, job_id=job_id, status=query.status, after=query.after,
+    return await job_results.list_items(session, job_id=job_id, status=query.status, after=query.after,
                                         limit=query.limit)
 
 
@@ -52,7 +52,7 @@ async def list_errors(job_id: int, session: SessionDep,
                       query: Annotated[ErrorListQuery, Query()]) -> ListPage[JobItemPublic]:
     """Page through a job's failed rows with their error class and reason (`retry` re-sends exactly these)."""
     await get_job(session, job_id=job_id)
-    return await job_records.list_items(session, job_id=job_id, status=ItemStatus.FAILED, after=query.after,
+    return await job_results.list_items(session, job_id=job_id, status=ItemStatus.FAILED, after=query.after,
                                         limit=query.limit)
 
 
@@ -62,7 +62,7 @@ async def list_events(job_id: int, session: SessionDep,
     """A job's events, oldest first: created, claimed, paused for API errors (with the cause), cancelled,
     re-queued, failed (with the error), output written (with where), ..."""
     await get_job(session, job_id=job_id)
-    return await job_records.list_events(session, job_id=job_id, after=query.after, limit=query.limit)
+    return await job_results.list_events(session, job_id=job_id, after=query.after, limit=query.limit)
 
 
 @router.get("/{job_id}/progress", response_class=EventSourceResponse, responses=error_responses(404))

@@ -7,13 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api_server.deps import QueueDep, SessionDep
-from api_server.errors import error_responses
-from api_server.models import JobAction, JobStatus
-from api_server.models.job import JobCreate, JobPublic, JobSummary
-from api_server.models.queries import JobListQuery, ListPage, NoQueryDep
-from api_server.queue import offer
+from api_server.http_errors import error_responses
+from api_server.queries import JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
 from api_server.services import jobs as service
+from core.models import JobAction
+from core.models.job import JobCreate, JobPublic, JobSummary
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -36,11 +35,8 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
     it. With an `Idempotency-Key` header, a retry with the same key and body returns the first job (200);
     the same key with a different body is a 409.
     """
-    job, created = await service.create_job(session, data=data, idempotency_key=idempotency_key)
-    if created:
-        assert job.id is not None
-        await offer(queue, job.id, job.priority, job.attempt)
-    else:
+    job, created = await service.create_job(session, queue=queue, data=data, idempotency_key=idempotency_key)
+    if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"
     return JobPublic.from_job(job)
@@ -80,30 +76,41 @@ async def delete_job(job_id: int, session: SessionDep, _: NoQueryDep) -> None:
     await service.delete_job(session, job_id=job_id)
 
 
-_ACTION_DOCS = {
-    JobAction.CANCEL: "Cancel a job: a queued or paused job is cancelled at once, a running one goes "
-                      "through `cancelling`. 409 names the status if the job cannot be cancelled.",
-    JobAction.PAUSE: "Pause a queued or running job; it keeps its place and its finished rows. "
-                     "409 names the status otherwise.",
-    JobAction.RESUME: "Resume a paused job: it is queued again and goes on from its finished rows. "
-                      "409 names the status otherwise.",
-    JobAction.RETRY: "Retry a failed or cancelled job: it is queued again; finished rows are kept and only "
-                     "failed and unsent rows run. 409 names the status otherwise.",
-}
+ACTION_RESPONSES = error_responses(404, 409, 422)
 
 
-def _add_action_route(action: JobAction) -> None:
-    async def run_action(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
-        job = await service.act(session, job_id=job_id, action=action)
-        if job.status == JobStatus.QUEUED:
-            await offer(queue, job_id, job.priority, job.attempt)
-        return JobPublic.from_job(job)
+@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=ACTION_RESPONSES)
+async def cancel_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+    """Cancel a job: a queued or paused job is cancelled at once, a running one goes through `cancelling`.
 
-    run_action.__doc__ = _ACTION_DOCS[action]
-    router.add_api_route(f"/{{job_id}}/{action.value}", run_action, methods=["POST"], response_model=JobPublic,
-                         name=f"{action.value}_job", summary=f"{action.value.capitalize()} a job",
-                         responses=error_responses(404, 409, 422))
+    409 names the status if the job cannot be cancelled.
+    """
+    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.CANCEL))
 
 
-for _action in JobAction:
-    _add_action_route(_action)
+@router.post("/{job_id}/pause", response_model=JobPublic, summary="Pause a job", responses=ACTION_RESPONSES)
+async def pause_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+    """Pause a queued or running job; it keeps its place and its finished rows.
+
+    409 names the status otherwise.
+    """
+    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.PAUSE))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic, summary="Resume a job", responses=ACTION_RESPONSES)
+async def resume_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+    """Resume a paused job: it is queued again and goes on from its finished rows.
+
+    409 names the status otherwise.
+    """
+    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.RESUME))
+
+
+@router.post("/{job_id}/retry", response_model=JobPublic, summary="Retry a job", responses=ACTION_RESPONSES)
+async def retry_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+    """Retry a failed or cancelled job: it is queued again; finished rows are kept and only failed and unsent
+    rows run.
+
+    409 names the status otherwise.
+    """
+    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.RETRY))

@@ -13,10 +13,9 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from api_server.deps import QueueDep, RouterDep, SessionDep, SettingsDep
-from api_server.gateway import snapshot
-from api_server.metrics import fleet_stats
-from api_server.models import Job, JobStatus
-from api_server.models.queries import NoQueryDep
+from api_server.queries import NoQueryDep
+from core.gateway_stats import fleet_stats, snapshot
+from core.models import Job, JobStatus
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)

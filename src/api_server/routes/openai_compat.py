@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api_server.deps import RouterDep
-from api_server.errors import error_response, error_responses
+from api_server.http_errors import error_response, error_responses
 from engine.gateway import GatewayError, RateLimited, RequestRejected
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
 

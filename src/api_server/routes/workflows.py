@@ -10,9 +10,12 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api_server.deps import SessionDep
-from api_server.errors import error_responses
-from api_server.models.queries import ListPage, NoQueryDep, WorkflowListQuery
-from api_server.models.workflow import (
+from api_server.http_errors import error_responses
+from api_server.queries import ListPage, NoQueryDep, WorkflowListQuery
+from api_server.routes._paging import list_page, page_request
+from api_server.services import workflows as service
+from api_server.services.errors import InvalidInput
+from core.models.workflow import (
     NAME_PATTERN,
     WorkflowCreate,
     WorkflowPublic,
@@ -22,9 +25,6 @@ from api_server.models.workflow import (
     WorkflowVersionSummary,
     WorkflowVersionUpdate,
 )
-from api_server.routes._paging import list_page, page_request
-from api_server.services import workflows as service
-from api_server.services.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
 

@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
-
-@dataclass(frozen=True)
-class ErrorDetail:
-    """One problem in a request: which field, what is wrong, and for YAML where (1-based)."""
-
-    field: str
-    message: str
-    line: int | None = None
-    column: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict without the unset position."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
+from engine.errors import ErrorDetail
 
 
 class DomainError(Exception):

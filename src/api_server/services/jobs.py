@@ -1,4 +1,4 @@
-"""Job records: trigger, read, list, act on (cancel/pause/resume/retry) and delete."""
+"""Job records: trigger (and offer to the queue), read, list, act on (cancel/pause/resume/retry) and delete."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api_server.db.types import utcnow
-from api_server.models import EventKind, Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
-from api_server.models.job import SUMMARY_COLUMNS, JobCreate
-from api_server.models.job_states import ACTIONS, FINISHED, can_transition
-from api_server.services.errors import Conflict, ErrorDetail, InvalidInput, NotFound
-from api_server.services.job_records import add_events, event_row
+from api_server.services.errors import Conflict, InvalidInput, NotFound
 from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
 from api_server.services.workflows import get_version, get_workflow, time_range
-from engine.spec import SpecError, validate_spec_data
+from core.db.types import utcnow
+from core.job_records import add_events, event_row
+from core.models import Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
+from core.models.job import SUMMARY_COLUMNS, JobCreate
+from core.models.job_states import ACTIONS, FINISHED, can_transition
+from core.queue import JobQueue, offer
+from engine.errors import ErrorDetail, SpecError
+from engine.events import EventKind
+from engine.spec import merge_params, validate_spec_data
 
 ORDERABLE: dict[str, Sortable] = {
     "created_at": sortable_time(col(Job.created_at)),
@@ -61,9 +64,10 @@ def request_hash(data: JobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def create_job(session: AsyncSession, *, data: JobCreate,
+async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
                      idempotency_key: str | None = None) -> tuple[Job, bool]:
-    """Trigger a job; returns (job, created). A repeated Idempotency-Key returns the first job."""
+    """Trigger a job and offer it to the workers; returns (job, created). A repeated Idempotency-Key returns
+    the first job (offered once, when it was created)."""
     body_hash = request_hash(data)
     if idempotency_key is not None:
         first = await _job_by_key(session, idempotency_key, body_hash)
@@ -96,6 +100,7 @@ async def create_job(session: AsyncSession, *, data: JobCreate,
         if first is None:
             raise
         return first, False
+    await offer(queue, job.id, job.priority, job.attempt)
     return job, True
 
 
@@ -121,18 +126,6 @@ async def _runnable_version(session: AsyncSession, workflow: Workflow, number: i
     if newest is None:
         raise Conflict(f"workflow {workflow.name!r} has no active version", field="version")
     return newest
-
-
-def merge_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec with a job's overrides merged in (mappings merge key by key, anything else replaces)."""
-    merged = dict(spec)
-    for key, value in params.items():
-        base = merged.get(key)
-        if isinstance(base, Mapping) and isinstance(value, Mapping):
-            merged[key] = merge_params(base, value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def check_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -181,8 +174,9 @@ async def transition(session: AsyncSession, *, job: Job, target: JobStatus,
     return job
 
 
-async def act(session: AsyncSession, *, job_id: int, action: JobAction) -> Job:
-    """Cancel, pause, resume or retry a job; a 409 names the status that forbids it."""
+async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: JobAction) -> Job:
+    """Cancel, pause, resume or retry a job (a job queued again is offered to the workers); a 409 names the
+    status that forbids it."""
     job = await get_job(session, job_id=job_id)
     target = ACTIONS[action].get(JobStatus(job.status))
     if target is None:
@@ -196,7 +190,10 @@ async def act(session: AsyncSession, *, job_id: int, action: JobAction) -> Job:
         changes["enqueued_at"] = utcnow()
     assert job.id is not None
     event = event_row(job.id, _ACTION_EVENTS[(action, target)], f"{action} requested: {job.status} -> {target}")
-    return await transition(session, job=job, target=target, events=[event], **changes)
+    job = await transition(session, job=job, target=target, events=[event], **changes)
+    if target is JobStatus.QUEUED:
+        await offer(queue, job_id, job.priority, job.attempt)
+    return job
 
 
 _ACTION_EVENTS = {

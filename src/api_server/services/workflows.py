@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -13,18 +13,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api_server.db.types import utcnow
-from api_server.models import Job, Workflow, WorkflowTag, WorkflowVersion
-from api_server.models.workflow import (
+from api_server.services.errors import Conflict, InvalidInput, NotFound
+from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
+from core.db.types import utcnow
+from core.models import Job, Workflow, WorkflowTag, WorkflowVersion
+from core.models.workflow import (
     NAME_PATTERN,
     WorkflowMeta,
     WorkflowPublic,
     WorkflowUpdate,
     WorkflowVersionUpdate,
 )
-from api_server.services.errors import Conflict, ErrorDetail, InvalidInput, NotFound
-from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
-from engine.spec import LoadedSpec, SpecError, load_spec
+from engine.errors import SpecError
+from engine.spec import LoadedSpec, load_spec
 
 ORDERABLE: dict[str, Sortable] = {
     "created_at": sortable_time(col(Workflow.created_at)),
@@ -62,7 +63,7 @@ def parse_spec(text: str) -> LoadedSpec:
     try:
         return load_spec(text)
     except SpecError as exc:
-        details = [ErrorDetail(i.field or "yaml", i.message, i.line, i.column) for i in exc.issues]
+        details = [replace(issue, field=issue.field or "yaml") for issue in exc.issues]
         raise InvalidInput(f"invalid workflow YAML: {exc}", field="yaml", details=details) from None
 
 

@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from engine.spec.loader import SpecError, SpecIssue, load_yaml_model
+from engine.errors import ErrorDetail, SpecError
+from engine.spec.loader import load_yaml_model
 from engine.spec.models import DEFER_REFERENCES, Location, StrictModel
 
 _ENV = re.compile(r"\$\{(\w+)\}")
@@ -114,7 +115,7 @@ def resolve_secrets(config: GatewayConfig, env: Mapping[str, str] | None = None)
             continue
         missing = [name for name in _ENV.findall(deployment.api_key) if name not in environment]
         if missing:
-            raise SpecError([SpecIssue(f"models.{index}.api_key",
+            raise SpecError([ErrorDetail(f"models.{index}.api_key",
                                        f"environment variable {missing[0]} is not set (model {deployment.name})")])
         keys[deployment.name] = _ENV.sub(lambda m: environment[m.group(1)], deployment.api_key)
     return keys

@@ -1,4 +1,5 @@
-"""The gateway's exception tree. The engine decides retries by class, never by message.
+"""The gateway's exception tree, a branch of `engine.errors.EngineError`. Retries are decided by class, never
+by message.
 
     GatewayError
     ├── UpstreamError            retryable: the upstream failed, not the request
@@ -12,8 +13,10 @@
 
 from __future__ import annotations
 
+from engine.errors import EngineError
 
-class GatewayError(Exception):
+
+class GatewayError(EngineError):
     """Base of every error a ChatClient raises."""
 
     def __init__(self, message: str, *, status: int | None = None, model: str | None = None) -> None:

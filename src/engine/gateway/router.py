@@ -14,19 +14,15 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-import httpx
-
+from engine.gateway.capacity import SharedCapacity
 from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
 from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, UpstreamError
 from engine.gateway.limits import Cooldown, TokenBucket
-from engine.gateway.mock import MockClient
-from engine.gateway.openai_client import OpenAIClient
-from engine.gateway.shared import SharedLimits
-from engine.gateway.transport import UpstreamTransport
+from engine.gateway.providers import PROVIDERS, ClientFactory, UpstreamConnections
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 T = TypeVar("T")
@@ -71,41 +67,21 @@ class Router:
     """A ChatClient over many deployments (see the module docstring)."""
 
     def __init__(self, config: GatewayConfig, *, env: dict[str, str] | None = None,
-                 shared: SharedLimits | None = None, clock: Callable[[], float] = time.monotonic,
-                 seed: int | None = None, trace_upstream: bool = False) -> None:
+                 shared: SharedCapacity | None = None, clock: Callable[[], float] = time.monotonic,
+                 seed: int | None = None, trace_upstream: bool = False,
+                 providers: Mapping[str, ClientFactory] = PROVIDERS) -> None:
         self.config = config
-        self.trace_upstream = trace_upstream  # a client span (and traceparent header) per upstream call
         self.shared = shared  # with it, requests/s, tokens/min and cool-downs are fleet-wide
         self.clock = clock
         self._random = random.Random(seed)
         self._changed = asyncio.Event()
+        # A client span (and traceparent header) per upstream call when traced.
+        self.connections = UpstreamConnections(traced=trace_upstream)
         keys = resolve_secrets(config, env)
-        self._transports: dict[tuple[str | None, bool], httpx.AsyncBaseTransport] = {}
-        self.deployments = {d.name: self._state(d, keys[d.name]) for d in config.models}
+        self.deployments = {d.name: self._state(d, providers[d.provider], keys[d.name]) for d in config.models}
 
-    def _transport(self, proxy: str | None, verify: bool) -> httpx.AsyncBaseTransport:
-        key = (proxy, verify)
-        if key not in self._transports:  # one pool per (proxy, ssl_verify), shared by its deployments
-            transport: httpx.AsyncBaseTransport = UpstreamTransport(proxy=proxy, verify=verify)
-            if self.trace_upstream:
-                from opentelemetry.instrumentation.httpx import AsyncOpenTelemetryTransport
-
-                transport = AsyncOpenTelemetryTransport(transport)
-            self._transports[key] = transport
-        return self._transports[key]
-
-    def _state(self, deployment: Deployment, api_key: str | None) -> DeploymentState:
-        client: ChatClient
-        if deployment.provider == "mock":
-            behaviour = deployment.mock
-            client = MockClient(latency_s=behaviour.latency_s, rate_429=behaviour.rate_429,
-                                rate_500=behaviour.rate_500, name=deployment.name)
-        else:
-            assert deployment.channel is not None
-            channel = self.config.channels[deployment.channel]
-            client = OpenAIClient(channel.base_url, path=channel.api_path, api_key=api_key, model=deployment.model,
-                                  timeout_s=deployment.timeout or channel.timeout,
-                                  transport=self._transport(channel.proxy, channel.ssl_verify))
+    def _state(self, deployment: Deployment, factory: ClientFactory, api_key: str | None) -> DeploymentState:
+        client = factory(deployment, config=self.config, api_key=api_key, connections=self.connections)
         now = self.clock()
         local = self.shared is None  # with shared limits the buckets live in Redis
         requests = TokenBucket(deployment.safe_rps, 2 * deployment.safe_rps, updated=now) \
@@ -304,8 +280,7 @@ class Router:
         """Close every client and shared connection pool."""
         for state in self.deployments.values():
             await state.client.aclose()
-        for transport in self._transports.values():
-            await transport.aclose()
+        await self.connections.aclose()
         if self.shared is not None:
             await self.shared.aclose()
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from engine.results import Key, ResultStore
-from engine.settled import SettledRows
+from engine.results.settled import SettledRows
 from engine.sources.base import Source
 
 WRITE_BEHIND_ROWS = 1_000  # rows merged and written at a time while the run goes on

@@ -15,12 +15,13 @@ from typing import IO, Any
 
 import polars as pl
 
+from engine.errors import InputError
 from engine.results import ResultStore
-from engine.settled import SettledRows
+from engine.results.settled import SettledRows
 from engine.sinks.base import merged_frames
 from engine.sinks.temp_files import remove_stale, temp_path
-from engine.sources.base import InputError, Source
-from engine.xlsx_process import XlsxProcess
+from engine.sinks.xlsx_process import XlsxProcess
+from engine.sources.base import Source
 
 Writer = Callable[[Path], "FrameWriter"]
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class ParquetWriter(FrameWriter):
 
 
 class ExcelWriter(FrameWriter):
-    """xlsxwriter in constant-memory mode, in a child process (see engine.xlsx_process for why)."""
+    """xlsxwriter in constant-memory mode, in a child process (see engine.sinks.xlsx_process for why)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)

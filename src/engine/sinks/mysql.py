@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.mysql import connect, quote, table_columns
+from engine.errors import InputError
 from engine.results import ResultStore
-from engine.settled import SettledRows
+from engine.results.settled import SettledRows
 from engine.sinks.base import cell_text
-from engine.sources.base import InputError, Source
+from engine.sources.base import Source
+from engine.sources.mysql_connection import connect, quote, table_columns
 from engine.spec.models import MysqlConnection, MysqlSink, MysqlSource, WorkflowSpec
 
 BATCH = 1_000

@@ -9,11 +9,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from engine.errors import InputError
 from engine.results import Key
-
-
-class InputError(ValueError):
-    """The job's input cannot be used (missing file, sheet, column, key); found before any request."""
 
 
 @dataclass(frozen=True)

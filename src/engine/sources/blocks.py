@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.sources.base import InputError
+from engine.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from engine.sources.base import Batch, InputError, check_key, check_key_streaming, keyed
+from engine.errors import InputError
+from engine.sources.base import Batch, check_key, check_key_streaming, keyed
 from engine.sources.blocks import GrowingBlocks
 
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import polars as pl
 
-from engine.mysql import connect, quote, table_columns
-from engine.sources.base import Batch, InputError, canonical_key
+from engine.errors import InputError
+from engine.sources.base import Batch, canonical_key
+from engine.sources.mysql_connection import connect, quote, table_columns
 from engine.spec.models import MysqlSource
 
 

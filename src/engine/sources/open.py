@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.sources.base import InputError, Source, check_columns
+from engine.errors import InputError
+from engine.sources.base import Source, check_columns
 from engine.sources.files import csv_source, excel_source, inline_source, jsonl_source, parquet_source
 from engine.spec.models import (
     CsvSource,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -13,32 +13,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from engine.errors import ErrorDetail, SpecError
 from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, field_names, reference_errors
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class SpecIssue:
-    """One problem in a spec: the dotted field path, what is wrong, and where (1-based)."""
-
-    field: str
-    message: str
-    line: int | None = None
-    column: int | None = None
-
-    def __str__(self) -> str:
-        where = f"line {self.line}, column {self.column}: " if self.line is not None else ""
-        what = f"{self.field}: " if self.field else ""
-        return f"{where}{what}{self.message}"
-
-
-class SpecError(ValueError):
-    """The YAML does not parse, or it is not a valid workflow spec."""
-
-    def __init__(self, issues: Sequence[SpecIssue]) -> None:
-        self.issues = list(issues)
-        super().__init__("; ".join(str(issue) for issue in self.issues))
 
 
 @dataclass(frozen=True)
@@ -63,11 +41,11 @@ def parse_yaml(text: str) -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise SpecError([SpecIssue("", f"YAML syntax: {problem}",
+        raise SpecError([ErrorDetail("", f"YAML syntax: {problem}",
                                    mark.line + 1 if mark else None,
                                    mark.column + 1 if mark else None)]) from None
     except YAMLError as exc:
-        raise SpecError([SpecIssue("", f"YAML syntax: {exc}")]) from None
+        raise SpecError([ErrorDetail("", f"YAML syntax: {exc}")]) from None
 
 
 def to_plain(node: Any) -> Any:
@@ -86,9 +64,9 @@ def load_spec(text: str) -> LoadedSpec:
     """Parse and validate a workflow's YAML text; raises SpecError naming line and column."""
     tree = parse_yaml(text)
     if tree is None:
-        raise SpecError([SpecIssue("", "the document is empty; a workflow spec is a mapping", 1, 1)])
+        raise SpecError([ErrorDetail("", "the document is empty; a workflow spec is a mapping", 1, 1)])
     if not isinstance(tree, CommentedMap):
-        raise SpecError([SpecIssue("", "a workflow spec must be a mapping of sections (source, prompt, ...)",
+        raise SpecError([ErrorDetail("", "a workflow spec must be a mapping of sections (source, prompt, ...)",
                                    1, 1)])
     data = to_plain(tree)
     spec = validate_spec_data(data, tree=tree)
@@ -115,7 +93,7 @@ def load_yaml_model(model: type[M], text: str, *, what: str,
     """Parse YAML text into any pydantic model, with positioned errors (gateway configs use this)."""
     tree = parse_yaml(text)
     if not isinstance(tree, CommentedMap):
-        raise SpecError([SpecIssue("", f"{what} must be a mapping", 1, 1)])
+        raise SpecError([ErrorDetail("", f"{what} must be a mapping", 1, 1)])
     if references is not None:
         return validate_referenced(model, to_plain(tree), tree=tree, references=references)
     return validate_positioned(model, to_plain(tree), tree=tree)
@@ -127,7 +105,7 @@ def validate_positioned(model: type[M], data: Mapping[str, Any], *, tree: Any = 
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        issues: dict[tuple[str, int | None, int | None], SpecIssue] = {}
+        issues: dict[tuple[str, int | None, int | None], ErrorDetail] = {}
         for err in exc.errors():
             issue = _issue(tuple(err["loc"]), _message(err, model), tree, at_key=err["type"] == "extra_forbidden")
             where = (issue.field, issue.line, issue.column)
@@ -146,10 +124,10 @@ def _message(err: Any, model: type[BaseModel]) -> str:
     return str(err["msg"])
 
 
-def _issue(loc: Location, message: str, tree: Any, *, at_key: bool = False) -> SpecIssue:
+def _issue(loc: Location, message: str, tree: Any, *, at_key: bool = False) -> ErrorDetail:
     path, position = _locate(loc, tree, at_key=at_key)
     line, column = position if position else (None, None)
-    return SpecIssue(".".join(str(p) for p in path), message, line, column)
+    return ErrorDetail(".".join(str(p) for p in path), message, line, column)
 
 
 def _locate(loc: Location, tree: Any, *, at_key: bool) -> tuple[list[str | int], tuple[int, int] | None]:

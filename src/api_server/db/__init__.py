@@ -1,5 +1,0 @@
-"""Database access: the async engine and sessions, portable column types, migrations."""
-
-from api_server.db.engine import Database
-
-__all__ = ["Database"]

@@ -1,0 +1,55 @@
+"""Reading what a job left behind besides its record: its events and its items (each finished row)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api_server.queries import ItemStatus, ListPage
+from api_server.services.errors import InvalidInput
+from core.models import JobEvent, JobItem
+from core.models.job_event import JobEventPublic
+from core.models.job_item import JobItemPublic
+
+
+async def list_events(session: AsyncSession, *, job_id: int, after: int | None, limit: int) -> ListPage[JobEventPublic]:
+    """A job's events, oldest first, `limit` at a time."""
+    query = select(JobEvent).where(col(JobEvent.job_id) == job_id)
+    if after is not None:
+        query = query.where(col(JobEvent.id) > after)
+    rows = list((await session.exec(query.order_by(col(JobEvent.id)).limit(limit + 1))).all())
+    more = len(rows) > limit
+    items = [JobEventPublic.model_validate(row, from_attributes=True) for row in rows[:limit]]
+    return ListPage[JobEventPublic](items=items, limit=limit, has_more=more,
+                                    next=str(items[-1].id) if more else None)
+
+
+async def list_items(session: AsyncSession, *, job_id: int, status: ItemStatus | None, after: str | None,
+                     limit: int) -> ListPage[JobItemPublic]:
+    """A job's finished rows ordered by key (as stored), `limit` at a time."""
+    query = select(JobItem).where(col(JobItem.job_id) == job_id)
+    if status is not None:
+        query = query.where(col(JobItem.status) == status.value)
+    if after is not None:
+        query = query.where(col(JobItem.row_key) > _decode_cursor(after))
+    rows = list((await session.exec(query.order_by(col(JobItem.row_key)).limit(limit + 1))).all())
+    more = len(rows) > limit
+    items = [item_public(row) for row in rows[:limit]]
+    next_cursor = base64.urlsafe_b64encode(rows[limit - 1].row_key.encode()).decode() if more else None
+    return ListPage[JobItemPublic](items=items, limit=limit, has_more=more, next=next_cursor)
+
+
+def item_public(row: JobItem) -> JobItemPublic:
+    """The API view of a stored row result."""
+    return JobItemPublic.model_validate({**row.model_dump(), "key": json.loads(row.key_json)})
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("after: not a cursor returned by this list", field="after") from None

@@ -1,0 +1,17 @@
+"""The process's gateway router, built from settings: the API's /v1 routes and every job send requests through it."""
+
+from __future__ import annotations
+
+from core.settings import Settings
+from core.shared_limits import SharedLimits
+from engine.gateway.config import load_gateway
+from engine.gateway.router import Router
+
+DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
+
+
+def open_router(settings: Settings, *, trace_upstream: bool = False) -> Router:
+    """The router from GATEWAY_CONFIG (or one local mock model); limits shared in Redis if REDIS_URL is set."""
+    text = settings.gateway_config.read_text(encoding="utf-8") if settings.gateway_config else DEFAULT_GATEWAY
+    shared = SharedLimits.from_url(settings.redis_url) if settings.redis_url else None
+    return Router(load_gateway(text), shared=shared, trace_upstream=trace_upstream)

@@ -1,0 +1,31 @@
+"""Tables and API schemas. Importing this package registers every table on `metadata`."""
+
+from sqlmodel import SQLModel
+
+# Named constraints and indexes, so Alembic can alter and drop them on every backend.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = SQLModel.metadata
+
+from core.models.job import Job  # noqa: E402
+from core.models.job_event import JobEvent  # noqa: E402
+from core.models.job_item import JobItem  # noqa: E402
+from core.models.job_states import JobAction, JobStatus, Priority  # noqa: E402
+from core.models.workflow import Workflow, WorkflowTag, WorkflowVersion  # noqa: E402
+
+__all__ = [
+    "Job",
+    "JobAction",
+    "JobEvent",
+    "JobItem",
+    "JobStatus",
+    "Priority",
+    "Workflow",
+    "WorkflowTag",
+    "WorkflowVersion",
+    "metadata",
+]

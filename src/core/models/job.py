@@ -1,0 +1,179 @@
+"""Jobs: one run of a workflow version over its rows. Table and API schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict
+from sqlalchemy import JSON, BigInteger, Column, Double, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from core.db.types import BigIntId, LongText, RankedEnum, UtcDateTime, utcnow
+from core.models.job_states import JobStatus, Priority
+
+MAX_JOB_NAME = 200
+
+
+class Job(SQLModel, table=True):
+    """A job record: the system of record for a run's state, counts, usage and error."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # Each list ordering has an index ending in id (the keyset tie-breaker); status and workflow
+        # lead where they are the common filters, so filtered pages seek instead of scanning.
+        Index(None, "status", "created_at", "id"),
+        Index(None, "workflow_id", "created_at", "id"),
+        Index(None, "created_at", "id"),
+        Index(None, "updated_at", "id"),
+        Index(None, "started_at", "id"),
+        Index(None, "completed_at", "id"),
+        Index(None, "status", "priority", "created_at", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    workflow_id: int = Field(sa_column=Column(BigIntId, ForeignKey("workflows.id"), nullable=False))
+    workflow_version_id: int = Field(
+        sa_column=Column(BigIntId, ForeignKey("workflow_versions.id"), nullable=False)
+    )
+    workflow_name: str = Field(sa_type=String(128))  # workflow names never change
+    version: int
+    name: str = Field(sa_type=String(MAX_JOB_NAME))
+    params: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    priority: Priority = Field(default=Priority.NORMAL, sa_type=RankedEnum(Priority))
+    status: JobStatus = Field(default=JobStatus.QUEUED, sa_type=String(16))
+
+    rows_total: int | None = None
+    rows_done: int = 0
+    rows_failed: int = 0
+    rows_skipped: int = 0
+    rows_per_s: float | None = Field(default=None, sa_type=Double)
+    eta_s: float | None = Field(default=None, sa_type=Double)
+    tokens_in: int = Field(default=0, sa_type=BigInteger)
+    tokens_out: int = Field(default=0, sa_type=BigInteger)
+    cost: float = Field(default=0.0, sa_type=Double)
+
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+    worker_id: str | None = Field(default=None, sa_type=String(128))
+    attempt: int = 0
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # the running worker's lease
+    enqueued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # last handed to a queue
+    output: str | None = Field(default=None, sa_type=String(1024))  # where the sink wrote (path or table)
+    models: dict[str, int] | None = Field(default=None, sa_type=JSON)  # rows answered per model
+    error: str | None = Field(default=None, sa_type=LongText)
+    trace_id: str | None = Field(default=None, sa_type=String(32))
+    idempotency_key: str | None = Field(default=None, sa_type=String(255), unique=True)
+    request_hash: str | None = Field(default=None, sa_type=String(64))
+
+
+# --- API schemas --------------------------------------------------------------------------------
+
+
+class JobCreate(SQLModel):
+    """Trigger a job of a workflow."""
+
+    model_config = ConfigDict(  # type: ignore[assignment]
+        extra="forbid",
+        json_schema_extra={"examples": [{
+            "workflow": "ticket-triage",
+            "name": "triage november tickets",
+            "params": {"source": {"path": "data/tickets-11.csv"}},
+            "priority": "high",
+        }]},
+    )
+
+    workflow: str | int = Field(description="Workflow name or id.")
+    version: int | None = Field(default=None, ge=1, description="Defaults to the newest active version.")
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_JOB_NAME,
+                             description="Defaults to the workflow's name.")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides merged into the spec for this job (e.g. source.path); the result is validated.",
+    )
+    priority: Priority = Priority.NORMAL
+
+
+class JobCounts(SQLModel):
+    """Rows by outcome; `total` is unknown (null) until the source has been read."""
+
+    total: int | None
+    done: int
+    failed: int
+    skipped: int
+
+
+class JobUsage(SQLModel):
+    """Tokens and cost of every attempt so far; rate and ETA while running."""
+
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    rows_per_s: float | None
+    eta_s: float | None
+    models: dict[str, int] = Field(description="Rows answered per model in the current run.")
+
+
+class JobSummary(SQLModel):
+    """A job in a list: no params, no blobs."""
+
+    id: int
+    name: str
+    workflow_id: int
+    workflow_name: str
+    version: int
+    status: JobStatus
+    priority: Priority
+    counts: JobCounts
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobSummary:
+        """Build from a table row."""
+        return cls.model_validate(_job_fields(job))
+
+
+class JobPublic(JobSummary):
+    """One job in full."""
+
+    params: dict[str, Any]
+    usage: JobUsage
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    error: str | None
+    trace_id: str | None
+    output: str | None = Field(description="Where the output was written: a file path or a MySQL table.")
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobPublic:
+        """Build from a table row."""
+        return cls.model_validate(_job_fields(job) | {
+            "params": job.params,
+            "usage": {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost": job.cost,
+                      "rows_per_s": job.rows_per_s, "eta_s": job.eta_s, "models": job.models or {}},
+            "worker_id": job.worker_id,
+            "heartbeat_at": job.heartbeat_at,
+            "error": job.error,
+            "trace_id": job.trace_id,
+            "output": job.output,
+        })
+
+
+# The columns a job list reads; JobSummary is built from these alone.
+SUMMARY_COLUMNS = ("id", "name", "workflow_id", "workflow_name", "version", "status", "priority",
+                   "rows_total", "rows_done", "rows_failed", "rows_skipped", "attempt",
+                   "created_at", "updated_at", "started_at", "completed_at")
+
+
+def _job_fields(job: Any) -> dict[str, Any]:
+    fields = {name: getattr(job, name) for name in SUMMARY_COLUMNS if not name.startswith("rows_")}
+    fields["counts"] = {"total": job.rows_total, "done": job.rows_done,
+                        "failed": job.rows_failed, "skipped": job.rows_skipped}
+    return fields

@@ -1,0 +1,36 @@
+"""Job events: what happened to a job, in order (claimed, paused for API errors, output written, ...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, String
+from sqlmodel import Field, SQLModel
+
+from core.db.types import BigIntId, LongText, UtcDateTime, utcnow
+from engine.events import EventKind
+
+
+class JobEvent(SQLModel, table=True):
+    """One event of one job."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index(None, "job_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    job_id: int = Field(sa_column=Column(BigIntId, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    kind: str = Field(sa_type=String(32))
+    message: str = Field(sa_type=LongText)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class JobEventPublic(SQLModel):
+    """One job event."""
+
+    id: int
+    created_at: datetime
+    kind: EventKind
+    message: str
+    data: dict[str, Any]

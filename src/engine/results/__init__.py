@@ -1,0 +1,8 @@
+"""Results: each finished row made durable before it counts, and how far in source order rows are settled."""
+
+from engine.results.settled import SettledRows
+from engine.results.sqlite_store import SqliteResultStore
+from engine.results.store import ErrorClass, Key, ResultStore, RowResult, RowStatus, encode_key
+
+__all__ = ["ErrorClass", "Key", "ResultStore", "RowResult", "RowStatus", "SettledRows", "SqliteResultStore",
+           "encode_key"]

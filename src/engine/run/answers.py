@@ -1,0 +1,105 @@
+"""What a model must answer: extract the JSON object, check it, and describe it as a JSON schema."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import ContentError
+from engine.spec.models import FieldType, WorkflowSpec
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_JSON_TYPES: dict[FieldType, tuple[type, ...]] = {
+    FieldType.STRING: (str,),
+    FieldType.INTEGER: (int,),
+    FieldType.NUMBER: (int, float),
+    FieldType.BOOLEAN: (bool,),
+    FieldType.ARRAY: (list,),
+    FieldType.OBJECT: (dict,),
+}
+
+
+@dataclass(frozen=True)
+class AnswerContract:
+    """Fields an answer must have, the values some may take, and their JSON types."""
+
+    required: tuple[str, ...]
+    allowed: dict[str, tuple[Any, ...]]
+    types: dict[str, FieldType]
+
+    @classmethod
+    def from_spec(cls, spec: WorkflowSpec) -> AnswerContract:
+        """Required fields default to the output fields when the spec names none."""
+        required = tuple(spec.prompt.required_fields or spec.columns.output)
+        return cls(required=required, allowed={k: tuple(v) for k, v in spec.validation.items()},
+                   types=dict(spec.prompt.types))
+
+    def json_schema(self) -> dict[str, Any]:
+        """A JSON schema for the answer (for `response_format` when the model supports it)."""
+        properties: dict[str, Any] = {}
+        for name in dict.fromkeys((*self.required, *self.allowed, *self.types)):
+            prop: dict[str, Any] = {}
+            if name in self.types:
+                prop["type"] = self.types[name].value
+            elif name not in self.allowed:
+                prop["type"] = "string"
+            if name in self.allowed:
+                prop["enum"] = list(self.allowed[name])
+            properties[name] = prop
+        return {"type": "object", "properties": properties, "required": list(self.required),
+                "additionalProperties": False}
+
+    def response_format(self) -> dict[str, Any]:
+        """The OpenAI `response_format` carrying the schema."""
+        return {"type": "json_schema", "json_schema": {"name": "row_answer", "strict": True,
+                                                       "schema": self.json_schema()}}
+
+    def check(self, content: str) -> dict[str, Any]:
+        """The answer's JSON object if it meets the contract; ContentError naming the problem otherwise."""
+        answer = extract_json_object(content)
+        missing = [name for name in self.required if answer.get(name) in (None, "")]
+        if missing:
+            raise ContentError(f"missing required field(s): {', '.join(missing)}")
+        for name, kind in self.types.items():
+            value = answer.get(name)
+            if value is not None and not _is_type(value, kind):
+                raise ContentError(f"field {name!r} must be {kind.value}, got {type(value).__name__} {value!r:.60}")
+        for name, allowed in self.allowed.items():
+            value = answer.get(name)
+            if value is not None and value not in allowed:
+                raise ContentError(f"field {name!r} is {value!r:.60}; allowed: {', '.join(map(str, allowed))}")
+        return answer
+
+
+def _is_type(value: Any, kind: FieldType) -> bool:
+    if isinstance(value, bool) and kind in (FieldType.INTEGER, FieldType.NUMBER):
+        return False
+    return isinstance(value, _JSON_TYPES[kind])
+
+
+def extract_json_object(content: str) -> dict[str, Any]:
+    """The first JSON object in a reply: the whole text, a ```json fence, or embedded in prose."""
+    text = content.strip()
+    # The whole reply first (the usual case): fences are looked for only when it is not an object. json, not
+    # orjson: orjson turns integers beyond 64 bits into floats, and an answer must keep its values exactly.
+    candidates = itertools.chain([text], (m.group(1).strip() for m in _FENCE.finditer(text)))
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    decoder = json.JSONDecoder()
+    for start in (i for i, char in enumerate(text) if char == "{"):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    snippet = text[:80].replace("\n", " ")
+    raise ContentError(f"no JSON object in the answer ({snippet!r}{'...' if len(text) > 80 else ''})")

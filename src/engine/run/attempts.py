@@ -1,0 +1,121 @@
+"""One row from prompt to a valid answer or a failure with its reason, within the spec's retry limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+
+from engine.errors import ContentError
+from engine.gateway import ChatClient, ChatRequest, GatewayError, RequestRejected, UpstreamError, Usage
+from engine.results import ErrorClass, Key, RowResult, RowStatus
+from engine.run.answers import AnswerContract
+from engine.run.pause import PauseGate
+from engine.run.prompts import PromptRenderer
+from engine.spec.models import WorkflowSpec
+
+MAX_RETRY_AFTER_S = 60.0
+TRACER = "rowloom.engine"
+
+
+def attempt_tracer() -> trace.Tracer | None:
+    """The tracer for row-attempt spans, or None while no tracer provider is installed (then every span would
+    be a no-op, yet making one per attempt still cost ~4% of the engine's CPU per row)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    return trace.get_tracer(TRACER)
+
+
+@dataclass(frozen=True)
+class RowTask:
+    """A row to ask about: its key and its input values."""
+
+    key: Key
+    record: dict[str, Any]
+
+
+class RowProcessor:
+    """Asks the model about rows, one attempt at a time, and classifies every failure."""
+
+    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate) -> None:
+        self.spec = spec
+        self.client = client
+        self.gate = gate
+        self.contract = AnswerContract.from_spec(spec)
+        self.renderer = PromptRenderer(spec)
+        self.response_format = self.contract.response_format() if spec.prompt.json_schema else None
+        self.limits = {ErrorClass.API: spec.retry.api_error, ErrorClass.CONTENT: spec.retry.content_error,
+                       ErrorClass.SYSTEM: spec.retry.system_error}
+        self.tracer = attempt_tracer()
+
+    async def process(self, task: RowTask) -> RowResult:
+        """Attempts until the answer is valid or an error class runs out of retries."""
+        messages = self.renderer.messages(task.record)
+        model = self.spec.model.name
+        errors: Counter[ErrorClass] = Counter()
+        usage = Usage()
+        started = time.monotonic()
+        attempts = 0
+
+        def ended(status: RowStatus, **fields: Any) -> RowResult:
+            return RowResult(key=task.key, status=status, attempts=attempts, latency_s=time.monotonic() - started,
+                             tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
+                             **fields)
+
+        def give_up(kind: ErrorClass, reason: str, answered_by: str | None = None) -> RowResult | None:
+            errors[kind] += 1
+            if errors[kind] > self.limits[kind]:  # the model that gave the bad answer, else the one asked
+                return ended(RowStatus.FAILED, error_class=kind, error=reason[:2000], model=answered_by or model)
+            return None
+
+        while True:
+            await self.gate.wait()
+            attempts += 1
+            request = ChatRequest(model=model, messages=messages, temperature=self.spec.model.temperature,
+                                  max_tokens=self.spec.model.max_tokens, response_format=self.response_format)
+            with contextlib.nullcontext(trace.INVALID_SPAN) if self.tracer is None else \
+                    self.tracer.start_as_current_span("row.attempt", attributes={
+                        "rowloom.row.key": str(task.key), "rowloom.attempt": attempts, "gen_ai.request.model": model,
+                    }) as span:
+                try:
+                    result = await self.client.chat(request)
+                except RequestRejected as exc:
+                    span.set_attribute("rowloom.outcome", ErrorClass.API.value)
+                    return ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000], model=model)
+                except GatewayError as exc:
+                    span.set_attribute("rowloom.outcome", ErrorClass.API.value)
+                    self.gate.trip(str(exc))
+                    if failed := give_up(ErrorClass.API, str(exc)):
+                        return failed
+                    wait = exc.retry_after_s if isinstance(exc, UpstreamError) else None
+                    if wait:
+                        await asyncio.sleep(min(wait, MAX_RETRY_AFTER_S))
+                    continue
+                except Exception as exc:  # a bug or an environment fault: a system error, retried within limits
+                    span.set_attribute("rowloom.outcome", ErrorClass.SYSTEM.value)
+                    if failed := give_up(ErrorClass.SYSTEM, f"{type(exc).__name__}: {exc}"):
+                        return failed
+                    continue
+                usage += result.usage
+                span.set_attributes({"gen_ai.response.model": result.model,
+                                     "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
+                                     "gen_ai.usage.output_tokens": result.usage.completion_tokens})
+                try:
+                    answer = self.contract.check(result.content)
+                except ContentError as exc:
+                    span.set_attribute("rowloom.outcome", ErrorClass.CONTENT.value)
+                    if failed := give_up(ErrorClass.CONTENT, str(exc), result.model):
+                        return failed
+                    messages = [*messages, {"role": "assistant", "content": result.content},
+                                {"role": "user", "content": f"Your answer was not accepted: {exc}. "
+                                                            "Answer again with only the corrected JSON object."}]
+                    if self.spec.model.fallback and errors[ErrorClass.CONTENT] >= self.spec.model.fallback_after:
+                        model = self.spec.model.fallback
+                    continue
+                span.set_attribute("rowloom.outcome", "done")
+                return ended(RowStatus.DONE, outputs=answer, model=result.model)

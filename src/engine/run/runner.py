@@ -1,0 +1,249 @@
+"""Run one workflow spec over its rows: a continuous window of in-flight rows, durable results, output.
+
+`run_spec` opens and checks the source and sink, then a `Runner` streams, stores and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+
+from engine.events import EventKind
+from engine.gateway import ChatClient
+from engine.results import ResultStore, RowResult, SettledRows, SqliteResultStore
+from engine.run.attempts import TRACER, RowProcessor, RowTask
+from engine.run.outage import OutageWatch
+from engine.run.pause import PauseGate
+from engine.run.progress import Progress, ProgressCallback, ProgressTracker
+from engine.run.selection import send_mask
+from engine.sinks import Sink, open_sink
+from engine.sources import Source, open_source
+from engine.spec.models import WorkflowSpec
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(TRACER)
+
+EventCallback = Callable[[EventKind, str, dict[str, Any]], None]
+FLUSH_ROWS = 256  # results made durable together
+FLUSH_S = 0.2  # ... or after this long, whichever comes first
+PROGRESS_EVERY_S = 0.5
+DRAIN_ON_STOP_S = 1.5  # in-flight rows this long after a stop; the rest are dropped and resent on resume
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: final progress, where the output is, and whether it was stopped early."""
+
+    progress: Progress
+    output: str | None
+    stopped: bool
+
+
+class Runner:
+    """Streams a source's rows through a chat client into a results store, then writes the sink."""
+
+    def __init__(self, spec: WorkflowSpec, *, client: ChatClient, store: ResultStore, source: Source, sink: Sink,
+                 on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
+                 stop: asyncio.Event | None = None) -> None:
+        self.spec = spec
+        self.store = store
+        self.source = source
+        self.sink = sink
+        self.on_progress = on_progress
+        self.on_event = on_event
+        self.stop = stop or asyncio.Event()
+        self._failure: BaseException | None = None
+        self._results_ended = False
+        self.settled = SettledRows()
+        self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
+                              window_s=spec.concurrency.error_window_s, on_pause=self._paused)
+        self.processor = RowProcessor(spec, client, self.gate)
+        self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
+
+    def _event(self, kind: EventKind, message: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, message, data)
+
+    def _paused(self, cause: str, seconds: float) -> None:
+        self._event(EventKind.PAUSED_FOR_API_ERRORS, f"all requests paused {seconds:g}s after: {cause}", cause=cause,
+                    seconds=seconds)
+
+    async def run(self) -> RunOutcome:
+        """Run to the end (or until `stop` is set) and write the output (behind the rows, where it can)."""
+        with tracer.start_as_current_span("run", attributes={"rowloom.workflow": self.spec.name or ""}) as span:
+            tracker = ProgressTracker(await self.source.count())
+            tasks: asyncio.Queue[RowTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
+            # Bounded: when the store is slower than the model (a fast mock), workers wait instead of
+            # piling finished rows up in memory.
+            results: asyncio.Queue[RowResult | None] = asyncio.Queue(
+                maxsize=max(4 * FLUSH_ROWS, 2 * self.spec.concurrency.in_flight))
+            workers = [asyncio.create_task(self._work(tasks, results))
+                       for _ in range(self.spec.concurrency.in_flight)]
+            writer = asyncio.create_task(self._write(results, tracker))
+            save = asyncio.create_task(self.sink.save(self.source, self.store, settled=self.settled)) \
+                if self.source.parallel_reads else None
+            if save is not None:
+                save.add_done_callback(self._save_ended)
+            try:
+                try:
+                    await self._until_stopped(self._produce(tasks, tracker))
+                    await self._finish_workers(workers, tasks)
+                finally:
+                    for worker in workers:
+                        worker.cancel()
+                    await results.put(None)
+                    await writer
+                if self._failure is not None:  # the store or a save failed: the run fails with it
+                    raise self._failure
+                self.settled.all_settled()
+                output = await (save or self.sink.save(self.source, self.store))
+            finally:  # a save still waiting for rows (the run failed or was cancelled) leaves no file behind
+                if save is not None and not save.done():
+                    save.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await save
+            stopped = self.stop.is_set()
+            progress = tracker.current(finished=True)
+            self._emit(progress)
+            self._event(EventKind.OUTPUT_WRITTEN, f"output written to {output}", output=output)
+            span.set_attributes({"rowloom.rows.done": progress.done, "rowloom.rows.failed": progress.failed,
+                                 "rowloom.rows.skipped": progress.skipped, "rowloom.stopped": stopped})
+            return RunOutcome(progress=progress, output=output, stopped=stopped)
+
+    def _save_ended(self, save: asyncio.Task[str]) -> None:
+        """An output that cannot be written fails the run now, not after every row was sent."""
+        if not save.cancelled() and (error := save.exception()) is not None:
+            log.error("writing the output failed; stopping the run: %s", error)
+            self._stop_with(error)
+
+    def _stop_with(self, error: BaseException) -> None:
+        """Stop the run; it fails with the first such error once its rows in flight are settled."""
+        if self._failure is None:
+            self._failure = error
+            self.stop.set()
+
+    async def _produce(self, tasks: asyncio.Queue[RowTask | None], tracker: ProgressTracker) -> None:
+        inputs = self.spec.columns.input
+        first = 0  # the batch's first row's position in the source
+        async for batch in self.source.batches():
+            if self.stop.is_set():
+                return
+            mask = send_mask(batch.frame, self.spec)
+            chosen = [i for i, send in enumerate(mask.to_list()) if send]
+            tracker.skipped(batch.frame.height - len(chosen))
+            keys = [batch.keys[i] for i in chosen]
+            done = await self.store.done_keys(keys)
+            tracker.resumed(len(done))
+            records = batch.frame[chosen].select(inputs).to_dicts() if chosen else []
+            for index, key, record in zip(chosen, keys, records, strict=True):
+                if key not in done:
+                    self.settled.sending(key, first + index)
+                    await tasks.put(RowTask(key, record))
+            first += batch.frame.height
+            self.settled.looked_at(first)
+
+    async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RowTask | None]) -> None:
+        for _ in workers:
+            await tasks.put(None)
+        everyone: asyncio.Future[Any] = asyncio.gather(*workers)
+        stop_wait: asyncio.Future[Any] = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({everyone, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not everyone.done():  # stopped with rows in flight: give them a moment, then drop them
+            await asyncio.wait({everyone}, timeout=DRAIN_ON_STOP_S)
+            everyone.cancel()
+        stop_wait.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await everyone
+
+    async def _work(self, tasks: asyncio.Queue[RowTask | None], results: asyncio.Queue[RowResult | None]) -> None:
+        while (task := await tasks.get()) is not None:
+            if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
+                await results.put(await self.processor.process(task))
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work`, cancelling it if a stop comes first (it may be waiting for room in a full window)."""
+        task = asyncio.create_task(work)
+        stop_wait = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _write(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
+        try:
+            await self._write_until_done(results, tracker)
+        except Exception as exc:
+            log.exception("writing results failed; stopping the run")
+            self._failure = exc  # wins over any earlier error: it says which rows are not durable
+            self.stop.set()
+            while not self._results_ended:  # keep the queue moving so no worker blocks on it
+                self._results_ended = await results.get() is None
+
+    async def _write_until_done(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
+        pending: list[RowResult] = []
+        flushed_at = reported_at = saved_at = time.monotonic()
+        finished = False
+        while not finished:
+            ready, finished = await self._ready_results(results)
+            self._results_ended = finished
+            pending += ready
+            if (down := self.outage.saw(ready)) is not None:
+                self._stop_with(down)  # the rows so far are still made durable below
+            now = time.monotonic()
+            if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
+                await self.store.write(pending)  # durable first, counted after
+                tracker.finished_rows(pending)
+                self.settled.finished([result.key for result in pending])
+                pending, flushed_at = [], now
+            if now - reported_at >= PROGRESS_EVERY_S:
+                self._emit(tracker.current())
+                reported_at = now
+            if not finished and now - saved_at >= self.spec.concurrency.save_interval_s:
+                output = await self.sink.save(self.source, self.store)
+                self._event(EventKind.OUTPUT_SAVED, f"partial output saved to {output}", output=output)
+                saved_at = time.monotonic()
+
+    @staticmethod
+    async def _ready_results(results: asyncio.Queue[RowResult | None]) -> tuple[list[RowResult], bool]:
+        """Results ready now (waiting up to FLUSH_S only if none are), and whether the end marker came."""
+        items: list[RowResult | None] = []
+        if results.empty():  # one timer per idle spell, not one per row
+            with contextlib.suppress(TimeoutError):
+                items.append(await asyncio.wait_for(results.get(), timeout=FLUSH_S))
+        while not results.empty() and len(items) < FLUSH_ROWS:
+            items.append(results.get_nowait())
+        return [item for item in items if item is not None], None in items
+
+    def _emit(self, progress: Progress) -> None:
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+
+async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, work_dir: Path,
+                   store: ResultStore | None = None, output: Path | None = None,
+                   on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
+                   stop: asyncio.Event | None = None) -> RunOutcome:
+    """Every input check happens before the first request; results go to `store` (default: work_dir)."""
+    source = await open_source(spec, base_dir=base_dir)
+    try:
+        sink = await open_sink(spec, base_dir=base_dir, output=output)
+        results = store or SqliteResultStore(work_dir / "results.sqlite")
+        try:
+            runner = Runner(spec, client=client, store=results, source=source, sink=sink,
+                            on_progress=on_progress, on_event=on_event, stop=stop)
+            return await runner.run()
+        finally:
+            if store is None:
+                await results.close()
+    finally:
+        await source.close()

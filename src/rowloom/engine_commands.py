@@ -1,0 +1,189 @@
+"""`rowloom run`, `rowloom validate` and `rowloom import-dataflux`: the engine on its own, with a live progress
+line. These commands run on the user's own machine and need no database, queue or server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from engine import event_loop
+from engine.errors import ConfigImportError, InputError, SpecError, UpstreamDown
+from engine.gateway import ChatClient
+from engine.gateway.mock import MockClient
+from engine.gateway.openai_client import OpenAIClient
+from engine.run import Progress
+from engine.spec import LoadedSpec, load_spec
+
+T = TypeVar("T")
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `run` and `validate` on the `rowloom` parser."""
+    run = commands.add_parser("run", help="run a workflow YAML over its rows, without the platform")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--gateway", type=Path, metavar="YAML", help="route through the models of a gateway config")
+    run.add_argument("--upstream", metavar="URL",
+                     help="an OpenAI-compatible base URL (e.g. http://127.0.0.1:9100/v1); default: the mock model")
+    run.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the upstream's API key")
+    run.add_argument("--model", help="model name sent upstream (default: the spec's model.name)")
+    run.add_argument("--output", type=Path, help="write the output here instead of the spec's sink path")
+    run.add_argument("--work-dir", type=Path, help="results store folder (default: .rowloom/<name> beside the spec)")
+    run.add_argument("--fresh", action="store_true", help="forget earlier results and start over")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    validate = commands.add_parser("validate", help="check a workflow YAML file without running it")
+    validate.add_argument("spec", type=Path)
+    dataflux = commands.add_parser("import-dataflux", help="turn an AI-DataFlux config.yaml into a workflow "
+                                   "spec and a gateway config")
+    dataflux.add_argument("config", type=Path)
+    dataflux.add_argument("--out-dir", type=Path, help="where to write them (default: beside the config)")
+    dataflux.add_argument("--name", help="workflow name (default: the config file's name)")
+
+
+def print_issues(path: Path, error: SpecError) -> None:
+    """Each problem as `file:line:column: field: message` on stderr."""
+    for issue in error.issues:
+        where = f"{issue.line}:{issue.column}:" if issue.line is not None else ""
+        print(f"{path}:{where} {issue.field + ': ' if issue.field else ''}{issue.message}", file=sys.stderr)
+
+
+def parse_file(path: Path, parse: Callable[[str], T]) -> T:
+    """Parse a YAML file; problems are printed as `file:line:column: message` and exit 1 (2: unreadable)."""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        sys.exit(2)
+    except SpecError as exc:
+        print_issues(path, exc)
+        sys.exit(1)
+
+
+def read_spec(path: Path) -> LoadedSpec:
+    """A workflow spec file, or exit with its problems."""
+    return parse_file(path, load_spec)
+
+
+def import_dataflux_command(args: argparse.Namespace) -> int:
+    """`rowloom import-dataflux`: writes <name>.workflow.yaml and <name>.gateway.yaml."""
+    from engine.spec.dataflux import convert
+
+    name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", args.config.stem).strip("-") or "imported"
+    try:
+        imported = convert(args.config.read_text(encoding="utf-8"), name=name)
+    except OSError as exc:
+        print(f"{args.config}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (SpecError, ConfigImportError) as exc:
+        print(f"{args.config}: cannot import: {exc}", file=sys.stderr)
+        return 1
+    folder = args.out_dir or args.config.resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    workflow, gateway = folder / f"{name}.workflow.yaml", folder / f"{name}.gateway.yaml"
+    workflow.write_text(imported.workflow_yaml, encoding="utf-8")
+    gateway.write_text(imported.gateway_yaml, encoding="utf-8")
+    print(f"wrote {workflow}\nwrote {gateway}")
+    if imported.key_variables:
+        print("set the API keys in these environment variables: " + ", ".join(imported.key_variables))
+    return 0
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    """`rowloom validate`."""
+    loaded = read_spec(args.spec)
+    print(f"{args.spec}: valid workflow spec (sha256 {loaded.sha256[:12]})")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`rowloom run`: 0 when every row ended done or skipped, 1 if some failed, 2 for bad input."""
+    import os
+
+    loaded = read_spec(args.spec)
+    spec = loaded.spec
+    base_dir = args.spec.resolve().parent
+    work_dir = args.work_dir or base_dir / ".rowloom" / (spec.name or args.spec.stem)
+    if args.fresh:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    client: ChatClient
+    if args.gateway and args.upstream:
+        print("error: give --gateway or --upstream, not both", file=sys.stderr)
+        return 2
+    if args.gateway:
+        client = open_router(args.gateway)
+    elif args.upstream:
+        key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        client = OpenAIClient(args.upstream, api_key=key, model=args.model)
+    else:
+        client = MockClient()
+    line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
+    from engine.run import run_spec
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
+                                     on_progress=line.show, stop=stop)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except UpstreamDown as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        finally:
+            await client.aclose()
+        line.close()
+        p = outcome.progress
+        state = "stopped (run again to resume)" if outcome.stopped else "finished"
+        print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done, {p.failed} failed, {p.skipped} skipped"
+              f" of {p.total if p.total is not None else '?'} rows; tokens {p.tokens_in} in / {p.tokens_out} out")
+        print(f"output: {outcome.output}")
+        if p.failed:
+            print(f"failed rows and reasons: {Path(str(outcome.output)).with_suffix('').name}.errors.csv beside it")
+        return 1 if p.failed else 0
+
+    return event_loop.run(main())
+
+
+def open_router(path: Path) -> ChatClient:
+    """A Router from a gateway YAML file, or exit with its problems (a missing ${VAR} included)."""
+    from engine.gateway.config import load_gateway
+    from engine.gateway.router import Router
+
+    return parse_file(path, lambda text: Router(load_gateway(text)))
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr, redrawn in place."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.width = 0
+
+    def show(self, p: Progress) -> None:
+        """Redraw the line."""
+        if not self.enabled:
+            return
+        total = p.total or 0
+        share = p.handled / total if total else 0.0
+        bar = "#" * int(share * 24)
+        eta = f"ETA {p.eta_s:.0f}s" if p.eta_s is not None else ""
+        text = (f"\r[{bar:<24}] {p.handled:,}/{total:,}  done {p.done:,}  failed {p.failed:,}  "
+                f"skipped {p.skipped:,}  {p.rows_per_s:,.0f} rows/s  {eta}  tokens {p.tokens_in + p.tokens_out:,}")
+        self.width = max(self.width, len(text))
+        sys.stderr.write(text.ljust(self.width))
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """End the line."""
+        if self.enabled and self.width:
+            sys.stderr.write("\n")
