@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import SpecError
 from engine.spec import load_spec
-from engine.spec.models import ExcelSource
+from engine.spec.models import ExcelSourceSpec
 from tests.conftest import spec_text
 
 
@@ -29,7 +29,7 @@ def test_excel_source_with_sheet_by_name() -> None:
     text = spec_text().replace("{kind: csv, path: data/tickets.csv, key: id}",
                                "{kind: excel, path: t.xlsx, sheet: Tickets}")
     source = load_spec(text).spec.source
-    assert isinstance(source, ExcelSource)
+    assert isinstance(source, ExcelSourceSpec)
     assert source.sheet == "Tickets"
 
 

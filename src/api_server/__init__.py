@@ -1,1 +1,1 @@
-"""Rowloom's API server: settings, database, services and the REST routes."""
+"""Rowloom's web app: the app factory, routes, dependencies, services, error mapping and middleware."""

@@ -1,1 +1,2 @@
-"""Rowloom's job workers: arq settings, the job executor, leases and heartbeats (see DESIGN.md)."""
+"""Rowloom's job workers: the arq worker, the in-process runner, the job executor, claims, leases and heartbeats,
+and the results store in the platform database."""

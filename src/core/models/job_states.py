@@ -35,28 +35,28 @@ class JobAction(StrEnum):
     RETRY = "retry"
 
 
-S = JobStatus
-
 # Every legal move, whoever makes it (API user, worker, reaper). Nothing else may change a status.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.QUEUED: frozenset({S.RUNNING, S.PAUSED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.PAUSED, S.CANCELLING, S.QUEUED}),  # QUEUED: reaper
-    S.PAUSED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.CANCELLING: frozenset({S.CANCELLED}),
-    S.COMPLETED: frozenset(),
-    S.FAILED: frozenset({S.QUEUED}),
-    S.CANCELLED: frozenset({S.QUEUED}),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset({  # QUEUED: the reaper, or a worker shutting down, hands the job back
+        JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PAUSED, JobStatus.CANCELLING, JobStatus.QUEUED}),
+    JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
+    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
 }
 
 # The status an action moves a job to, from each status it is allowed in.
 ACTIONS: dict[JobAction, dict[JobStatus, JobStatus]] = {
-    JobAction.CANCEL: {S.QUEUED: S.CANCELLED, S.PAUSED: S.CANCELLED, S.RUNNING: S.CANCELLING},
-    JobAction.PAUSE: {S.QUEUED: S.PAUSED, S.RUNNING: S.PAUSED},
-    JobAction.RESUME: {S.PAUSED: S.QUEUED},
-    JobAction.RETRY: {S.FAILED: S.QUEUED, S.CANCELLED: S.QUEUED},
+    JobAction.CANCEL: {JobStatus.QUEUED: JobStatus.CANCELLED, JobStatus.PAUSED: JobStatus.CANCELLED,
+                       JobStatus.RUNNING: JobStatus.CANCELLING},
+    JobAction.PAUSE: {JobStatus.QUEUED: JobStatus.PAUSED, JobStatus.RUNNING: JobStatus.PAUSED},
+    JobAction.RESUME: {JobStatus.PAUSED: JobStatus.QUEUED},
+    JobAction.RETRY: {JobStatus.FAILED: JobStatus.QUEUED, JobStatus.CANCELLED: JobStatus.QUEUED},
 }
 
-FINISHED: frozenset[JobStatus] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+FINISHED: frozenset[JobStatus] = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 def can_transition(current: JobStatus, target: JobStatus) -> bool:

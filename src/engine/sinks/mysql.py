@@ -11,7 +11,7 @@ from engine.results.settled import SettledRows
 from engine.sinks.base import cell_text
 from engine.sources.base import Source
 from engine.sources.mysql_connection import connect, quote, table_columns
-from engine.spec.models import MysqlConnection, MysqlSink, MysqlSource, WorkflowSpec
+from engine.spec.models import MysqlConnection, MysqlSinkSpec, MysqlSourceSpec, WorkflowSpec
 
 BATCH = 1_000
 
@@ -30,8 +30,8 @@ class MysqlWriteBack:
     @classmethod
     def from_spec(cls, spec: WorkflowSpec) -> MysqlWriteBack:
         """The sink's settings, defaulting to the MySQL source's connection, table and key."""
-        sink = spec.sink if isinstance(spec.sink, MysqlSink) else MysqlSink(kind="mysql")
-        source = spec.source if isinstance(spec.source, MysqlSource) else None
+        sink = spec.sink if isinstance(spec.sink, MysqlSinkSpec) else MysqlSinkSpec(kind="mysql")
+        source = spec.source if isinstance(spec.source, MysqlSourceSpec) else None
         connection = sink.connection or (source.connection if source else None)
         table = sink.table or (source.table if source else None)
         key = sink.key or (source.key if source else None)

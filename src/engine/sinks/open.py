@@ -7,7 +7,15 @@ from pathlib import Path
 from engine.sinks.base import Sink
 from engine.sinks.files import FileSink
 from engine.sources.open import resolve
-from engine.spec.models import CsvSource, ExcelSource, JsonlSource, MysqlSink, MysqlSource, ParquetSource, WorkflowSpec
+from engine.spec.models import (
+    CsvSourceSpec,
+    ExcelSourceSpec,
+    JsonlSourceSpec,
+    MysqlSinkSpec,
+    MysqlSourceSpec,
+    ParquetSourceSpec,
+    WorkflowSpec,
+)
 
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "excel": ".xlsx"}
 
@@ -15,7 +23,7 @@ _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "excel": ".x
 def default_output(spec: WorkflowSpec, base_dir: Path) -> tuple[Path, str]:
     """Without a sink: a file of the source's kind beside it, named `<stem>.rowloom<suffix>`."""
     source = spec.source
-    if isinstance(source, CsvSource | JsonlSource | ParquetSource | ExcelSource):
+    if isinstance(source, CsvSourceSpec | JsonlSourceSpec | ParquetSourceSpec | ExcelSourceSpec):
         path = resolve(source.path, base_dir)
         return path.with_name(f"{path.stem}.rowloom{_SUFFIX[source.kind]}"), source.kind
     return base_dir / f"{spec.name or 'output'}.rowloom.jsonl", "jsonl"
@@ -25,7 +33,7 @@ async def open_sink(spec: WorkflowSpec, *, base_dir: Path, output: Path | None =
     """The spec's sink, checked; `output` (e.g. from the CLI) overrides a file sink's path."""
     config = spec.sink
     sink: Sink
-    if isinstance(config, MysqlSink) or (config is None and isinstance(spec.source, MysqlSource)):
+    if isinstance(config, MysqlSinkSpec) or (config is None and isinstance(spec.source, MysqlSourceSpec)):
         from engine.sinks.mysql import MysqlWriteBack
 
         sink = MysqlWriteBack.from_spec(spec)

@@ -10,7 +10,7 @@ import polars as pl
 from engine.errors import InputError
 from engine.sources.base import Batch, canonical_key
 from engine.sources.mysql_connection import connect, quote, table_columns
-from engine.spec.models import MysqlSource
+from engine.spec.models import MysqlSourceSpec
 
 
 class MysqlTableSource:
@@ -18,7 +18,7 @@ class MysqlTableSource:
 
     parallel_reads = False  # one connection: a second walk would interleave with the first
 
-    def __init__(self, config: MysqlSource, connection: Any, columns: list[str]) -> None:
+    def __init__(self, config: MysqlSourceSpec, connection: Any, columns: list[str]) -> None:
         self.config = config
         self.connection = connection
         self.columns = columns
@@ -27,7 +27,7 @@ class MysqlTableSource:
         self._where = f"({config.where})" if config.where else "1=1"
 
     @classmethod
-    async def open(cls, config: MysqlSource) -> MysqlTableSource:
+    async def open(cls, config: MysqlSourceSpec) -> MysqlTableSource:
         """Connect and read the table's columns; the key column must exist and be unique."""
         connection = await connect(config.connection)
         try:

@@ -8,12 +8,12 @@ from engine.errors import InputError
 from engine.sources.base import Source, check_columns
 from engine.sources.files import csv_source, excel_source, inline_source, jsonl_source, parquet_source
 from engine.spec.models import (
-    CsvSource,
-    ExcelSource,
-    InlineSource,
-    JsonlSource,
-    MysqlSource,
-    ParquetSource,
+    CsvSourceSpec,
+    ExcelSourceSpec,
+    InlineSourceSpec,
+    JsonlSourceSpec,
+    MysqlSourceSpec,
+    ParquetSourceSpec,
     WorkflowSpec,
 )
 
@@ -35,19 +35,19 @@ async def open_source(spec: WorkflowSpec, *, base_dir: Path) -> Source:
     """The spec's source, opened and checked: file, sheet, input columns, key column."""
     config = spec.source
     source: Source
-    if isinstance(config, CsvSource):
+    if isinstance(config, CsvSourceSpec):
         source = csv_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size,
                             separator=config.separator, encoding=config.encoding)
-    elif isinstance(config, ParquetSource):
+    elif isinstance(config, ParquetSourceSpec):
         source = parquet_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size)
-    elif isinstance(config, JsonlSource):
+    elif isinstance(config, JsonlSourceSpec):
         source = jsonl_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size)
-    elif isinstance(config, ExcelSource):
+    elif isinstance(config, ExcelSourceSpec):
         source = excel_source(_existing_file(config.path, base_dir), sheet=config.sheet,
                               header_row=config.header_row, key=config.key, batch_size=config.batch_size)
-    elif isinstance(config, InlineSource):
+    elif isinstance(config, InlineSourceSpec):
         source = inline_source(config.rows, key=config.key, batch_size=10_000)
-    elif isinstance(config, MysqlSource):
+    elif isinstance(config, MysqlSourceSpec):
         from engine.sources.mysql import MysqlTableSource
 
         source = await MysqlTableSource.open(config)

@@ -20,27 +20,27 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _FileSource(StrictModel):
+class _FileSourceSpec(StrictModel):
     path: str = Field(min_length=1, description="File path, relative to the working directory.")
     key: str | None = Field(None, description="Column whose value identifies a row; row position if unset.")
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
 
 
-class CsvSource(_FileSource):
+class CsvSourceSpec(_FileSourceSpec):
     kind: Literal["csv"]
     separator: str = Field(",", min_length=1, max_length=1)
     encoding: str = Field("utf8", min_length=1, description="Any Python codec name: utf8, gbk, latin1, ...")
 
 
-class ParquetSource(_FileSource):
+class ParquetSourceSpec(_FileSourceSpec):
     kind: Literal["parquet"]
 
 
-class JsonlSource(_FileSource):
+class JsonlSourceSpec(_FileSourceSpec):
     kind: Literal["jsonl"]
 
 
-class ExcelSource(_FileSource):
+class ExcelSourceSpec(_FileSourceSpec):
     kind: Literal["excel"]
     sheet: int | str = Field(0, description="Sheet name, or its 0-based index.")
     header_row: int = Field(0, ge=0, description="0-based row that holds the column names.")
@@ -54,7 +54,7 @@ class MysqlConnection(StrictModel):
     database: str = Field(min_length=1)
 
 
-class MysqlSource(StrictModel):
+class MysqlSourceSpec(StrictModel):
     kind: Literal["mysql"]
     connection: MysqlConnection
     table: str = Field(min_length=1)
@@ -63,14 +63,14 @@ class MysqlSource(StrictModel):
     batch_size: int = Field(5_000, ge=1, le=1_000_000)
 
 
-class InlineSource(StrictModel):
+class InlineSourceSpec(StrictModel):
     kind: Literal["inline"]
     rows: list[dict[str, Any]] = Field(min_length=1)
     key: str | None = None
 
 
-Source = Annotated[
-    CsvSource | ParquetSource | JsonlSource | ExcelSource | MysqlSource | InlineSource,
+SourceSpec = Annotated[
+    CsvSourceSpec | ParquetSourceSpec | JsonlSourceSpec | ExcelSourceSpec | MysqlSourceSpec | InlineSourceSpec,
     Field(discriminator="kind"),
 ]
 
@@ -133,35 +133,35 @@ class Retry(StrictModel):
     system_error: int = Field(2, ge=0, le=100)
 
 
-class _FileSink(StrictModel):
+class _FileSinkSpec(StrictModel):
     path: str = Field(min_length=1)
 
 
-class ExcelSink(_FileSink):
+class ExcelSinkSpec(_FileSinkSpec):
     kind: Literal["excel"]
 
 
-class CsvSink(_FileSink):
+class CsvSinkSpec(_FileSinkSpec):
     kind: Literal["csv"]
 
 
-class ParquetSink(_FileSink):
+class ParquetSinkSpec(_FileSinkSpec):
     kind: Literal["parquet"]
 
 
-class JsonlSink(_FileSink):
+class JsonlSinkSpec(_FileSinkSpec):
     kind: Literal["jsonl"]
 
 
-class MysqlSink(StrictModel):
+class MysqlSinkSpec(StrictModel):
     kind: Literal["mysql"]
     connection: MysqlConnection | None = Field(None, description="Defaults to the source's connection.")
     table: str | None = Field(None, description="Defaults to the source's table.")
     key: str | None = Field(None, description="Column rows are updated by; defaults to the source's key.")
 
 
-Sink = Annotated[
-    ExcelSink | CsvSink | ParquetSink | JsonlSink | MysqlSink,
+SinkSpec = Annotated[
+    ExcelSinkSpec | CsvSinkSpec | ParquetSinkSpec | JsonlSinkSpec | MysqlSinkSpec,
     Field(discriminator="kind"),
 ]
 
@@ -171,7 +171,7 @@ class WorkflowSpec(StrictModel):
 
     name: str | None = Field(None, max_length=128)
     description: str | None = None
-    source: Source
+    source: SourceSpec
     select: Select = Field(default_factory=Select)
     columns: Columns
     prompt: Prompt
@@ -181,7 +181,7 @@ class WorkflowSpec(StrictModel):
     model: ModelChoice = Field(default_factory=ModelChoice)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     retry: Retry = Field(default_factory=Retry)
-    sink: Sink | None = None
+    sink: SinkSpec | None = None
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> WorkflowSpec:
@@ -213,7 +213,7 @@ def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
         if field not in answer_fields:
             errors.append((("prompt", "types", field), "not an output field or a required field"))
     sink = spec.sink
-    if isinstance(sink, MysqlSink) and not isinstance(spec.source, MysqlSource) and None in (
+    if isinstance(sink, MysqlSinkSpec) and not isinstance(spec.source, MysqlSourceSpec) and None in (
             sink.connection, sink.table, sink.key):
         errors.append((("sink",), "a mysql sink needs connection, table and key unless the source is mysql"))
     return errors
