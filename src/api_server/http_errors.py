@@ -12,19 +12,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from api_server.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from engine.errors import ErrorDetail
 
 log = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422}
-
-
-class ErrorItem(BaseModel):
-    """One problem: the field (dotted path; a query or header name), the message, the YAML position."""
-
-    field: str
-    message: str
-    line: int | None = None
-    column: int | None = None
 
 
 class ErrorBody(BaseModel):
@@ -34,7 +26,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     field: str | None = None
-    details: list[ErrorItem] = []
+    details: list[ErrorDetail] = []
 
 
 class ErrorResponse(BaseModel):
@@ -44,11 +36,11 @@ class ErrorResponse(BaseModel):
 
 
 def error_response(status: int, code: str, message: str, *, field: str | None = None,
-                   details: list[dict[str, Any]] | None = None,
+                   details: list[ErrorDetail] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     """Build the one error shape."""
     body = ErrorBody(status=status, code=code, message=message, field=field,
-                     details=[ErrorItem(**d) for d in details or []])
+                     details=details or [])
     return JSONResponse({"error": body.model_dump(exclude_none=True)}, status_code=status, headers=headers)
 
 
@@ -59,16 +51,16 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
 
 
-def _validation_detail(err: dict[str, Any]) -> dict[str, Any]:
+def _validation_detail(err: dict[str, Any]) -> ErrorDetail:
     where, *path = err["loc"] or ("body",)
     name = ".".join(str(p) for p in path) or str(where)
     if err["type"] == "extra_forbidden":
         noun = {"query": "query parameter", "body": "field"}.get(str(where), "field")
-        return {"field": name, "message": f"unknown {noun} {name!r}"}
+        return ErrorDetail(name, f"unknown {noun} {name!r}")
     if err["type"] == "json_invalid":
-        return {"field": "body", "message": f"body is not valid JSON: {err.get('ctx', {}).get('error', '')}"}
+        return ErrorDetail("body", f"body is not valid JSON: {err.get('ctx', {}).get('error', '')}")
     noun = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(str(where), "field")
-    return {"field": name, "message": f"{noun} {name!r}: {err['msg']}"}
+    return ErrorDetail(name, f"{noun} {name!r}: {err['msg']}")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -78,13 +70,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
         status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
         return error_response(status, exc.code, exc.message, field=exc.field,
-                              details=[d.as_dict() for d in exc.details])
+                              details=exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [_validation_detail(dict(e)) for e in exc.errors()]
-        message = "; ".join(d["message"] for d in details) or "invalid request"
-        return error_response(422, "invalid", message, field=details[0]["field"] if details else None,
+        message = "; ".join(d.message for d in details) or "invalid request"
+        return error_response(422, "invalid", message, field=details[0].field if details else None,
                               details=details)
 
     @app.exception_handler(HTTPException)

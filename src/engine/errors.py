@@ -15,8 +15,7 @@ for the user; anything else is a bug.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -32,10 +31,6 @@ class ErrorDetail:
         where = f"line {self.line}, column {self.column}: " if self.line is not None else ""
         what = f"{self.field}: " if self.field else ""
         return f"{where}{what}{self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict without the unset position."""
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 class EngineError(Exception):
