@@ -18,6 +18,7 @@ from core.db import Database
 from core.db.migrate import upgrade
 from core.models import metadata
 from core.settings import Settings
+from tests.keys import bearer, new_key
 from tests.services import mysql_url
 
 
@@ -87,11 +88,18 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings, database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client calling the app in process."""
+async def admin_key(database: Database) -> str:
+    """An admin key's secret in the database under test."""
+    return await new_key(database, name="tests")
+
+
+@pytest.fixture
+async def client(settings: Settings, database: Database, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client calling the app in process, with an admin key."""
     app = create_app(settings, database)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test",
+                                 headers=bearer(admin_key)) as http:
         yield http
 
 

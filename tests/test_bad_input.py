@@ -12,6 +12,7 @@ from api_server.main import create_app
 from core.db import Database
 from core.settings import Settings
 from tests.conftest import make_job, make_workflow, spec_text
+from tests.keys import bearer
 
 
 def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -157,7 +158,7 @@ async def test_a_crash_is_a_500_without_internals(tmp_path: Any) -> None:
     app = create_app(Settings(database_url=broken.url), broken)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        response = await http.get("/api/v1/jobs")
+        response = await http.get("/api/v1/jobs", headers=bearer("rlk_any"))  # looking the key up fails
     error = error_of(response, 500)
     assert error["code"] == "internal"
     assert "sqlite" not in response.text.lower() and "missing-dir" not in response.text

@@ -17,6 +17,7 @@ from core.settings import Settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
 from tests.fake_upstream import FakeUpstream, marker
+from tests.keys import bearer
 from tests.served import served
 from tests.test_gateway_router import gateway
 
@@ -39,9 +40,10 @@ async def app_router(upstreams: tuple[FakeUpstream, FakeUpstream], settings: Set
 
 
 @pytest.fixture
-async def client(app_router: tuple[Any, Router]) -> AsyncIterator[openai.AsyncOpenAI]:
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app_router[0]), base_url="http://rowloom.test")
-    async with openai.AsyncOpenAI(base_url="http://rowloom.test/v1", api_key="unused", http_client=http,
+async def client(app_router: tuple[Any, Router], admin_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app_router[0]), base_url="http://rowloom.test",
+                                 headers=bearer(admin_key))
+    async with openai.AsyncOpenAI(base_url="http://rowloom.test/v1", api_key=admin_key, http_client=http,
                                   max_retries=0) as ai:
         yield ai
 
@@ -71,11 +73,13 @@ async def test_upstream_rejection_reaches_the_client_as_400(client: openai.Async
 
 
 async def test_busy_gateway_answers_429_with_retry_after(app_router: tuple[Any, Router],
-                                                         upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+                                                         upstreams: tuple[FakeUpstream, FakeUpstream],
+                                                         admin_key: str) -> None:
     app, router = app_router
     for state in router.deployments.values():
         state.cooldown.failed(router.clock(), retry_after_s=90)  # longer than a request waits (60 s)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 headers=bearer(admin_key)) as http:
         response = await http.post("/v1/chat/completions", json={"model": "auto", "messages": [
             {"role": "user", "content": "x"}]})
         health = await http.get("/admin/health")
@@ -86,10 +90,11 @@ async def test_busy_gateway_answers_429_with_retry_after(app_router: tuple[Any, 
 
 
 async def test_admin_models_counts_without_secrets(app_router: tuple[Any, Router],
-                                                   client: openai.AsyncOpenAI) -> None:
+                                                   client: openai.AsyncOpenAI, admin_key: str) -> None:
     for i in range(6):
         await client.chat.completions.create(model="m0", messages=[{"role": "user", "content": f"q{i}"}])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_router[0]), base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_router[0]), base_url="http://t",
+                                 headers=bearer(admin_key)) as http:
         response = await http.get("/admin/models")
     assert SECRET not in response.text and "api_key" not in response.text
     m0 = next(m for m in response.json()["models"] if m["name"] == "m0")
@@ -99,10 +104,10 @@ async def test_admin_models_counts_without_secrets(app_router: tuple[Any, Router
 
 
 @pytest.fixture
-async def live(app_router: tuple[Any, Router]) -> AsyncIterator[openai.AsyncOpenAI]:
+async def live(app_router: tuple[Any, Router], admin_key: str) -> AsyncIterator[openai.AsyncOpenAI]:
     """The app served by uvicorn on 127.0.0.1 (the in-process ASGI transport buffers whole bodies)."""
     async with served(app_router[0]) as base_url, \
-            openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as ai:
+            openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key=admin_key, max_retries=0) as ai:
         yield ai
 
 
@@ -151,9 +156,10 @@ async def test_official_client_embeddings(client: openai.AsyncOpenAI) -> None:
 
 
 async def test_what_the_fast_path_does_not_take_still_gets_the_route_and_its_errors(
-        app_router: tuple[Any, Router]) -> None:
+        app_router: tuple[Any, Router], admin_key: str) -> None:
     app, router = app_router
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rowloom.test") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rowloom.test",
+                                 headers=bearer(admin_key)) as http:
         fast = await http.post("/v1/chat/completions", json={"model": "auto", "messages": [
             {"role": "user", "content": "hi"}]})
         invalid = await http.post("/v1/chat/completions", json={"model": "auto", "messages": []})

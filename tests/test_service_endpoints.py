@@ -7,6 +7,7 @@ import httpx
 from api_server.main import create_app
 from core.db import Database
 from core.settings import Settings
+from tests.keys import bearer, new_key
 from tests.services import redis_url
 
 
@@ -23,7 +24,7 @@ async def test_health_checks_the_database(client: httpx.AsyncClient) -> None:
 async def _health(settings: Settings, database: Database) -> httpx.Response:
     app = create_app(settings, database)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        return await http.get("/health")
+        return await http.get("/health", headers=bearer(await new_key(database)))
 
 
 async def test_health_checks_redis_when_configured(settings: Settings, database: Database) -> None:

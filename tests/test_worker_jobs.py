@@ -83,7 +83,8 @@ async def test_progress_streams_over_http_while_the_job_runs(database_url: str, 
     status_on_arrival: list[str] = []  # the job's status (asked of the API) as each progress event arrived
     async with FakeUpstream(latency_s=0.05) as upstream, \
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p, \
-            served(p.app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            served(p.app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30,
+                                                         headers=p.http.headers) as http:
         job_id = await p.start_job(yaml=workflow_yaml(4))
         async with http.stream("GET", f"/api/v1/jobs/{job_id}/progress") as stream:
             assert stream.headers["content-type"].startswith("text/event-stream")

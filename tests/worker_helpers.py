@@ -22,6 +22,7 @@ from engine.gateway.router import Router
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec
 from tests.engine_helpers import SPEC, expected_summary, read_csv_text, tickets
+from tests.keys import bearer, new_key
 from worker.inprocess import InProcessRunner
 
 T = TypeVar("T")
@@ -164,7 +165,9 @@ async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queu
     app.state.queue = runner
     await runner.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rowloom.test") as http:
+        key = await new_key(database, name="platform tests")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://rowloom.test",
+                                     headers=bearer(key)) as http:
             yield Platform(http, settings, database, router, runner, app)
     finally:
         await runner.aclose()

@@ -2,8 +2,8 @@
 
 FastAPI's routing, dependency solving, exception middleware and response encoding cost more CPU than the
 rest of a gateway request together (profiled under loadprobe). This middleware answers valid,
-non-streaming `POST /v1/chat/completions` itself, with the same models and response builders as the
-documented route; anything else (streams, invalid bodies, other content types) falls through to that
+non-streaming `POST /v1/chat/completions` itself, with the same key check, key limits, models and response
+builders as the documented route; anything else (streams, invalid bodies, other content types) falls through to that
 route with the body replayed, so errors keep the API's one shape and Swagger still documents it.
 """
 
@@ -11,9 +11,15 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
-from api_server.routes.openai_compat import ChatCompletionRequest, completion_body, gateway_error
+from api_server.auth import KeyRing, authorize
+from api_server.http_errors import domain_error_response
+from api_server.key_limits import KeyLimits
+from api_server.routes.openai_compat import ChatCompletionRequest, answer, completion_body, gateway_error
+from api_server.services.errors import DomainError
+from core.models import Scope
 from engine.gateway import GatewayError
 from engine.gateway.router import Router
 
@@ -26,7 +32,7 @@ class ChatFastPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH or not _json(scope):
             await self.app(scope, receive, send)
             return
@@ -38,20 +44,32 @@ class ChatFastPath:
         if request is None or request.stream:
             await self.app(scope, _replay(messages, receive), send)
             return
-        router: Router = scope["app"].state.router
+        state = scope["app"].state
+        keys: KeyRing = state.keys
+        limits: KeyLimits = state.key_limits
+        router: Router = state.router
         try:
-            result = await router.chat(request.to_request())
+            caller = authorize(await keys.caller(_header(scope, b"authorization")), Scope.GATEWAY)
+            result = await answer(request.to_request(), caller=caller, limits=limits, gateway=router)
+        except DomainError as exc:  # no key, a key without the gateway scope, or over its limits
+            await domain_error_response(exc)(scope, receive, send)
+            return
         except GatewayError as exc:
             await gateway_error(exc)(scope, receive, send)
             return
         await JSONResponse(completion_body(result))(scope, receive, send)
 
 
-def _json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bool(value.split(b";", 1)[0].strip().lower() == b"application/json")
-    return False
+def _header(scope: AsgiScope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _json(scope: AsgiScope) -> bool:
+    content_type = _header(scope, b"content-type")
+    return content_type is not None and content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 async def _read(receive: Receive) -> tuple[bytes, list[Message]]:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api_server.key_limits import KeyLimits
 from core.db import Database
 from core.queue import JobQueue
 from core.settings import Settings
 from engine.gateway.router import Router
+from engine.spec.loader import SpecCheck
 
 
 async def get_database(request: Request) -> Database:
@@ -44,8 +46,22 @@ async def get_queue(request: Request) -> JobQueue:
     return queue
 
 
+async def get_key_limits(request: Request) -> KeyLimits:
+    """The API keys' limits on the gateway routes."""
+    limits: KeyLimits = request.app.state.key_limits
+    return limits
+
+
+async def get_spec_checks(request: Request) -> Sequence[SpecCheck]:
+    """What every stored workflow and job must pass besides the spec itself (paths, secrets)."""
+    checks: Sequence[SpecCheck] = request.app.state.spec_checks
+    return checks
+
+
 DatabaseDep = Annotated[Database, Depends(get_database)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 RouterDep = Annotated[Router, Depends(get_router)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+KeyLimitsDep = Annotated[KeyLimits, Depends(get_key_limits)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SpecChecksDep = Annotated[Sequence[SpecCheck], Depends(get_spec_checks)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,12 +12,21 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from api_server.services.errors import Conflict, DomainError, InvalidInput, NotFound
+from api_server.services.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+)
 from engine.errors import ErrorDetail
 
 log = logging.getLogger(__name__)
 
-STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422}
+STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422, Unauthenticated: 401,
+                                            Forbidden: 403, TooManyRequests: 429}
 
 
 class ErrorBody(BaseModel):
@@ -46,8 +56,10 @@ def error_response(status: int, code: str, message: str, *, field: str | None = 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting error statuses with the error shape."""
-    text = {400: "Bad request", 404: "Not found", 409: "Conflict with the resource's state",
-            413: "Request body too large", 415: "Unsupported media type", 422: "Invalid input"}
+    text = {400: "Bad request", 401: "No API key, or an unknown or revoked one", 403: "The API key lacks the scope",
+            404: "Not found", 409: "Conflict with the resource's state",
+            413: "Request body too large", 415: "Unsupported media type", 422: "Invalid input",
+            429: "A limit of the API key is reached (see Retry-After)"}
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
 
 
@@ -63,14 +75,23 @@ def _validation_detail(err: dict[str, Any]) -> ErrorDetail:
     return ErrorDetail(name, f"{noun} {name!r}: {err['msg']}")
 
 
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """A domain error as its HTTP status, with the headers that status calls for."""
+    status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return error_response(status, exc.code, exc.message, field=exc.field, details=exc.details, headers=headers or None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers so no route returns another shape and no stack trace leaks."""
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        status = next((s for cls, s in STATUS_OF.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, exc.message, field=exc.field,
-                              details=exc.details)
+        return domain_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,17 +9,23 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 
+from api_server.auth import KeyRing
 from api_server.body_limit import BodySizeLimit
 from api_server.chat_fast_path import ChatFastPath
+from api_server.cross_site import CrossSiteGuard
 from api_server.http_errors import install_error_handlers
-from api_server.routes import admin, health, job_results, jobs, metrics, openai_compat, workflows
+from api_server.key_limits import KeyLimits
+from api_server.routes import admin, health, job_results, jobs, keys, metrics, openai_compat, workflows
 from api_server.telemetry import fastapi_telemetry
 from core.db import Database
 from core.gateway_router import open_router
 from core.queue import JobQueue, NoQueue, queue_for
 from core.settings import Settings, get_settings
+from core.shared_limits import SharedLimits
+from core.spec_policy import spec_checks
 from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
@@ -53,6 +59,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         app.state.router = router or open_router(settings, trace_upstream=trace_upstream)
         app.state.queue = (queue_factory(app.state.database, app.state.router, settings) if queue_factory
                            else queue_for(settings.redis_url, settings.queue_name))
+        app.state.keys = KeyRing(app.state.database, redis_url=settings.redis_url, required=settings.auth_required)
+        app.state.key_limits = KeyLimits(SharedLimits.from_url(settings.redis_url) if settings.redis_url else None)
+        await app.state.keys.start()
         await app.state.queue.start()
         task = asyncio.create_task(background()) if background is not None else None
         try:
@@ -61,6 +70,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if task is not None:
                 task.cancel()
             await app.state.queue.aclose()
+            await app.state.keys.aclose()
+            await app.state.key_limits.aclose()
             if owned:
                 await app.state.database.dispose()
             if router is None:
@@ -69,17 +80,25 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app = FastAPI(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   telemetry=fastapi_telemetry())
     app.state.settings = settings
+    app.state.spec_checks = spec_checks(settings)
     app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
-    if database is not None:  # usable without running the lifespan (httpx's ASGI transport skips it)
+    app.state.key_limits = KeyLimits()
+    # Usable without running the lifespan (httpx's ASGI transport skips it).
+    app.state.keys = KeyRing(database, required=settings.auth_required)
+    if database is not None:
         app.state.database = database
     if router is not None:
         app.state.router = router
     app.add_middleware(ChatFastPath)  # inside the body limit: added first, so it wraps the app more closely
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CrossSiteGuard, allowed_origins=settings.cors_origins)
+    if settings.cors_origins:  # off unless origins are listed: a page elsewhere cannot read the API's answers
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["*"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.
     for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,
-                   admin.router, metrics.router):
+                   admin.router, keys.router, metrics.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
     return app

@@ -13,9 +13,10 @@ from core.models import JobEvent
 from engine.events import EventKind
 
 
-def event_row(job_id: int, kind: EventKind, message: str, **data: Any) -> dict[str, Any]:
-    """One job_events row as values for an insert."""
-    return {"job_id": job_id, "created_at": utcnow(), "kind": str(kind), "message": message, "data": data}
+def event_row(job_id: int, kind: EventKind, message: str, *, key_id: int | None = None, **data: Any) -> dict[str, Any]:
+    """One job_events row as values for an insert; `key_id` is the API key behind it, if any."""
+    return {"job_id": job_id, "created_at": utcnow(), "kind": str(kind), "message": message, "data": data,
+            "key_id": key_id}
 
 
 async def add_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -42,6 +42,29 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(
         30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued by the reaper.")
     reaper_interval_s: float = Field(10.0, gt=0, description="How often the reaper looks for expired leases.")
+    allowed_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders besides DATA_DIR that workflow and job file paths may name "
+        "(comma-separated); every path must resolve inside one of them after symlinks.")
+    secret_prefix: str = Field(
+        "ROWLOOM_SECRET_", min_length=1, description="A stored workflow refers to a secret as ${NAME}; only names "
+        "starting with this are resolved, so a workflow cannot read other variables of the server's environment.")
+    secrets_file: Path | None = Field(
+        None, description="A file of NAME=value lines read for ${NAME} secrets (the environment wins).")
+    auth_required: bool = Field(
+        True, description="Every route but /ping and /health needs an API key. Turning it off is refused unless "
+        "API_HOST is a loopback address.")
+    metrics_public: bool = Field(False, description="Serve /metrics without a key (for a scraper on a private "
+                                                   "network); otherwise it needs an admin key.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Browser origins allowed to call the API (comma-separated); none by "
+        "default. Cross-site form and text/plain posts are refused either way.")
+
+    @field_validator("allowed_roots", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 @lru_cache

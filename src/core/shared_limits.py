@@ -86,13 +86,15 @@ class SharedLimits:
     def _key(self, name: str, what: str) -> str:
         return f"{self.prefix}:{name}:{what}"
 
-    async def take(self, name: str, *, rps: float | None, tpm: int | None, tokens: float) -> float:
-        """Take one request and `tokens` from the deployment's buckets; returns 0, or the seconds to wait."""
+    async def take(self, name: str, *, rps: float | None, tpm: int | None, tokens: float,
+                   burst_s: float = 2.0) -> float:
+        """Take one request and `tokens` from the buckets of `name` (a deployment, or an API key); returns 0, or
+        the seconds to wait. The request bucket holds `burst_s` seconds of requests."""
         keys = [self._key(name, "cooldown")]
         args: list[Any] = []
         if rps:
             keys.append(self._key(name, "rps"))
-            args += [rps, 2 * rps, 1]
+            args += [rps, burst_s * rps, 1]
         if tpm:
             keys.append(self._key(name, "tpm"))
             args += [tpm / 60, tpm, tokens]

@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from rowloom import engine_commands, platform_commands
+from rowloom import engine_commands, keys_commands, platform_commands
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {
     "serve": platform_commands.serve_command,
     "worker": platform_commands.worker_command,
     "migrate": platform_commands.migrate_command,
+    "keys": keys_commands.keys_command,
     "run": engine_commands.run_command,
     "validate": engine_commands.validate_command,
     "import-dataflux": engine_commands.import_dataflux_command,
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rowloom", description="Run LLM workflows over tables.")
     commands = parser.add_subparsers(dest="command", required=True)
     platform_commands.add_commands(commands)
+    keys_commands.add_commands(commands)
     engine_commands.add_commands(commands)
     return parser
 

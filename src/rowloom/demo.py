@@ -57,10 +57,11 @@ def write_demo_input(data_dir: Path) -> Path:
     return path
 
 
-async def run_demo(base_url: str, settings: Settings) -> None:
+async def run_demo(base_url: str, settings: Settings, api_key: str) -> None:
     """Store the demo workflow, trigger a job, wait for it, and print where its output is."""
     write_demo_input(settings.data_dir)
-    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=headers) as http:
         for _ in range(100):  # the server starts accepting requests just after the lifespan starts
             try:
                 await http.get("/ping")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from functools import partial
 
@@ -66,9 +67,13 @@ def serve(host: str | None, port: int | None, *, migrate_first: bool = True, dem
     from core.telemetry import trace_upstream
 
     settings = get_settings()
+    host, port = host or settings.api_host, port or settings.api_port
+    if not settings.auth_required and not is_loopback(host):
+        sys.exit(f"AUTH_REQUIRED=false is refused on {host}: without keys anyone who reaches the port could use "
+                 "the API; serve on 127.0.0.1, or keep keys on")
     if migrate_first:
         asyncio.run(migrate(settings))
-    host, port = host or settings.api_host, port or settings.api_port
+    demo_key = asyncio.run(prepare_keys(settings, demo=demo))
     if processes > 1:
         if not settings.redis_url:
             sys.exit("rowloom serve --workers N needs REDIS_URL: without it each process would keep its own rate "
@@ -88,12 +93,69 @@ def serve(host: str | None, port: int | None, *, migrate_first: bool = True, dem
         print("jobs run in this process (set REDIS_URL to hand them to `rowloom worker` processes)", flush=True)
     print(f"Rowloom API on http://{host}:{port}  (docs: http://{host}:{port}/docs)", flush=True)
     background: BackgroundTask | None = None
-    if demo:
-        from rowloom.demo import run_demo
-
-        background = partial(run_demo, f"http://{host}:{port}", settings)
+    if demo_key is not None:
+        background = partial(run_demo_once, f"http://{host}:{port}", settings, *demo_key)
     app = create_app(settings, queue_factory=queue_factory, trace_upstream=traced, background=background)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listening address is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def prepare_keys(settings: Settings, *, demo: bool) -> tuple[int, str] | None:
+    """The first start's admin key, printed once; and a key for the demo job, if asked (its id and secret)."""
+    from api_server.services.keys import create_key, first_key
+    from core.db import Database
+    from core.models import Scope
+    from core.models.api_key import ApiKeyCreate
+
+    database = Database(settings.database_url)
+    try:
+        async with database.session() as session:
+            secret = await first_key(session)
+            demo_key = None
+            if demo:
+                key, demo_secret = await create_key(session, data=ApiKeyCreate(name="serve --demo",
+                                                                               scopes=[Scope.WRITE]))
+                assert key.id is not None
+                demo_key = (key.id, demo_secret)
+    finally:
+        await database.dispose()
+    if secret is not None:
+        print(FIRST_KEY_BANNER.format(secret=secret), flush=True)
+    return demo_key
+
+
+async def run_demo_once(base_url: str, settings: Settings, key_id: int, secret: str) -> None:
+    """The demo job through the API with a key of its own, revoked once the demo is over."""
+    from api_server.services.keys import revoke_key
+    from core.db import Database
+    from rowloom.demo import run_demo
+
+    try:
+        await run_demo(base_url, settings, secret)
+    finally:
+        database = Database(settings.database_url)
+        try:
+            async with database.session() as session:
+                await revoke_key(session, key_id=key_id)
+        finally:
+            await database.dispose()
+
+
+FIRST_KEY_BANNER = """
+This is the first start: an admin API key was made. It is shown only now (only its hash is stored):
+
+    {secret}
+
+Send it as `Authorization: Bearer <key>` (curl -H "Authorization: Bearer $ROWLOOM_KEY" ...), or paste it into
+Swagger's Authorize button. Make more keys with `rowloom keys create --name NAME --scope read|write|admin|gateway`.
+"""
 
 
 def _safe_url(url: str) -> str:

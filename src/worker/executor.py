@@ -25,6 +25,7 @@ from core.db.types import utcnow
 from core.job_records import event_row
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.settings import Settings
+from core.spec_policy import job_secrets, path_policy, spec_checks
 from engine.errors import EngineError
 from engine.events import EventKind
 from engine.gateway import ChatClient
@@ -97,7 +98,8 @@ class JobRun:
         self.ctx = ctx
         self.job = job
         self.job_id: int = job.id
-        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage())
+        self.secrets = job_secrets(ctx.settings)
+        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage(), scrub=self.secrets.scrub)
 
     async def run(self) -> None:
         """Run under the job's trace, then move the job to where the run left it."""
@@ -136,23 +138,26 @@ class JobRun:
         async with self.ctx.database.session() as session:
             version = await session.get(WorkflowVersion, self.job.workflow_version_id)
         assert version is not None and version.id is not None
-        spec = validate_spec_data(merge_params(version.spec, self.job.params))
-        base_dir = self.ctx.settings.data_dir.resolve()  # absolute, so the record names the output unambiguously
-        output = self._default_output(spec, base_dir)
+        settings = self.ctx.settings
+        # Checked again here: a version stored before a policy changed, or a path that became a symlink.
+        spec = validate_spec_data(merge_params(version.spec, self.job.params), checks=spec_checks(settings))
+        base_dir = settings.data_dir.resolve()  # absolute, so the record names the output unambiguously
+        output = self._default_output(spec)
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
                               prompt_hash=prompt_hash(spec))
         return await run_spec(spec, client=self.ctx.client, base_dir=base_dir, work_dir=self._job_dir(),
                               store=store, output=output, on_progress=self.recorder.on_progress,
-                              on_event=self.recorder.on_event, stop=stop)
+                              on_event=self.recorder.on_event, stop=stop, confine_to=settings.allowed_roots,
+                              secrets=self.secrets)
 
     def _job_dir(self) -> Path:
         return self.ctx.settings.data_dir.resolve() / "jobs" / str(self.job_id)
 
-    def _default_output(self, spec: WorkflowSpec, base_dir: Path) -> Path | None:
+    def _default_output(self, spec: WorkflowSpec) -> Path | None:
         """Without a sink, output goes to the job's own folder (jobs of one workflow never overwrite each other)."""
         if spec.sink is not None or spec.source.kind == "mysql":
             return None
-        return self._job_dir() / default_output(spec, base_dir)[0].name
+        return self._job_dir() / default_output(spec, path_policy(self.ctx.settings))[0].name
 
     async def _ended(self, outcome: RunOutcome) -> None:
         p = outcome.progress
@@ -185,7 +190,7 @@ class JobRun:
         expected = isinstance(exc, EngineError | OSError)
         if not expected:
             log.exception("job %s failed", self.job_id)
-        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        message = self.secrets.scrub(str(exc) if expected else f"{type(exc).__name__}: {exc}")
         target = JobStatus.CANCELLED if self.recorder.holding is JobStatus.CANCELLING else JobStatus.FAILED
         kind = EventKind.CANCELLED if target is JobStatus.CANCELLED else EventKind.FAILED
         await self._finish(target, kind, f"{target}: {message}", error=message)

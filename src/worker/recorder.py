@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -44,8 +45,10 @@ class EarlierUsage:
 class JobRecorder:
     """Collects the engine's progress and events and writes them on the job's record."""
 
-    def __init__(self, database: Database, job: Job, *, earlier: EarlierUsage) -> None:
+    def __init__(self, database: Database, job: Job, *, earlier: EarlierUsage,
+                 scrub: Callable[[str], str] = str) -> None:
         self.database = database
+        self.scrub = scrub  # no event carries a secret the run resolved
         self.job = job
         self.earlier = earlier
         self.latest: Progress | None = None
@@ -67,7 +70,8 @@ class JobRecorder:
     def event(self, kind: EventKind, message: str, **data: Any) -> None:
         """Queue an event for the next write."""
         assert self.job.id is not None
-        self.pending_events.append(event_row(self.job.id, kind, message, **data))
+        data = {k: self.scrub(v) if isinstance(v, str) else v for k, v in data.items()}
+        self.pending_events.append(event_row(self.job.id, kind, self.scrub(message), **data))
 
     def progress_values(self) -> dict[str, Any]:
         """The job columns that show the newest progress."""

@@ -6,11 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
+from api_server.auth import require
 from api_server.deps import RouterDep
+from api_server.http_errors import error_responses
 from core.gateway_stats import snapshot
+from core.models import Scope
 from engine.gateway.router import Router
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require(Scope.ADMIN)],
+                   responses=error_responses(401, 403))
 
 
 @router.get("/models")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from api_server.auth import Caller, optional_caller
 from api_server.deps import DatabaseDep, SettingsDep
 
 router = APIRouter(tags=["health"])
@@ -23,10 +24,11 @@ class Check(BaseModel):
 
 
 class Health(BaseModel):
-    """`ok` when every configured dependency answers, else `degraded` (with 503)."""
+    """`ok` when every configured dependency answers, else `degraded` (with 503). The checks are shown only to
+    a caller with an API key."""
 
     status: str
-    checks: dict[str, Check]
+    checks: dict[str, Check] | None = None
 
 
 async def _timed(probe: Any) -> Check:
@@ -39,8 +41,12 @@ async def _timed(probe: Any) -> Check:
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Degraded"}})
-async def health(database: DatabaseDep, settings: SettingsDep, response: Response) -> Health:
-    """Check the database, and Redis when REDIS_URL is set; 503 if any is down."""
+async def health(database: DatabaseDep, settings: SettingsDep, response: Response,
+                 caller: Annotated[Caller | None, Depends(optional_caller)]) -> Health:
+    """Check the database, and Redis when REDIS_URL is set; 503 if any is down.
+
+    Without an API key only the status is shown; with one, each dependency's check and latency.
+    """
 
     async def database_probe() -> None:
         async with database.engine.connect() as connection:
@@ -61,7 +67,7 @@ async def health(database: DatabaseDep, settings: SettingsDep, response: Respons
     healthy = all(check.ok for check in checks.values())
     if not healthy:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(status="ok" if healthy else "degraded", checks=checks)
+    return Health(status="ok" if healthy else "degraded", checks=checks if caller is not None else None)
 
 
 @router.get("/ping")

@@ -11,19 +11,21 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from api_server.auth import require
 from api_server.deps import DatabaseDep, SessionDep
 from api_server.http_errors import error_responses
 from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, ListPage, NoQueryDep
 from api_server.services import job_results
 from api_server.services.errors import Conflict, NotFound
 from api_server.services.jobs import get_job
-from core.models import JobStatus
+from core.models import JobStatus, Scope
 from core.models.job import JobPublic
 from core.models.job_event import JobEventPublic
 from core.models.job_item import JobItemPublic
 from core.models.job_states import FINISHED
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["job results"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["job results"], dependencies=[require(Scope.READ)],
+                   responses=error_responses(401, 403))
 PROGRESS_POLL_S = 0.5
 
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from api_server.deps import QueueDep, SessionDep
+from api_server.auth import AdminKey, ReadKey, WriteKey
+from api_server.deps import QueueDep, SessionDep, SpecChecksDep
 from api_server.http_errors import error_responses
 from api_server.queries import JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
@@ -14,7 +15,7 @@ from api_server.services import jobs as service
 from core.models import JobAction
 from core.models.job import JobCreate, JobPublic, JobSummary
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
 
 IdempotencyKey = Annotated[
     str | None,
@@ -26,7 +27,8 @@ IdempotencyKey = Annotated[
 @router.post("", response_model=JobPublic, status_code=status.HTTP_201_CREATED,
              responses={200: {"model": JobPublic, "description": "Same Idempotency-Key and body: the first job"},
                         **error_responses(409, 413, 422)})
-async def create_job(data: JobCreate, response: Response, session: SessionDep, queue: QueueDep, _: NoQueryDep,
+async def create_job(data: JobCreate, response: Response, session: SessionDep, queue: QueueDep, caller: WriteKey,
+                     checks: SpecChecksDep, _: NoQueryDep,
                      idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Trigger a job of a workflow.
 
@@ -35,7 +37,8 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
     it. With an `Idempotency-Key` header, a retry with the same key and body returns the first job (200);
     the same key with a different body is a 409.
     """
-    job, created = await service.create_job(session, queue=queue, data=data, idempotency_key=idempotency_key)
+    job, created = await service.create_job(session, queue=queue, data=data, checks=checks,
+                                            idempotency_key=idempotency_key, created_by=caller.key_id)
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"
@@ -43,7 +46,8 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
 
 
 @router.get("", response_model=ListPage[JobSummary], responses=error_responses(422))
-async def list_jobs(session: SessionDep, query: Annotated[JobListQuery, Query()]) -> ListPage[JobSummary]:
+async def list_jobs(session: SessionDep, _caller: ReadKey,
+                    query: Annotated[JobListQuery, Query()]) -> ListPage[JobSummary]:
     """List jobs, filtered and ordered (items carry no params).
 
     Filters: `status` and `priority` (repeat or comma-separate: any of), `workflow` (name or id),
@@ -65,13 +69,13 @@ async def list_jobs(session: SessionDep, query: Annotated[JobListQuery, Query()]
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404, 422))
-async def get_job(job_id: int, session: SessionDep, _: NoQueryDep) -> JobPublic:
+async def get_job(job_id: int, session: SessionDep, _caller: ReadKey, _: NoQueryDep) -> JobPublic:
     """Get one job: status, counts, usage, timestamps, error."""
     return JobPublic.from_job(await service.get_job(session, job_id=job_id))
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
-async def delete_job(job_id: int, session: SessionDep, _: NoQueryDep) -> None:
+async def delete_job(job_id: int, session: SessionDep, _caller: AdminKey, _: NoQueryDep) -> None:
     """Delete a finished (completed, failed or cancelled) job's record; 409 for any other status."""
     await service.delete_job(session, job_id=job_id)
 
@@ -80,37 +84,45 @@ ACTION_RESPONSES = error_responses(404, 409, 422)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=ACTION_RESPONSES)
-async def cancel_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+async def cancel_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+                  _: NoQueryDep) -> JobPublic:
     """Cancel a job: a queued or paused job is cancelled at once, a running one goes through `cancelling`.
 
     409 names the status if the job cannot be cancelled.
     """
-    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.CANCEL))
+    job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.CANCEL, key_id=caller.key_id)
+    return JobPublic.from_job(job)
 
 
 @router.post("/{job_id}/pause", response_model=JobPublic, summary="Pause a job", responses=ACTION_RESPONSES)
-async def pause_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+async def pause_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+                  _: NoQueryDep) -> JobPublic:
     """Pause a queued or running job; it keeps its place and its finished rows.
 
     409 names the status otherwise.
     """
-    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.PAUSE))
+    job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.PAUSE, key_id=caller.key_id)
+    return JobPublic.from_job(job)
 
 
 @router.post("/{job_id}/resume", response_model=JobPublic, summary="Resume a job", responses=ACTION_RESPONSES)
-async def resume_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+async def resume_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+                  _: NoQueryDep) -> JobPublic:
     """Resume a paused job: it is queued again and goes on from its finished rows.
 
     409 names the status otherwise.
     """
-    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.RESUME))
+    job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.RESUME, key_id=caller.key_id)
+    return JobPublic.from_job(job)
 
 
 @router.post("/{job_id}/retry", response_model=JobPublic, summary="Retry a job", responses=ACTION_RESPONSES)
-async def retry_job(job_id: int, session: SessionDep, queue: QueueDep, _: NoQueryDep) -> JobPublic:
+async def retry_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+                  _: NoQueryDep) -> JobPublic:
     """Retry a failed or cancelled job: it is queued again; finished rows are kept and only failed and unsent
     rows run.
 
     409 names the status otherwise.
     """
-    return JobPublic.from_job(await service.act(session, queue=queue, job_id=job_id, action=JobAction.RETRY))
+    job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.RETRY, key_id=caller.key_id)
+    return JobPublic.from_job(job)

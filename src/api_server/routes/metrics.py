@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from api_server.auth import Caller, authorize, optional_caller
 from api_server.deps import QueueDep, RouterDep, SessionDep, SettingsDep
+from api_server.http_errors import error_responses
 from api_server.queries import NoQueryDep
 from core.gateway_stats import fleet_stats, snapshot
-from core.models import Job, JobStatus
+from core.models import Job, JobStatus, Scope
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)
@@ -32,11 +34,14 @@ class _Families:
 
 
 @router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
-async def metrics(session: SessionDep, queue: QueueDep, gateway: RouterDep,
-                  settings: SettingsDep, _: NoQueryDep) -> Response:
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+                       **error_responses(401, 403)})
+async def metrics(session: SessionDep, queue: QueueDep, gateway: RouterDep, settings: SettingsDep, _: NoQueryDep,
+                  caller: Annotated[Caller | None, Depends(optional_caller)]) -> Response:
     """Prometheus metrics: jobs by state, rows/s of running jobs, queue depth, and per model upstream
     requests (ok/failed), latency p50/p95, in flight, tokens and cost, for this process and every worker."""
+    if not settings.metrics_public:
+        authorize(caller, Scope.ADMIN)
     jobs = GaugeMetricFamily("rowloom_jobs", "Jobs by state", labels=["status"])
     counts = dict((await session.exec(select(Job.status, func.count()).group_by(
         col(Job.status)))).all())

@@ -12,12 +12,15 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_server.deps import RouterDep
+from api_server.auth import Caller, GatewayKey
+from api_server.deps import KeyLimitsDep, RouterDep
 from api_server.http_errors import error_response, error_responses
+from api_server.key_limits import KeyLimits, estimate_tokens
 from engine.gateway import GatewayError, RateLimited, RequestRejected
+from engine.gateway.router import Router
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=error_responses(401, 403))
 
 
 class ChatMessage(BaseModel):
@@ -54,6 +57,20 @@ class ChatCompletionRequest(BaseModel):
                            response_format=self.response_format)
 
 
+def chars_of(request: ChatRequest) -> int:
+    """Characters of a request's messages (what its token estimate is made from)."""
+    return sum(len(m.get("content", "")) for m in request.messages)
+
+
+async def answer(request: ChatRequest, *, caller: Caller, limits: KeyLimits, gateway: Router) -> ChatResult:
+    """A completion within the caller's key limits (TooManyRequests if over them); GatewayError as the router's."""
+    estimate = estimate_tokens(chars_of(request), request.max_tokens)
+    await limits.admit(caller, estimate)
+    result = await gateway.chat(request)
+    await limits.settle(caller, estimate, result.usage.prompt_tokens + result.usage.completion_tokens)
+    return result
+
+
 def completion_body(result: ChatResult) -> dict[str, Any]:
     """A chat.completion object."""
     usage = result.usage
@@ -78,14 +95,18 @@ def gateway_error(exc: GatewayError) -> JSONResponse:
 @router.post("/chat/completions", responses=error_responses(413, 422) | {
     429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"},
     502: {"description": "The upstreams failed"}})
-async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep) -> Any:
+async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, caller: GatewayKey,
+                           limits: KeyLimitsDep) -> Any:
     """Create a chat completion through the router (OpenAI-compatible).
 
     `model` is a model or group name from the gateway config, or `auto`. Parameters a model does not
     support (e.g. `response_format` without JSON-schema support) are dropped for it.
     """
+    request = body.to_request()
     if body.stream:
-        pieces = gateway.stream(body.to_request())
+        estimate = estimate_tokens(chars_of(request), request.max_tokens)
+        await limits.admit(caller, estimate)
+        pieces = gateway.stream(request)
         try:
             first = await anext(pieces)  # an error before the first piece is a plain HTTP error
         except GatewayError as exc:
@@ -93,7 +114,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep) -> A
         return StreamingResponse(sse(first, pieces), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     try:
-        result = await gateway.chat(body.to_request())
+        result = await answer(request, caller=caller, limits=limits, gateway=gateway)
     except GatewayError as exc:
         return gateway_error(exc)
     return completion_body(result)
@@ -135,11 +156,14 @@ class EmbeddingRequest(BaseModel):
 
 @router.post("/embeddings", responses=error_responses(413, 422) | {
     429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"}})
-async def embeddings(body: EmbeddingRequest, gateway: RouterDep) -> Any:
+async def embeddings(body: EmbeddingRequest, gateway: RouterDep, caller: GatewayKey, limits: KeyLimitsDep) -> Any:
     """Create embeddings through the router (OpenAI-compatible)."""
     inputs = [body.input] if isinstance(body.input, str) else body.input
+    estimate = estimate_tokens(sum(len(text) for text in inputs), None)
+    await limits.admit(caller, estimate)
     try:
         result = await gateway.embed(inputs, model=body.model)
+        await limits.settle(caller, estimate, result.usage.prompt_tokens)
     except GatewayError as exc:
         return gateway_error(exc)
     return {"object": "list", "model": result.model,
@@ -148,7 +172,7 @@ async def embeddings(body: EmbeddingRequest, gateway: RouterDep) -> Any:
 
 
 @router.get("/models")
-async def list_models(gateway: RouterDep) -> dict[str, Any]:
+async def list_models(gateway: RouterDep, _caller: GatewayKey) -> dict[str, Any]:
     """List the names a request may use: every model, every group, and auto."""
     names = ["auto", *gateway.config.groups, *gateway.deployments]
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "rowloom"}

@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api_server.deps import SessionDep
+from api_server.auth import AdminKey, ReadKey, WriteKey
+from api_server.deps import SessionDep, SpecChecksDep
 from api_server.http_errors import error_responses
 from api_server.queries import ListPage, NoQueryDep, WorkflowListQuery
 from api_server.routes._paging import list_page, page_request
@@ -26,9 +27,10 @@ from core.models.workflow import (
     WorkflowVersionUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"])
+router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=error_responses(401, 403))
 
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+# Not text/plain: a browser sends that cross-site without asking, and nothing here should be writable that way.
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 EXAMPLE_YAML = """# Classify support tickets
 name: ticket-triage
 source: {kind: csv, path: data/tickets.csv, key: id}
@@ -74,7 +76,8 @@ _CREATE_BODY: dict[str, Any] = {
              openapi_extra=_CREATE_BODY,
              responses={200: {"model": WorkflowVersionResult, "description": "Identical YAML: that version"},
                         **error_responses(413, 415, 422)})
-async def create_workflow(request: Request, response: Response, session: SessionDep,
+async def create_workflow(request: Request, response: Response, session: SessionDep, caller: WriteKey,
+                          checks: SpecChecksDep,
                           query: Annotated[YamlUploadQuery, Query()]) -> WorkflowVersionResult:
     """Store workflow YAML: a new workflow, or its next version.
 
@@ -87,12 +90,14 @@ async def create_workflow(request: Request, response: Response, session: Session
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     raw = await request.body()
     if content_type in YAML_TYPES:
-        stored = await service.store_yaml(session, text=_utf8(raw), name=query.name)
+        stored = await service.store_yaml(session, text=_utf8(raw), name=query.name, checks=checks,
+                                          created_by=caller.key_id)
     elif content_type in ("application/json", ""):
         if query.name is not None:
             raise InvalidInput("name: with a JSON body, give the name in the body", field="name")
         data = _json_body(raw)
-        stored = await service.store_yaml(session, text=data.yaml, name=data.name, meta=data)
+        stored = await service.store_yaml(session, text=data.yaml, name=data.name, meta=data, checks=checks,
+                                          created_by=caller.key_id)
     else:
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
                             f"Content-Type {content_type!r}: send application/json or application/yaml")
@@ -122,7 +127,7 @@ def _json_body(raw: bytes) -> WorkflowCreate:
 
 
 @router.get("", response_model=ListPage[WorkflowPublic], responses=error_responses(422))
-async def list_workflows(session: SessionDep,
+async def list_workflows(session: SessionDep, _caller: ReadKey,
                          query: Annotated[WorkflowListQuery, Query()]) -> ListPage[WorkflowPublic]:
     """List workflows, filtered and ordered.
 
@@ -140,14 +145,14 @@ async def list_workflows(session: SessionDep,
 
 
 @router.get("/{workflow}", response_model=WorkflowPublic, responses=error_responses(404, 422))
-async def get_workflow(workflow: str, session: SessionDep, _: NoQueryDep) -> WorkflowPublic:
+async def get_workflow(workflow: str, session: SessionDep, _caller: ReadKey, _: NoQueryDep) -> WorkflowPublic:
     """Get one workflow by id or name."""
     found = await service.get_workflow(session, ref=workflow)
     return (await service.to_public(session, workflows=[found]))[0]
 
 
 @router.patch("/{workflow}", response_model=WorkflowPublic, responses=error_responses(404, 422))
-async def update_workflow(workflow: str, changes: WorkflowUpdate, session: SessionDep,
+async def update_workflow(workflow: str, changes: WorkflowUpdate, session: SessionDep, _caller: WriteKey,
                           _: NoQueryDep) -> WorkflowPublic:
     """Edit a workflow's description, tags or is_active. The YAML is immutable: post a new version."""
     updated = await service.update_workflow(session, ref=workflow, changes=changes)
@@ -155,14 +160,15 @@ async def update_workflow(workflow: str, changes: WorkflowUpdate, session: Sessi
 
 
 @router.delete("/{workflow}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
-async def delete_workflow(workflow: str, session: SessionDep, _: NoQueryDep) -> None:
+async def delete_workflow(workflow: str, session: SessionDep, _caller: AdminKey, _: NoQueryDep) -> None:
     """Delete a workflow and all its versions. Refused (409) while jobs reference it: deactivate instead."""
     await service.delete_workflow(session, ref=workflow)
 
 
 @router.get("/{workflow}/versions", response_model=list[WorkflowVersionSummary],
             responses=error_responses(404, 422))
-async def list_versions(workflow: str, session: SessionDep, _: NoQueryDep) -> list[WorkflowVersionSummary]:
+async def list_versions(workflow: str, session: SessionDep, _caller: ReadKey,
+                        _: NoQueryDep) -> list[WorkflowVersionSummary]:
     """List a workflow's versions, newest first (without their YAML)."""
     _workflow, versions = await service.list_versions(session, ref=workflow)
     return [WorkflowVersionSummary.model_validate(v) for v in versions]
@@ -173,7 +179,7 @@ async def list_versions(workflow: str, session: SessionDep, _: NoQueryDep) -> li
                              "description": "JSON, or the stored YAML text with ?format=yaml or "
                                             "Accept: application/yaml"},
                        **error_responses(404, 422)})
-async def get_version(workflow: str, version: int, request: Request, session: SessionDep,
+async def get_version(workflow: str, version: int, request: Request, session: SessionDep, _caller: ReadKey,
                       query: Annotated[VersionQuery, Query()]) -> Any:
     """Get one version: JSON with its YAML and parsed spec, or the YAML text exactly as stored."""
     found = await service.get_version(session, workflow=await service.get_workflow(session, ref=workflow),
@@ -189,7 +195,7 @@ async def get_version(workflow: str, version: int, request: Request, session: Se
 @router.patch("/{workflow}/versions/{version}", response_model=WorkflowVersionSummary,
               responses=error_responses(404, 422))
 async def update_version(workflow: str, version: int, changes: WorkflowVersionUpdate, session: SessionDep,
-                         _: NoQueryDep) -> WorkflowVersionSummary:
+                         _caller: WriteKey, _: NoQueryDep) -> WorkflowVersionSummary:
     """Activate or deactivate a version; jobs never start on an inactive version."""
     updated = await service.update_version(session, ref=workflow, number=version, changes=changes)
     return WorkflowVersionSummary.model_validate(updated)

@@ -34,3 +34,25 @@ class InvalidInput(DomainError):
     """The request names something that does not exist or is not valid (YAML, spec, references)."""
 
     code = "invalid"
+
+
+class Unauthenticated(DomainError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    """The API key lacks the scope the route needs."""
+
+    code = "forbidden"
+
+
+class TooManyRequests(DomainError):
+    """A limit of the API key is reached; `retry_after_s` says when to try again."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s

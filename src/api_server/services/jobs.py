@@ -26,6 +26,7 @@ from core.queue import JobQueue, offer
 from engine.errors import ErrorDetail, SpecError
 from engine.events import EventKind
 from engine.spec import merge_params, validate_spec_data
+from engine.spec.loader import SpecCheck
 
 ORDERABLE: dict[str, Sortable] = {
     "created_at": sortable_time(col(Job.created_at)),
@@ -64,8 +65,8 @@ def request_hash(data: JobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
-                     idempotency_key: str | None = None) -> tuple[Job, bool]:
+async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate, checks: Sequence[SpecCheck] = (),
+                     idempotency_key: str | None = None, created_by: int | None = None) -> tuple[Job, bool]:
     """Trigger a job and offer it to the workers; returns (job, created). A repeated Idempotency-Key returns
     the first job (offered once, when it was created)."""
     body_hash = request_hash(data)
@@ -78,19 +79,20 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
         raise Conflict(f"workflow {workflow.name!r} is inactive; activate it (PATCH is_active=true) "
                        "to run it", field="workflow")
     version = await _runnable_version(session, workflow, data.version)
-    check_params(version.spec, data.params)
+    check_params(version.spec, data.params, checks=checks)
     assert workflow.id is not None and version.id is not None
     now = utcnow()
     job = Job(workflow_id=workflow.id, workflow_version_id=version.id, workflow_name=workflow.name,
               version=version.version, name=data.name or workflow.name, params=data.params,
               priority=data.priority, idempotency_key=idempotency_key, request_hash=body_hash,
-              created_at=now, updated_at=now, enqueued_at=now)
+              created_at=now, updated_at=now, enqueued_at=now, created_by=created_by)
     session.add(job)
     try:
         await session.flush()
         assert job.id is not None
         await add_events(session, [event_row(job.id, EventKind.CREATED, f"created from {workflow.name} "
-                                             f"v{version.version} with priority {data.priority}")])
+                                             f"v{version.version} with priority {data.priority}",
+                                             key_id=created_by)])
         await session.commit()
     except IntegrityError:  # a concurrent request with the same Idempotency-Key won the insert
         await session.rollback()
@@ -128,16 +130,23 @@ async def _runnable_version(session: AsyncSession, workflow: Workflow, number: i
     return newest
 
 
-def check_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    """Reject overrides that would make the spec invalid, naming `params.<field>`."""
-    if not params:
-        return
+def check_params(spec: Mapping[str, Any], params: Mapping[str, Any], *, checks: Sequence[SpecCheck] = ()) -> None:
+    """Reject overrides that would make the spec invalid or break `checks`, naming `params.<field>` (or the stored
+    spec's field, when the stored version itself no longer passes)."""
     try:
-        validate_spec_data(merge_params(spec, params))
+        validate_spec_data(merge_params(spec, params), checks=checks)
     except SpecError as exc:
-        details = [ErrorDetail(f"params.{i.field}" if i.field else "params", i.message) for i in exc.issues]
-        raise InvalidInput("params: " + "; ".join(f"{d.field}: {d.message}" for d in details),
-                           field="params", details=details) from None
+        details = [ErrorDetail(_field_of(i.field, params), i.message) for i in exc.issues]
+        field = "params" if any(d.field.startswith("params") for d in details) else "version"
+        raise InvalidInput(f"{field}: " + "; ".join(f"{d.field}: {d.message}" for d in details),
+                           field=field, details=details) from None
+
+
+def _field_of(spec_field: str, params: Mapping[str, Any]) -> str:
+    """A spec field as the request names it: under `params` if the job overrides it, else the stored version's."""
+    if not spec_field:
+        return "params"
+    return f"params.{spec_field}" if spec_field.split(".")[0] in params else spec_field
 
 
 async def get_job(session: AsyncSession, *, job_id: int) -> Job:
@@ -174,7 +183,8 @@ async def transition(session: AsyncSession, *, job: Job, target: JobStatus,
     return job
 
 
-async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: JobAction) -> Job:
+async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: JobAction,
+              key_id: int | None = None) -> Job:
     """Cancel, pause, resume or retry a job (a job queued again is offered to the workers); a 409 names the
     status that forbids it."""
     job = await get_job(session, job_id=job_id)
@@ -189,7 +199,8 @@ async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: Jo
     if target is JobStatus.QUEUED:
         changes["enqueued_at"] = utcnow()
     assert job.id is not None
-    event = event_row(job.id, _ACTION_EVENTS[(action, target)], f"{action} requested: {job.status} -> {target}")
+    event = event_row(job.id, _ACTION_EVENTS[(action, target)], f"{action} requested: {job.status} -> {target}",
+                      key_id=key_id)
     job = await transition(session, job=job, target=target, events=[event], **changes)
     if target is JobStatus.QUEUED:
         await offer(queue, job_id, job.priority, job.attempt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,7 @@ from core.models.workflow import (
 )
 from engine.errors import SpecError
 from engine.spec import LoadedSpec, load_spec
+from engine.spec.loader import SpecCheck
 
 ORDERABLE: dict[str, Sortable] = {
     "created_at": sortable_time(col(Workflow.created_at)),
@@ -58,19 +60,20 @@ class WorkflowFilters:
     updated_before: datetime | None = None
 
 
-def parse_spec(text: str) -> LoadedSpec:
-    """Validate YAML text as a workflow spec; a 422 naming field, line and column otherwise."""
+def parse_spec(text: str, *, checks: Sequence[SpecCheck] = ()) -> LoadedSpec:
+    """Validate YAML text as a workflow spec (and `checks`); a 422 naming field, line and column otherwise."""
     try:
-        return load_spec(text)
+        return load_spec(text, checks=checks)
     except SpecError as exc:
         details = [replace(issue, field=issue.field or "yaml") for issue in exc.issues]
         raise InvalidInput(f"invalid workflow YAML: {exc}", field="yaml", details=details) from None
 
 
-async def store_yaml(session: AsyncSession, *, text: str, name: str | None = None,
-                     meta: WorkflowMeta | None = None) -> StoredVersion:
+async def store_yaml(session: AsyncSession, *, text: str, name: str | None = None, meta: WorkflowMeta | None = None,
+                     checks: Sequence[SpecCheck] = (), created_by: int | None = None) -> StoredVersion:
     """Create a workflow, or a new version of it; identical YAML returns the existing version."""
-    loaded = parse_spec(text)
+    # In a thread: parsing a large document, and the path checks' file system calls, must not hold up the server.
+    loaded = await asyncio.to_thread(parse_spec, text, checks=checks)
     workflow_name = name or loaded.spec.name
     if not workflow_name:
         raise InvalidInput("name: give the workflow a name, or set `name:` in the YAML", field="name")
@@ -78,7 +81,7 @@ async def store_yaml(session: AsyncSession, *, text: str, name: str | None = Non
         raise InvalidInput(f"name {workflow_name!r} must match {NAME_PATTERN}", field="name")
     for attempt in range(_RETRIES_ON_RACE):
         try:
-            return await _store(session, loaded, workflow_name, meta or WorkflowMeta())
+            return await _store(session, loaded, workflow_name, meta or WorkflowMeta(), created_by)
         except IntegrityError:  # a concurrent request took the same name or version number
             await session.rollback()
             if attempt == _RETRIES_ON_RACE - 1:
@@ -86,7 +89,8 @@ async def store_yaml(session: AsyncSession, *, text: str, name: str | None = Non
     raise AssertionError("unreachable")
 
 
-async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: WorkflowMeta) -> StoredVersion:
+async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: WorkflowMeta,
+                 created_by: int | None) -> StoredVersion:
     workflow = (await session.exec(select(Workflow).where(col(Workflow.name) == name))).one_or_none()
     if workflow is None:
         now = utcnow()
@@ -106,7 +110,7 @@ async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: Wor
     workflow.latest_version += 1
     workflow.updated_at = utcnow()
     version = WorkflowVersion(workflow_id=workflow.id, version=workflow.latest_version, yaml=loaded.text,
-                              spec=loaded.spec.model_dump(mode="json"), sha256=loaded.sha256)
+                              spec=loaded.spec.model_dump(mode="json"), sha256=loaded.sha256, created_by=created_by)
     session.add(version)
     await session.commit()
     return StoredVersion(workflow, version, created=True)

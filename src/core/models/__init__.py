@@ -11,6 +11,7 @@ SQLModel.metadata.naming_convention = {
 }
 metadata = SQLModel.metadata
 
+from core.models.api_key import ApiKey, Scope  # noqa: E402
 from core.models.job import Job  # noqa: E402
 from core.models.job_event import JobEvent  # noqa: E402
 from core.models.job_item import JobItem  # noqa: E402
@@ -18,12 +19,14 @@ from core.models.job_states import JobAction, JobStatus, Priority  # noqa: E402
 from core.models.workflow import Workflow, WorkflowTag, WorkflowVersion  # noqa: E402
 
 __all__ = [
+    "ApiKey",
     "Job",
     "JobAction",
     "JobEvent",
     "JobItem",
     "JobStatus",
     "Priority",
+    "Scope",
     "Workflow",
     "WorkflowTag",
     "WorkflowVersion",

@@ -68,6 +68,7 @@ class Job(SQLModel, table=True):
     trace_id: str | None = Field(default=None, sa_type=String(32))
     idempotency_key: str | None = Field(default=None, sa_type=String(255), unique=True)
     request_hash: str | None = Field(default=None, sa_type=String(64))
+    created_by: int | None = Field(default=None, sa_type=BigIntId)  # the API key that triggered it
 
 
 # --- API schemas --------------------------------------------------------------------------------
@@ -150,6 +151,7 @@ class JobPublic(JobSummary):
     error: str | None
     trace_id: str | None
     output: str | None = Field(description="Where the output was written: a file path or a MySQL table.")
+    created_by: int | None = Field(description="The id of the API key that triggered the job.")
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -163,6 +165,7 @@ class JobPublic(JobSummary):
             "error": job.error,
             "trace_id": job.trace_id,
             "output": job.output,
+            "created_by": job.created_by,
         })
 
 

@@ -24,6 +24,7 @@ class JobEvent(SQLModel, table=True):
     kind: str = Field(sa_type=String(32))
     message: str = Field(sa_type=LongText)
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    key_id: int | None = Field(default=None, sa_type=BigIntId)  # the API key behind it (None: a worker)
 
 
 class JobEventPublic(SQLModel):
@@ -34,3 +35,4 @@ class JobEventPublic(SQLModel):
     kind: EventKind
     message: str
     data: dict[str, Any]
+    key_id: int | None = Field(description="The API key that caused the event; null for a worker's own.")

@@ -70,6 +70,7 @@ class WorkflowVersion(SQLModel, table=True):
     sha256: str = Field(sa_type=String(64))
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    created_by: int | None = Field(default=None, sa_type=BigIntId)  # the API key that stored it
 
 
 # --- API schemas --------------------------------------------------------------------------------
@@ -155,6 +156,7 @@ class WorkflowVersionSummary(SQLModel):
     sha256: str
     is_active: bool
     created_at: datetime
+    created_by: int | None = Field(description="The id of the API key that stored this version.")
 
 
 class WorkflowVersionPublic(WorkflowVersionSummary):

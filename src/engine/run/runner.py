@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from engine.run.selection import send_mask
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
 from engine.spec.models import WorkflowSpec
+from engine.spec.paths import PathPolicy
+from engine.spec.secrets import Secrets
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(TRACER)
@@ -232,11 +235,19 @@ class Runner:
 async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, work_dir: Path,
                    store: ResultStore | None = None, output: Path | None = None,
                    on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
-                   stop: asyncio.Event | None = None) -> RunOutcome:
-    """Every input check happens before the first request; results go to `store` (default: work_dir)."""
-    source = await open_source(spec, base_dir=base_dir)
+                   stop: asyncio.Event | None = None, confine_to: Sequence[Path] | None = None,
+                   secrets: Secrets | None = None) -> RunOutcome:
+    """Every input check happens before the first request; results go to `store` (default: work_dir).
+
+    Relative paths start at `base_dir`. With `confine_to`, every file the run reads or writes must resolve inside
+    `base_dir` or one of those folders (checked as each file is opened). `secrets` resolves `${NAME}` references
+    (default: any variable of this process's environment).
+    """
+    paths = PathPolicy(base_dir) if confine_to is None else PathPolicy.confined(base_dir, confine_to)
+    secrets = secrets or Secrets(os.environ)
+    source = await open_source(spec, paths=paths, secrets=secrets)
     try:
-        sink = await open_sink(spec, base_dir=base_dir, output=output)
+        sink = await open_sink(spec, paths=paths, secrets=secrets, output=output)
         results = store or SqliteResultStore(work_dir / "results.sqlite")
         try:
             runner = Runner(spec, client=client, store=results, source=source, sink=sink,

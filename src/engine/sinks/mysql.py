@@ -12,6 +12,7 @@ from engine.sinks.base import cell_text
 from engine.sources.base import Source
 from engine.sources.mysql_connection import connect, quote, table_columns
 from engine.spec.models import MysqlConnection, MysqlSinkSpec, MysqlSourceSpec, WorkflowSpec
+from engine.spec.secrets import Secrets
 
 BATCH = 1_000
 
@@ -19,8 +20,10 @@ BATCH = 1_000
 class MysqlWriteBack:
     """UPDATE table SET <output columns> WHERE key = ... for every done row."""
 
-    def __init__(self, connection: MysqlConnection, table: str, key: str, outputs: dict[str, str]) -> None:
+    def __init__(self, connection: MysqlConnection, table: str, key: str, outputs: dict[str, str], *,
+                 secrets: Secrets) -> None:
         self.connection = connection
+        self.secrets = secrets
         self.table = table
         self.key = key
         self.outputs = outputs
@@ -28,7 +31,7 @@ class MysqlWriteBack:
         self._checked = False
 
     @classmethod
-    def from_spec(cls, spec: WorkflowSpec) -> MysqlWriteBack:
+    def from_spec(cls, spec: WorkflowSpec, secrets: Secrets) -> MysqlWriteBack:
         """The sink's settings, defaulting to the MySQL source's connection, table and key."""
         sink = spec.sink if isinstance(spec.sink, MysqlSinkSpec) else MysqlSinkSpec(kind="mysql")
         source = spec.source if isinstance(spec.source, MysqlSourceSpec) else None
@@ -37,11 +40,11 @@ class MysqlWriteBack:
         key = sink.key or (source.key if source else None)
         if connection is None or table is None or key is None:
             raise InputError("sink: a mysql sink needs connection, table and key")
-        return cls(connection, table, key, dict(spec.columns.output))
+        return cls(connection, table, key, dict(spec.columns.output), secrets=secrets)
 
     async def check(self) -> None:
         """The table has the key and every output column."""
-        connection = await connect(self.connection)
+        connection = await connect(self.connection, self.secrets)
         try:
             columns = await table_columns(connection, self.connection.database, self.table)
         finally:
@@ -60,7 +63,7 @@ class MysqlWriteBack:
         fields = list(self.outputs)
         assignments = ", ".join(f"{quote(self.outputs[f])} = %s" for f in fields)
         sql = f"UPDATE {quote(self.table)} SET {assignments} WHERE {quote(self.key)} = %s"
-        connection = await connect(self.connection)
+        connection = await connect(self.connection, self.secrets)
         try:
             after: str | None = None
             while True:

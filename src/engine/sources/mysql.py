@@ -11,6 +11,7 @@ from engine.errors import InputError
 from engine.sources.base import Batch, canonical_key
 from engine.sources.mysql_connection import connect, quote, table_columns
 from engine.spec.models import MysqlSourceSpec
+from engine.spec.secrets import Secrets
 
 
 class MysqlTableSource:
@@ -24,12 +25,13 @@ class MysqlTableSource:
         self.columns = columns
         self.description = f"mysql {config.connection.database}.{config.table}"
         self._from = f"FROM {quote(config.table)}"
-        self._where = f"({config.where})" if config.where else "1=1"
+        # Every query goes through the driver's %-formatting (args may be empty): a % of the condition is literal.
+        self._where = f"({config.where.replace('%', '%%')})" if config.where else "1=1"
 
     @classmethod
-    async def open(cls, config: MysqlSourceSpec) -> MysqlTableSource:
+    async def open(cls, config: MysqlSourceSpec, secrets: Secrets) -> MysqlTableSource:
         """Connect and read the table's columns; the key column must exist and be unique."""
-        connection = await connect(config.connection)
+        connection = await connect(config.connection, secrets)
         try:
             columns = await table_columns(connection, config.connection.database, config.table)
             source = cls(config, connection, columns)

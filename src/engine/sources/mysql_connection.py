@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import re
 from typing import Any
 
 import asyncmy
 
 from engine.errors import InputError
 from engine.spec.models import MysqlConnection
-
-_ENV = re.compile(r"\$\{(\w+)\}")
-
-
-def resolve_env(value: str) -> str:
-    """Fill `${NAME}` from the environment; a missing variable is named, its value never printed."""
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise InputError(f"environment variable {name} is not set (needed by the spec)")
-        return os.environ[name]
-
-    return _ENV.sub(fill, value)
+from engine.spec.secrets import Secrets
 
 
 def quote(identifier: str) -> str:
@@ -30,15 +16,16 @@ def quote(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
 
 
-async def connect(config: MysqlConnection) -> Any:
-    """An asyncmy connection (autocommit off), or InputError naming the server."""
+async def connect(config: MysqlConnection, secrets: Secrets) -> Any:
+    """An asyncmy connection (autocommit off), or InputError naming the server (never the password)."""
+    password = secrets.resolve(config.password)
     try:
-        return await asyncmy.connect(host=config.host, port=config.port, user=config.user,
-                                     password=resolve_env(config.password), database=config.database,
-                                     charset="utf8mb4", autocommit=False, connect_timeout=10)
+        return await asyncmy.connect(host=config.host, port=config.port, user=config.user, password=password,
+                                     database=config.database, charset="utf8mb4", autocommit=False,
+                                     connect_timeout=10)
     except Exception as exc:  # asyncmy raises several unrelated types for refused, auth, unknown db
         raise InputError(f"mysql {config.user}@{config.host}:{config.port}/{config.database}: cannot connect: "
-                         f"{exc}") from None
+                         f"{secrets.scrub(str(exc))}") from None
 
 
 async def table_columns(connection: Any, database: str, table: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Open the source a spec names, relative to a base folder, and check it before any request."""
+"""Open the source a spec names, where the path policy allows, and check it before any request."""
 
 from __future__ import annotations
 
@@ -16,41 +16,38 @@ from engine.spec.models import (
     ParquetSourceSpec,
     WorkflowSpec,
 )
+from engine.spec.paths import PathPolicy
+from engine.spec.secrets import Secrets
 
 
-def resolve(path: str, base_dir: Path) -> Path:
-    """A spec path, relative to the base folder unless absolute."""
-    candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else base_dir / candidate
-
-
-def _existing_file(path: str, base_dir: Path) -> Path:
-    resolved = resolve(path, base_dir)
+def _existing_file(path: str, paths: PathPolicy) -> Path:
+    resolved = paths.resolve(path, field="source.path")
     if not resolved.is_file():
-        raise InputError(f"{resolved}: no such file" if not resolved.exists() else f"{resolved}: not a file")
+        shown = paths.shown(path)
+        raise InputError(f"{shown}: no such file" if not resolved.exists() else f"{shown}: not a file")
     return resolved
 
 
-async def open_source(spec: WorkflowSpec, *, base_dir: Path) -> Source:
+async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets) -> Source:
     """The spec's source, opened and checked: file, sheet, input columns, key column."""
     config = spec.source
     source: Source
     if isinstance(config, CsvSourceSpec):
-        source = csv_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size,
+        source = csv_source(_existing_file(config.path, paths), key=config.key, batch_size=config.batch_size,
                             separator=config.separator, encoding=config.encoding)
     elif isinstance(config, ParquetSourceSpec):
-        source = parquet_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size)
+        source = parquet_source(_existing_file(config.path, paths), key=config.key, batch_size=config.batch_size)
     elif isinstance(config, JsonlSourceSpec):
-        source = jsonl_source(_existing_file(config.path, base_dir), key=config.key, batch_size=config.batch_size)
+        source = jsonl_source(_existing_file(config.path, paths), key=config.key, batch_size=config.batch_size)
     elif isinstance(config, ExcelSourceSpec):
-        source = excel_source(_existing_file(config.path, base_dir), sheet=config.sheet,
+        source = excel_source(_existing_file(config.path, paths), sheet=config.sheet,
                               header_row=config.header_row, key=config.key, batch_size=config.batch_size)
     elif isinstance(config, InlineSourceSpec):
         source = inline_source(config.rows, key=config.key, batch_size=10_000)
     elif isinstance(config, MysqlSourceSpec):
         from engine.sources.mysql import MysqlTableSource
 
-        source = await MysqlTableSource.open(config)
+        source = await MysqlTableSource.open(config, secrets)
     else:  # pragma: no cover - the spec's union is closed
         raise InputError(f"unsupported source kind {config.kind!r}")
     key = getattr(config, "key", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -15,8 +15,11 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from engine.errors import ErrorDetail, SpecError
 from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, field_names, reference_errors
+from engine.spec.yaml_limits import YamlLimitError, check_shape
 
 M = TypeVar("M", bound=BaseModel)
+# A rule beyond the spec's own (the platform's path and secret policies): problems, each with where it is.
+SpecCheck = Callable[[WorkflowSpec], list[tuple[Location, str]]]
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,13 @@ def sha256_of(text: str) -> str:
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML with ruamel's round-trip loader, which keeps positions for error messages."""
+    """Parse YAML with ruamel's round-trip loader, which keeps positions for error messages; documents over
+    the limits of `yaml_limits` (depth, size after aliases) are refused before anything is built."""
     try:
+        check_shape(text)
         return YAML(typ="rt").load(text)
+    except YamlLimitError as exc:
+        raise SpecError([ErrorDetail("", f"YAML too large: {exc}", exc.mark.line + 1, exc.mark.column + 1)]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
@@ -60,8 +67,8 @@ def to_plain(node: Any) -> Any:
     return node
 
 
-def load_spec(text: str) -> LoadedSpec:
-    """Parse and validate a workflow's YAML text; raises SpecError naming line and column."""
+def load_spec(text: str, *, checks: Sequence[SpecCheck] = ()) -> LoadedSpec:
+    """Parse and validate a workflow's YAML text (and `checks`); raises SpecError naming line and column."""
     tree = parse_yaml(text)
     if tree is None:
         raise SpecError([ErrorDetail("", "the document is empty; a workflow spec is a mapping", 1, 1)])
@@ -69,13 +76,16 @@ def load_spec(text: str) -> LoadedSpec:
         raise SpecError([ErrorDetail("", "a workflow spec must be a mapping of sections (source, prompt, ...)",
                                    1, 1)])
     data = to_plain(tree)
-    spec = validate_spec_data(data, tree=tree)
+    spec = validate_spec_data(data, tree=tree, checks=checks)
     return LoadedSpec(text=text, sha256=sha256_of(text), spec=spec, data=data)
 
 
-def validate_spec_data(data: Mapping[str, Any], *, tree: Any = None) -> WorkflowSpec:
-    """Validate parsed spec data; with the ruamel tree, issues carry line and column."""
-    return validate_referenced(WorkflowSpec, data, tree=tree, references=reference_errors)
+def validate_spec_data(data: Mapping[str, Any], *, tree: Any = None, checks: Sequence[SpecCheck] = ()) -> WorkflowSpec:
+    """Validate parsed spec data (and `checks`); with the ruamel tree, issues carry line and column."""
+    def references(spec: WorkflowSpec) -> list[tuple[Location, str]]:
+        return [problem for check in (reference_errors, *checks) for problem in check(spec)]
+
+    return validate_referenced(WorkflowSpec, data, tree=tree, references=references)
 
 
 def validate_referenced(model: type[M], data: Mapping[str, Any], *, tree: Any,

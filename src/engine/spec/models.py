@@ -7,7 +7,9 @@ from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from engine.spec.sql_condition import condition_problem
 
 # `{record_json}` or `{column}`; a brace followed by a quote (a JSON example in the prompt) is not one.
 PLACEHOLDER = re.compile(r"\{(\w[\w .\-]*)\}")
@@ -59,8 +61,17 @@ class MysqlSourceSpec(StrictModel):
     connection: MysqlConnection
     table: str = Field(min_length=1)
     key: str = Field(min_length=1, description="Primary-key column; rows are read and written back by it.")
-    where: str | None = Field(None, description="Optional SQL condition that limits the rows read.")
+    where: str | None = Field(None, description="Optional SQL condition that limits the rows read: one condition, "
+                                               "no ';' and no comments.")
     batch_size: int = Field(5_000, ge=1, le=1_000_000)
+
+    @field_validator("where")
+    @classmethod
+    def _one_condition(cls, where: str | None) -> str | None:
+        problem = condition_problem(where) if where is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return where
 
 
 class InlineSourceSpec(StrictModel):

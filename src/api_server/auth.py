@@ -1,0 +1,166 @@
+"""Who is calling: API keys from `Authorization: Bearer <secret>`, their scopes, and the route dependencies.
+
+Every route but /ping (and /health's summary) takes one of the `...Key` dependencies below. A missing or
+unknown key is a 401, a key without the route's scope a 403, both in the API's one error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.asyncio import Redis
+
+from api_server.services.errors import Forbidden, Unauthenticated
+from api_server.services.keys import digest, key_by_secret
+from core.db import Database
+from core.models import ApiKey, Scope
+
+log = logging.getLogger(__name__)
+CACHE_S = 5.0  # a live key is looked up again after this long; revocations clear the cache at once
+REVOKED_CHANNEL = "rowloom:keys:revoked"  # Redis pub/sub: every server process drops its cache
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The key behind a request: its id and name, scopes, and limits on /v1 (id None: auth is turned off)."""
+
+    key_id: int | None
+    name: str
+    scopes: frozenset[Scope]
+    rps: float | None = None
+    tpm: int | None = None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Caller:
+        """From a stored key."""
+        return cls(key.id, key.name, key.scope_set, key.rps, key.tpm)
+
+
+ANONYMOUS = Caller(None, "anonymous (auth off)", frozenset(Scope))
+
+
+class KeyRing:
+    """Finds the key of a secret, caching live keys briefly so that the gateway's hot path costs no query."""
+
+    def __init__(self, database: Database | None, *, redis_url: str | None = None, required: bool = True) -> None:
+        self.database = database
+        self.required = required
+        self.redis = Redis.from_url(redis_url) if redis_url else None
+        self._cache: dict[str, tuple[Caller, float]] = {}
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """With Redis, follow revocations made by other processes."""
+        if self.redis is not None:
+            self._listener = asyncio.create_task(self._follow_revocations())
+
+    async def caller(self, authorization: str | None) -> Caller | None:
+        """The caller an `Authorization` header names, or None (no header, not Bearer, unknown or revoked)."""
+        if not self.required:
+            return ANONYMOUS
+        if not authorization:
+            return None
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret or len(secret) > 512:
+            return None
+        return await self.by_secret(secret)
+
+    async def by_secret(self, secret: str) -> Caller | None:
+        """The live key with this secret, from the cache when it was seen in the last CACHE_S seconds."""
+        hashed = digest(secret)
+        cached = self._cache.get(hashed)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < CACHE_S:
+            return cached[0]
+        if self.database is None:  # only an app without a database and without keys (AUTH_REQUIRED=false)
+            return None
+        async with self.database.session() as session:
+            key = await key_by_secret(session, secret=secret)
+        if key is None:
+            self._cache.pop(hashed, None)
+            return None
+        caller = Caller.of(key)
+        self._cache[hashed] = (caller, now)
+        return caller
+
+    async def revoked(self) -> None:
+        """A key was revoked: forget every cached key here, and tell the other processes."""
+        self._cache.clear()
+        if self.redis is not None:
+            try:
+                await self.redis.publish(REVOKED_CHANNEL, b"1")
+            except Exception:  # the revocation is in the database; other processes' caches expire in CACHE_S
+                log.warning("could not announce a key revocation through Redis", exc_info=True)
+
+    async def _follow_revocations(self) -> None:
+        assert self.redis is not None
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(REVOKED_CHANNEL)
+                    self._cache.clear()  # anything revoked while we were not listening
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self._cache.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the Redis subscription to key revocations; retrying", exc_info=True)
+                self._cache.clear()
+                await asyncio.sleep(1)
+
+    async def aclose(self) -> None:
+        """Stop following revocations and close Redis."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `rowloom keys create`, or the one the first start "
+                                                  "printed.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def optional_caller(request: Request, credentials: Credentials) -> Caller | None:
+    """The caller if the request carries a valid key (for routes that show more to a known caller)."""
+    keys: KeyRing = request.app.state.keys
+    if credentials is None:
+        return await keys.caller(None)
+    return await keys.by_secret(credentials.credentials) if keys.required else ANONYMOUS
+
+
+def require(scope: Scope) -> Any:
+    """A dependency that returns the caller if its key grants `scope`; 401 or 403 otherwise."""
+
+    async def check(caller: Annotated[Caller | None, Depends(optional_caller)]) -> Caller:
+        return authorize(caller, scope)
+
+    check.__name__ = f"require_{scope.value}"
+    return Depends(check)
+
+
+def authorize(caller: Caller | None, scope: Scope) -> Caller:
+    """The caller, if it may use `scope`."""
+    if caller is None:
+        raise Unauthenticated("an API key is required: send `Authorization: Bearer <key>` (create one with "
+                              "`rowloom keys create`)", field="Authorization")
+    if not scope.granted_by(caller.scopes):
+        raise Forbidden(f"this API key ({caller.name}) lacks the {scope.value} scope", field="Authorization")
+    return caller
+
+
+ReadKey = Annotated[Caller, require(Scope.READ)]
+WriteKey = Annotated[Caller, require(Scope.WRITE)]
+AdminKey = Annotated[Caller, require(Scope.ADMIN)]
+GatewayKey = Annotated[Caller, require(Scope.GATEWAY)]
