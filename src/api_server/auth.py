@@ -18,13 +18,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from api_server.services.errors import Forbidden, Unauthenticated
-from api_server.services.keys import digest, key_by_secret
+from api_server.services.keys import digest, key_by_secret, revocations
 from core.db import Database
 from core.models import ApiKey, Scope
 
 log = logging.getLogger(__name__)
-CACHE_S = 5.0  # a live key is looked up again after this long; revocations clear the cache at once
-REVOKED_CHANNEL = "rowloom:keys:revoked"  # Redis pub/sub: every server process drops its cache
+CACHE_S = 5.0  # without the revocation watch running (an app used without its lifespan): look keys up again
+WATCH_S = 1.0  # how often a server reads the revocations in the database (`rowloom keys revoke` from a shell)
+REVOKED_CHANNEL = "rowloom:keys:revoked"  # Redis pub/sub: every server process drops its cache at once
 
 
 @dataclass(frozen=True)
@@ -36,30 +37,39 @@ class Caller:
     scopes: frozenset[Scope]
     rps: float | None = None
     tpm: int | None = None
+    prefix: str = ""  # the secret's first characters: with the id, a name no other key ever had
 
     @classmethod
     def of(cls, key: ApiKey) -> Caller:
         """From a stored key."""
-        return cls(key.id, key.name, key.scope_set, key.rps, key.tpm)
+        return cls(key.id, key.name, key.scope_set, key.rps, key.tpm, key.prefix)
 
 
 ANONYMOUS = Caller(None, "anonymous (auth off)", frozenset(Scope))
 
 
 class KeyRing:
-    """Finds the key of a secret, caching live keys briefly so that the gateway's hot path costs no query."""
+    """Finds the key of a secret, caching live keys so that the gateway's hot path costs no query.
+
+    The cache is dropped whenever a key is revoked: at once by the revoking process, through Redis pub/sub in
+    every other server process, and within WATCH_S by a watch on the database (a revocation from the CLI).
+    Concurrent requests with a key not in the cache share one lookup.
+    """
 
     def __init__(self, database: Database | None, *, redis_url: str | None = None, required: bool = True) -> None:
         self.database = database
         self.required = required
         self.redis = Redis.from_url(redis_url) if redis_url else None
         self._cache: dict[str, tuple[Caller, float]] = {}
-        self._listener: asyncio.Task[None] | None = None
+        self._lookups: dict[str, asyncio.Future[Caller | None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """With Redis, follow revocations made by other processes."""
+        """Watch for revocations: in the database, and through Redis when configured."""
+        if self.database is not None:
+            self._tasks.append(asyncio.create_task(self._watch_database(self.database)))
         if self.redis is not None:
-            self._listener = asyncio.create_task(self._follow_revocations())
+            self._tasks.append(asyncio.create_task(self._follow_revocations()))
 
     async def caller(self, authorization: str | None) -> Caller | None:
         """The caller an `Authorization` header names, or None (no header, not Bearer, unknown or revoked)."""
@@ -74,22 +84,34 @@ class KeyRing:
         return await self.by_secret(secret)
 
     async def by_secret(self, secret: str) -> Caller | None:
-        """The live key with this secret, from the cache when it was seen in the last CACHE_S seconds."""
+        """The live key with this secret: from the cache, or one lookup shared by concurrent requests."""
         hashed = digest(secret)
         cached = self._cache.get(hashed)
-        now = time.monotonic()
-        if cached is not None and now - cached[1] < CACHE_S:
+        if cached is not None and (self._tasks or time.monotonic() - cached[1] < CACHE_S):
             return cached[0]
+        pending = self._lookups.get(hashed)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        pending = self._lookups[hashed] = asyncio.get_running_loop().create_future()
+        try:
+            caller = await self._lookup(secret)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: the waiters (if any) raise it themselves
+            raise
+        finally:
+            del self._lookups[hashed]
+        pending.set_result(caller)
+        if caller is not None:
+            self._cache[hashed] = (caller, time.monotonic())
+        return caller
+
+    async def _lookup(self, secret: str) -> Caller | None:
         if self.database is None:  # only an app without a database and without keys (AUTH_REQUIRED=false)
             return None
         async with self.database.session() as session:
             key = await key_by_secret(session, secret=secret)
-        if key is None:
-            self._cache.pop(hashed, None)
-            return None
-        caller = Caller.of(key)
-        self._cache[hashed] = (caller, now)
-        return caller
+        return Caller.of(key) if key is not None else None
 
     async def revoked(self) -> None:
         """A key was revoked: forget every cached key here, and tell the other processes."""
@@ -99,6 +121,22 @@ class KeyRing:
                 await self.redis.publish(REVOKED_CHANNEL, b"1")
             except Exception:  # the revocation is in the database; other processes' caches expire in CACHE_S
                 log.warning("could not announce a key revocation through Redis", exc_info=True)
+
+    async def _watch_database(self, database: Database) -> None:
+        seen: tuple[int, Any] | None = None
+        while True:
+            try:
+                async with database.session() as session:
+                    latest = await revocations(session)
+                if seen is not None and latest != seen:
+                    self._cache.clear()
+                seen = latest
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is down: no key is found anyway until it is back
+                log.warning("could not read key revocations; trying again", exc_info=True)
+                self._cache.clear()
+            await asyncio.sleep(WATCH_S)
 
     async def _follow_revocations(self) -> None:
         assert self.redis is not None
@@ -118,11 +156,13 @@ class KeyRing:
                 await asyncio.sleep(1)
 
     async def aclose(self) -> None:
-        """Stop following revocations and close Redis."""
-        if self._listener is not None:
-            self._listener.cancel()
+        """Stop watching revocations and close Redis."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await task
+        self._tasks = []
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -79,7 +79,7 @@ class KeyLimits:
 
     @staticmethod
     def _name(caller: Caller) -> str:
-        return f"key:{caller.key_id}"
+        return f"key:{caller.key_id}:{caller.prefix}"
 
     async def aclose(self) -> None:
         """Close the Redis pool."""

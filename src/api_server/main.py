@@ -25,7 +25,7 @@ from core.gateway_router import open_router
 from core.queue import JobQueue, NoQueue, queue_for
 from core.settings import Settings, get_settings
 from core.shared_limits import SharedLimits
-from core.spec_policy import spec_checks
+from core.spec_policy import scrub_logs, spec_checks
 from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     """
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scrub_logs()  # no log line carries a secret a job resolved
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call drowns everything
 
     @asynccontextmanager

@@ -6,6 +6,7 @@ File paths resolve inside DATA_DIR or ALLOWED_ROOTS (after symlinks), and secret
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import ChainMap
 from functools import partial
@@ -28,8 +29,35 @@ def spec_checks(settings: Settings) -> tuple[SpecCheck, ...]:
     return (partial(path_errors, policy=path_policy(settings)), partial(secret_errors, prefix=settings.secret_prefix))
 
 
+# Every value any job of this process resolved: log records are scrubbed against it (see SecretFilter).
+RESOLVED: set[str] = set()
+
+
 def job_secrets(settings: Settings) -> Secrets:
     """A resolver for one job run: the environment, then SECRETS_FILE, and only names with SECRET_PREFIX."""
     from_file = {k: v for k, v in dotenv_values(settings.secrets_file).items() if v is not None} \
         if settings.secrets_file else {}
-    return Secrets(ChainMap(dict(os.environ), from_file), prefix=settings.secret_prefix)
+    return Secrets(ChainMap(dict(os.environ), from_file), prefix=settings.secret_prefix, resolved=RESOLVED)
+
+
+class SecretFilter(logging.Filter):
+    """Replaces, in every record a handler emits, each secret a job resolved with ***."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if RESOLVED:
+            scrub = Secrets({}, resolved=RESOLVED).scrub
+            message = record.getMessage()
+            if any(value in message for value in RESOLVED):
+                record.msg, record.args = scrub(message), ()
+            if record.exc_info and record.exc_info[1] is not None:
+                text = logging.Formatter().formatException(record.exc_info)
+                if any(value in text for value in RESOLVED):
+                    record.exc_text, record.exc_info = scrub(text), None
+        return True
+
+
+def scrub_logs() -> None:
+    """Put SecretFilter on every handler of the root logger (call after logging is configured)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, SecretFilter) for f in handler.filters):
+            handler.addFilter(SecretFilter())

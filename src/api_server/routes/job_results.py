@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api_server.auth import require
-from api_server.deps import DatabaseDep, SessionDep
+from api_server.deps import DatabaseDep, SessionDep, SettingsDep
 from api_server.http_errors import error_responses
 from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, ListPage, NoQueryDep
 from api_server.services import job_results
@@ -23,6 +23,7 @@ from core.models.job import JobPublic
 from core.models.job_event import JobEventPublic
 from core.models.job_item import JobItemPublic
 from core.models.job_states import FINISHED
+from core.spec_policy import path_policy
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["job results"], dependencies=[require(Scope.READ)],
                    responses=error_responses(401, 403))
@@ -90,7 +91,7 @@ async def stream_progress(job_id: int, database: DatabaseDep, _: NoQueryDep) -> 
 @router.get("/{job_id}/output", response_class=FileResponse,
             responses={200: {"description": "The output file", "content": {"application/octet-stream": {}}},
                        **error_responses(404, 409)})
-async def download_output(job_id: int, session: SessionDep, _: NoQueryDep) -> FileResponse:
+async def download_output(job_id: int, session: SessionDep, settings: SettingsDep, _: NoQueryDep) -> FileResponse:
     """Download a job's output file (written when the job ends, and saved periodically while it runs).
 
     404 while there is none yet; 409 when the output went to a MySQL table (nothing to download).
@@ -98,10 +99,12 @@ async def download_output(job_id: int, session: SessionDep, _: NoQueryDep) -> Fi
     job = await get_job(session, job_id=job_id)
     if not job.output:
         raise NotFound(f"job {job_id} has no output yet (status {job.status})", field="job_id")
+    if job.output.startswith("mysql "):
+        raise Conflict(f"job {job_id} wrote its results to {job.output}; there is no file to download",
+                       field="job_id")
     path = Path(job.output)
-    if not await asyncio.to_thread(path.is_file):
-        if job.output.startswith("mysql"):
-            raise Conflict(f"job {job_id} wrote its results to {job.output}; there is no file to download",
-                           field="job_id")
-        raise NotFound(f"job {job_id}'s output {job.output} no longer exists", field="job_id")
+    # The job's own output only, and only while it is where files may be (a symlink swapped in since counts).
+    allowed = await asyncio.to_thread(path_policy(settings).problem, job.output) is None
+    if not allowed or not await asyncio.to_thread(path.is_file):
+        raise NotFound(f"job {job_id}'s output is no longer there", field="job_id")
     return FileResponse(path, filename=path.name)

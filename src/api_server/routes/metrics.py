@@ -33,15 +33,19 @@ class _Families:
         return self.families
 
 
+async def metrics_caller(settings: SettingsDep,
+                         caller: Annotated[Caller | None, Depends(optional_caller)]) -> Caller | None:
+    """An admin key, unless METRICS_PUBLIC serves /metrics to anyone (a scraper on a private network)."""
+    return caller if settings.metrics_public else authorize(caller, Scope.ADMIN)
+
+
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
                        **error_responses(401, 403)})
-async def metrics(session: SessionDep, queue: QueueDep, gateway: RouterDep, settings: SettingsDep, _: NoQueryDep,
-                  caller: Annotated[Caller | None, Depends(optional_caller)]) -> Response:
+async def metrics(_caller: Annotated[Caller | None, Depends(metrics_caller)], session: SessionDep, queue: QueueDep,
+                  gateway: RouterDep, settings: SettingsDep, _: NoQueryDep) -> Response:
     """Prometheus metrics: jobs by state, rows/s of running jobs, queue depth, and per model upstream
     requests (ok/failed), latency p50/p95, in flight, tokens and cost, for this process and every worker."""
-    if not settings.metrics_public:
-        authorize(caller, Scope.ADMIN)
     jobs = GaugeMetricFamily("rowloom_jobs", "Jobs by state", labels=["status"])
     counts = dict((await session.exec(select(Job.status, func.count()).group_by(
         col(Job.status)))).all())

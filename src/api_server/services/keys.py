@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -60,6 +61,13 @@ async def key_by_secret(session: AsyncSession, *, secret: str) -> ApiKey | None:
     """The live key with this secret, if any."""
     key = (await session.exec(select(ApiKey).where(col(ApiKey.secret_sha256) == digest(secret)))).one_or_none()
     return key if key is not None and key.revoked_at is None else None
+
+
+async def revocations(session: AsyncSession) -> tuple[int, Any]:
+    """How many keys are revoked, and the latest revocation: when this changes, a key was revoked."""
+    row = (await session.exec(select(func.count(), func.max(col(ApiKey.revoked_at)))
+                              .where(col(ApiKey.revoked_at).is_not(None)))).one()
+    return int(row[0]), row[1]
 
 
 async def first_key(session: AsyncSession) -> str | None:

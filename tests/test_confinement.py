@@ -1,0 +1,147 @@
+"""File paths of stored workflows and job params stay inside DATA_DIR (or ALLOWED_ROOTS), after symlinks:
+refused at POST with the field's name and place, and checked again when a job opens each file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from core.models import Job
+from core.queue import NoQueue
+from core.settings import Settings
+from tests.engine_helpers import SPEC
+from tests.fake_upstream import FakeUpstream
+from tests.worker_helpers import platform, wait_status, write_tickets
+from worker.inprocess import InProcessRunner
+
+SECRET_LINE = "root:x:0:0:the first line of a file outside"
+
+
+def spec(source: str, sink: str = "") -> str:
+    """The tests' workflow reading `source` (a path), with a csv sink at `sink` if given."""
+    extra = "model: {name: fake}" + (f"\nsink: {{kind: csv, path: '{sink}'}}" if sink else "")
+    return SPEC.format(source=f"{{kind: csv, path: '{source}', key: id}}", in_flight=4, api=1, content=1,
+                       extra=extra)
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """DATA_DIR with tickets.csv, and a folder beside it (outside) holding a file nobody may read."""
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    write_tickets(data, 30)
+    outside.mkdir()
+    (outside / "secret.csv").write_text(f"id,subject,body\n1,{SECRET_LINE},x\n")
+    return data, outside
+
+
+@pytest.fixture
+def settings(database_url: str, folders: tuple[Path, Path]) -> Settings:
+    return Settings(database_url=database_url, redis_url=None, data_dir=folders[0])
+
+
+def _problems(response: httpx.Response, status: int = 422) -> dict[str, dict[str, Any]]:
+    assert response.status_code == status, response.text
+    assert SECRET_LINE not in response.text
+    return {d["field"]: d for d in response.json()["error"]["details"]}
+
+
+async def test_paths_leaving_data_dir_are_refused_at_post(client: httpx.AsyncClient,
+                                                          folders: tuple[Path, Path]) -> None:
+    data, outside = folders
+    (data / "link.csv").symlink_to(outside / "secret.csv")
+    (data / "linked-dir").symlink_to(outside, target_is_directory=True)
+    for source in (str(outside / "secret.csv"), "../outside/secret.csv", "/etc/passwd", "link.csv",
+                   "linked-dir/secret.csv", "sub/../../outside/secret.csv"):
+        problems = _problems(await client.post("/api/v1/workflows", json={"yaml": spec(source)}))
+        assert "outside the folders" in problems["source.path"]["message"], source
+        assert problems["source.path"]["line"] == 2 and str(data) not in problems["source.path"]["message"]
+    problems = _problems(await client.post("/api/v1/workflows", json={"yaml": spec("tickets.csv", "../out.csv")}))
+    assert set(problems) == {"sink.path"}
+    assert (await client.get("/api/v1/workflows", params={"offset": 0})).json()["total"] == 0
+
+
+async def test_paths_inside_data_dir_or_an_allowed_root_are_accepted(client: httpx.AsyncClient,
+                                                                     folders: tuple[Path, Path],
+                                                                     settings: Settings) -> None:
+    data, outside = folders
+    # `~` and `%2e%2e` are plain names here: a confined path is never expanded or URL-decoded.
+    for source in ("tickets.csv", str(data / "tickets.csv"), "sub/../tickets.csv", "%2e%2e/tickets.csv",
+                   "~/tickets.csv"):
+        response = await client.post("/api/v1/workflows", json={"yaml": spec(source) + f"# {source}\n"})
+        assert response.status_code == 201, (source, response.text)
+    widened = settings.model_copy(update={"allowed_roots": [outside]})
+    from api_server.main import create_app
+
+    app = create_app(widened, client._transport.app.state.database)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                 headers=client.headers) as http:
+        stored = await http.post("/api/v1/workflows", json={"yaml": spec(str(outside / "secret.csv"))})
+    assert stored.status_code == 201, stored.text
+
+
+async def test_job_params_are_held_to_the_same_folders(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/v1/workflows", json={"yaml": spec("tickets.csv")})).status_code == 201
+    for params, field in (({"source": {"path": "../outside/secret.csv"}}, "params.source.path"),
+                          ({"sink": {"kind": "csv", "path": "/tmp/victim.txt"}}, "params.sink.path")):
+        problems = _problems(await client.post("/api/v1/jobs", json={"workflow": "triage", "params": params}))
+        assert field in problems, problems
+
+
+async def test_url_encoded_traversal_in_routes_reads_nothing(client: httpx.AsyncClient) -> None:
+    for path in ("/api/v1/workflows/..%2F..%2Fetc%2Fpasswd", "/api/v1/workflows/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+                 "/api/v1/jobs/..%2F..%2Fetc%2Fpasswd/output", "/api/v1/jobs/1%2F..%2F..%2Fetc/output",
+                 "/api/v1/workflows/..%252f..%252fetc%252fpasswd/versions/1?format=yaml"):
+        response = await client.get(path)
+        assert response.status_code in (404, 422), (path, response.status_code)
+        assert "root:" not in response.text
+
+
+async def test_a_symlink_swapped_in_after_post_fails_the_job_before_reading_or_writing(
+        database_url: str, folders: tuple[Path, Path]) -> None:
+    data, outside = folders
+    victim = outside / "victim.txt"
+    victim.write_text("keep me\n")
+    (data / "in.csv").write_bytes((data / "tickets.csv").read_bytes())
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=data, upstream_url=upstream.base_url, queue=NoQueue()) as p:
+        stored = await p.http.post("/api/v1/workflows", json={"yaml": spec("in.csv", "out.csv")})
+        assert stored.status_code == 201, stored.text
+        job = await p.http.post("/api/v1/jobs", json={"workflow": "triage"})
+        assert job.status_code == 201, job.text
+        (data / "in.csv").unlink()
+        (data / "in.csv").symlink_to(outside / "secret.csv")  # swapped after the checks at POST
+        runner = InProcessRunner(p.database, p.router, p.settings)
+        p.app.state.queue = runner
+        await runner.start()  # offers the waiting job
+        failed = await wait_status(p.http, job.json()["id"], "failed")
+        assert "source.path" in failed["error"] and "outside the folders" in failed["error"]
+        assert SECRET_LINE not in failed["error"] and failed["counts"]["done"] == 0
+
+        (data / "in.csv").unlink()
+        (data / "in.csv").write_bytes((data / "tickets.csv").read_bytes())
+        (data / "out.csv").symlink_to(victim)  # the output now points out
+        retried = await p.http.post(f"/api/v1/jobs/{job.json()['id']}/retry")
+        assert retried.status_code == 200
+        failed = await wait_status(p.http, job.json()["id"], "failed")
+        assert "sink.path" in failed["error"] and "outside the folders" in failed["error"]
+        await runner.aclose()
+    assert upstream.stats.requests == 0
+    assert victim.read_text() == "keep me\n" and (outside / "secret.csv").read_text().startswith("id,")
+    assert not [name for name in os.listdir(outside) if name not in ("secret.csv", "victim.txt")]
+
+
+async def test_the_output_route_serves_only_files_inside_the_folders(client: httpx.AsyncClient, database: Any,
+                                                                     folders: tuple[Path, Path]) -> None:
+    assert (await client.post("/api/v1/workflows", json={"yaml": spec("tickets.csv")})).status_code == 201
+    job = (await client.post("/api/v1/jobs", json={"workflow": "triage"})).json()
+    _, outside = folders
+    async with database.session() as session:  # as if a record were tampered with
+        await session.exec(update(Job).where(Job.id == job["id"]).values(output=str(outside / "secret.csv")))
+        await session.commit()
+    response = await client.get(f"/api/v1/jobs/{job['id']}/output")
+    assert response.status_code == 404 and SECRET_LINE not in response.text
