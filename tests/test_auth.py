@@ -179,3 +179,25 @@ def test_auth_off_is_refused_on_a_network_address(tmp_path: Any) -> None:
     result = subprocess.run([sys.executable, "-m", "rowloom", "serve", "--host", "0.0.0.0", "--no-migrate"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "AUTH_REQUIRED=false is refused on 0.0.0.0" in result.stderr
+
+
+async def test_a_revocation_made_outside_the_server_is_seen_within_a_second(settings: Settings,
+                                                                           database: Database) -> None:
+    """`rowloom keys revoke` writes the database directly: a running server's key watch drops its cache."""
+    from api_server.services.keys import revoke_key
+    from tests.worker_helpers import wait_for
+
+    app = create_app(settings, database)
+    secret = await new_key(database, Scope.READ, name="to revoke")
+    async with app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        assert (await http.get("/api/v1/jobs", headers=bearer(secret))).status_code == 200  # now cached
+        async with database.session() as session:
+            [key] = [k for k in (await session.exec(select(ApiKey))).all() if k.name == "to revoke"]
+            assert key.id is not None
+            await revoke_key(session, key_id=key.id)
+
+        async def refused() -> bool:
+            return (await http.get("/api/v1/jobs", headers=bearer(secret))).status_code == 401
+
+        await wait_for(refused, within_s=5, what="the revoked key to be refused")

@@ -53,6 +53,7 @@ def keys_command(args: argparse.Namespace) -> int:
                       f"{'  (' + limits + ')' if limits else ''}")
         else:
             key = _with_session(lambda s: service.revoke_key(s, key_id=args.key_id))
+            asyncio.run(_announce_revocation())
             print(f"revoked key {key.id} ({key.name})")
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -61,6 +62,23 @@ def keys_command(args: argparse.Namespace) -> int:
         print(f"error: {'; '.join(str(e['msg']) for e in exc.errors())}", file=sys.stderr)
         return 2
     return 0
+
+
+async def _announce_revocation() -> None:
+    """Servers sharing Redis drop their cached keys now; others notice within a second (they watch the database)."""
+    redis_url = get_settings().redis_url
+    if redis_url:
+        from redis.asyncio import Redis
+
+        from api_server.auth import REVOKED_CHANNEL
+
+        redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            await redis.publish(REVOKED_CHANNEL, b"1")
+        except Exception:  # the revocation is in the database: the servers' watch picks it up
+            pass
+        finally:
+            await redis.aclose()
 
 
 def _with_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
