@@ -75,6 +75,7 @@ SOURCE_ERRORS = [
     ("{kind: csv, path: in.csv, key: ticket_no}", "not found: ticket_no"),
     ("{kind: csv, path: dupes.csv, key: id}", "repeated values"),
     ("{kind: parquet, path: in.csv}", "cannot read"),
+    ("{kind: csv, path: twice.csv, key: id}", "the column names subject and body each appear more than once"),
 ]
 
 
@@ -83,6 +84,7 @@ async def test_bad_sources_fail_before_any_request(tmp_path: Path, source: str, 
     write_workbook(tmp_path / "in.xlsx", 3)
     tickets(3).write_csv(tmp_path / "in.csv")
     pl.concat([tickets(3), tickets(1)]).write_csv(tmp_path / "dupes.csv")
+    (tmp_path / "twice.csv").write_text("id,subject,body,subject,body\n1,a,b,c,d\n")
     spec = make_spec(source=source, sink="{kind: csv, path: out.csv}")
     async with FakeUpstream() as up:
         client = OpenAIClient(up.base_url)

@@ -50,6 +50,8 @@ async def test_docs_describe_every_route_with_summary_and_errors(client: httpx.A
     for path, method, op in operations:
         assert op.get("summary"), (method, path)
         assert len(op["summary"]) <= 100, (method, path)
+        assert op["summary"].endswith(".") and op["summary"].count("(") == op["summary"].count(")"), \
+            f"{method} {path}: the summary is not a whole sentence: {op['summary']!r}"  # not cut at a line end
         if path.startswith("/api/"):
             assert any(code.startswith("4") for code in op["responses"]), (method, path)
     create = spec["paths"]["/api/v1/workflows"]["post"]["requestBody"]["content"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select, update
@@ -36,7 +38,9 @@ from worker.store import DbResultStore
 from worker.tracing import setup_tracing
 
 
-async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, tmp_path: Path) -> None:
+async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="worker.executor")
     frame = write_tickets(tmp_path, 120)
     async with FakeUpstream(faults=first_attempts({"500": 0.1, "malformed": 0.05})) as upstream, \
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
@@ -45,6 +49,8 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
         event_list = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
         items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/items")
         errors = (await p.http.get(f"/api/v1/jobs/{job_id}/errors")).json()
+        at_offset = (await p.http.get(f"/api/v1/jobs/{job_id}/items", params={"offset": 100, "limit": 50})).json()
+        errors_at_offset = (await p.http.get(f"/api/v1/jobs/{job_id}/errors", params={"offset": 0})).json()
         download = await p.http.get(f"/api/v1/jobs/{job_id}/output")
         progress = await p.http.get(f"/api/v1/jobs/{job_id}/progress")
     spec = workflow_spec()
@@ -71,10 +77,16 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
     retried = [i for i in items if i["attempts"] > 1]
     assert retried, "the injected faults should have cost some rows a second attempt"
     assert errors["items"] == []
+    assert (at_offset["total"], at_offset["offset"], at_offset["has_more"]) == (108, 100, False)
+    assert at_offset["items"] == items[100:]  # the same order as the cursor pages
+    assert (errors_at_offset["total"], errors_at_offset["items"]) == (0, [])
     assert download.status_code == 200 and download.content == read_bytes(output)
     assert progress.headers["content-type"].startswith("text/event-stream")
     assert "event: progress" in progress.text and progress.text.rstrip().splitlines()[-1].startswith("data:")
     assert "event: end" in progress.text
+    said = [r.getMessage() for r in caplog.records if r.name == "worker.executor"]
+    assert said == [f"job {job_id} claimed by {job['worker_id']} (attempt 1, triage v1)",
+                    f"job {job_id} completed: 108 done, 0 failed, 12 skipped"]
 
 
 async def test_progress_streams_over_http_while_the_job_runs(database_url: str, tmp_path: Path) -> None:

@@ -106,14 +106,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
 
 def _summaries_from_docstrings(router: APIRouter) -> None:
-    """Swagger shows each route's docstring: first line as summary (unless the route names one), the rest as
-    description."""
+    """Swagger shows each route's docstring: first line as summary, the rest as description."""
     for route in router.routes:
         if isinstance(route, APIRoute) and route.endpoint.__doc__:
-            doc = route.endpoint.__doc__.strip()
-            if route.summary:  # given with the route: the whole docstring describes it
-                route.description = "\n".join(line.strip() for line in doc.splitlines())
-                continue
-            first, _, rest = doc.partition("\n")
+            first, _, rest = route.endpoint.__doc__.strip().partition("\n")
             route.summary = first.strip()
             route.description = "\n".join(line.strip() for line in rest.splitlines()).strip() or first.strip()

@@ -107,7 +107,10 @@ class ItemListQuery(BaseModel):
 
     status: ItemStatus | None = Field(None, description="done or failed; default both.")
     limit: int = Field(100, ge=1, le=1000, description="Items per page (1-1000).")
-    after: str | None = Field(None, max_length=2048, description="The `next` value of the previous page.")
+    offset: int | None = Field(
+        None, ge=0, description="Offset paging: skip this many items; the answer then carries `total`.")
+    after: str | None = Field(None, max_length=2048, description="Cursor paging: the `next` value of the previous "
+                                                                  "page.")
 
 
 class EventListQuery(BaseModel):

@@ -74,6 +74,8 @@ async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
         return Outcome.WAIT
     if job is None:
         return Outcome.FINISHED
+    log.info("job %s claimed by %s (attempt %s, %s v%s)", job_id, ctx.worker_id, job.attempt, job.workflow_name,
+             job.version)
     await JobRun(ctx, job).run()
     return Outcome.AGAIN if await _is_queued(ctx.database, job_id) else Outcome.FINISHED
 
@@ -205,4 +207,5 @@ class JobRun:
                                    values={**self.recorder.progress_values(), **changes}, events=events)
         if applied:
             self.recorder.pending_events = []
+            log.info("job %s %s", self.job_id, message)  # completed: counts, failed: reason, requeued, ...
         return applied

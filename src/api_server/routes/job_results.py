@@ -42,36 +42,45 @@ async def list_items(job_id: int, session: SessionDep,
     """Page through a job's finished rows (filter with `status=done|failed`).
 
     Each item has the row's key, its answer or error, the model, attempts, latency, tokens and cost of all
-    its attempts, and the workflow version and prompt hash it ran under. Ordered by key; follow `next` as
-    `after` while `has_more`.
+    its attempts, and the workflow version and prompt hash it ran under. Ordered by key; page with `limit` +
+    `offset` (returns `total`) or follow `next` as `after` while `has_more`.
     """
     await get_job(session, job_id=job_id)
     return await job_results.list_items(session, job_id=job_id, status=query.status, after=query.after,
-                                        limit=query.limit)
+                                        limit=query.limit, offset=query.offset)
 
 
 @router.get("/{job_id}/errors", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
 async def list_errors(job_id: int, session: SessionDep,
                       query: Annotated[ErrorListQuery, Query()]) -> ListPage[JobItemPublic]:
-    """Page through a job's failed rows with their error class and reason (`retry` re-sends exactly these)."""
+    """Page through a job's failed rows with their error class and reason (`retry` re-sends exactly these).
+
+    Paging as for items: `limit` + `offset` (returns `total`), or `next` as `after`.
+    """
     await get_job(session, job_id=job_id)
     return await job_results.list_items(session, job_id=job_id, status=ItemStatus.FAILED, after=query.after,
-                                        limit=query.limit)
+                                        limit=query.limit, offset=query.offset)
 
 
 @router.get("/{job_id}/events", response_model=ListPage[JobEventPublic], responses=error_responses(404, 422))
 async def list_events(job_id: int, session: SessionDep,
                       query: Annotated[EventListQuery, Query()]) -> ListPage[JobEventPublic]:
-    """A job's events, oldest first: created, claimed, paused for API errors (with the cause), cancelled,
-    re-queued, failed (with the error), output written (with where), ..."""
+    """List a job's events, oldest first.
+
+    Created, claimed, paused for API errors (with the cause), cancelled, re-queued, failed (with the error),
+    output written (with where), ... Each says which API key caused it (`key_id`; null for a worker's own).
+    """
     await get_job(session, job_id=job_id)
     return await job_results.list_events(session, job_id=job_id, after=query.after, limit=query.limit)
 
 
 @router.get("/{job_id}/progress", response_class=EventSourceResponse, responses=error_responses(404))
 async def stream_progress(job_id: int, database: DatabaseDep, _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
-    """Server-sent events: a `progress` event (the job as GET returns it, without params) whenever it
-    changes, and a last `end` event when the job is completed, failed or cancelled."""
+    """Follow a job's progress as server-sent events.
+
+    A `progress` event (the job as GET returns it, without params) whenever it changes, and a last `end` event
+    when the job is completed, failed or cancelled.
+    """
     async with database.session() as session:
         await get_job(session, job_id=job_id)  # a 404 before the stream starts
     seen: Any = None

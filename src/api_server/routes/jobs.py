@@ -83,46 +83,46 @@ async def delete_job(job_id: int, session: SessionDep, _caller: AdminKey, _: NoQ
 ACTION_RESPONSES = error_responses(404, 409, 422)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job", responses=ACTION_RESPONSES)
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=ACTION_RESPONSES)
 async def cancel_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
-    """Cancel a job: a queued or paused job is cancelled at once, a running one goes through `cancelling`.
+    """Cancel a job.
 
-    409 names the status if the job cannot be cancelled.
+    A queued or paused job is cancelled at once, a running one goes through `cancelling` (rows in flight are
+    finished or dropped, the output written so far is kept). 409 names the status if the job cannot be cancelled.
     """
     job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.CANCEL, key_id=caller.key_id)
     return JobPublic.from_job(job)
 
 
-@router.post("/{job_id}/pause", response_model=JobPublic, summary="Pause a job", responses=ACTION_RESPONSES)
+@router.post("/{job_id}/pause", response_model=JobPublic, responses=ACTION_RESPONSES)
 async def pause_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
-    """Pause a queued or running job; it keeps its place and its finished rows.
+    """Pause a queued or running job.
 
-    409 names the status otherwise.
+    It keeps its place and its finished rows. 409 names the status otherwise.
     """
     job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.PAUSE, key_id=caller.key_id)
     return JobPublic.from_job(job)
 
 
-@router.post("/{job_id}/resume", response_model=JobPublic, summary="Resume a job", responses=ACTION_RESPONSES)
+@router.post("/{job_id}/resume", response_model=JobPublic, responses=ACTION_RESPONSES)
 async def resume_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
-    """Resume a paused job: it is queued again and goes on from its finished rows.
+    """Resume a paused job.
 
-    409 names the status otherwise.
+    It is queued again and goes on from its finished rows. 409 names the status otherwise.
     """
     job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.RESUME, key_id=caller.key_id)
     return JobPublic.from_job(job)
 
 
-@router.post("/{job_id}/retry", response_model=JobPublic, summary="Retry a job", responses=ACTION_RESPONSES)
+@router.post("/{job_id}/retry", response_model=JobPublic, responses=ACTION_RESPONSES)
 async def retry_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
-    """Retry a failed or cancelled job: it is queued again; finished rows are kept and only failed and unsent
-    rows run.
+    """Retry a failed or cancelled job.
 
-    409 names the status otherwise.
+    It is queued again; finished rows are kept and only failed and unsent rows run. 409 names the status otherwise.
     """
     job = await service.act(session, queue=queue, job_id=job_id, action=JobAction.RETRY, key_id=caller.key_id)
     return JobPublic.from_job(job)

@@ -44,8 +44,12 @@ async def metrics_caller(settings: SettingsDep,
                        **error_responses(401, 403)})
 async def metrics(_caller: Annotated[Caller | None, Depends(metrics_caller)], session: SessionDep, queue: QueueDep,
                   gateway: RouterDep, settings: SettingsDep, _: NoQueryDep) -> Response:
-    """Prometheus metrics: jobs by state, rows/s of running jobs, queue depth, and per model upstream
-    requests (ok/failed), latency p50/p95, in flight, tokens and cost, for this process and every worker."""
+    """Prometheus metrics of the platform and the gateway.
+
+    Jobs by state, rows/s of running jobs, queue depth, and per model upstream requests (ok/failed), latency
+    p50/p95, in flight, tokens and cost, for this process and every worker. Needs an admin key unless
+    METRICS_PUBLIC is set.
+    """
     jobs = GaugeMetricFamily("rowloom_jobs", "Jobs by state", labels=["status"])
     counts = dict((await session.exec(select(Job.status, func.count()).group_by(
         col(Job.status)))).all())

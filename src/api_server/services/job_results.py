@@ -6,12 +6,14 @@ import base64
 import binascii
 import json
 
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.queries import ItemStatus, ListPage
 from api_server.services.errors import InvalidInput
 from core.models import JobEvent, JobItem
+from core.models.job import shown_cost
 from core.models.job_event import JobEventPublic
 from core.models.job_item import JobItemPublic
 
@@ -29,23 +31,35 @@ async def list_events(session: AsyncSession, *, job_id: int, after: int | None, 
 
 
 async def list_items(session: AsyncSession, *, job_id: int, status: ItemStatus | None, after: str | None,
-                     limit: int) -> ListPage[JobItemPublic]:
-    """A job's finished rows ordered by key (as stored), `limit` at a time."""
-    query = select(JobItem).where(col(JobItem.job_id) == job_id)
+                     limit: int, offset: int | None = None) -> ListPage[JobItemPublic]:
+    """A job's finished rows ordered by key (as stored), `limit` at a time: after a cursor, or at an offset
+    (with the total), as every list pages."""
+    if offset is not None and after is not None:
+        raise InvalidInput("use either offset or after, not both", field="after")
+    conditions = [col(JobItem.job_id) == job_id]
     if status is not None:
-        query = query.where(col(JobItem.status) == status.value)
+        conditions.append(col(JobItem.status) == status.value)
+    query = select(JobItem).where(*conditions)
     if after is not None:
         query = query.where(col(JobItem.row_key) > _decode_cursor(after))
-    rows = list((await session.exec(query.order_by(col(JobItem.row_key)).limit(limit + 1))).all())
+    query = query.order_by(col(JobItem.row_key)).limit(limit + 1)
+    if offset:
+        query = query.offset(offset)
+    rows = list((await session.exec(query)).all())
     more = len(rows) > limit
     items = [item_public(row) for row in rows[:limit]]
     next_cursor = base64.urlsafe_b64encode(rows[limit - 1].row_key.encode()).decode() if more else None
-    return ListPage[JobItemPublic](items=items, limit=limit, has_more=more, next=next_cursor)
+    total = None
+    if offset is not None:
+        total = (await session.exec(select(func.count()).select_from(JobItem).where(*conditions))).one()
+    return ListPage[JobItemPublic](items=items, limit=limit, offset=offset, total=total, has_more=more,
+                                   next=next_cursor)
 
 
 def item_public(row: JobItem) -> JobItemPublic:
     """The API view of a stored row result."""
-    return JobItemPublic.model_validate({**row.model_dump(), "key": json.loads(row.key_json)})
+    return JobItemPublic.model_validate({**row.model_dump(), "key": json.loads(row.key_json),
+                                         "cost": shown_cost(row.cost)})
 
 
 def _decode_cursor(cursor: str) -> str:

@@ -13,6 +13,7 @@ from core.db.types import BigIntId, LongText, RankedEnum, UtcDateTime, utcnow
 from core.models.job_states import JobStatus, Priority
 
 MAX_JOB_NAME = 200
+COST_DECIMALS = 10  # a millionth of a cent's ten-thousandth: more than any price needs
 
 
 class Job(SQLModel, table=True):
@@ -158,7 +159,7 @@ class JobPublic(JobSummary):
         """Build from a table row."""
         return cls.model_validate(_job_fields(job) | {
             "params": job.params,
-            "usage": {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost": job.cost,
+            "usage": {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost": shown_cost(job.cost),
                       "rows_per_s": job.rows_per_s, "eta_s": job.eta_s, "models": job.models or {}},
             "worker_id": job.worker_id,
             "heartbeat_at": job.heartbeat_at,
@@ -167,6 +168,11 @@ class JobPublic(JobSummary):
             "output": job.output,
             "created_by": job.created_by,
         })
+
+
+def shown_cost(cost: float) -> float:
+    """A cost as the API shows it: summed floats carry noise past the 10th decimal (0.020976850000000002)."""
+    return round(cost, COST_DECIMALS)
 
 
 # The columns a job list reads; JobSummary is built from these alone.

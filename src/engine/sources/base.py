@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -39,6 +40,16 @@ class Source(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+def check_distinct_columns(source: Source) -> None:
+    """InputError naming every column name that appears more than once (no cell could be told apart)."""
+    repeated = [name for name, count in Counter(source.columns).items() if count > 1]
+    if repeated:
+        names = " and ".join([", ".join(repeated[:-1]), repeated[-1]] if len(repeated) > 1 else repeated)
+        raise InputError(f"{source.description}: the column name{'s' if len(repeated) > 1 else ''} {names} "
+                         f"{'each ' if len(repeated) > 1 else ''}appear{'' if len(repeated) > 1 else 's'} more than "
+                         "once in the header; give every column its own name")
 
 
 def check_columns(source: Source, needed: Iterable[str], *, what: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.sources.base import Source, check_columns
+from engine.sources.base import Source, check_columns, check_distinct_columns
 from engine.sources.files import csv_source, excel_source, inline_source, jsonl_source, parquet_source
 from engine.spec.models import (
     CsvSourceSpec,
@@ -50,6 +50,7 @@ async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets
         source = await MysqlTableSource.open(config, secrets)
     else:  # pragma: no cover - the spec's union is closed
         raise InputError(f"unsupported source kind {config.kind!r}")
+    check_distinct_columns(source)
     key = getattr(config, "key", None)
     check_columns(source, [*spec.columns.input, *([key] if key else [])], what="input or key")
     check_key = getattr(source, "check_key", None)
