@@ -16,6 +16,7 @@ from api_server.main import create_app
 from api_server.routes.workflows import EXAMPLE_YAML
 from core.db import Database
 from core.db.migrate import upgrade
+from core.gateway_router import open_router
 from core.models import metadata
 from core.settings import Settings
 from tests.keys import bearer, new_key
@@ -95,12 +96,14 @@ async def admin_key(database: Database) -> str:
 
 @pytest.fixture
 async def client(settings: Settings, database: Database, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client calling the app in process, with an admin key."""
-    app = create_app(settings, database)
+    """An httpx client calling the app in process (the default gateway: one mock model), with an admin key."""
+    router = open_router(settings)
+    app = create_app(settings, database, router)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test",
                                  headers=bearer(admin_key)) as http:
         yield http
+    await router.aclose()
 
 
 SPEC = EXAMPLE_YAML  # the example Swagger shows: the tests keep it valid

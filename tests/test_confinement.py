@@ -24,7 +24,7 @@ SECRET_LINE = "root:x:0:0:the first line of a file outside"
 
 def spec(source: str, sink: str = "") -> str:
     """The tests' workflow reading `source` (a path), with a csv sink at `sink` if given."""
-    extra = "model: {name: fake}" + (f"\nsink: {{kind: csv, path: '{sink}'}}" if sink else "")
+    extra = "model: {name: auto}" + (f"\nsink: {{kind: csv, path: '{sink}'}}" if sink else "")
     return SPEC.format(source=f"{{kind: csv, path: '{source}', key: id}}", in_flight=4, api=1, content=1,
                        extra=extra)
 
@@ -77,7 +77,8 @@ async def test_paths_inside_data_dir_or_an_allowed_root_are_accepted(client: htt
     widened = settings.model_copy(update={"allowed_roots": [outside]})
     from api_server.main import create_app
 
-    app = create_app(widened, client._transport.app.state.database)  # type: ignore[attr-defined]
+    state = client._transport.app.state  # type: ignore[attr-defined]
+    app = create_app(widened, state.database, state.router)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
                                  headers=client.headers) as http:
         stored = await http.post("/api/v1/workflows", json={"yaml": spec(str(outside / "secret.csv"))})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,10 +13,21 @@ import pytest
 
 from api_server.main import create_app
 from core.db import Database
+from core.gateway_router import open_router
 from core.settings import Settings
+from engine.gateway.router import Router
 from tests.conftest import spec_text
 from tests.served import served
 from tests.test_bad_input import error_of, stored  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+async def router(settings: Settings) -> AsyncIterator[Router]:
+    """The default gateway (one mock model)."""
+    gateway = open_router(settings)
+    yield gateway
+    await gateway.aclose()
+
 
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
@@ -55,9 +67,9 @@ def _nested(depth: int) -> dict[str, Any]:
 
 
 async def test_billion_laughs_is_refused_within_a_second_while_ping_answers(settings: Settings, database: Database,
-                                                                           admin_key: str) -> None:
+                                                                           admin_key: str, router: Router) -> None:
     """Over real HTTP: the hostile posts and a stream of /ping run at once; every ping is answered meanwhile."""
-    app = create_app(settings, database)
+    app = create_app(settings, database, router)
     async with served(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         headers = {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/yaml"}
         pings: list[float] = []
@@ -119,11 +131,12 @@ async def test_writes_from_another_sites_page_are_refused(client: httpx.AsyncCli
     assert same.status_code == 200 and "access-control-allow-origin" not in same.headers
 
 
-async def test_cors_is_off_unless_an_origin_is_listed(settings: Settings, database: Database, admin_key: str) -> None:
+async def test_cors_is_off_unless_an_origin_is_listed(settings: Settings, database: Database, admin_key: str,
+                                                      router: Router) -> None:
     preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "authorization,content-type"}
     for origins, allowed in (([], False), (["https://app.example"], True)):
-        app = create_app(settings.model_copy(update={"cors_origins": origins}), database)
+        app = create_app(settings.model_copy(update={"cors_origins": origins}), database, router)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
             answer = await http.options("/api/v1/jobs", headers=preflight)
             write = await http.post("/api/v1/jobs", json={"workflow": "none"},

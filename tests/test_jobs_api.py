@@ -11,7 +11,7 @@ from sqlalchemy import update
 from core.db import Database
 from core.models import Job, JobStatus
 from core.models.job_states import ACTIONS, TRANSITIONS, JobAction
-from tests.conftest import make_job, make_workflow
+from tests.conftest import make_job, make_workflow, spec_text
 
 
 async def set_status(database: Database, job_id: int, status: JobStatus) -> None:
@@ -166,3 +166,18 @@ async def test_a_cost_is_shown_without_float_noise(client: httpx.AsyncClient, da
         await session.commit()
     shown = (await client.get(f"/api/v1/jobs/{job['id']}")).json()["usage"]["cost"]
     assert repr(shown) == "0.02097685"
+
+
+async def test_an_unknown_model_is_refused_at_post(client: httpx.AsyncClient) -> None:
+    await make_workflow(client)
+    for params, field in (({"model": {"name": "gpt-9"}}, "params.model.name"),
+                          ({"model": {"fallback": "nope"}}, "params.model.fallback")):
+        response = await client.post("/api/v1/jobs", json={"workflow": "ticket-triage", "params": params})
+        assert response.status_code == 422, response.text
+        [detail] = response.json()["error"]["details"]
+        assert detail["field"] == field and "unknown model" in detail["message"] and "auto" in detail["message"]
+    stored = await client.post("/api/v1/workflows", json={"yaml": spec_text("other") + "model: {name: gpt-9}\n"})
+    assert stored.status_code == 422
+    [detail] = stored.json()["error"]["details"]
+    assert detail["field"] == "model.name" and detail["line"] == 13
+    assert (await client.get("/api/v1/jobs", params={"offset": 0})).json()["total"] == 0

@@ -29,7 +29,7 @@ PASSWORD = "hunter2-" + secrets.token_hex(8)  # a literal a user might paste
 def mysql_spec(password: str, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root") -> str:
     connection = f"{{host: '{host}', port: {port}, user: '{user}', password: '{password}', database: test}}"
     return SPEC.format(source=f"{{kind: mysql, connection: {connection}, table: secret_tickets, key: id}}",
-                       in_flight=4, api=1, content=1, extra="model: {name: fake}")
+                       in_flight=4, api=1, content=1, extra="model: {name: auto}")
 
 
 @pytest.mark.parametrize(("password", "says"), [

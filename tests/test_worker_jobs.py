@@ -160,12 +160,14 @@ async def test_a_job_whose_model_is_down_fails_with_the_reason_and_a_retry_finis
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
         job_id = await p.start_job(params={"concurrency": {"stop_after_api_failures": 3}, "retry": {"api_error": 0}})
         failed = await wait_status(p.http, job_id, "failed")
+        failed_items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/errors")
         sent_while_down = upstream.stats.requests
         upstream.faults = None  # the model is back
         retried = await p.http.post(f"/api/v1/jobs/{job_id}/retry")
         job = await wait_status(p.http, job_id, "completed")
     assert "rows in a row failed with API errors" in failed["error"] and "HTTP 500" in failed["error"]
     assert sent_while_down < 54, "the job stopped instead of failing every row"
+    assert failed["counts"]["failed"] == len(failed_items) > 0  # the record counts what /errors lists
     assert retried.status_code == 200
     assert job["counts"]["done"] == 54 and job["counts"]["failed"] == 0
     assert check_output(Path(job["output"]), frame, workflow_spec()) == 54

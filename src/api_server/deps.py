@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +13,7 @@ from api_server.key_limits import KeyLimits
 from core.db import Database
 from core.queue import JobQueue
 from core.settings import Settings
+from engine.gateway.config import model_name_errors
 from engine.gateway.router import Router
 from engine.spec.loader import SpecCheck
 
@@ -53,9 +55,11 @@ async def get_key_limits(request: Request) -> KeyLimits:
 
 
 async def get_spec_checks(request: Request) -> Sequence[SpecCheck]:
-    """What every stored workflow and job must pass besides the spec itself (paths, secrets)."""
+    """What every stored workflow and job must pass besides the spec itself: paths, secrets, and model names
+    the gateway knows."""
+    router: Router = request.app.state.router
     checks: Sequence[SpecCheck] = request.app.state.spec_checks
-    return checks
+    return (*checks, partial(model_name_errors, config=router.config))
 
 
 DatabaseDep = Annotated[Database, Depends(get_database)]

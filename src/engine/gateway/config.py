@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, model_validator
 
 from engine.errors import ErrorDetail, SpecError
 from engine.spec.loader import load_yaml_model
-from engine.spec.models import DEFER_REFERENCES, Location, StrictModel
+from engine.spec.models import DEFER_REFERENCES, Location, StrictModel, WorkflowSpec
 
 _ENV = re.compile(r"\$\{(\w+)\}")
 
@@ -97,6 +97,16 @@ def reference_errors(config: GatewayConfig) -> list[tuple[Location, str]]:
         for position, member in enumerate(members):
             if member not in first:
                 errors.append((("groups", group, position), f"unknown model {member!r} (models: {', '.join(first)})"))
+    return errors
+
+
+def model_name_errors(spec: WorkflowSpec, config: GatewayConfig) -> list[tuple[Location, str]]:
+    """The spec's model and fallback names that are no model or group of the gateway (nor `auto`)."""
+    known = ["auto", *config.groups, *(d.name for d in config.models)]
+    errors: list[tuple[Location, str]] = []
+    for field, name in (("name", spec.model.name), ("fallback", spec.model.fallback)):
+        if name is not None and name not in known:
+            errors.append((("model", field), f"unknown model {name!r}; the gateway has: {', '.join(known)}"))
     return errors
 
 

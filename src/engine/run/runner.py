@@ -104,7 +104,8 @@ class Runner:
                         worker.cancel()
                     await results.put(None)
                     await writer
-                if self._failure is not None:  # the store or a save failed: the run fails with it
+                if self._failure is not None:  # the store, a save or the model failed: the run fails with it
+                    self._emit(tracker.current(finished=True))  # the record counts every row made durable
                     raise self._failure
                 self.settled.all_settled()
                 output = await (save or self.sink.save(self.source, self.store))
