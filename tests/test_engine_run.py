@@ -251,3 +251,18 @@ async def test_default_output_sits_beside_a_file_source(tmp_path: Path) -> None:
         outcome = await run(spec, up, tmp_path)
     assert outcome.output == str(tmp_path / "in.rowloom.csv")
     assert read_csv_text(tmp_path / "in.csv").columns == ["id", "subject", "body"]  # the input is untouched
+
+
+async def test_errors_without_a_key_column_name_the_row_a_person_sees(tmp_path: Path) -> None:
+    frame = tickets(10)
+    frame.write_csv(tmp_path / "in.csv")  # header on row 1: the first ticket is row 2
+    spec = make_spec(source="{kind: csv, path: in.csv}", sink="{kind: csv, path: out/out.csv}")
+    doomed = frame["subject"][3]  # position 3: row 5 of the file
+
+    async with FakeUpstream(faults=lambda prompt, attempt, body: "400" if doomed in prompt else None) as up:
+        outcome = await run(spec, up, tmp_path)
+    errors = read_csv_text(tmp_path / "out" / "out.errors.csv")
+    assert outcome.progress.failed == 1
+    assert errors.columns[0] == "row" and errors["row"].to_list() == ["5"]
+    out = read_csv_text(tmp_path / "out" / "out.csv")
+    assert out["ai_summary"][3] is None and out["subject"][3] == doomed  # row 5 of the file, unfilled

@@ -164,12 +164,16 @@ class FileSink:
             temp.unlink(missing_ok=True)
         if settled is not None:
             await settled.until(math.inf)  # a source with no rows left has nothing to wait for
-        await write_errors(store, self.errors_path)
+        await write_errors(store, self.errors_path, first_row=source.first_row)
         return str(self.path)
 
 
-async def write_errors(store: ResultStore, path: Path) -> None:
-    """The failed rows (key, error class, reason, attempts) as CSV beside the output; none: no file."""
+async def write_errors(store: ResultStore, path: Path, *, first_row: int | None = None) -> None:
+    """The failed rows (key, error class, reason, attempts) as CSV beside the output; none: no file.
+
+    Rows with a key column are named by their key (column `key`); rows keyed by position by the row number a
+    person sees in the input, header counted (column `row`), given `first_row`, the number of position 0.
+    """
     failures = await store.failures()
     if not failures:
         await asyncio.to_thread(path.unlink, missing_ok=True)
@@ -179,9 +183,10 @@ async def write_errors(store: ResultStore, path: Path) -> None:
         temp = path.with_name(f".{path.name}.tmp")
         with temp.open("w", newline="", encoding="utf-8") as handle:
             out = csv.writer(handle)
-            out.writerow(["key", "error_class", "reason", "attempts", "model"])
+            out.writerow(["key" if first_row is None else "row", "error_class", "reason", "attempts", "model"])
             for f in failures:
-                out.writerow([f.key, f.error_class.value if f.error_class else "", f.error, f.attempts, f.model])
+                where = f.key if first_row is None or not isinstance(f.key, int) else f.key + first_row
+                out.writerow([where, f.error_class.value if f.error_class else "", f.error, f.attempts, f.model])
         os.replace(temp, path)
 
     await asyncio.to_thread(write)

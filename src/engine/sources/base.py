@@ -28,6 +28,9 @@ class Source(Protocol):
     columns: list[str]
     description: str
     parallel_reads: bool  # batches() may be walked twice at once (the output is then written behind the run)
+    # Without a key column rows are keyed by position (0-based); this is the row number a person sees for
+    # position 0 (a CSV's header is row 1, so its first row is 2). None: rows are keyed by a key column.
+    first_row: int | None
 
     async def count(self) -> int | None:
         """How many rows there are, if cheap to know."""

@@ -53,11 +53,12 @@ class ArrowFileSource:
 
     def __init__(self, path: Path, open_batches: Callable[[list[str] | None], Iterator[pa.RecordBatch]],
                  columns: list[str], *,
-                 key: str | None, batch_size: int, rows: Callable[[], int]) -> None:
+                 key: str | None, batch_size: int, rows: Callable[[], int], header_rows: int = 1) -> None:
         self.path = path
         self.description = str(path)
         self.columns = columns
         self.key = key
+        self.first_row = None if key is not None else header_rows + 1
         self.batch_size = batch_size
         self._open = open_batches
         self._rows = rows
@@ -140,7 +141,7 @@ def parquet_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFile
     return ArrowFileSource(path, lambda columns: pq.ParquetFile(path).iter_batches(batch_size=batch_size,
                                                                                       columns=columns),
                            file.schema_arrow.names, key=key, batch_size=batch_size,
-                           rows=lambda: pq.ParquetFile(path).metadata.num_rows)
+                           rows=lambda: pq.ParquetFile(path).metadata.num_rows, header_rows=0)
 
 
 def jsonl_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSource:
@@ -150,7 +151,7 @@ def jsonl_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSo
 
     blocks = GrowingBlocks(path, open_reader)
     return ArrowFileSource(path, blocks.batches, blocks.open(None).schema.names, key=key, batch_size=batch_size,
-                           rows=lambda: sum(b.num_rows for b in blocks.batches(None)))
+                           rows=lambda: sum(b.num_rows for b in blocks.batches(None)), header_rows=0)
 
 
 class FrameSource:
@@ -158,11 +159,13 @@ class FrameSource:
 
     parallel_reads = True
 
-    def __init__(self, frame: pl.DataFrame, *, description: str, key: str | None, batch_size: int) -> None:
+    def __init__(self, frame: pl.DataFrame, *, description: str, key: str | None, batch_size: int,
+                 header_rows: int = 1) -> None:
         self.frame = frame
         self.description = description
         self.columns = frame.columns
         self.key = key
+        self.first_row = None if key is not None else header_rows + 1
         self.batch_size = batch_size
 
     def check_key(self) -> None:
@@ -194,7 +197,8 @@ def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | No
         raise InputError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(reader.sheet_names)})") from None
     except fastexcel.FastExcelError as exc:
         raise InputError(f"{path}: cannot read sheet {sheet!r}: {exc}") from None
-    return FrameSource(frame, description=f"{path} [{sheet}]", key=key, batch_size=batch_size)
+    return FrameSource(frame, description=f"{path} [{sheet}]", key=key, batch_size=batch_size,
+                       header_rows=header_row + 1)
 
 
 def inline_source(rows: list[dict[str, Any]], *, key: str | None, batch_size: int) -> FrameSource:
@@ -203,4 +207,4 @@ def inline_source(rows: list[dict[str, Any]], *, key: str | None, batch_size: in
         frame = pl.DataFrame(rows, infer_schema_length=None)
     except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
         raise InputError(f"inline rows: {exc}") from None
-    return FrameSource(frame, description="inline rows", key=key, batch_size=batch_size)
+    return FrameSource(frame, description="inline rows", key=key, batch_size=batch_size, header_rows=0)

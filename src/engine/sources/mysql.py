@@ -18,6 +18,7 @@ class MysqlTableSource:
     """Rows of `table` (optionally filtered by `where`), `batch_size` at a time, by ascending key."""
 
     parallel_reads = False  # one connection: a second walk would interleave with the first
+    first_row: int | None = None  # rows are keyed by the table's key column
 
     def __init__(self, config: MysqlSourceSpec, connection: Any, columns: list[str]) -> None:
         self.config = config
