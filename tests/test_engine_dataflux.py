@@ -81,7 +81,7 @@ def test_import_writes_a_valid_workflow_and_a_gateway_without_secrets(tmp_path: 
 
 
 async def test_imported_workflow_runs_on_the_users_files(tmp_path: Path) -> None:
-    from engine.spec.dataflux import convert
+    from rowloom.dataflux import convert
 
     write_workbook(tmp_path / "in.xlsx", 12, notes_first=False)  # AI-DataFlux reads the first sheet
     spec = load_spec(convert(CONFIG, name="tickets").workflow_yaml).spec
@@ -92,3 +92,36 @@ async def test_imported_workflow_runs_on_the_users_files(tmp_path: Path) -> None
     assert outcome.progress.done == 11
     out = read_sheet(tmp_path / "out.xlsx")
     assert out["ai_summary"].drop_nulls().len() == 11
+
+
+def test_the_import_warns_of_what_it_drops_and_never_writes_a_broken_gateway(tmp_path: Path) -> None:
+    config = CONFIG.replace("    max_workers: 50\n", "    max_workers: 50\n    batch_size: 100\n").replace(
+        "models:\n", "models:\n  - {id: 2, name: orphan, model: m, channel_id: \"2\", api_key: sk-2, shard: 3}\n")
+    (tmp_path / "config.yaml").write_text(config)
+    result = subprocess.run([sys.executable, "-m", "rowloom", "import-dataflux", str(tmp_path / "config.yaml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "warning: datasource.concurrency.batch_size: dropped (Rowloom keeps a continuous window of in_flight " \
+           "rows; there are no batches)" in warnings
+    assert any(w.startswith("warning: global: dropped") for w in warnings)
+    assert any(w.startswith("warning: models.0.shard: dropped") for w in warnings)
+    assert any("models.0 (orphan): left out: its channel_id '2' is not among the channels (1)" in w for w in warnings)
+    gateway = tmp_path / "config.gateway.yaml"
+    checked = subprocess.run([sys.executable, "-m", "rowloom", "validate", str(gateway)], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0 and "valid gateway config (1 models, 1 channels" in checked.stdout
+    workflow = subprocess.run([sys.executable, "-m", "rowloom", "validate", str(tmp_path / "config.workflow.yaml")],
+                              capture_output=True, text=True, timeout=60)
+    assert workflow.returncode == 0 and "valid workflow spec" in workflow.stdout
+
+
+def test_validate_checks_a_gateways_references_with_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("models:\n  - {name: a, model: m, channel: nope}\nchannels: {c: {base_url: 'http://x'}}\n"
+                    "groups: {g: [a, b]}\n")
+    result = subprocess.run([sys.executable, "-m", "rowloom", "validate", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{path}:2:" in result.stderr and "'nope' is not a channel" in result.stderr
+    assert f"{path}:4:" in result.stderr and "unknown model 'b'" in result.stderr

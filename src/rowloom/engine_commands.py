@@ -72,7 +72,7 @@ def read_spec(path: Path) -> LoadedSpec:
 
 def import_dataflux_command(args: argparse.Namespace) -> int:
     """`rowloom import-dataflux`: writes <name>.workflow.yaml and <name>.gateway.yaml."""
-    from engine.spec.dataflux import convert
+    from rowloom.dataflux import convert
 
     name = args.name or re.sub(r"[^A-Za-z0-9._-]+", "-", args.config.stem).strip("-") or "imported"
     try:
@@ -88,6 +88,8 @@ def import_dataflux_command(args: argparse.Namespace) -> int:
     workflow, gateway = folder / f"{name}.workflow.yaml", folder / f"{name}.gateway.yaml"
     workflow.write_text(imported.workflow_yaml, encoding="utf-8")
     gateway.write_text(imported.gateway_yaml, encoding="utf-8")
+    for warning in imported.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {workflow}\nwrote {gateway}")
     if imported.key_variables:
         print("set the API keys in these environment variables: " + ", ".join(imported.key_variables))
@@ -95,7 +97,16 @@ def import_dataflux_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    """`rowloom validate`."""
+    """`rowloom validate`: a workflow spec, or a gateway config (a mapping with `models` and no `source`)."""
+    from engine.gateway.config import load_gateway
+    from engine.spec.loader import parse_yaml
+
+    tree = parse_file(args.spec, parse_yaml)
+    if isinstance(tree, dict) and "models" in tree and "source" not in tree:
+        config = parse_file(args.spec, load_gateway)
+        print(f"{args.spec}: valid gateway config ({len(config.models)} models, {len(config.channels)} channels, "
+              f"{len(config.groups)} groups; the ${{VARIABLES}} of API keys are read when it is used)")
+        return 0
     loaded = read_spec(args.spec)
     print(f"{args.spec}: valid workflow spec (sha256 {loaded.sha256[:12]})")
     return 0
