@@ -142,3 +142,34 @@ def test_cli_run_through_a_gateway_config(tmp_path: Path) -> None:
     gateway.write_text("models:\n  - {name: x, model: m, channel: nope}\n", encoding="utf-8")
     broken = subprocess.run(cli, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1 and "'nope' is not a channel" in broken.stderr
+
+
+async def test_cli_reuses_answers_only_for_the_same_prompt_model_and_upstream(tmp_path: Path) -> None:
+    tickets(12).write_csv(tmp_path / "in.csv")  # 11 rows to send, 1 with an empty body
+    flow = tmp_path / "flow.yaml"
+    text = SPEC.format(source="{kind: csv, path: in.csv, key: id}", in_flight=4, api=1, content=1,
+                       extra="sink: {kind: csv, path: out.csv}")
+
+    async with FakeUpstream() as up:
+        async def run(*extra: str) -> str:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "rowloom", "run", str(flow), "--upstream", up.base_url, *extra,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+            assert process.returncode == 0, err.decode()
+            return out.decode()
+
+        flow.write_text(text, encoding="utf-8")
+        first = await run("--model", "m1")
+        sent = [up.stats.requests]
+        again = await run("--model", "m1")
+        sent.append(up.stats.requests)
+        other_model = await run("--model", "m2")
+        sent.append(up.stats.requests)
+        flow.write_text(text.replace("Classify this ticket", "Sort this ticket"), encoding="utf-8")
+        other_prompt = await run("--model", "m1")
+        sent.append(up.stats.requests)
+    assert "11 done, 0 failed" in first and "reused" not in first
+    assert "11 done (11 reused from an earlier run), 0 failed" in again and "tokens 0 in / 0 out" in again
+    assert "reused" not in other_model and "reused" not in other_prompt
+    assert sent == [11, 11, 22, 33]  # a changed model or prompt asks again; the same one never

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import re
 import shutil
 import signal
@@ -19,6 +20,7 @@ from engine.gateway import ChatClient
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import Progress
+from engine.run.fingerprint import answer_fingerprint
 from engine.spec import LoadedSpec, load_spec
 
 T = TypeVar("T")
@@ -119,20 +121,25 @@ def run_command(args: argparse.Namespace) -> int:
     loaded = read_spec(args.spec)
     spec = loaded.spec
     base_dir = args.spec.resolve().parent
-    work_dir = args.work_dir or base_dir / ".rowloom" / (spec.name or args.spec.stem)
+    spec_dir = args.work_dir or base_dir / ".rowloom" / (spec.name or args.spec.stem)
     if args.fresh:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(spec_dir, ignore_errors=True)
     client: ChatClient
     if args.gateway and args.upstream:
         print("error: give --gateway or --upstream, not both", file=sys.stderr)
         return 2
     if args.gateway:
         client = open_router(args.gateway)
+        upstream = "gateway " + hashlib.sha256(args.gateway.read_bytes()).hexdigest()
     elif args.upstream:
         key = os.environ.get(args.api_key_env) if args.api_key_env else None
         client = OpenAIClient(args.upstream, api_key=key, model=args.model)
+        upstream = f"{args.upstream} {args.model or ''}"
     else:
         client = MockClient()
+        upstream = "mock"
+    # Results are kept per fingerprint: a changed prompt, model or upstream answers every row anew.
+    work_dir = spec_dir / answer_fingerprint(spec, upstream)[:16]
     line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
     from engine.run import run_spec
 
@@ -155,7 +162,8 @@ def run_command(args: argparse.Namespace) -> int:
         line.close()
         p = outcome.progress
         state = "stopped (run again to resume)" if outcome.stopped else "finished"
-        print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done, {p.failed} failed, {p.skipped} skipped"
+        reused = f" ({p.reused} reused from an earlier run)" if p.reused else ""
+        print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done{reused}, {p.failed} failed, {p.skipped} skipped"
               f" of {p.total if p.total is not None else '?'} rows; tokens {p.tokens_in} in / {p.tokens_out} out")
         print(f"output: {outcome.output}")
         if p.failed:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from engine.errors import EngineError
 from engine.events import EventKind
 from engine.gateway import ChatClient
 from engine.run import RunOutcome, run_spec
+from engine.run.fingerprint import answer_fingerprint
 from engine.sinks.open import default_output
 from engine.spec import merge_params, validate_spec_data
 from engine.spec.models import WorkflowSpec
@@ -86,12 +86,6 @@ async def _is_queued(database: Database, job_id: int) -> bool:
         return job is not None and job.status == JobStatus.QUEUED
 
 
-def prompt_hash(spec: WorkflowSpec) -> str:
-    """sha256 of what a row's request is built from (system prompt, template, model) — stored on each item."""
-    text = "\x00".join([spec.prompt.system, spec.prompt.template, spec.model.model_dump_json()])
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class JobRun:
     """One claimed run of a job."""
 
@@ -146,7 +140,7 @@ class JobRun:
         base_dir = settings.data_dir.resolve()  # absolute, so the record names the output unambiguously
         output = self._default_output(spec)
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
-                              prompt_hash=prompt_hash(spec))
+                              prompt_hash=answer_fingerprint(spec))
         return await run_spec(spec, client=self.ctx.client, base_dir=base_dir, work_dir=self._job_dir(),
                               store=store, output=output, on_progress=self.recorder.on_progress,
                               on_event=self.recorder.on_event, stop=stop, confine_to=settings.allowed_roots,

@@ -52,5 +52,6 @@ class JobItemPublic(SQLModel):
     tokens_out: int
     cost: float
     workflow_version_id: int | None
-    prompt_hash: str | None = Field(description="sha256 of the system prompt and template the row ran with.")
+    prompt_hash: str | None = Field(description="sha256 of what decided the answer: prompt, columns, answer "
+                                                "contract and model choice.")
     updated_at: datetime

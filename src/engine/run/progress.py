@@ -18,6 +18,7 @@ class Progress:
 
     total: int | None = None
     done: int = 0
+    reused: int = 0  # of `done`: rows answered by an earlier run under the same fingerprint, not sent again
     failed: int = 0
     skipped: int = 0
     rows_per_s: float = 0.0
@@ -53,7 +54,7 @@ class ProgressTracker:
 
     def resumed(self, count: int) -> None:
         """Rows already done in the store from an earlier run."""
-        self.snapshot = replace(self.snapshot, done=self.snapshot.done + count)
+        self.snapshot = replace(self.snapshot, done=self.snapshot.done + count, reused=self.snapshot.reused + count)
 
     def finished_rows(self, results: list[RowResult]) -> None:
         """Rows whose results are now durable."""
