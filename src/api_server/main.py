@@ -10,12 +10,14 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from fastapi.routing import APIRoute
 
 from api_server.auth import KeyRing
 from api_server.body_limit import BodySizeLimit
 from api_server.chat_fast_path import ChatFastPath
 from api_server.cross_site import CrossSiteGuard
+from api_server.docs_policy import DocsPolicy
 from api_server.http_errors import install_error_handlers
 from api_server.key_limits import KeyLimits
 from api_server.routes import admin, health, job_results, jobs, keys, metrics, openai_compat, workflows
@@ -78,8 +80,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if router is None:
                 await app.state.router.aclose()
 
-    app = FastAPI(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  telemetry=fastapi_telemetry())
+    # Swagger UI and ReDoc from the installed package's own files: the docs work with no network at all.
+    app = FastAPIOffline(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                         telemetry=fastapi_telemetry())
     app.state.settings = settings
     app.state.spec_checks = spec_checks(settings)
     app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(ChatFastPath)  # inside the body limit: added first, so it wraps the app more closely
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CrossSiteGuard, allowed_origins=settings.cors_origins)
+    app.add_middleware(DocsPolicy, paths=frozenset({"/docs", "/redoc"}))
     if settings.cors_origins:  # off unless origins are listed: a page elsewhere cannot read the API's answers
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["*"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
