@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi_offline import FastAPIOffline
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from api_server.auth import KeyRing
 from api_server.body_limit import BodySizeLimit
