@@ -23,7 +23,8 @@ from tests.conftest import _migrate, make_job, make_workflow, spec_text
 from tests.keys import bearer, new_key
 from tests.served import served
 
-OPEN = {"/ping", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+OPEN = {"/ping", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+        "/api/v1/schemas/{kind}"}
 
 
 def routes(app: Any) -> list[tuple[str, str, str]]:

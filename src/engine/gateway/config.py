@@ -21,24 +21,24 @@ class Channel(StrictModel):
 
     base_url: str = Field(min_length=1, description="e.g. https://api.openai.com or http://127.0.0.1:8000")
     api_path: str = Field("/v1/chat/completions", description="Appended to base_url.")
-    timeout: float = Field(60.0, gt=0)
-    proxy: str | None = None
-    ssl_verify: bool = True
+    timeout: float = Field(60.0, gt=0, description="Seconds to wait for an answer (a deployment's own timeout wins).")
+    proxy: str | None = Field(None, description="An HTTP proxy URL for this channel's requests.")
+    ssl_verify: bool = Field(True, description="Verify the upstream's TLS certificate.")
 
 
 class Price(StrictModel):
     """Cost per million tokens."""
 
-    input: float = Field(0.0, ge=0)
-    output: float = Field(0.0, ge=0)
+    input: float = Field(0.0, ge=0, description="Cost of one million input (prompt) tokens.")
+    output: float = Field(0.0, ge=0, description="Cost of one million output (completion) tokens.")
 
 
 class MockBehaviour(StrictModel):
     """How a `mock` deployment behaves."""
 
-    latency_s: float = Field(0.0, ge=0)
-    rate_429: float = Field(0.0, ge=0, le=1)
-    rate_500: float = Field(0.0, ge=0, le=1)
+    latency_s: float = Field(0.0, ge=0, description="Seconds before each answer.")
+    rate_429: float = Field(0.0, ge=0, le=1, description="Share of prompts answered 429 on their first attempt.")
+    rate_500: float = Field(0.0, ge=0, le=1, description="Share of prompts answered 500 on their first attempt.")
 
 
 class Deployment(StrictModel):
@@ -46,26 +46,34 @@ class Deployment(StrictModel):
 
     name: str = Field(min_length=1, description="What requests and groups call it.")
     model: str = Field(min_length=1, description="The upstream's own model name.")
-    provider: Literal["openai", "mock"] = "openai"
+    provider: Literal["openai", "mock"] = Field("openai",
+                                                description="`openai`: an OpenAI-compatible HTTP API; `mock`: "
+                                                            "Rowloom's built-in model (no network).")
     channel: str | None = Field(None, description="A key of `channels` (not for mock).")
     api_key: str | None = Field(None, description="Use ${ENV_VAR}; resolved at start-up, never stored.")
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0,
+                          description="Share of traffic among the healthy deployments with capacity (0: never "
+                                      "picked).")
     safe_rps: float | None = Field(None, gt=0, description="Requests/s; bursts up to twice this.")
     tpm: int | None = Field(None, gt=0, description="Tokens per minute.")
-    max_in_flight: int | None = Field(None, gt=0)
+    max_in_flight: int | None = Field(None, gt=0,
+                                      description="Requests at once to this deployment; more wait for a slot.")
     timeout: float | None = Field(None, gt=0, description="Seconds; defaults to the channel's.")
-    temperature: float | None = Field(None, ge=0, le=2)
-    supports_json_schema: bool = True
-    supports_advanced_params: bool = True
-    price: Price = Field(default_factory=Price)
-    mock: MockBehaviour = Field(default_factory=MockBehaviour)
+    temperature: float | None = Field(None, ge=0, le=2, description="Temperature sent when a request names none.")
+    supports_json_schema: bool = Field(True,
+                                       description="The upstream accepts `response_format` with a JSON schema (else "
+                                                   "it is dropped).")
+    supports_advanced_params: bool = Field(True, description="The upstream accepts `temperature` (else it is dropped).")
+    price: Price = Field(default_factory=Price, description="What its tokens cost, for each job's and request's cost.")
+    mock: MockBehaviour = Field(default_factory=MockBehaviour, description="How a `mock` deployment behaves.")
 
 
 class GatewayConfig(StrictModel):
     """All deployments, their channels, and named groups of deployments."""
 
-    models: list[Deployment] = Field(min_length=1)
-    channels: dict[str, Channel] = Field(default_factory=dict)
+    models: list[Deployment] = Field(min_length=1, description="The deployments requests are spread over.")
+    channels: dict[str, Channel] = Field(default_factory=dict,
+                                         description="Where deployments send their requests, by channel name.")
     groups: dict[str, list[str]] = Field(default_factory=dict, description="Group or alias -> model names.")
 
     @model_validator(mode="after")

@@ -23,47 +23,66 @@ class StrictModel(BaseModel):
 
 
 class _FileSourceSpec(StrictModel):
-    path: str = Field(min_length=1, description="File path, relative to the working directory.")
+    """A file of rows."""
+
+    path: str = Field(min_length=1, description="File path, relative to the spec's folder (`rowloom run`) or to "
+                                               "DATA_DIR (a job, where it must stay inside DATA_DIR or ALLOWED_ROOTS).")
     key: str | None = Field(None, description="Column whose value identifies a row; row position if unset.")
-    batch_size: int = Field(10_000, ge=1, le=1_000_000)
+    batch_size: int = Field(10_000, ge=1, le=1_000_000,
+                            description="Rows read and handed to the run at a time (memory grows with it, not with "
+                                        "the file).")
 
 
 class CsvSourceSpec(_FileSourceSpec):
-    kind: Literal["csv"]
-    separator: str = Field(",", min_length=1, max_length=1)
+    """Rows from a CSV file."""
+
+    kind: Literal["csv"] = Field(description="`csv`: a CSV file, every column read as text, so values come back "
+                                             "unchanged.")
+    separator: str = Field(",", min_length=1, max_length=1, description="The one character between fields.")
     encoding: str = Field("utf8", min_length=1, description="Any Python codec name: utf8, gbk, latin1, ...")
 
 
 class ParquetSourceSpec(_FileSourceSpec):
-    kind: Literal["parquet"]
+    """Rows from a Parquet file."""
+
+    kind: Literal["parquet"] = Field(description="`parquet`: a Parquet file, with its own column types.")
 
 
 class JsonlSourceSpec(_FileSourceSpec):
-    kind: Literal["jsonl"]
+    """Rows from a JSON Lines file."""
+
+    kind: Literal["jsonl"] = Field(description="`jsonl`: JSON Lines, one object a line.")
 
 
 class ExcelSourceSpec(_FileSourceSpec):
-    kind: Literal["excel"]
+    """Rows from one sheet of an Excel workbook."""
+
+    kind: Literal["excel"] = Field(description="`excel`: an .xlsx or .xls workbook, one sheet.")
     sheet: int | str = Field(0, description="Sheet name, or its 0-based index.")
     header_row: int = Field(0, ge=0, description="0-based row that holds the column names.")
 
 
 class MysqlConnection(StrictModel):
-    host: str = "127.0.0.1"
-    port: int = Field(3306, ge=1, le=65535)
-    user: str = "root"
-    password: str = Field("", description="Use ${ENV_VAR}; resolved when the job runs, never stored resolved.")
-    database: str = Field(min_length=1)
+    """How to reach a MySQL/MariaDB server."""
+
+    host: str = Field("127.0.0.1", description="Server name or address.")
+    port: int = Field(3306, ge=1, le=65535, description="Server port.")
+    user: str = Field("root", description="User to connect as.")
+    password: str = Field("", description="A secret, written only as ${NAME}: resolved when the run starts (on the "
+                                          "platform, only names starting with SECRET_PREFIX), never stored resolved.")
+    database: str = Field(min_length=1, description="Database (schema) that holds the table.")
 
 
 class MysqlSourceSpec(StrictModel):
-    kind: Literal["mysql"]
-    connection: MysqlConnection
-    table: str = Field(min_length=1)
+    """Rows from a MySQL/MariaDB table."""
+
+    kind: Literal["mysql"] = Field(description="`mysql`: a MySQL/MariaDB table, read in batches by ascending key.")
+    connection: MysqlConnection = Field(description="How to reach the server.")
+    table: str = Field(min_length=1, description="The table to read (and, by default, to write answers back to).")
     key: str = Field(min_length=1, description="Primary-key column; rows are read and written back by it.")
     where: str | None = Field(None, description="Optional SQL condition that limits the rows read: one condition, "
                                                "no ';' and no comments.")
-    batch_size: int = Field(5_000, ge=1, le=1_000_000)
+    batch_size: int = Field(5_000, ge=1, le=1_000_000, description="Rows read at a time.")
 
     @field_validator("where")
     @classmethod
@@ -75,9 +94,11 @@ class MysqlSourceSpec(StrictModel):
 
 
 class InlineSourceSpec(StrictModel):
-    kind: Literal["inline"]
-    rows: list[dict[str, Any]] = Field(min_length=1)
-    key: str | None = None
+    """Rows written in the spec."""
+
+    kind: Literal["inline"] = Field(description="`inline`: rows written in the spec itself (for tries and tests).")
+    rows: list[dict[str, Any]] = Field(min_length=1, description="The rows, each a mapping of column to value.")
+    key: str | None = Field(None, description="Column whose value identifies a row; row position if unset.")
 
 
 SourceSpec = Annotated[
@@ -87,21 +108,29 @@ SourceSpec = Annotated[
 
 
 class RequireMode(StrEnum):
+    """Whether all input columns, or any, must be filled."""
+
     ALL = "all"
     ANY = "any"
 
 
 class Select(StrictModel):
+    """Which rows are sent to the model; the others are skipped."""
+
     require: RequireMode = Field(RequireMode.ALL, description="All or any input column must be non-empty.")
     skip_filled: bool = Field(True, description="Skip rows whose output columns are already filled.")
 
 
 class Columns(StrictModel):
+    """The columns sent, and where each answer field is written."""
+
     input: list[str] = Field(min_length=1, description="Columns sent to the model.")
     output: dict[str, str] = Field(min_length=1, description="Answer field -> output column.")
 
 
 class FieldType(StrEnum):
+    """A JSON type an answer field must have."""
+
     STRING = "string"
     INTEGER = "integer"
     NUMBER = "number"
@@ -111,61 +140,96 @@ class FieldType(StrEnum):
 
 
 class Prompt(StrictModel):
-    system: str = ""
+    """What each row asks, and what its answer must be."""
+
+    system: str = Field("", description="The system message sent before each row's prompt (none if empty).")
     template: str = Field(min_length=1, description="Uses {record_json} and {column} placeholders.")
-    required_fields: list[str] = Field(default_factory=list)
+    required_fields: list[str] = Field(default_factory=list,
+                                       description="Answer fields that must be present and non-empty; default: every "
+                                                   "output field.")
     types: dict[str, FieldType] = Field(default_factory=dict, description="Answer field -> JSON type.")
     json_schema: bool = Field(True, description="Send a JSON schema as response_format when supported.")
 
 
 class ModelChoice(StrictModel):
+    """The model that answers, and a fallback."""
+
     name: str = Field("auto", min_length=1, description="A model, a group, or auto.")
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2,
+                                      description="Sampling temperature; unset: the model's (or its gateway entry's) "
+                                                  "default.")
+    max_tokens: int | None = Field(None, ge=1, description="Longest answer, in tokens; unset: the model's default.")
     fallback: str | None = Field(None, description="Model or group used after fallback_after content errors.")
-    fallback_after: int = Field(2, ge=1)
+    fallback_after: int = Field(2, ge=1,
+                                description="Content errors of a row before it is asked of the fallback model.")
 
 
 class Concurrency(StrictModel):
-    in_flight: int = Field(64, ge=1, le=10_000)
+    """How many rows at once, and what an upstream error does to the run."""
+
+    in_flight: int = Field(64, ge=1, le=10_000,
+                           description="Rows sent at once; a finished row's slot goes to the next row at once.")
     pause_on_api_error_s: float = Field(2.0, ge=0, description="On an API error, every request waits this long "
                                                                 "(0: no pause).")
     error_window_s: float = Field(2.0, ge=0, description="After a pause ends, API errors within this many seconds "
                                                          "start no new pause (AI-DataFlux's error window).")
-    save_interval_s: float = Field(300.0, gt=0)
+    save_interval_s: float = Field(300.0, gt=0,
+                                   description="During a long run, the output written so far is saved this often "
+                                               "(seconds).")
     stop_after_api_failures: int = Field(
         50, ge=0, description="Stop the run with an error once this many rows in a row failed with API errors and "
                               "none finished in between (the model is down or refuses the key); 0: never.")
 
 
 class Retry(StrictModel):
-    api_error: int = Field(3, ge=0, le=100)
-    content_error: int = Field(1, ge=0, le=100)
-    system_error: int = Field(2, ge=0, le=100)
+    """Retries of a row, by kind of error."""
+
+    api_error: int = Field(3, ge=0, le=100,
+                           description="Retries of a row after upstream failures (timeouts, 429, 5xx, malformed "
+                                       "answers).")
+    content_error: int = Field(1, ge=0, le=100,
+                               description="Times a row is asked again after an answer that breaks the contract (with "
+                                           "the reason).")
+    system_error: int = Field(2, ge=0, le=100,
+                              description="Retries of a row after an unexpected error on Rowloom's side.")
 
 
 class _FileSinkSpec(StrictModel):
-    path: str = Field(min_length=1)
+    """A file the output is written to."""
+
+    path: str = Field(min_length=1,
+                      description="Where the output file goes (written to a temporary file, then renamed into place).")
 
 
 class ExcelSinkSpec(_FileSinkSpec):
-    kind: Literal["excel"]
+    """Output to an Excel workbook."""
+
+    kind: Literal["excel"] = Field(description="`excel`: an .xlsx workbook.")
 
 
 class CsvSinkSpec(_FileSinkSpec):
-    kind: Literal["csv"]
+    """Output to a CSV file."""
+
+    kind: Literal["csv"] = Field(description="`csv`: a CSV file.")
 
 
 class ParquetSinkSpec(_FileSinkSpec):
-    kind: Literal["parquet"]
+    """Output to a Parquet file."""
+
+    kind: Literal["parquet"] = Field(description="`parquet`: a Parquet file.")
 
 
 class JsonlSinkSpec(_FileSinkSpec):
-    kind: Literal["jsonl"]
+    """Output to a JSON Lines file."""
+
+    kind: Literal["jsonl"] = Field(description="`jsonl`: JSON Lines.")
 
 
 class MysqlSinkSpec(StrictModel):
-    kind: Literal["mysql"]
+    """Answers written back into a MySQL/MariaDB table."""
+
+    kind: Literal["mysql"] = Field(description="`mysql`: each answer written back into its row of a MySQL/MariaDB "
+                                               "table, by key.")
     connection: MysqlConnection | None = Field(None, description="Defaults to the source's connection.")
     table: str | None = Field(None, description="Defaults to the source's table.")
     key: str | None = Field(None, description="Column rows are updated by; defaults to the source's key.")
@@ -180,19 +244,24 @@ SinkSpec = Annotated[
 class WorkflowSpec(StrictModel):
     """One workflow: where rows come from, what is asked, what must come back, where it goes."""
 
-    name: str | None = Field(None, max_length=128)
-    description: str | None = None
-    source: SourceSpec
-    select: Select = Field(default_factory=Select)
-    columns: Columns
-    prompt: Prompt
+    name: str | None = Field(None, max_length=128,
+                             description="The workflow's name (also its name on the platform when none is given with "
+                                         "the upload).")
+    description: str | None = Field(None, description="Free text for people.")
+    source: SourceSpec = Field(description="Where the rows come from.")
+    select: Select = Field(default_factory=Select, description="Which rows are sent.")
+    columns: Columns = Field(description="The columns sent to the model and the columns its answers go to.")
+    prompt: Prompt = Field(description="What each row asks, and the answer it must give.")
     validation: dict[str, list[str | int | float | bool]] = Field(
         default_factory=dict, description="Answer field -> allowed values."
     )
-    model: ModelChoice = Field(default_factory=ModelChoice)
-    concurrency: Concurrency = Field(default_factory=Concurrency)
-    retry: Retry = Field(default_factory=Retry)
-    sink: SinkSpec | None = None
+    model: ModelChoice = Field(default_factory=ModelChoice, description="Which model (or group) answers, and how.")
+    concurrency: Concurrency = Field(default_factory=Concurrency,
+                                     description="How many rows at once, and how the run reacts to upstream errors.")
+    retry: Retry = Field(default_factory=Retry, description="How often a failing row is tried again, by kind of error.")
+    sink: SinkSpec | None = Field(None,
+                                  description="Where the results go; unset: a file of the source's kind beside it (a "
+                                              "job: its own folder).")
 
     @model_validator(mode="after")
     def _check_references(self, info: ValidationInfo) -> WorkflowSpec:
