@@ -18,7 +18,8 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEMO_INPUT = "demo/tickets.csv"
+DEMO_INPUT = "data/tickets.csv"
+NOVEMBER_INPUT = "data/nov.csv"  # the README's "Try it" runs a job over it
 DEMO_WORKFLOW = f"""# The demo that `rowloom serve --demo` runs: classify support tickets with the built-in mock model.
 name: demo-ticket-triage
 source: {{kind: csv, path: {DEMO_INPUT}, key: id}}
@@ -43,18 +44,25 @@ TICKETS = [
     ("Slow dashboard", "The dashboard takes 30 seconds to load."),
     ("Thank you", "Great support last week, thanks!"),
 ]
+NOVEMBER = [
+    ("Export fails", "The CSV export stops at 65,536 rows."),
+    ("Upgrade plan", "What does the enterprise plan include?"),
+    ("Login loop", "After the update the login page reloads forever."),
+    ("Refund", "Please refund the duplicate November payment."),
+]
 
 
 def write_demo_input(data_dir: Path) -> Path:
-    """The demo's CSV (a few tickets), written once under DATA_DIR."""
-    path = data_dir / DEMO_INPUT
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(["id", "subject", "body"])
-            writer.writerows((i + 1, subject, body) for i, (subject, body) in enumerate(TICKETS))
-    return path
+    """The demo's tickets and the README's November tickets (CSV), written once under DATA_DIR."""
+    for name, rows in ((NOVEMBER_INPUT, NOVEMBER), (DEMO_INPUT, TICKETS)):
+        path = data_dir / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="", encoding="utf-8") as file:
+                writer = csv.writer(file)
+                writer.writerow(["id", "subject", "body"])
+                writer.writerows((i + 1, subject, body) for i, (subject, body) in enumerate(rows))
+    return data_dir / DEMO_INPUT
 
 
 async def run_demo(base_url: str, settings: Settings, api_key: str) -> None:
