@@ -163,3 +163,22 @@ async def test_a_crash_is_a_500_without_internals(tmp_path: Any) -> None:
     assert error["code"] == "internal"
     assert "sqlite" not in response.text.lower() and "missing-dir" not in response.text
     await broken.dispose()
+
+
+async def test_ids_beyond_what_a_database_holds_are_a_4xx_not_a_crash(client: httpx.AsyncClient,
+                                                                      stored: Any) -> None:
+    huge = "341700652173588955136"  # > 2**63: once an OverflowError deep in the driver, a 500
+    for method, path in (("GET", f"/api/v1/jobs/{huge}"), ("POST", f"/api/v1/jobs/{huge}/retry"),
+                         ("GET", f"/api/v1/jobs/{huge}/progress"), ("GET", f"/api/v1/jobs/{huge}/items"),
+                         ("DELETE", f"/admin/keys/{huge}"), ("GET", f"/api/v1/workflows/{huge}"),
+                         ("GET", f"/api/v1/workflows/ticket-triage/versions/{huge}"),
+                         ("GET", f"/api/v1/jobs?version={huge}"), ("GET", f"/api/v1/jobs?offset={huge}0")):
+        response = await client.request(method, path)
+        assert response.status_code in (404, 422), (method, path, response.text)
+    error_of(await client.post("/api/v1/jobs", json={"workflow": "ticket-triage", "version": int(huge)}), 422)
+
+
+async def test_the_progress_of_a_missing_job_is_a_404_before_the_stream(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/jobs/999/progress")
+    assert error_of(response, 404)["code"] == "not_found"
+    assert response.headers["content-type"].startswith("application/json")

@@ -6,9 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.db.types import MAX_ID
 from core.models.job_states import JobStatus, Priority
 
 T = TypeVar("T")
@@ -27,6 +28,9 @@ class NoQuery(BaseModel):
 
 
 NoQueryDep = Annotated[NoQuery, Query()]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID, description="The API key's id.")]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="The version's number.")]
 
 
 class ListQuery(BaseModel):
@@ -36,7 +40,7 @@ class ListQuery(BaseModel):
 
     limit: int = Field(50, ge=1, le=1000, description="Items per page (1-1000).")
     offset: int | None = Field(
-        None, ge=0, description="Offset paging: skip this many items; the answer then carries `total`.")
+        None, ge=0, le=MAX_ID, description="Offset paging: skip this many items; the answer then carries `total`.")
     after: str | None = Field(
         None, max_length=2048, description="Cursor paging: the `next` value of the previous page.")
     order_by: str = Field(
@@ -71,7 +75,7 @@ class JobListQuery(ListQuery, CreatedUpdatedRange):
 
     status: list[JobStatus] = Field(default_factory=list, description="Any of these statuses.")
     workflow: str | None = Field(None, max_length=128, description="Workflow name or id.")
-    version: int | None = Field(None, ge=1, description="Workflow version number.")
+    version: int | None = Field(None, ge=1, le=MAX_ID, description="Workflow version number.")
     name: str | None = Field(None, max_length=200, description="Job name contains this text.")
     priority: list[Priority] = Field(default_factory=list, description="Any of these priorities.")
     started_after: datetime | None = None
@@ -108,7 +112,7 @@ class ItemListQuery(BaseModel):
     status: ItemStatus | None = Field(None, description="done or failed; default both.")
     limit: int = Field(100, ge=1, le=1000, description="Items per page (1-1000).")
     offset: int | None = Field(
-        None, ge=0, description="Offset paging: skip this many items; the answer then carries `total`.")
+        None, ge=0, le=MAX_ID, description="Offset paging: skip this many items; the answer then carries `total`.")
     after: str | None = Field(None, max_length=2048, description="Cursor paging: the `next` value of the previous "
                                                                   "page.")
 
@@ -119,4 +123,4 @@ class EventListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(100, ge=1, le=1000, description="Events per page (1-1000).")
-    after: int | None = Field(None, ge=0, description="The `next` value of the previous page (an event id).")
+    after: int | None = Field(None, ge=0, le=MAX_ID, description="The `next` value of the previous page (an event id).")

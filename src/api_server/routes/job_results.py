@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api_server.auth import require
 from api_server.deps import DatabaseDep, SessionDep, SettingsDep
 from api_server.http_errors import error_responses
-from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, ListPage, NoQueryDep
+from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, JobId, ListPage, NoQueryDep
 from api_server.services import job_results
 from api_server.services.errors import Conflict, NotFound
 from api_server.services.jobs import get_job
@@ -37,7 +37,7 @@ class ErrorListQuery(ItemListQuery):
 
 
 @router.get("/{job_id}/items", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
-async def list_items(job_id: int, session: SessionDep,
+async def list_items(job_id: JobId, session: SessionDep,
                      query: Annotated[ItemListQuery, Query()]) -> ListPage[JobItemPublic]:
     """Page through a job's finished rows (filter with `status=done|failed`).
 
@@ -51,7 +51,7 @@ async def list_items(job_id: int, session: SessionDep,
 
 
 @router.get("/{job_id}/errors", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
-async def list_errors(job_id: int, session: SessionDep,
+async def list_errors(job_id: JobId, session: SessionDep,
                       query: Annotated[ErrorListQuery, Query()]) -> ListPage[JobItemPublic]:
     """Page through a job's failed rows with their error class and reason (`retry` re-sends exactly these).
 
@@ -63,7 +63,7 @@ async def list_errors(job_id: int, session: SessionDep,
 
 
 @router.get("/{job_id}/events", response_model=ListPage[JobEventPublic], responses=error_responses(404, 422))
-async def list_events(job_id: int, session: SessionDep,
+async def list_events(job_id: JobId, session: SessionDep,
                       query: Annotated[EventListQuery, Query()]) -> ListPage[JobEventPublic]:
     """List a job's events, oldest first.
 
@@ -74,15 +74,20 @@ async def list_events(job_id: int, session: SessionDep,
     return await job_results.list_events(session, job_id=job_id, after=query.after, limit=query.limit)
 
 
+async def existing_job(job_id: JobId, session: SessionDep) -> int:
+    """The job's id, or a 404: a dependency, so a stream answers 404 before its first byte, not inside it."""
+    await get_job(session, job_id=job_id)
+    return job_id
+
+
 @router.get("/{job_id}/progress", response_class=EventSourceResponse, responses=error_responses(404))
-async def stream_progress(job_id: int, database: DatabaseDep, _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
+async def stream_progress(job_id: Annotated[int, Depends(existing_job)], database: DatabaseDep,
+                          _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
     """Follow a job's progress as server-sent events.
 
     A `progress` event (the job as GET returns it, without params) whenever it changes, and a last `end` event
     when the job is completed, failed or cancelled.
     """
-    async with database.session() as session:
-        await get_job(session, job_id=job_id)  # a 404 before the stream starts
     seen: Any = None
     while True:
         async with database.session() as session:
@@ -100,7 +105,7 @@ async def stream_progress(job_id: int, database: DatabaseDep, _: NoQueryDep) -> 
 @router.get("/{job_id}/output", response_class=FileResponse,
             responses={200: {"description": "The output file", "content": {"application/octet-stream": {}}},
                        **error_responses(404, 409)})
-async def download_output(job_id: int, session: SessionDep, settings: SettingsDep, _: NoQueryDep) -> FileResponse:
+async def download_output(job_id: JobId, session: SessionDep, settings: SettingsDep, _: NoQueryDep) -> FileResponse:
     """Download a job's output file (written when the job ends, and saved periodically while it runs).
 
     404 while there is none yet; 409 when the output went to a MySQL table (nothing to download).

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from api_server.auth import AdminKey, ReadKey, WriteKey
 from api_server.deps import QueueDep, SessionDep, SpecChecksDep
 from api_server.http_errors import error_responses
-from api_server.queries import JobListQuery, ListPage, NoQueryDep
+from api_server.queries import JobId, JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
 from api_server.services import jobs as service
 from core.models import JobAction
@@ -69,13 +69,13 @@ async def list_jobs(session: SessionDep, _caller: ReadKey,
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404, 422))
-async def get_job(job_id: int, session: SessionDep, _caller: ReadKey, _: NoQueryDep) -> JobPublic:
+async def get_job(job_id: JobId, session: SessionDep, _caller: ReadKey, _: NoQueryDep) -> JobPublic:
     """Get one job: status, counts, usage, timestamps, error."""
     return JobPublic.from_job(await service.get_job(session, job_id=job_id))
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
-async def delete_job(job_id: int, session: SessionDep, _caller: AdminKey, _: NoQueryDep) -> None:
+async def delete_job(job_id: JobId, session: SessionDep, _caller: AdminKey, _: NoQueryDep) -> None:
     """Delete a finished (completed, failed or cancelled) job's record; 409 for any other status."""
     await service.delete_job(session, job_id=job_id)
 
@@ -84,7 +84,7 @@ ACTION_RESPONSES = error_responses(404, 409, 422)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=ACTION_RESPONSES)
-async def cancel_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+async def cancel_job(job_id: JobId, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
     """Cancel a job.
 
@@ -96,7 +96,7 @@ async def cancel_job(job_id: int, session: SessionDep, queue: QueueDep, caller: 
 
 
 @router.post("/{job_id}/pause", response_model=JobPublic, responses=ACTION_RESPONSES)
-async def pause_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+async def pause_job(job_id: JobId, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
     """Pause a queued or running job.
 
@@ -107,7 +107,7 @@ async def pause_job(job_id: int, session: SessionDep, queue: QueueDep, caller: W
 
 
 @router.post("/{job_id}/resume", response_model=JobPublic, responses=ACTION_RESPONSES)
-async def resume_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+async def resume_job(job_id: JobId, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
     """Resume a paused job.
 
@@ -118,7 +118,7 @@ async def resume_job(job_id: int, session: SessionDep, queue: QueueDep, caller: 
 
 
 @router.post("/{job_id}/retry", response_model=JobPublic, responses=ACTION_RESPONSES)
-async def retry_job(job_id: int, session: SessionDep, queue: QueueDep, caller: WriteKey,
+async def retry_job(job_id: JobId, session: SessionDep, queue: QueueDep, caller: WriteKey,
                   _: NoQueryDep) -> JobPublic:
     """Retry a failed or cancelled job.
 

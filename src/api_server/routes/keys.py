@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, status
 from api_server.auth import AdminKey, KeyRing
 from api_server.deps import SessionDep
 from api_server.http_errors import error_responses
-from api_server.queries import NoQueryDep
+from api_server.queries import KeyId, NoQueryDep
 from api_server.services import keys as service
 from core.models.api_key import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
@@ -31,7 +31,7 @@ async def list_keys(session: SessionDep, _caller: AdminKey, _: NoQueryDep) -> li
 
 
 @router.delete("/{key_id}", response_model=ApiKeyPublic, responses=error_responses(404, 409, 422))
-async def revoke_key(key_id: int, request: Request, session: SessionDep, _caller: AdminKey,
+async def revoke_key(key_id: KeyId, request: Request, session: SessionDep, _caller: AdminKey,
                      _: NoQueryDep) -> ApiKeyPublic:
     """Revoke an API key: from now on every request with it gets 401, in every server process."""
     key = await service.revoke_key(session, key_id=key_id)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api_server.auth import AdminKey, ReadKey, WriteKey
 from api_server.deps import SessionDep, SpecChecksDep
 from api_server.http_errors import error_responses
-from api_server.queries import ListPage, NoQueryDep, WorkflowListQuery
+from api_server.queries import ListPage, NoQueryDep, VersionNumber, WorkflowListQuery
 from api_server.routes._paging import list_page, page_request
 from api_server.services import workflows as service
 from api_server.services.errors import InvalidInput
@@ -179,7 +179,7 @@ async def list_versions(workflow: str, session: SessionDep, _caller: ReadKey,
                              "description": "JSON, or the stored YAML text with ?format=yaml or "
                                             "Accept: application/yaml"},
                        **error_responses(404, 422)})
-async def get_version(workflow: str, version: int, request: Request, session: SessionDep, _caller: ReadKey,
+async def get_version(workflow: str, version: VersionNumber, request: Request, session: SessionDep, _caller: ReadKey,
                       query: Annotated[VersionQuery, Query()]) -> Any:
     """Get one version: JSON with its YAML and parsed spec, or the YAML text exactly as stored."""
     found = await service.get_version(session, workflow=await service.get_workflow(session, ref=workflow),
@@ -194,7 +194,7 @@ async def get_version(workflow: str, version: int, request: Request, session: Se
 
 @router.patch("/{workflow}/versions/{version}", response_model=WorkflowVersionSummary,
               responses=error_responses(404, 422))
-async def update_version(workflow: str, version: int, changes: WorkflowVersionUpdate, session: SessionDep,
+async def update_version(workflow: str, version: VersionNumber, changes: WorkflowVersionUpdate, session: SessionDep,
                          _caller: WriteKey, _: NoQueryDep) -> WorkflowVersionSummary:
     """Activate or deactivate a version; jobs never start on an inactive version."""
     updated = await service.update_version(session, ref=workflow, number=version, changes=changes)

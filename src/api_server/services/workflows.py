@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.services.errors import Conflict, InvalidInput, NotFound
 from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
-from core.db.types import utcnow
+from core.db.types import MAX_ID, utcnow
 from core.models import Job, Workflow, WorkflowTag, WorkflowVersion
 from core.models.workflow import (
     NAME_PATTERN,
@@ -119,7 +119,8 @@ async def _store(session: AsyncSession, loaded: LoadedSpec, name: str, meta: Wor
 async def get_workflow(session: AsyncSession, *, ref: str | int, field: str | None = None) -> Workflow:
     """A workflow by id or name. NotFound for a path reference; InvalidInput naming `field` otherwise."""
     ref_text = str(ref)
-    condition = col(Workflow.id) == int(ref_text) if ref_text.isdigit() else col(Workflow.name) == ref_text
+    by_id = ref_text.isdigit() and int(ref_text) <= MAX_ID  # a longer number is no id: it can only be a name
+    condition = col(Workflow.id) == int(ref_text) if by_id else col(Workflow.name) == ref_text
     workflow = (await session.exec(select(Workflow).where(condition))).one_or_none()
     if workflow is None:
         raise missing(f"workflow {ref_text!r} not found", named_in=field, path_parameter="workflow")

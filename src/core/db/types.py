@@ -12,6 +12,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # SQLite auto-increments only an INTEGER PRIMARY KEY; MySQL wants BIGINT for ids that grow.
+MAX_ID = 2**63 - 1  # the largest id (or offset) either database can hold: larger ones are refused at the API
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 # MySQL's TEXT stops at 64 KiB; a workflow's YAML or a job's error may be longer.

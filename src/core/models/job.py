@@ -9,7 +9,7 @@ from pydantic import ConfigDict
 from sqlalchemy import JSON, BigInteger, Column, Double, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
-from core.db.types import BigIntId, LongText, RankedEnum, UtcDateTime, utcnow
+from core.db.types import MAX_ID, BigIntId, LongText, RankedEnum, UtcDateTime, utcnow
 from core.models.job_states import JobStatus, Priority
 
 MAX_JOB_NAME = 200
@@ -89,7 +89,7 @@ class JobCreate(SQLModel):
     )
 
     workflow: str | int = Field(description="Workflow name or id.")
-    version: int | None = Field(default=None, ge=1, description="Defaults to the newest active version.")
+    version: int | None = Field(default=None, ge=1, le=MAX_ID, description="Defaults to the newest active version.")
     name: str | None = Field(default=None, min_length=1, max_length=MAX_JOB_NAME,
                              description="Defaults to the workflow's name.")
     params: dict[str, Any] = Field(
