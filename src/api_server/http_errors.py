@@ -60,7 +60,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             404: "Not found", 409: "Conflict with the resource's state",
             413: "Request body too large", 415: "Unsupported media type", 422: "Invalid input",
             429: "A limit of the API key is reached (see Retry-After)"}
-    return {s: {"model": ErrorResponse, "description": text.get(s, "Error")} for s in statuses}
+    # The content type is named: a route that answers another type (a file, a stream) still errs in JSON.
+    return {s: {"model": ErrorResponse, "description": text.get(s, "Error"), "content": {"application/json": {}}}
+            for s in statuses}
 
 
 def _validation_detail(err: dict[str, Any]) -> ErrorDetail:
@@ -102,6 +104,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are no JSON (or no UTF-8)
+            return error_response(422, "invalid", "body is not valid JSON", field="body",
+                                  details=[ErrorDetail("body", "body is not valid JSON")])
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
                 415: "unsupported_media_type"}.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), field="body" if exc.status_code == 413 else None,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from core.db.types import MAX_ID
 from core.models.job_states import JobStatus, Priority
@@ -48,13 +49,23 @@ class ListQuery(BaseModel):
         description="`field`, `field asc`, `field desc` or `-field`; allowed fields are listed per endpoint.")
 
 
+def _iso_8601(value: Any) -> Any:
+    """A time filter is an ISO 8601 date or time: not a bare number, which pydantic would read as epoch seconds."""
+    if not isinstance(value, str) or not re.match(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("an ISO 8601 date or time is expected, e.g. 2026-11-29 or 2026-11-29T14:00:00Z")
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_iso_8601)]
+
+
 class CreatedUpdatedRange(BaseModel):
     """Time-range filters (after is inclusive, before exclusive; times without a zone are UTC)."""
 
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    updated_after: datetime | None = None
-    updated_before: datetime | None = None
+    created_after: Moment | None = None
+    created_before: Moment | None = None
+    updated_after: Moment | None = None
+    updated_before: Moment | None = None
 
 
 class WorkflowListQuery(ListQuery, CreatedUpdatedRange):
@@ -78,10 +89,10 @@ class JobListQuery(ListQuery, CreatedUpdatedRange):
     version: int | None = Field(None, ge=1, le=MAX_ID, description="Workflow version number.")
     name: str | None = Field(None, max_length=200, description="Job name contains this text.")
     priority: list[Priority] = Field(default_factory=list, description="Any of these priorities.")
-    started_after: datetime | None = None
-    started_before: datetime | None = None
-    completed_after: datetime | None = None
-    completed_before: datetime | None = None
+    started_after: Moment | None = None
+    started_before: Moment | None = None
+    completed_after: Moment | None = None
+    completed_before: Moment | None = None
 
     _split_lists = field_validator("status", "priority", mode="before")(_split_commas)
 

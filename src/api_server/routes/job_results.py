@@ -13,7 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api_server.auth import require
 from api_server.deps import DatabaseDep, SessionDep, SettingsDep
-from api_server.http_errors import error_responses
+from api_server.http_errors import ErrorResponse, error_responses
 from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, JobId, ListPage, NoQueryDep
 from api_server.services import job_results
 from api_server.services.errors import Conflict, NotFound
@@ -80,7 +80,8 @@ async def existing_job(job_id: JobId, session: SessionDep) -> int:
     return job_id
 
 
-@router.get("/{job_id}/progress", response_class=EventSourceResponse, responses=error_responses(404))
+@router.get("/{job_id}/progress", response_class=EventSourceResponse, responses={
+    404: {"model": ErrorResponse, "description": "Not found", "content": {"application/json": {}}}})
 async def stream_progress(job_id: Annotated[int, Depends(existing_job)], database: DatabaseDep,
                           _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
     """Follow a job's progress as server-sent events.
@@ -102,8 +103,14 @@ async def stream_progress(job_id: Annotated[int, Depends(existing_job)], databas
         await asyncio.sleep(PROGRESS_POLL_S)
 
 
+OUTPUT_TYPES = {".csv": "text/csv", ".jsonl": "application/jsonl", ".parquet": "application/vnd.apache.parquet",
+                ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
 @router.get("/{job_id}/output", response_class=FileResponse,
-            responses={200: {"description": "The output file", "content": {"application/octet-stream": {}}},
+            responses={200: {"description": "The output file, of the sink's kind",
+                             "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                                         for media in OUTPUT_TYPES.values()}},
                        **error_responses(404, 409)})
 async def download_output(job_id: JobId, session: SessionDep, settings: SettingsDep, _: NoQueryDep) -> FileResponse:
     """Download a job's output file (written when the job ends, and saved periodically while it runs).
@@ -121,4 +128,4 @@ async def download_output(job_id: JobId, session: SessionDep, settings: Settings
     allowed = await asyncio.to_thread(path_policy(settings).problem, job.output) is None
     if not allowed or not await asyncio.to_thread(path.is_file):
         raise NotFound(f"job {job_id}'s output is no longer there", field="job_id")
-    return FileResponse(path, filename=path.name)
+    return FileResponse(path, filename=path.name, media_type=OUTPUT_TYPES.get(path.suffix, "application/octet-stream"))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api_server.auth import Caller, GatewayKey
 from api_server.deps import KeyLimitsDep, RouterDep
-from api_server.http_errors import error_response, error_responses
+from api_server.http_errors import ErrorResponse, error_response, error_responses
 from api_server.key_limits import KeyLimits, estimate_tokens
 from engine.gateway import GatewayError, RateLimited, RequestRejected
 from engine.gateway.router import Router
@@ -44,11 +44,11 @@ class ChatCompletionRequest(BaseModel):
         {"model": "auto", "messages": [{"role": "user", "content": "Reply with a JSON object: {\"ok\": true}"}]}]})
     model: str = Field(min_length=1, description="A model, a group, or auto.")
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2, strict=True)  # strict: `false` is no temperature
+    max_tokens: int | None = Field(None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
     response_format: dict[str, Any] | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
 
     def to_request(self) -> ChatRequest:
         """The router's request."""
@@ -92,7 +92,15 @@ def gateway_error(exc: GatewayError) -> JSONResponse:
     return error_response(502, "upstream_error", str(exc))
 
 
-@router.post("/chat/completions", responses=error_responses(413, 422) | {
+UPSTREAM_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A chat.completion; with `stream: true`, chat.completion.chunk server-sent events",
+          "content": {"application/json": {}, "text/event-stream": {}}},
+    400: {"model": ErrorResponse, "description": "The upstream rejected the request as invalid"},
+    404: {"model": ErrorResponse, "description": "No such model or group (the error lists the known ones)"},
+}
+
+
+@router.post("/chat/completions", responses=error_responses(413, 422) | UPSTREAM_ANSWERS | {
     429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"},
     502: {"description": "The upstreams failed"}})
 async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, caller: GatewayKey,
@@ -154,7 +162,7 @@ class EmbeddingRequest(BaseModel):
     input: str | list[str] = Field(min_length=1)
 
 
-@router.post("/embeddings", responses=error_responses(413, 422) | {
+@router.post("/embeddings", responses=error_responses(413, 422) | UPSTREAM_ANSWERS | {
     429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"}})
 async def embeddings(body: EmbeddingRequest, gateway: RouterDep, caller: GatewayKey, limits: KeyLimitsDep) -> Any:
     """Create embeddings through the router (OpenAI-compatible)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Strict, StrictInt
 from sqlalchemy import Double, String
 from sqlmodel import Field, SQLModel
 
@@ -68,8 +69,9 @@ class ApiKeyCreate(SQLModel):
 
     name: str = Field(min_length=1, max_length=MAX_KEY_NAME, regex=r"^[A-Za-z0-9][A-Za-z0-9 ._:@/-]*$")
     scopes: list[Scope] = Field(min_length=1, description="Any of read, write, admin, gateway.")
-    rps: float | None = Field(default=None, gt=0, description="Requests/s on /v1, across every server process.")
-    tpm: int | None = Field(default=None, gt=0, description="Tokens per minute on /v1, across every process.")
+    rps: Annotated[float, Strict()] | None = Field(default=None, gt=0,
+                                                   description="Requests/s on /v1, across every server process.")
+    tpm: StrictInt | None = Field(default=None, gt=0, description="Tokens per minute on /v1, across every process.")
 
 
 class ApiKeyPublic(SQLModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StrictInt
 from sqlalchemy import JSON, BigInteger, Column, Double, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
@@ -89,7 +89,8 @@ class JobCreate(SQLModel):
     )
 
     workflow: str | int = Field(description="Workflow name or id.")
-    version: int | None = Field(default=None, ge=1, le=MAX_ID, description="Defaults to the newest active version.")
+    version: StrictInt | None = Field(default=None, ge=1, le=MAX_ID,
+                                      description="Defaults to the newest active version.")
     name: str | None = Field(default=None, min_length=1, max_length=MAX_JOB_NAME,
                              description="Defaults to the workflow's name.")
     params: dict[str, Any] = Field(

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, StrictBool, field_validator
 from sqlalchemy import JSON, Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -85,7 +85,7 @@ class WorkflowMeta(_Strict):
 
     description: str = Field(default="", max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
-    is_active: bool = True
+    is_active: StrictBool = True
 
     @field_validator("tags")
     @classmethod
@@ -120,7 +120,7 @@ class WorkflowUpdate(_Strict):
 
     description: str | None = Field(default=None, max_length=2000)
     tags: list[str] | None = Field(default=None, max_length=MAX_TAGS)
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
     @field_validator("tags")
     @classmethod
@@ -131,7 +131,7 @@ class WorkflowUpdate(_Strict):
 class WorkflowVersionUpdate(_Strict):
     """A version's one mutable flag: inactive versions are never picked for new jobs."""
 
-    is_active: bool
+    is_active: StrictBool
 
 
 class WorkflowPublic(SQLModel):
