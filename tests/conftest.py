@@ -20,6 +20,7 @@ from core.gateway_router import open_router
 from core.models import metadata
 from core.settings import Settings
 from tests.keys import bearer, new_key
+from tests.served import served
 from tests.services import mysql_url
 
 
@@ -103,6 +104,15 @@ async def client(settings: Settings, database: Database, admin_key: str) -> Asyn
     async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test",
                                  headers=bearer(admin_key)) as http:
         yield http
+    await router.aclose()
+
+
+@pytest.fixture
+async def served_url(settings: Settings, database: Database) -> AsyncIterator[str]:
+    """The app (default gateway: one mock model) served by uvicorn on 127.0.0.1; its base URL."""
+    router = open_router(settings)
+    async with served(create_app(settings, database, router)) as url:
+        yield url
     await router.aclose()
 
 

@@ -7,7 +7,6 @@ unknown key is a 401, a key without the route's scope a 403, both in the API's o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 
 from api_server.services.errors import Forbidden, Unauthenticated
 from api_server.services.keys import digest, key_by_secret, revocations
+from core.background import cancel_and_wait
 from core.db import Database
 from core.models import ApiKey, Scope
 
@@ -157,11 +157,7 @@ class KeyRing:
 
     async def aclose(self) -> None:
         """Stop watching revocations and close Redis."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self.redis is not None:
             await self.redis.aclose()

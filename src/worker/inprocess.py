@@ -7,12 +7,12 @@ priority queue. Jobs queued before a restart are picked up again at start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 
 from sqlmodel import col, select
 
+from core.background import cancel_and_wait
 from core.db import Database
 from core.models import Job, JobStatus, Priority
 from core.queue import PRIORITY_RANK
@@ -64,11 +64,7 @@ class InProcessRunner:
 
     async def aclose(self) -> None:
         """Stop: running jobs are re-queued in the database and resume at the next start."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def _slot(self) -> None:
