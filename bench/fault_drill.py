@@ -12,6 +12,9 @@ A good run loses no row (each ends done, or failed with its reason), has no prom
 fakellm answers it, 30 s later), and stays within seconds of the run without faults: a hang costs one slot
 2 s, a deployment cools down only while it keeps failing, and the global pause (2 s, then a 2 s window
 without pauses) leaves requests going out between pauses.
+
+A fourth run repeats the faults through the router with `safe_rps` on each deployment (`--safe-rps`) and
+prints fakellm's busiest 1-second window against their sum: the limit holds when it is not above it.
 """
 
 from __future__ import annotations
@@ -47,19 +50,21 @@ concurrency: {{in_flight: {in_flight}}}
 sink: {{kind: csv, path: {out}}}
 """
 GATEWAY = """models:
-  - {{name: small, model: fake-small, channel: local, timeout: 2}}
-  - {{name: large, model: fake-large, channel: local, timeout: 2}}
+  - {{name: small, model: fake-small, channel: local, timeout: 2{limit}}}
+  - {{name: large, model: fake-large, channel: local, timeout: 2{limit}}}
 channels:
   local: {{base_url: '{base}', api_path: /v1/chat/completions}}
 """
 FAULTS = ["--phang", "0.02", "--hang-s", "30", "--p429", "0.03", "--p500", "0.03", "--pmalformed", "0.03"]
 
 
-async def one_run(base_url: str, folder: Path, in_flight: int, *, routed: bool) -> tuple[RunOutcome, float]:
+async def one_run(base_url: str, folder: Path, in_flight: int, *, routed: bool,
+                  safe_rps: float | None = None) -> tuple[RunOutcome, float]:
     shutil.rmtree(folder / "work", ignore_errors=True)
     spec = load_spec(SPEC.format(path=folder / "in.csv", in_flight=in_flight, out=folder / "out.csv")).spec
-    client: ChatClient = Router(load_gateway(GATEWAY.format(base=base_url.removesuffix("/v1")))) if routed \
-        else OpenAIClient(base_url, model="fake-small", timeout_s=2)
+    limit = f", safe_rps: {safe_rps:g}" if safe_rps else ""
+    client: ChatClient = Router(load_gateway(GATEWAY.format(base=base_url.removesuffix("/v1"), limit=limit))) \
+        if routed else OpenAIClient(base_url, model="fake-small", timeout_s=2)
     started = time.perf_counter()
     try:
         outcome = await run_spec(spec, client=client, base_dir=folder, work_dir=folder / "work")
@@ -76,6 +81,7 @@ def main() -> None:
     parser.add_argument("--faults", nargs=argparse.REMAINDER, default=FAULTS,
                         help="fakellm's fault flags (last on the line)")
     parser.add_argument("--fakellm", type=Path, default=DEFAULT)
+    parser.add_argument("--safe-rps", type=float, default=300, help="each deployment's limit in the fourth run")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-drill-"))
     try:
@@ -83,18 +89,23 @@ def main() -> None:
                       "body": [f"Ticket {i}: error {i % 97}" for i in range(args.rows)]}).write_csv(folder / "in.csv")
         print(f"{args.rows:,} rows, in_flight {args.in_flight}, fakellm latency {args.latency_ms:g} ms, "
               f"2 deployments with a 2 s timeout")
-        runs: list[tuple[str, list[str], bool]] = [
-            ("no faults", [], True), ("faults", args.faults, True), ("faults, one upstream", args.faults, False)]
-        for label, faults, routed in runs:
+        runs: list[tuple[str, list[str], bool, float | None]] = [
+            ("no faults", [], True, None), ("faults", args.faults, True, None),
+            ("faults, one upstream", args.faults, False, None),
+            ("faults, safe_rps", args.faults, True, args.safe_rps)]
+        for label, faults, routed, safe_rps in runs:
             with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms), *faults) as base_url:
                 reset(base_url)
-                outcome, elapsed = event_loop.run(one_run(base_url, folder, args.in_flight, routed=routed))
+                outcome, elapsed = event_loop.run(one_run(base_url, folder, args.in_flight, routed=routed,
+                                                          safe_rps=safe_rps))
                 seen = stats(base_url)
             progress = outcome.progress
             lost = args.rows - progress.done - progress.failed - progress.skipped
             print(f"{label:<20} ({' '.join(faults) or '-'}): {elapsed:6.2f}s; {progress.done:,} done, "
                   f"{progress.failed} failed, {lost} lost; upstream {seen['by_status']}, "
-                  f"prompts answered twice {seen['duplicate_ok_prompts']}", flush=True)
+                  f"prompts answered twice {seen['duplicate_ok_prompts']}"
+                  + (f"; busiest 1 s window at the upstream {seen['peak_rps_1s']} requests (limit: 2 deployments x "
+                     f"safe_rps {safe_rps:g} = {2 * safe_rps:g})" if safe_rps else ""), flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
