@@ -13,13 +13,7 @@ from api_server.services.errors import TooManyRequests
 from core.shared_limits import SharedLimits
 from engine.gateway.limits import TokenBucket
 
-TOKENS_PER_CHAR = 0.25
 REQUEST_BURST_S = 1.0  # a key's request bucket holds one second of requests
-
-
-def estimate_tokens(chars: int, max_tokens: int | None) -> float:
-    """Tokens a request may use: its text at ~4 characters a token, plus the answer it may get."""
-    return chars * TOKENS_PER_CHAR + (max_tokens or 0)
 
 
 class KeyLimits:

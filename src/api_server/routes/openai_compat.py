@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from api_server.auth import Caller, GatewayKey
 from api_server.deps import KeyLimitsDep, RouterDep
 from api_server.http_errors import ErrorResponse, error_response, error_responses
-from api_server.key_limits import KeyLimits, estimate_tokens
+from api_server.key_limits import KeyLimits
 from engine.gateway import GatewayError, RateLimited, RequestRejected
 from engine.gateway.router import Router
-from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage
+from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage, estimate_tokens
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=error_responses(401, 403))
 
@@ -57,14 +57,9 @@ class ChatCompletionRequest(BaseModel):
                            response_format=self.response_format)
 
 
-def chars_of(request: ChatRequest) -> int:
-    """Characters of a request's messages (what its token estimate is made from)."""
-    return sum(len(m.get("content", "")) for m in request.messages)
-
-
 async def answer(request: ChatRequest, *, caller: Caller, limits: KeyLimits, gateway: Router) -> ChatResult:
     """A completion within the caller's key limits (TooManyRequests if over them); GatewayError as the router's."""
-    estimate = estimate_tokens(chars_of(request), request.max_tokens)
+    estimate = request.estimated_tokens()
     await limits.admit(caller, estimate)
     result = await gateway.chat(request)
     await limits.settle(caller, estimate, result.usage.prompt_tokens + result.usage.completion_tokens)
@@ -112,7 +107,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, call
     """
     request = body.to_request()
     if body.stream:
-        estimate = estimate_tokens(chars_of(request), request.max_tokens)
+        estimate = request.estimated_tokens()
         await limits.admit(caller, estimate)
         pieces = gateway.stream(request)
         try:
@@ -167,7 +162,7 @@ class EmbeddingRequest(BaseModel):
 async def embeddings(body: EmbeddingRequest, gateway: RouterDep, caller: GatewayKey, limits: KeyLimitsDep) -> Any:
     """Create embeddings through the router (OpenAI-compatible)."""
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    estimate = estimate_tokens(sum(len(text) for text in inputs), None)
+    estimate = estimate_tokens(sum(len(text) for text in inputs))
     await limits.admit(caller, estimate)
     try:
         result = await gateway.embed(inputs, model=body.model)

@@ -27,7 +27,6 @@ from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult,
 
 T = TypeVar("T")
 DEFAULT_WAIT_S = 60.0
-TOKENS_PER_CHAR = 0.25
 LATENCY_SAMPLES = 512
 SHARED_COOLDOWN_POLL_S = 0.25  # how stale another process's cool-down may be, for deployments without buckets
 
@@ -155,8 +154,7 @@ class Router:
         """Run `attempt` on a deployment with capacity; retryable failures move it to the next candidate."""
         pool = self.candidates(request.model)
         deadline = self.clock() + (request.timeout_s or DEFAULT_WAIT_S)
-        estimate = sum(len(m.get("content", "")) for m in request.messages) * TOKENS_PER_CHAR \
-            + (request.max_tokens or 0)
+        estimate = request.estimated_tokens()
         tried: set[str] = set()
         last_error: GatewayError | None = None
         while True:

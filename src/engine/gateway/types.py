@@ -6,6 +6,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+TOKENS_PER_CHAR = 0.25  # ~4 characters a token: the estimate limits are charged before the real usage is known
+
+
+def estimate_tokens(chars: int, max_tokens: int | None = None) -> float:
+    """Tokens a request may use: its text at ~4 characters a token, plus the answer it may get."""
+    return chars * TOKENS_PER_CHAR + (max_tokens or 0)
+
 
 @dataclass(frozen=True)
 class ChatRequest:
@@ -26,6 +33,10 @@ class ChatRequest:
             if value is not None:
                 payload[key] = value
         return payload
+
+    def estimated_tokens(self) -> float:
+        """Tokens this request may use, before its real usage is known."""
+        return estimate_tokens(sum(len(m.get("content", "")) for m in self.messages), self.max_tokens)
 
 
 @dataclass(frozen=True)
