@@ -30,6 +30,15 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["job results"], dependencies=[re
 PROGRESS_POLL_S = 0.5
 
 
+async def existing_job(job_id: JobId, session: SessionDep) -> int:
+    """The job's id, or a 404: a dependency, so a stream answers 404 before its first byte, not inside it."""
+    await get_job(session, job_id=job_id)
+    return job_id
+
+
+ExistingJobId = Annotated[int, Depends(existing_job)]
+
+
 class ErrorListQuery(ItemListQuery):
     """GET /api/v1/jobs/{id}/errors: failed rows only."""
 
@@ -37,7 +46,7 @@ class ErrorListQuery(ItemListQuery):
 
 
 @router.get("/{job_id}/items", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
-async def list_items(job_id: JobId, session: SessionDep,
+async def list_items(job_id: ExistingJobId, session: SessionDep,
                      query: Annotated[ItemListQuery, Query()]) -> ListPage[JobItemPublic]:
     """Page through a job's finished rows (filter with `status=done|failed`).
 
@@ -45,44 +54,35 @@ async def list_items(job_id: JobId, session: SessionDep,
     its attempts, and the workflow version and prompt hash it ran under. Ordered by key; page with `limit` +
     `offset` (returns `total`) or follow `next` as `after` while `has_more`.
     """
-    await get_job(session, job_id=job_id)
     return await job_results.list_items(session, job_id=job_id, status=query.status, after=query.after,
                                         limit=query.limit, offset=query.offset)
 
 
 @router.get("/{job_id}/errors", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
-async def list_errors(job_id: JobId, session: SessionDep,
+async def list_errors(job_id: ExistingJobId, session: SessionDep,
                       query: Annotated[ErrorListQuery, Query()]) -> ListPage[JobItemPublic]:
     """Page through a job's failed rows with their error class and reason (`retry` re-sends exactly these).
 
     Paging as for items: `limit` + `offset` (returns `total`), or `next` as `after`.
     """
-    await get_job(session, job_id=job_id)
     return await job_results.list_items(session, job_id=job_id, status=ItemStatus.FAILED, after=query.after,
                                         limit=query.limit, offset=query.offset)
 
 
 @router.get("/{job_id}/events", response_model=ListPage[JobEventPublic], responses=error_responses(404, 422))
-async def list_events(job_id: JobId, session: SessionDep,
+async def list_events(job_id: ExistingJobId, session: SessionDep,
                       query: Annotated[EventListQuery, Query()]) -> ListPage[JobEventPublic]:
     """List a job's events, oldest first.
 
     Created, claimed, paused for API errors (with the cause), cancelled, re-queued, failed (with the error),
     output written (with where), ... Each says which API key caused it (`key_id`; null for a worker's own).
     """
-    await get_job(session, job_id=job_id)
     return await job_results.list_events(session, job_id=job_id, after=query.after, limit=query.limit)
-
-
-async def existing_job(job_id: JobId, session: SessionDep) -> int:
-    """The job's id, or a 404: a dependency, so a stream answers 404 before its first byte, not inside it."""
-    await get_job(session, job_id=job_id)
-    return job_id
 
 
 @router.get("/{job_id}/progress", response_class=EventSourceResponse, responses={
     404: {"model": ErrorResponse, "description": "Not found", "content": {"application/json": {}}}})
-async def stream_progress(job_id: Annotated[int, Depends(existing_job)], database: DatabaseDep,
+async def stream_progress(job_id: ExistingJobId, database: DatabaseDep,
                           _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
     """Follow a job's progress as server-sent events.
 
