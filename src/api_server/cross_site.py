@@ -36,14 +36,22 @@ class CrossSiteGuard:
             await refusal(scope, receive, send)
             return
         origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/").lower()
-        fetched_cross_site = headers.get(b"sec-fetch-site") == b"cross-site" and origin not in self.allowed
-        cross_site = origin == "null" or fetched_cross_site
-        if cross_site or (origin and origin not in self.allowed and not _same_site(origin, headers)):
+        if self._from_another_site(origin, headers):
             refusal = error_response(403, "forbidden", f"writes from pages of another site ({origin or 'unknown'}) "
                                      "are refused; allow an origin with CORS_ORIGINS", field="Origin")
             await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _from_another_site(self, origin: str, headers: dict[bytes, bytes]) -> bool:
+        """An opaque origin (a sandboxed page or a file), or one neither allowed nor this server's own."""
+        if origin == "null":
+            return True
+        if origin in self.allowed:
+            return False
+        if headers.get(b"sec-fetch-site") == b"cross-site":
+            return True
+        return bool(origin) and not _same_site(origin, headers)
 
 
 def _same_site(origin: str, headers: dict[bytes, bytes]) -> bool:
