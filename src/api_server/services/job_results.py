@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.queries import ItemStatus, ListPage
 from api_server.services.errors import InvalidInput
+from api_server.services.paging import check_one_mode
 from core.models import JobEvent, JobItem
 from core.models.job import shown_cost
 from core.models.job_event import JobEventPublic
@@ -34,8 +35,7 @@ async def list_items(session: AsyncSession, *, job_id: int, status: ItemStatus |
                      limit: int, offset: int | None = None) -> ListPage[JobItemPublic]:
     """A job's finished rows ordered by key (as stored), `limit` at a time: after a cursor, or at an offset
     (with the total), as every list pages."""
-    if offset is not None and after is not None:
-        raise InvalidInput("use either offset or after, not both", field="after")
+    check_one_mode(offset=offset, after=after)
     conditions = [col(JobItem.job_id) == job_id]
     if status is not None:
         conditions.append(col(JobItem.status) == status.value)

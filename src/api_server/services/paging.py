@@ -89,12 +89,17 @@ def fingerprint(filters: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def check_one_mode(*, offset: int | None, after: str | None) -> None:
+    """A page is asked for by offset or after a cursor, never both."""
+    if offset is not None and after is not None:
+        raise InvalidInput("use either offset or after, not both", field="after")
+
+
 async def fetch_page(session: AsyncSession, *, query: Select[Any] | SelectOfScalar[Any],
                      conditions: Sequence[ColumnElement[bool]], id_column: Any,
                      sortables: Mapping[str, Sortable], request: PageRequest) -> Page:
     """Run a filtered list query for one page, in either paging mode."""
-    if request.offset is not None and request.after is not None:
-        raise InvalidInput("use either offset or after, not both", field="after")
+    check_one_mode(offset=request.offset, after=request.after)
     sortable = sortables[request.order.field]
     key = sortable.column
     direction = "desc" if request.order.descending else "asc"
