@@ -33,6 +33,7 @@ from engine.run.fingerprint import answer_fingerprint
 from engine.sinks.open import default_output
 from engine.spec import merge_params, validate_spec_data
 from engine.spec.models import WorkflowSpec
+from engine.spec.paths import PathPolicy
 from worker.constants import TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import EarlierUsage, JobRecorder, StopReason
@@ -137,23 +138,22 @@ class JobRun:
         settings = self.ctx.settings
         # Checked again here: a version stored before a policy changed, or a path that became a symlink.
         spec = validate_spec_data(merge_params(version.spec, self.job.params), checks=spec_checks(settings))
-        base_dir = settings.data_dir.resolve()  # absolute, so the record names the output unambiguously
-        output = self._default_output(spec)
+        paths = path_policy(settings)  # its base is absolute, so the record names the output unambiguously
+        output = self._default_output(spec, paths)
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
                               prompt_hash=answer_fingerprint(spec))
-        return await run_spec(spec, client=self.ctx.client, base_dir=base_dir, work_dir=self._job_dir(),
+        return await run_spec(spec, client=self.ctx.client, base_dir=paths.base_dir, work_dir=self._job_dir(),
                               store=store, output=output, on_progress=self.recorder.on_progress,
-                              on_event=self.recorder.on_event, stop=stop, confine_to=settings.allowed_roots,
-                              secrets=self.secrets)
+                              on_event=self.recorder.on_event, stop=stop, paths=paths, secrets=self.secrets)
 
     def _job_dir(self) -> Path:
         return self.ctx.settings.data_dir.resolve() / "jobs" / str(self.job_id)
 
-    def _default_output(self, spec: WorkflowSpec) -> Path | None:
+    def _default_output(self, spec: WorkflowSpec, paths: PathPolicy) -> Path | None:
         """Without a sink, output goes to the job's own folder (jobs of one workflow never overwrite each other)."""
         if spec.sink is not None or spec.source.kind == "mysql":
             return None
-        return self._job_dir() / default_output(spec, path_policy(self.ctx.settings))[0].name
+        return self._job_dir() / default_output(spec, paths)[0].name
 
     async def _ended(self, outcome: RunOutcome) -> None:
         p = outcome.progress

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,15 +236,15 @@ class Runner:
 async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, work_dir: Path,
                    store: ResultStore | None = None, output: Path | None = None,
                    on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
-                   stop: asyncio.Event | None = None, confine_to: Sequence[Path] | None = None,
+                   stop: asyncio.Event | None = None, paths: PathPolicy | None = None,
                    secrets: Secrets | None = None) -> RunOutcome:
     """Every input check happens before the first request; results go to `store` (default: work_dir).
 
-    Relative paths start at `base_dir`. With `confine_to`, every file the run reads or writes must resolve inside
-    `base_dir` or one of those folders (checked as each file is opened). `secrets` resolves `${NAME}` references
-    (default: any variable of this process's environment).
+    `paths` decides which files the run may read and write (checked as each is opened) and where relative paths
+    start (default: any file, relative to `base_dir`). `secrets` resolves `${NAME}` references (default: any
+    variable of this process's environment).
     """
-    paths = PathPolicy(base_dir) if confine_to is None else PathPolicy.confined(base_dir, confine_to)
+    paths = paths or PathPolicy(base_dir)
     secrets = secrets or Secrets(os.environ)
     source = await open_source(spec, paths=paths, secrets=secrets)
     try:
