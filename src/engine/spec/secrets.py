@@ -27,6 +27,11 @@ def secret_fields(spec: WorkflowSpec) -> list[tuple[Location, str]]:
     return fields
 
 
+def not_allowed(name: str, prefix: str) -> str:
+    """Why `${name}` may not be used as a secret."""
+    return f"${{{name}}}: only variables whose names start with {prefix} can be used as secrets"
+
+
 def secret_errors(spec: WorkflowSpec, prefix: str) -> list[tuple[Location, str]]:
     """Secret fields that are not a single `${NAME}` reference to an allowed name (the value is never quoted)."""
     errors: list[tuple[Location, str]] = []
@@ -36,8 +41,7 @@ def secret_errors(spec: WorkflowSpec, prefix: str) -> list[tuple[Location, str]]
             errors.append((location, f"a secret is never stored in a workflow or job: write ${{{prefix}NAME}} and set "
                                      f"{prefix}NAME in the server's environment or SECRETS_FILE"))
         elif not match.group(1).startswith(prefix):
-            errors.append((location, f"${{{match.group(1)}}}: only variables whose names start with {prefix} can be "
-                                     "used as secrets"))
+            errors.append((location, not_allowed(match.group(1), prefix)))
     return errors
 
 
@@ -54,8 +58,7 @@ class Secrets:
         def fill(match: re.Match[str]) -> str:
             name = match.group(1)
             if self.prefix is not None and not name.startswith(self.prefix):
-                raise InputError(f"${{{name}}}: only variables whose names start with {self.prefix} can be used as "
-                                 "secrets")
+                raise InputError(not_allowed(name, self.prefix))
             if name not in self.values:
                 raise InputError(f"the secret {name} is not set (needed by the spec)")
             value = self.values[name]
