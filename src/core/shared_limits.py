@@ -11,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from engine.gateway.capacity import SharedLevels
+from engine.gateway.limits import DEPLOYMENT_BURST_S
 
 # KEYS[1] cool-down key, KEYS[2..] bucket keys. ARGV: (rate, capacity, amount) per bucket.
 # Returns the seconds to wait ("0": taken).
@@ -87,7 +88,7 @@ class SharedLimits:
         return f"{self.prefix}:{name}:{what}"
 
     async def take(self, name: str, *, rps: float | None, tpm: int | None, tokens: float,
-                   burst_s: float = 2.0) -> float:
+                   burst_s: float = DEPLOYMENT_BURST_S) -> float:
         """Take one request and `tokens` from the buckets of `name` (a deployment, or an API key); returns 0, or
         the seconds to wait. The request bucket holds `burst_s` seconds of requests."""
         keys = [self._key(name, "cooldown")]
@@ -114,7 +115,7 @@ class SharedLimits:
         args: list[Any] = []
         if rps:
             keys.append(self._key(name, "rps"))
-            args += [rps, 2 * rps]
+            args += [rps, DEPLOYMENT_BURST_S * rps]
         if tpm:
             keys.append(self._key(name, "tpm"))
             args += [tpm / 60, tpm]

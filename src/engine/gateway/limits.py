@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 MAX_COOLDOWN_S = 60.0
 FIRST_COOLDOWN_S = 2.0
+DEPLOYMENT_BURST_S = 2.0  # a deployment's request bucket holds this many seconds of requests
 
 
 @dataclass

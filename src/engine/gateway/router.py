@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from engine.gateway.capacity import SharedCapacity
 from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
 from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, UpstreamError
-from engine.gateway.limits import Cooldown, TokenBucket
+from engine.gateway.limits import DEPLOYMENT_BURST_S, Cooldown, TokenBucket
 from engine.gateway.providers import PROVIDERS, ClientFactory, UpstreamConnections
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
@@ -83,7 +83,7 @@ class Router:
         client = factory(deployment, config=self.config, api_key=api_key, connections=self.connections)
         now = self.clock()
         local = self.shared is None  # with shared limits the buckets live in Redis
-        requests = TokenBucket(deployment.safe_rps, 2 * deployment.safe_rps, updated=now) \
+        requests = TokenBucket(deployment.safe_rps, DEPLOYMENT_BURST_S * deployment.safe_rps, updated=now) \
             if deployment.safe_rps and local else None
         tokens = TokenBucket(deployment.tpm / 60, deployment.tpm, updated=now) if deployment.tpm and local else None
         return DeploymentState(deployment, client, requests, tokens)
