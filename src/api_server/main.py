@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +26,7 @@ from core.gateway_router import open_router
 from core.queue import JobQueue, NoQueue, queue_for
 from core.settings import Settings, get_settings
 from core.shared_limits import SharedLimits
-from core.spec_policy import scrub_logs, spec_checks
+from core.spec_policy import configure_logging, spec_checks
 from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
@@ -51,9 +50,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     `background` runs beside the app once it starts, and is cancelled when it stops (the CLI's demo).
     """
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scrub_logs()  # no log line carries a secret a job resolved
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call drowns everything
+    configure_logging(settings)  # no log line carries a secret a job resolved
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -56,8 +56,10 @@ class SecretFilter(logging.Filter):
         return True
 
 
-def scrub_logs() -> None:
-    """Put SecretFilter on every handler of the root logger (call after logging is configured)."""
+def configure_logging(settings: Settings) -> None:
+    """Log at LOG_LEVEL, without httpx's line per upstream call, and with SecretFilter on every handler."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call drowns everything
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, SecretFilter) for f in handler.filters):
             handler.addFilter(SecretFilter())

@@ -15,7 +15,7 @@ from core.gateway_router import open_router
 from core.gateway_stats import publish_stats, snapshot
 from core.queue import EXECUTE_JOB, ArqQueue
 from core.settings import Settings
-from core.spec_policy import scrub_logs
+from core.spec_policy import configure_logging
 from core.telemetry import trace_upstream
 from engine import event_loop
 from engine.gateway.router import Router
@@ -98,8 +98,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 def run_worker(settings: Settings) -> None:
     """Run an arq worker until SIGINT/SIGTERM (running jobs are re-queued to resume elsewhere)."""
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    scrub_logs()  # no log line carries a secret a job resolved
+    configure_logging(settings)  # no log line carries a secret a job resolved
 
     async def main() -> None:
         worker = build_worker(settings)  # inside the loop: arq binds the running loop and its signal handlers
