@@ -7,6 +7,7 @@ fields are `<field>:<hash>` so a test can check that each answer landed on the r
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
 import random
@@ -18,6 +19,12 @@ from typing import Any
 
 Fault = str  # "429", "500", "400", "malformed", "hang", "bad-enum"
 FaultPolicy = Callable[[str, int, dict[str, Any]], Fault | None]  # (row prompt, attempt of it, body)
+
+
+def busiest_second(arrivals: list[float]) -> int:
+    """The most requests any closed 1 s window of these arrival times holds."""
+    ordered = sorted(arrivals)
+    return max((bisect.bisect_right(ordered, first + 1.0) - i for i, first in enumerate(ordered)), default=0)
 
 
 def marker(prompt: str) -> str:

@@ -1,75 +1,87 @@
 """Limits of an API key on the gateway routes: requests/s and tokens/min, shared through Redis when configured.
 
-A request is admitted if its key's buckets hold one request and its estimated tokens; otherwise it gets a
-429 with Retry-After. Once the answer's real usage is known, the token estimate is settled.
+A request is admitted if its key's windows (any 1 s for requests, any 60 s for tokens) have room for one
+request and its estimated tokens; otherwise it gets a 429 with Retry-After. Once the answer's real usage is
+known, the token estimate is settled.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from dataclasses import dataclass
 
 from api_server.auth import Caller
 from api_server.services.errors import TooManyRequests
 from core.shared_limits import SharedLimits
-from engine.gateway.limits import TokenBucket
+from engine.gateway.limits import REQUEST_WINDOW_S, TOKEN_WINDOW_S, SlidingWindow, WindowEntry
 
-REQUEST_BURST_S = 1.0  # a key's request bucket holds one second of requests
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request let through: what it holds in the key's token window, to settle with its real usage."""
+
+    ticket: str
+    entry: WindowEntry | None = None  # in this process's window (None: in Redis, or no tpm)
 
 
 class KeyLimits:
-    """Per-key buckets: in this process, or in Redis (`shared`) so every server process counts together."""
+    """Per-key windows: in this process, or in Redis (`shared`) so every server process counts together."""
 
     def __init__(self, shared: SharedLimits | None = None) -> None:
         self.shared = shared
-        self._local: dict[int, tuple[TokenBucket | None, TokenBucket | None]] = {}
+        self._local: dict[int, tuple[SlidingWindow | None, SlidingWindow | None]] = {}
 
-    async def admit(self, caller: Caller, tokens: float) -> None:
-        """Take one request and `tokens` from the key's buckets, or raise TooManyRequests."""
+    async def admit(self, caller: Caller, tokens: float) -> Admission | None:
+        """Record one request and `tokens` in the key's windows, or raise TooManyRequests."""
         if caller.key_id is None or not (caller.rps or caller.tpm):
-            return
+            return None
+        admission = Admission(uuid.uuid4().hex)
         if self.shared is not None:
             wait = await self.shared.take(self._name(caller), rps=caller.rps, tpm=caller.tpm, tokens=tokens,
-                                          burst_s=REQUEST_BURST_S)
+                                          ticket=admission.ticket)
         else:
-            wait = self._take_local(caller, tokens)
+            wait, admission = self._take_local(caller, tokens, admission)
         if wait > 0:
             raise TooManyRequests(f"API key {caller.name}: over its limit of "
                                   + " and ".join(f"{v:g} {unit}" for v, unit in ((caller.rps, "requests/s"),
                                                                                  (caller.tpm, "tokens/min")) if v),
                                   retry_after_s=wait, field="Authorization")
+        return admission
 
-    async def settle(self, caller: Caller, estimate: float, used: int) -> None:
-        """Give back what the estimate over-counted (or take what it under-counted)."""
-        if caller.key_id is None or not caller.tpm or not used:
+    async def settle(self, caller: Caller, admission: Admission | None, used: int) -> None:
+        """Replace the request's estimated tokens by what it really used."""
+        if admission is None or not caller.tpm or not used:
             return
         if self.shared is not None:
-            await self.shared.settle_tokens(self._name(caller), estimate - used)
+            await self.shared.settle_tokens(self._name(caller), ticket=admission.ticket, tokens=used)
             return
-        tokens = self._buckets(caller)[1]
-        if tokens is not None:
-            tokens.take(used - estimate, time.monotonic())
+        tokens = self._windows(caller)[1]
+        if tokens is not None and admission.entry is not None:
+            tokens.settle(admission.entry, used)
 
-    def _take_local(self, caller: Caller, tokens: float) -> float:
+    def _take_local(self, caller: Caller, tokens: float, admission: Admission) -> tuple[float, Admission]:
         now = time.monotonic()
-        requests, token_bucket = self._buckets(caller)
-        waits = [bucket.wait_s(amount, now) for bucket, amount in ((requests, 1.0), (token_bucket, tokens))
-                 if bucket is not None]
+        requests, token_window = self._windows(caller)
+        waits = [window.wait_s(amount, now) for window, amount in ((requests, 1.0), (token_window, tokens))
+                 if window is not None]
         wait = max(waits, default=0.0)
-        if wait == 0:
-            for bucket, amount in ((requests, 1.0), (token_bucket, tokens)):
-                if bucket is not None:
-                    bucket.take(amount, now)
-        return wait
+        if wait > 0:
+            return wait, admission
+        if requests is not None:
+            requests.take(1.0, now)
+        if token_window is not None:
+            admission = Admission(admission.ticket, token_window.take(tokens, now))
+        return 0.0, admission
 
-    def _buckets(self, caller: Caller) -> tuple[TokenBucket | None, TokenBucket | None]:
+    def _windows(self, caller: Caller) -> tuple[SlidingWindow | None, SlidingWindow | None]:
         assert caller.key_id is not None
-        buckets = self._local.get(caller.key_id)
-        if buckets is None:
-            now = time.monotonic()
-            buckets = (TokenBucket(caller.rps, REQUEST_BURST_S * caller.rps, updated=now) if caller.rps else None,
-                       TokenBucket(caller.tpm / 60, caller.tpm, updated=now) if caller.tpm else None)
-            self._local[caller.key_id] = buckets
-        return buckets
+        windows = self._local.get(caller.key_id)
+        if windows is None:
+            windows = (SlidingWindow(caller.rps, REQUEST_WINDOW_S) if caller.rps else None,
+                       SlidingWindow(caller.tpm, TOKEN_WINDOW_S) if caller.tpm else None)
+            self._local[caller.key_id] = windows
+        return windows
 
     @staticmethod
     def _name(caller: Caller) -> str:

@@ -32,7 +32,7 @@ def describe(state: DeploymentState, now: float) -> dict[str, Any]:
         "weight": config.weight, "healthy": not cooling,
         "cooldown_s": round(state.cooldown.until - now, 3) if cooling else 0.0,
         "consecutive_failures": state.cooldown.failures,
-        "requests_left": round(state.requests.level(now), 2) if state.requests else None,
+        "requests_left": round(state.requests.level(now), 2) if state.requests else None,  # in the current window
         "tokens_left": round(state.tokens.level(now)) if state.tokens else None,
         "in_flight": state.in_flight, "max_in_flight": config.max_in_flight,
         "requests_ok": state.ok, "requests_failed": state.failed,

@@ -21,14 +21,14 @@ router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require(Scope.
 async def admin_models(gateway: RouterDep) -> dict[str, Any]:
     """Every deployment: weight, health, cool-down, capacity left, in flight, counters, latency, cost.
 
-    With REDIS_URL, cool-downs and bucket levels are the shared ones every process sees; counters, latency
+    With REDIS_URL, cool-downs and window levels are the shared ones every process sees; counters, latency
     and in flight are this process's.
     """
     return {"models": await shared_view(gateway, snapshot(gateway)), "groups": gateway.config.groups}
 
 
 async def shared_view(gateway: Router, models: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The snapshot with cool-downs and bucket levels read from Redis when the limits live there."""
+    """The snapshot with cool-downs and window levels read from Redis when the limits live there."""
     if gateway.shared is None:
         return models
     for model in models:

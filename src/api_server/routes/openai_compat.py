@@ -59,10 +59,9 @@ class ChatCompletionRequest(BaseModel):
 
 async def answer(request: ChatRequest, *, caller: Caller, limits: KeyLimits, gateway: Router) -> ChatResult:
     """A completion within the caller's key limits (TooManyRequests if over them); GatewayError as the router's."""
-    estimate = request.estimated_tokens()
-    await limits.admit(caller, estimate)
+    admission = await limits.admit(caller, request.estimated_tokens())
     result = await gateway.chat(request)
-    await limits.settle(caller, estimate, result.usage.prompt_tokens + result.usage.completion_tokens)
+    await limits.settle(caller, admission, result.usage.prompt_tokens + result.usage.completion_tokens)
     return result
 
 
@@ -107,8 +106,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, call
     """
     request = body.to_request()
     if body.stream:
-        estimate = request.estimated_tokens()
-        await limits.admit(caller, estimate)
+        await limits.admit(caller, request.estimated_tokens())
         pieces = gateway.stream(request)
         try:
             first = await anext(pieces)  # an error before the first piece is a plain HTTP error
@@ -162,11 +160,10 @@ class EmbeddingRequest(BaseModel):
 async def embeddings(body: EmbeddingRequest, gateway: RouterDep, caller: GatewayKey, limits: KeyLimitsDep) -> Any:
     """Create embeddings through the router (OpenAI-compatible)."""
     inputs = [body.input] if isinstance(body.input, str) else body.input
-    estimate = estimate_tokens(sum(len(text) for text in inputs))
-    await limits.admit(caller, estimate)
+    admission = await limits.admit(caller, estimate_tokens(sum(len(text) for text in inputs)))
     try:
         result = await gateway.embed(inputs, model=body.model)
-        await limits.settle(caller, estimate, result.usage.prompt_tokens)
+        await limits.settle(caller, admission, result.usage.prompt_tokens)
     except GatewayError as exc:
         return gateway_error(exc)
     return {"object": "list", "model": result.model,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class SharedLevels:
-    """A deployment's shared state right now: cool-down left and what its buckets hold."""
+    """A deployment's shared state right now: cool-down left and what its windows may still send."""
 
     cooldown_s: float
     requests: float | None
@@ -19,22 +19,23 @@ class SharedLevels:
 
 
 class SharedCapacity(Protocol):
-    """Requests/s and tokens/min buckets and cool-downs of deployments, seen alike by every process."""
+    """Requests/s and tokens/min windows and cool-downs of deployments, seen alike by every process."""
 
-    async def take(self, name: str, *, rps: float | None, tpm: int | None, tokens: float) -> float:
-        """Take one request and `tokens` from the deployment's buckets; returns 0, or the seconds to wait."""
+    async def take(self, name: str, *, rps: float | None, tpm: int | None, tokens: float, ticket: str) -> float:
+        """Record one request of `tokens` (named `ticket`) in the deployment's windows; returns 0, or the seconds
+        to wait."""
         ...
 
     async def cool_down(self, name: str, seconds: float) -> float:
         """Make the deployment cool down for at least `seconds` everywhere; returns the time left."""
         ...
 
-    async def settle_tokens(self, name: str, tokens_back: float) -> None:
-        """Give back (or take) tokens once real usage is known."""
+    async def settle_tokens(self, name: str, *, ticket: str, tokens: float) -> None:
+        """Replace the request's estimated tokens by what it really used."""
         ...
 
     async def levels(self, name: str, *, rps: float | None, tpm: int | None) -> SharedLevels:
-        """The deployment's cool-down left and bucket levels, as every process sees them (reads only)."""
+        """The deployment's cool-down left and what its windows may still send, as every process sees them."""
         ...
 
     async def aclose(self) -> None:

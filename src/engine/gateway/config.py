@@ -54,8 +54,9 @@ class Deployment(StrictModel):
     weight: float = Field(1.0, ge=0,
                           description="Share of traffic among the healthy deployments with capacity (0: never "
                                       "picked).")
-    safe_rps: float | None = Field(None, gt=0, description="Requests/s; bursts up to twice this.")
-    tpm: int | None = Field(None, gt=0, description="Tokens per minute.")
+    safe_rps: float | None = Field(None, gt=0, description="Requests in any 1 s window, never more.")
+    tpm: int | None = Field(None, gt=0, description="Tokens in any 60 s window: each request counts its estimate "
+                                                        "when sent, then its real usage.")
     max_in_flight: int | None = Field(None, gt=0,
                                       description="Requests at once to this deployment; more wait for a slot.")
     timeout: float | None = Field(None, gt=0, description="Seconds; defaults to the channel's.")

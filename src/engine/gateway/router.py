@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -21,14 +23,26 @@ from typing import Any, TypeVar
 from engine.gateway.capacity import SharedCapacity
 from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
 from engine.gateway.errors import GatewayError, RateLimited, RequestRejected, UpstreamError
-from engine.gateway.limits import DEPLOYMENT_BURST_S, Cooldown, TokenBucket
+from engine.gateway.limits import REQUEST_WINDOW_S, TOKEN_WINDOW_S, Cooldown, SlidingWindow, WindowEntry
 from engine.gateway.providers import PROVIDERS, ClientFactory, UpstreamConnections
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 T = TypeVar("T")
 DEFAULT_WAIT_S = 60.0
 LATENCY_SAMPLES = 512
-SHARED_COOLDOWN_POLL_S = 0.25  # how stale another process's cool-down may be, for deployments without buckets
+SHARED_COOLDOWN_POLL_S = 0.25  # how stale another process's cool-down may be, for deployments without limits
+# A full shared token window is asked again this often: other processes' settled usage (real tokens below
+# their estimates) can make room before its oldest send leaves.
+SHARED_TOKENS_RECHECK_S = 0.25
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What a request took from its deployment's token window, settled once its real usage is known."""
+
+    estimate: float
+    entry: WindowEntry | None = None  # in this process's window
+    ticket: str | None = None  # in the shared window
 
 
 @dataclass
@@ -37,8 +51,8 @@ class DeploymentState:
 
     config: Deployment
     client: ChatClient
-    requests: TokenBucket | None
-    tokens: TokenBucket | None
+    requests: SlidingWindow | None
+    tokens: SlidingWindow | None
     cooldown: Cooldown = field(default_factory=Cooldown)
     not_before: float = -math.inf  # with shared limits: Redis said to wait until then
     shared_checked_at: float = -math.inf  # last look at the shared cool-down (deployments without limits)
@@ -74,6 +88,7 @@ class Router:
         self.clock = clock
         self._random = random.Random(seed)
         self._changed = asyncio.Event()
+        self._tickets = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())  # names sends in shared windows
         # A client span (and traceparent header) per upstream call when traced.
         self.connections = UpstreamConnections(traced=trace_upstream)
         keys = resolve_secrets(config, env)
@@ -81,11 +96,9 @@ class Router:
 
     def _state(self, deployment: Deployment, factory: ClientFactory, api_key: str | None) -> DeploymentState:
         client = factory(deployment, config=self.config, api_key=api_key, connections=self.connections)
-        now = self.clock()
-        local = self.shared is None  # with shared limits the buckets live in Redis
-        requests = TokenBucket(deployment.safe_rps, DEPLOYMENT_BURST_S * deployment.safe_rps, updated=now) \
-            if deployment.safe_rps and local else None
-        tokens = TokenBucket(deployment.tpm / 60, deployment.tpm, updated=now) if deployment.tpm and local else None
+        local = self.shared is None  # with shared limits the windows live in Redis
+        requests = SlidingWindow(deployment.safe_rps, REQUEST_WINDOW_S) if deployment.safe_rps and local else None
+        tokens = SlidingWindow(deployment.tpm, TOKEN_WINDOW_S) if deployment.tpm and local else None
         return DeploymentState(deployment, client, requests, tokens)
 
     def candidates(self, name: str) -> list[DeploymentState]:
@@ -101,9 +114,9 @@ class Router:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """Answer through the best available deployment, failing over on retryable errors."""
-        async def attempt(state: DeploymentState, estimate: float, adapted: ChatRequest) -> ChatResult:
+        async def attempt(state: DeploymentState, taken: Reservation, adapted: ChatRequest) -> ChatResult:
             result = await state.client.chat(adapted)
-            cost = await self._succeeded(state, result.usage, result.latency_s, estimate)
+            cost = await self._succeeded(state, result.usage, result.latency_s, taken)
             return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
 
         return await self._routed(request, attempt)
@@ -112,25 +125,25 @@ class Router:
         """Stream through the best available deployment; failover happens only before the first piece."""
         started = self.clock()
 
-        async def attempt(state: DeploymentState, estimate: float, adapted: ChatRequest
-                          ) -> tuple[DeploymentState, float, float, AsyncIterator[ChatDelta], ChatDelta]:
+        async def attempt(state: DeploymentState, taken: Reservation, adapted: ChatRequest
+                          ) -> tuple[DeploymentState, Reservation, float, AsyncIterator[ChatDelta], ChatDelta]:
             sent_at = self.clock()  # after any wait for capacity: what a later failure is counted against
             pieces = state.client.stream(adapted)
-            return state, estimate, sent_at, pieces, await anext(pieces)  # failures up to here fail over
+            return state, taken, sent_at, pieces, await anext(pieces)  # failures up to here fail over
 
-        state, estimate, sent_at, pieces, first = await self._routed(request, attempt)
+        state, taken, sent_at, pieces, first = await self._routed(request, attempt)
         self._hold(state)  # the stream is in flight until its last piece
         try:
             yield replace(first, model=state.config.name)
             reported = first.usage is not None
             async for piece in pieces:
                 if piece.usage is not None:
-                    cost = await self._succeeded(state, piece.usage, self.clock() - started, estimate)
+                    cost = await self._succeeded(state, piece.usage, self.clock() - started, taken)
                     piece = replace(piece, usage=replace(piece.usage, cost=cost))
                     reported = True
                 yield replace(piece, model=state.config.name)
             if not reported:
-                await self._succeeded(state, Usage(), self.clock() - started, estimate)
+                await self._succeeded(state, Usage(), self.clock() - started, taken)
         except UpstreamError as exc:
             await self._failed(state, exc, sent_at)
             raise
@@ -141,16 +154,16 @@ class Router:
         """Embeddings through the best available deployment (same routing, limits and failover)."""
         probe = ChatRequest(model=model, messages=[{"role": "user", "content": "".join(inputs)}])
 
-        async def attempt(state: DeploymentState, estimate: float, _: ChatRequest) -> EmbeddingResult:
+        async def attempt(state: DeploymentState, taken: Reservation, _: ChatRequest) -> EmbeddingResult:
             started = self.clock()
             result = await state.client.embed(inputs, model=state.config.model)
-            cost = await self._succeeded(state, result.usage, self.clock() - started, estimate)
+            cost = await self._succeeded(state, result.usage, self.clock() - started, taken)
             return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
 
         return await self._routed(probe, attempt)
 
     async def _routed(self, request: ChatRequest,
-                      attempt: Callable[[DeploymentState, float, ChatRequest], Awaitable[T]]) -> T:
+                      attempt: Callable[[DeploymentState, Reservation, ChatRequest], Awaitable[T]]) -> T:
         """Run `attempt` on a deployment with capacity; retryable failures move it to the next candidate."""
         pool = self.candidates(request.model)
         deadline = self.clock() + (request.timeout_s or DEFAULT_WAIT_S)
@@ -170,17 +183,21 @@ class Router:
                                       status=429, retry_after_s=round(wait, 3) if math.isfinite(wait) else 1.0)
                 await self._wait_for_change(min(wait, remaining))
                 continue
+            taken = Reservation(estimate)
             if self.shared is not None and self._ask_shared(state):
                 config = state.config
+                taken.ticket = next(self._tickets)
                 shared_wait = await self.shared.take(config.name, rps=config.safe_rps, tpm=config.tpm,
-                                                     tokens=estimate)
+                                                     tokens=estimate, ticket=taken.ticket)
                 if shared_wait > 0:  # another process used the capacity, or the deployment cools down
+                    if config.tpm:
+                        shared_wait = min(shared_wait, SHARED_TOKENS_RECHECK_S)
                     state.not_before = self.clock() + shared_wait
                     continue
-            self._take(state, estimate)
+            self._take(state, taken)
             sent_at = self.clock()
             try:
-                return await attempt(state, estimate, self._adapt(state.config, request))
+                return await attempt(state, taken, self._adapt(state.config, request))
             except RequestRejected:
                 state.failed += 1
                 raise
@@ -192,7 +209,7 @@ class Router:
                 self._release(state)
 
     def _ask_shared(self, state: DeploymentState) -> bool:
-        """Whether this request must go through Redis: always with shared buckets; without them only to see
+        """Whether this request must go through Redis: always with shared windows; without them only to see
         another process's cool-down, which a look every SHARED_COOLDOWN_POLL_S catches (not a round trip
         a request)."""
         if state.config.safe_rps or state.config.tpm:
@@ -222,12 +239,12 @@ class Router:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _take(self, state: DeploymentState, estimate: float) -> None:
+    def _take(self, state: DeploymentState, taken: Reservation) -> None:
         now = self.clock()
         if state.requests is not None:
             state.requests.take(1, now)
         if state.tokens is not None:
-            state.tokens.take(estimate, now)
+            taken.entry = state.tokens.take(taken.estimate, now)
         self._hold(state)
 
     @staticmethod
@@ -245,13 +262,13 @@ class Router:
         if self.shared is not None and deadline > now:
             await self.shared.cool_down(state.config.name, deadline - now)
 
-    async def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, estimate: float) -> float:
+    async def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, taken: Reservation) -> float:
         """Count a success, settle the token estimate, end any back-off; returns the cost."""
         used = usage.prompt_tokens + usage.completion_tokens
-        if used and state.tokens is not None:
-            state.tokens.take(used - estimate, self.clock())  # settle the estimate against real usage
-        elif used and self.shared is not None and state.config.tpm:
-            await self.shared.settle_tokens(state.config.name, estimate - used)
+        if used and state.tokens is not None and taken.entry is not None:
+            state.tokens.settle(taken.entry, used)  # the window now holds what the request really used
+        elif used and self.shared is not None and state.config.tpm and taken.ticket is not None:
+            await self.shared.settle_tokens(state.config.name, ticket=taken.ticket, tokens=used)
         price = state.config.price
         cost = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6
         state.cooldown.succeeded()
