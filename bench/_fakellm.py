@@ -34,6 +34,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds_with_children(pid: int) -> float:
+    """As cpu_seconds, plus what its finished children used (e.g. the Excel writer)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and its children (e.g. uvicorn's worker processes)."""
     total = cpu_seconds(pid)

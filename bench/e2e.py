@@ -31,7 +31,17 @@ from typing import Any
 import httpx
 import polars as pl
 
-from bench._fakellm import DEFAULT, FakeLLM, fakellm, free_port, reset, stats, wait_until_up
+from bench._fakellm import (
+    DEFAULT,
+    FakeLLM,
+    cpu_seconds_with_children,
+    fakellm,
+    free_port,
+    own_cpu_seconds,
+    reset,
+    stats,
+    wait_until_up,
+)
 from bench.engine_throughput import SPEC, make_inputs, one_run
 from engine import event_loop
 
@@ -50,6 +60,14 @@ def gateway(folder: Path, base_url: str, safe_rps: float | None) -> Path:
 @contextmanager
 def platform(folder: Path, env: dict[str, str], workers: int) -> Iterator[httpx.Client]:
     """`rowloom serve` (API only: REDIS_URL is set) and `workers` x `rowloom worker`, as separate processes."""
+    with platform_processes(folder, env, workers) as (http, _):
+        yield http
+
+
+@contextmanager
+def platform_processes(folder: Path, env: dict[str, str], workers: int
+                       ) -> Iterator[tuple[httpx.Client, list[subprocess.Popen[bytes]]]]:
+    """As `platform`, also handing back the worker processes (to kill one)."""
     port = free_port()
     log = (folder / "platform.log").open("ab")
     subprocess.run([*ROWLOOM, "migrate"], env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
@@ -60,10 +78,11 @@ def platform(folder: Path, env: dict[str, str], workers: int) -> Iterator[httpx.
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield http
+            yield http, processes[1:]
     finally:
         for process in processes:
-            process.terminate()
+            if process.poll() is None:
+                process.terminate()
         for process in processes:
             process.wait(timeout=30)
         log.close()
@@ -98,17 +117,22 @@ def run_seconds(job: dict[str, Any]) -> float:
 
 def part_one(args: argparse.Namespace, folder: Path, base_url: FakeLLM, env: dict[str, str]) -> None:
     source = make_inputs(folder, args.rows)["xlsx"]
-    ceiling = args.in_flight / (args.latency_ms / 1000)
+    ceiling = args.in_flight / (args.latency_ms / 1000) if args.latency_ms else float("inf")
     reset(base_url)
+    cpu_before = own_cpu_seconds()
     done, elapsed, _ = event_loop.run(one_run(base_url, "xlsx", source, args.in_flight, folder))
+    alone_cpu_ms = (own_cpu_seconds() - cpu_before) / done * 1000
     alone = done / elapsed
     print(f"engine alone   : {done:,} rows in {elapsed:6.2f}s = {alone:6.0f} rows/s = {alone / ceiling:6.1%} "
-          f"of ceiling {ceiling:,.0f}/s", flush=True)
+          f"of ceiling {ceiling:,.0f}/s; CPU {alone_cpu_ms:.3f} ms a row", flush=True)
     reset(base_url)
-    with platform(folder, env | {"GATEWAY_CONFIG": str(gateway(folder, base_url, None))}, workers=1) as http:
+    env = env | {"GATEWAY_CONFIG": str(gateway(folder, base_url, None)), "WORKER_MAX_JOBS": "1"}
+    with platform_processes(folder, env, workers=1) as (http, [worker]):
+        cpu_before = cpu_seconds_with_children(worker.pid)
         posted = time.perf_counter()
         job = wait_done(http, start_job(http, "e2e", source, args.in_flight))
         seen_by_user = time.perf_counter() - posted
+        worker_cpu_ms = (cpu_seconds_with_children(worker.pid) - cpu_before) / job["counts"]["done"] * 1000
     seen = stats(base_url)
     rows = job["counts"]["done"]
     output = pl.read_excel(job["output"])
@@ -119,7 +143,8 @@ def part_one(args: argparse.Namespace, folder: Path, base_url: FakeLLM, env: dic
     print(f"API->arq->worker: {rows:,} rows in {run_seconds(job):6.2f}s (claimed -> completed, output written) = "
           f"{rate:6.0f} rows/s = {rate / ceiling:6.1%} of ceiling, {rate / alone:6.1%} of the engine alone; "
           f"POST -> completed seen by a poller: {seen_by_user:.2f}s ({rows / seen_by_user:.0f} rows/s); "
-          f"upstream duplicates {seen['duplicate_ok_extra_requests']}, peak in flight {seen['peak_inflight']}",
+          f"upstream duplicates {seen['duplicate_ok_extra_requests']}, peak in flight {seen['peak_inflight']}; "
+          f"worker CPU {worker_cpu_ms:.3f} ms a row = {worker_cpu_ms / alone_cpu_ms:.0%} of the engine alone's",
           flush=True)
 
 
@@ -156,7 +181,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="rowloom-e2e-"))
     env = {**os.environ, "REDIS_URL": args.redis_url, "QUEUE_NAME": f"rowloom-bench:{uuid.uuid4().hex[:8]}",
            "DATABASE_URL": args.database_url or f"sqlite+aiosqlite:///{folder / 'rowloom.db'}",
-           "DATA_DIR": str(folder), "LOG_LEVEL": "WARNING"}
+           "DATA_DIR": str(folder), "LOG_LEVEL": "WARNING", "AUTH_REQUIRED": "false"}  # on loopback
     try:
         with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms)) as base_url:
             print(f"{args.rows:,}-row xlsx, fakellm latency {args.latency_ms:g} ms, in_flight {args.in_flight}, "

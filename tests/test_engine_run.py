@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
@@ -161,6 +164,29 @@ async def test_stopped_run_resumes_without_resending_finished_rows(tmp_path: Pat
     assert up.stats.requests - sent_before == 360 - first.progress.done
     assert set(up.stats.ok.values()) == {1}  # no finished row went upstream twice
     assert assert_answers_on_their_rows(spec, read_csv_text(tmp_path / "out" / "out.csv")) == 360
+
+
+async def test_each_answer_is_durable_as_soon_as_the_store_can_take_it(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: no timer or batch size holds an answer back, so a crash re-sends only what was in flight."""
+    from engine.run import runner
+
+    monkeypatch.setattr(runner, "time", SimpleNamespace(monotonic=lambda: 0.0))  # no timer ever fires
+    spec = csv_spec(tmp_path, 8, in_flight=1)  # 8 rows, sent one at a time
+    durable_when_sent: list[int] = []
+
+    def count_durable(prompt: str, attempt: int, body: dict[str, Any]) -> None:
+        database = tmp_path / "work" / "results.sqlite"
+        if database.exists():
+            with contextlib.closing(sqlite3.connect(database)) as db:
+                durable_when_sent.append(db.execute("SELECT count(*) FROM results").fetchone()[0])
+
+    async with FakeUpstream(latency_s=0.1, faults=count_durable) as up:
+        outcome = await run(spec, up, tmp_path)
+    assert outcome.progress.done == 8
+    # The last request leaves after seven answers came back, 0.1 s apart: they are durable by then (a store
+    # that waited for a batch or a timer would still hold them all).
+    assert durable_when_sent[-1] >= 1
 
 
 async def test_the_window_stays_full_across_batch_boundaries(tmp_path: Path) -> None:

@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(TRACER)
 
 EventCallback = Callable[[EventKind, str, dict[str, Any]], None]
-FLUSH_ROWS = 256  # results made durable together
-FLUSH_S = 0.2  # ... or after this long, whichever comes first
+# Group commit: every result ready is written as soon as the previous write ends, so an answer waits for at
+# most one write before it is durable (and is not bought again after a crash). Writes take this many at most.
+WRITE_ROWS = 1024
+IDLE_TICK_S = 0.2  # with no result coming, the writer still wakes this often (progress, partial output)
 PROGRESS_EVERY_S = 0.5
 DRAIN_ON_STOP_S = 1.5  # in-flight rows this long after a stop; the rest are dropped and resent on resume
 
@@ -87,7 +89,7 @@ class Runner:
             # Bounded: when the store is slower than the model (a fast mock), workers wait instead of
             # piling finished rows up in memory.
             results: asyncio.Queue[RowResult | None] = asyncio.Queue(
-                maxsize=max(4 * FLUSH_ROWS, 2 * self.spec.concurrency.in_flight))
+                maxsize=max(WRITE_ROWS, 2 * self.spec.concurrency.in_flight))
             workers = [asyncio.create_task(self._work(tasks, results))
                        for _ in range(self.spec.concurrency.in_flight)]
             writer = asyncio.create_task(self._write(results, tracker))
@@ -194,21 +196,18 @@ class Runner:
                 self._results_ended = await results.get() is None
 
     async def _write_until_done(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
-        pending: list[RowResult] = []
-        flushed_at = reported_at = saved_at = time.monotonic()
+        reported_at = saved_at = time.monotonic()
         finished = False
         while not finished:
             ready, finished = await self._ready_results(results)
             self._results_ended = finished
-            pending += ready
             if (down := self.outage.saw(ready)) is not None:
                 self._stop_with(down)  # the rows so far are still made durable below
+            if ready:  # what came in while the previous write ran: one transaction
+                await self.store.write(ready)  # durable first, counted after
+                tracker.finished_rows(ready)
+                self.settled.finished([result.key for result in ready])
             now = time.monotonic()
-            if pending and (finished or len(pending) >= FLUSH_ROWS or now - flushed_at >= FLUSH_S):
-                await self.store.write(pending)  # durable first, counted after
-                tracker.finished_rows(pending)
-                self.settled.finished([result.key for result in pending])
-                pending, flushed_at = [], now
             if now - reported_at >= PROGRESS_EVERY_S:
                 self._emit(tracker.current())
                 reported_at = now
@@ -219,12 +218,12 @@ class Runner:
 
     @staticmethod
     async def _ready_results(results: asyncio.Queue[RowResult | None]) -> tuple[list[RowResult], bool]:
-        """Results ready now (waiting up to FLUSH_S only if none are), and whether the end marker came."""
+        """Results ready now (waiting up to IDLE_TICK_S only if none are), and whether the end marker came."""
         items: list[RowResult | None] = []
         if results.empty():  # one timer per idle spell, not one per row
             with contextlib.suppress(TimeoutError):
-                items.append(await asyncio.wait_for(results.get(), timeout=FLUSH_S))
-        while not results.empty() and len(items) < FLUSH_ROWS:
+                items.append(await asyncio.wait_for(results.get(), timeout=IDLE_TICK_S))
+        while not results.empty() and len(items) < WRITE_ROWS:
             items.append(results.get_nowait())
         return [item for item in items if item is not None], None in items
 
