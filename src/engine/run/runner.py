@@ -172,7 +172,10 @@ class Runner:
     async def _work(self, tasks: asyncio.Queue[RowTask | None], results: asyncio.Queue[RowResult | None]) -> None:
         while (task := await tasks.get()) is not None:
             if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
-                await results.put(await self.processor.process(task))
+                result = await self.processor.process(task)
+                if (down := self.outage.saw((result,))) is not None:
+                    self._stop_with(down)  # as each row ends, not when the writer gets to it
+                await results.put(result)
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work`, cancelling it if a stop comes first (it may be waiting for room in a full window)."""
@@ -201,8 +204,6 @@ class Runner:
         while not finished:
             ready, finished = await self._ready_results(results)
             self._results_ended = finished
-            if (down := self.outage.saw(ready)) is not None:
-                self._stop_with(down)  # the rows so far are still made durable below
             if ready:  # what came in while the previous write ran: one transaction
                 await self.store.write(ready)  # durable first, counted after
                 tracker.finished_rows(ready)
