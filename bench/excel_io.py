@@ -23,7 +23,7 @@ import xlsxwriter
 
 from engine.results import RowResult, RowStatus, SqliteResultStore
 from engine.sinks.files import ExcelWriter, FileSink
-from engine.sources.files import excel_source
+from engine.sources.excel import excel_source
 
 
 def make_input(path: Path, rows: int) -> None:

@@ -55,7 +55,7 @@ async def test_excel_in_and_out_keeps_every_cell(tmp_path: Path) -> None:
         await client.aclose()
     assert (outcome.progress.done, outcome.progress.skipped) == (36, 4)
     source = read_sheet(tmp_path / "in.xlsx", "Tickets")
-    out = read_sheet(tmp_path / "out.xlsx")
+    out = read_sheet(tmp_path / "out.xlsx", "Tickets")  # the sheet keeps its name (and the others stay)
     assert out.columns == [*source.columns, "ai_category", "ai_summary"]
     assert out.select(source.columns).equals(source)  # unicode, empties, dates, numbers, formula values
     assert source["opened"][0] == datetime(2026, 1, 2) or source["opened"][0] == date(2026, 1, 2)

@@ -20,10 +20,14 @@ from engine.results import ResultStore
 from engine.results.settled import SettledRows
 from engine.sinks.base import merged_frames
 from engine.sinks.temp_files import remove_stale, temp_path
-from engine.sinks.xlsx_process import XlsxProcess
+from engine.sinks.xlsx_process import OUTPUT_SHEET, XlsxProcess
 from engine.sources.base import Source
+from engine.sources.excel import Workbook
 
 Writer = Callable[[Path], "FrameWriter"]
+# Dates and date-times as text, as an Excel output shows them (fractions of a second only when there are some).
+DATE_TEXT = "%Y-%m-%d"
+DATETIME_TEXT = "%Y-%m-%d %H:%M:%S%.f"
 log = logging.getLogger(__name__)
 
 
@@ -62,7 +66,8 @@ class CsvWriter(_TextWriter):
     """CSV with one header line."""
 
     def write(self, frame: pl.DataFrame) -> None:
-        frame.write_csv(self.handle, include_header=self.rows == 0 and not self.handle.tell())
+        frame.write_csv(self.handle, include_header=self.rows == 0 and not self.handle.tell(),
+                        date_format=DATE_TEXT, datetime_format=DATETIME_TEXT)
         self.rows += frame.height
 
 
@@ -102,15 +107,26 @@ class ParquetWriter(FrameWriter):
 
 
 class ExcelWriter(FrameWriter):
-    """xlsxwriter in constant-memory mode, in a child process (see engine.sinks.xlsx_process for why)."""
+    """xlsxwriter in constant-memory mode, in a child process (see engine.sinks.xlsx_process for why).
 
-    def __init__(self, path: Path) -> None:
+    From an Excel source, the output keeps the sheet's name and place, and the workbook's other sheets (their
+    cells' values and types; hidden ones stay hidden). Otherwise the workbook has one sheet, "Sheet1".
+    """
+
+    def __init__(self, path: Path, workbook: Workbook | None = None) -> None:
         super().__init__(path)
-        self.process = XlsxProcess(path)
+        sheets: list[tuple[str, bool, Sequence[Sequence[Any]] | None]] = [(OUTPUT_SHEET, False, None)]
+        if workbook is not None:
+            others = {info.name: rows for info, rows in workbook.other_sheets()}
+            sheets = [(s.name, s.hidden, others[s.name]) if s.name in others else (s.name, False, None)
+                      for s in workbook.sheets]
+        self.process = XlsxProcess(path, sheets)
         self.started = False
 
     def write(self, frame: pl.DataFrame) -> None:
         rows: list[Sequence[Any]] = [] if self.started else [frame.columns]
+        if not self.started:
+            self.process.date_columns([i for i, dtype in enumerate(frame.dtypes) if dtype == pl.Date])
         self.started = True
         rows += frame.rows()
         self.process.write(rows)
@@ -150,7 +166,9 @@ class FileSink:
     async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
         """Write the output and the errors file; returns the output path."""
         temp = temp_path(self.path)  # its own: a periodic save may run while the final one is written behind
-        writer = await asyncio.to_thread(WRITERS[self.kind], temp)
+        workbook = getattr(source, "workbook", None)
+        writer = await asyncio.to_thread(ExcelWriter, temp, workbook) if self.kind == "excel" \
+            else await asyncio.to_thread(WRITERS[self.kind], temp)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
         try:
             async for frame in merged_frames(source, store, self.outputs, settled=settled):

@@ -1,4 +1,4 @@
-"""CSV, Parquet and JSONL streamed by pyarrow; Excel read whole with fastexcel; inline rows."""
+"""CSV, Parquet and JSONL streamed by pyarrow; rows held in memory (an Excel sheet, inline rows)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fastexcel
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -18,6 +17,9 @@ import pyarrow.parquet as pq
 from engine.errors import InputError
 from engine.sources.base import Batch, check_key, check_key_streaming, keyed
 from engine.sources.blocks import GrowingBlocks
+
+if TYPE_CHECKING:
+    from engine.sources.excel import Workbook
 
 
 async def _in_thread(iterator: Iterator[Batch]) -> AsyncIterator[Batch]:
@@ -167,6 +169,7 @@ class FrameSource:
         self.key = key
         self.first_row = None if key is not None else header_rows + 1
         self.batch_size = batch_size
+        self.workbook: Workbook | None = None  # an Excel sheet's workbook, for an Excel output
 
     def check_key(self) -> None:
         """Key column values must be present and unique."""
@@ -183,22 +186,6 @@ class FrameSource:
 
     async def close(self) -> None:
         """Nothing held open."""
-
-
-def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | None, batch_size: int) -> FrameSource:
-    """An .xlsx/.xls sheet by name or index; formulas come as their cached values."""
-    try:
-        reader = fastexcel.read_excel(path)
-    except fastexcel.FastExcelError as exc:
-        raise InputError(f"{path}: not a readable Excel file: {exc}") from None
-    try:
-        frame = reader.load_sheet(sheet, header_row=header_row).to_polars()
-    except fastexcel.SheetNotFoundError:
-        raise InputError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(reader.sheet_names)})") from None
-    except fastexcel.FastExcelError as exc:
-        raise InputError(f"{path}: cannot read sheet {sheet!r}: {exc}") from None
-    return FrameSource(frame, description=f"{path} [{sheet}]", key=key, batch_size=batch_size,
-                       header_rows=header_row + 1)
 
 
 def inline_source(rows: list[dict[str, Any]], *, key: str | None, batch_size: int) -> FrameSource:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.sources.base import Source, check_columns, check_distinct_columns
-from engine.sources.files import csv_source, excel_source, inline_source, jsonl_source, parquet_source
+from engine.sources.excel import excel_source
+from engine.sources.files import csv_source, inline_source, jsonl_source, parquet_source
 from engine.spec.models import (
     CsvSourceSpec,
     ExcelSourceSpec,

@@ -58,7 +58,8 @@ class ExcelSourceSpec(_FileSourceSpec):
     """Rows from one sheet of an Excel workbook."""
 
     kind: Literal["excel"] = Field(description="`excel`: an .xlsx or .xls workbook, one sheet.")
-    sheet: int | str = Field(0, description="Sheet name, or its 0-based index.")
+    sheet: int | str = Field(0, description="Sheet name, or its 0-based index among the visible sheets (0: the "
+                                            "first tab a person sees; a hidden sheet is read by its name).")
     header_row: int = Field(0, ge=0, description="0-based row that holds the column names.")
 
 
