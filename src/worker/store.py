@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -28,7 +29,10 @@ RESULT_COLUMNS = ("key_json", "status", "outputs", "error_class", "error", "mode
 
 def lookup_key(key: Key) -> str:
     """A key as the primary key column holds it: its JSON, or a hash of it when that is too long."""
-    encoded = encode_key(key)
+    return _lookup(encode_key(key))
+
+
+def _lookup(encoded: str) -> str:
     return encoded if len(encoded) <= MAX_ROW_KEY else "#" + hashlib.sha256(encoded.encode()).hexdigest()
 
 
@@ -46,16 +50,20 @@ class DbResultStore:
         if not results:
             return
         now = utcnow()
-        rows = [{"job_id": self.job_id, "row_key": lookup_key(r.key), "key_json": json.dumps(r.key),
+        encoded = [encode_key(r.key) for r in results]
+        rows = [{"job_id": self.job_id, "row_key": _lookup(key_json), "key_json": key_json,
                  "status": r.status.value, "outputs": r.outputs,
                  "error_class": r.error_class.value if r.error_class else None, "error": r.error, "model": r.model,
                  "attempts": r.attempts, "latency_s": r.latency_s, "tokens_in": r.tokens_in,
                  "tokens_out": r.tokens_out, "cost": r.cost, "workflow_version_id": self.workflow_version_id,
-                 "prompt_hash": self.prompt_hash, "updated_at": now} for r in results]
+                 "prompt_hash": self.prompt_hash, "updated_at": now}
+                for r, key_json in zip(results, encoded, strict=True)]
         async with self.database.engine.begin() as connection:
-            await connection.execute(self._upsert(), rows)
+            await connection.execute(self._upsert, rows)
 
+    @functools.cached_property
     def _upsert(self) -> Any:
+        """The upsert statement, built once a store (each write would otherwise build and hash it anew)."""
         if self.database.backend == "mysql":
             statement = mysql.insert(ITEMS)
             new = statement.inserted

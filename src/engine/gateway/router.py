@@ -88,11 +88,13 @@ class Router:
         self.clock = clock
         self._random = random.Random(seed)
         self._changed = asyncio.Event()
+        self._waiting = 0  # requests waiting for capacity: only they need a release to wake them
         self._tickets = (f"{uuid.uuid4().hex[:12]}:{n}" for n in itertools.count())  # names sends in shared windows
         # A client span (and traceparent header) per upstream call when traced.
         self.connections = UpstreamConnections(traced=trace_upstream)
         keys = resolve_secrets(config, env)
         self.deployments = {d.name: self._state(d, providers[d.provider], keys[d.name]) for d in config.models}
+        self._counts_tokens = any(d.tpm for d in config.models)  # else no request needs its token estimate
 
     def _state(self, deployment: Deployment, factory: ClientFactory, api_key: str | None) -> DeploymentState:
         client = factory(deployment, config=self.config, api_key=api_key, connections=self.connections)
@@ -117,7 +119,9 @@ class Router:
         async def attempt(state: DeploymentState, taken: Reservation, adapted: ChatRequest) -> ChatResult:
             result = await state.client.chat(adapted)
             cost = await self._succeeded(state, result.usage, result.latency_s, taken)
-            return replace(result, model=state.config.name, usage=replace(result.usage, cost=cost))
+            usage = result.usage  # built directly: dataclasses.replace costs more than the routing around it
+            return ChatResult(result.content, state.config.name, Usage(usage.prompt_tokens, usage.completion_tokens,
+                                                                       cost), result.latency_s)
 
         return await self._routed(request, attempt)
 
@@ -167,7 +171,7 @@ class Router:
         """Run `attempt` on a deployment with capacity; retryable failures move it to the next candidate."""
         pool = self.candidates(request.model)
         deadline = self.clock() + (request.timeout_s or DEFAULT_WAIT_S)
-        estimate = request.estimated_tokens()
+        estimate = request.estimated_tokens() if self._counts_tokens else 0.0
         tried: set[str] = set()
         last_error: GatewayError | None = None
         while True:
@@ -227,17 +231,24 @@ class Router:
         ready = [d for d, wait in waits if wait == 0.0]
         if not ready:
             return None, min(wait for _, wait in waits)
+        if len(ready) == 1:
+            return ready[0], 0.0
         return self._random.choices(ready, weights=[d.config.weight for d in ready])[0], 0.0
 
     async def _wait_for_change(self, seconds: float) -> None:
         """Until capacity may have changed (a request finished) or `seconds` pass."""
         changed = self._changed  # every waiter holds the event of its generation: no wake-up is lost
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout=max(0.001, seconds))
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=max(0.001, seconds))
+        finally:
+            self._waiting -= 1
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._waiting:
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def _take(self, state: DeploymentState, taken: Reservation) -> None:
         now = self.clock()
