@@ -21,8 +21,9 @@ ROWS = 6
 
 
 def workbook(path: Path) -> None:
-    """A hidden first sheet, the data sheet "Tickets" (whole numbers, a formula, dates, date-times, booleans,
-    text), and a "Notes" sheet after it with a title, a number, a date and a gap."""
+    """A hidden first sheet; the data sheet "Tickets" (whole numbers, a formula, dates, date-times, booleans,
+    text, and a column mixing text, numbers, a boolean and a date); a "Notes" sheet after it with a title, a
+    number, a date and a gap."""
     book = xlsxwriter.Workbook(path)
     date = book.add_format({"num_format": "dd/mm/yyyy"})
     stamp = book.add_format({"num_format": "yyyy-mm-dd hh:mm"})
@@ -30,7 +31,7 @@ def workbook(path: Path) -> None:
     lookup.write_row(0, 0, ["code", "label"])
     lookup.write_row(1, 0, [7, "seven"])
     data = book.add_worksheet("Tickets")
-    data.write_row(0, 0, ["id", "subject", "body", "total", "opened", "updated", "urgent", "price"])
+    data.write_row(0, 0, ["id", "subject", "body", "total", "opened", "updated", "urgent", "price", "ref"])
     for i in range(ROWS):
         data.write_number(i + 1, 0, i + 1)
         data.write_string(i + 1, 1, f"Printer {i}")
@@ -40,6 +41,11 @@ def workbook(path: Path) -> None:
         data.write_datetime(i + 1, 5, dt.datetime(2020, 1, 2, 3, 4, i), stamp)
         data.write_boolean(i + 1, 6, i % 2 == 0)
         data.write_number(i + 1, 7, 9.5 + i)
+        mixed: dict[int, object] = {0: "R-0", 1: 101, 2: 2.5, 3: True, 4: dt.date(2021, 1, 1)}  # 5: empty
+        if i == 4:
+            data.write_datetime(i + 1, 8, mixed[i], date)
+        elif i in mixed:
+            data.write(i + 1, 8, mixed[i])
     notes = book.add_worksheet("Notes")
     notes.write_string(0, 0, "Quarterly notes")
     notes.write_number(2, 1, 42)
@@ -74,10 +80,11 @@ async def test_an_excel_output_keeps_every_cell_its_sheet_name_and_the_other_she
     hidden = {m.name: m.visible != python_calamine.SheetVisibleEnum.Visible for m in book.sheets_metadata}
     assert hidden == {"Lookup": True, "Tickets": False, "Notes": False}
     written, original = cells(out, "Tickets"), cells(tmp_path / "in.xlsx", "Tickets")
-    assert written[0][:8] == original[0] and written[0][8:] == ["ai_category", "ai_summary"]
+    assert written[0][:9] == original[0] and written[0][9:] == ["ai_category", "ai_summary"]
     for new, old in zip(written[1:], original[1:], strict=True):
-        assert new[:8] == old  # the same values, the same types: dates as dates, date-times as date-times
-        assert [type(v) for v in new[:8]] == [type(v) for v in old]
+        assert new[:9] == old  # the same values, the same types: dates as dates, numbers in a text column too
+        assert [type(v) for v in new[:9]] == [type(v) for v in old]
+    assert [row[8] for row in written[1:]] == ["R-0", 101, 2.5, True, dt.date(2021, 1, 1), ""]
     assert written[1][4] == dt.date(2020, 1, 2) and written[1][5] == dt.datetime(2020, 1, 2, 3, 4, 0)
     assert cells(out, "Notes") == cells(tmp_path / "in.xlsx", "Notes")
     assert cells(out, "Lookup") == cells(tmp_path / "in.xlsx", "Lookup")
@@ -89,7 +96,7 @@ async def test_a_csv_output_from_excel_writes_numbers_and_dates_as_excel_shows_t
     workbook(tmp_path / "in.xlsx")
     await run(tmp_path, "{kind: csv, path: out.csv}")
     first = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1].split(",")
-    assert first[:8] == ["1", "Printer 0", "Body 0", "5", "2020-01-02", "2020-01-02 03:04:00", "true", "9.5"]
+    assert first[:9] == ["1", "Printer 0", "Body 0", "5", "2020-01-02", "2020-01-02 03:04:00", "true", "9.5", "R-0"]
 
 
 def test_sheet_0_is_the_first_visible_sheet_and_a_hidden_one_is_read_by_name(tmp_path: Path) -> None:

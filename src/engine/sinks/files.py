@@ -121,6 +121,8 @@ class ExcelWriter(FrameWriter):
             sheets = [(s.name, s.hidden, others[s.name]) if s.name in others else (s.name, False, None)
                       for s in workbook.sheets]
         self.process = XlsxProcess(path, sheets)
+        self.typed_cells = workbook.typed_cells if workbook is not None else {}
+        self.written = 0  # data rows so far
         self.started = False
 
     def write(self, frame: pl.DataFrame) -> None:
@@ -128,8 +130,26 @@ class ExcelWriter(FrameWriter):
         if not self.started:
             self.process.date_columns([i for i, dtype in enumerate(frame.dtypes) if dtype == pl.Date])
         self.started = True
-        rows += frame.rows()
+        rows += self._with_typed_cells(frame)
+        self.written += frame.height
         self.process.write(rows)
+
+    def _with_typed_cells(self, frame: pl.DataFrame) -> list[Sequence[Any]]:
+        """The frame's rows, with a mixed column's cells as they were typed where the run left them as read."""
+        rows: list[Sequence[Any]] = list(frame.rows())
+        span = slice(self.written, self.written + frame.height)
+        typed = [(frame.columns.index(name), texts[span], cells[span])
+                 for name, (texts, cells) in self.typed_cells.items() if name in frame.columns]
+        if not typed:
+            return rows
+        mended: list[Sequence[Any]] = []
+        for i, row in enumerate(rows):
+            values = list(row)
+            for column, texts, cells in typed:
+                if values[column] is not None and values[column] == texts[i]:  # not replaced by an answer
+                    values[column] = cells[i]
+            mended.append(values)
+        return mended
 
     def finish(self, columns: list[str]) -> None:
         if not self.started:

@@ -7,6 +7,9 @@ a number column whose values are all whole numbers becomes an integer column (a 
 come from python-calamine, which reads cells one by one (the first rows are enough). Formulas come as the
 values Excel last computed.
 
+A column that mixes text with numbers, dates or booleans is text for the engine (its prompts, CSV, Parquet);
+its cells as they were typed are kept beside it, so that an Excel output writes each one back with its type.
+
 A sheet index counts the visible sheets only, as a person sees the tabs: `sheet: 0` is the first visible
 sheet; a hidden sheet is read by its name.
 """
@@ -14,7 +17,7 @@ sheet; a hidden sheet is read by its name.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,8 @@ class Workbook:
     path: Path
     sheets: tuple[SheetInfo, ...]
     sheet: str  # the sheet read
+    # A mixed column's cells by row: the text the engine read, and the cell as it was typed.
+    typed_cells: dict[str, tuple[list[str | None], list[Any]]] = field(default_factory=dict)
 
     def other_sheets(self) -> list[tuple[SheetInfo, list[list[Any]]]]:
         """Every other sheet's cells, typed (whole numbers as integers), each in its place."""
@@ -74,12 +79,34 @@ def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | No
         frame = reader.load_sheet(name, header_row=header_row).to_polars()
     except fastexcel.FastExcelError as exc:
         raise InputError(f"{path}: cannot read sheet {name!r}: {exc}") from None
-    cells = book.get_sheet_by_name(name).to_python(skip_empty_area=False, nrows=header_row + 1 + TYPE_SAMPLE_ROWS)
-    frame = typed_columns(frame, cells[header_row + 1:])
+    sheet_cells = book.get_sheet_by_name(name)
+    sample = sheet_cells.to_python(skip_empty_area=False, nrows=header_row + 1 + TYPE_SAMPLE_ROWS)[header_row + 1:]
+    frame = typed_columns(frame, sample)
+    mixed = [i for i, dtype in enumerate(frame.dtypes) if dtype == pl.Utf8
+             and any(i < len(row) and not isinstance(row[i], str) for row in sample)]
+    typed = mixed_cells(frame, sheet_cells.to_python(skip_empty_area=False)[header_row + 1:], mixed) \
+        if mixed else {}
     source = FrameSource(frame, description=f"{path} [{name}]", key=key, batch_size=batch_size,
                          header_rows=header_row + 1)
-    source.workbook = Workbook(path, sheets, name)
+    source.workbook = Workbook(path, sheets, name, typed)
     return source
+
+
+def mixed_cells(frame: pl.DataFrame, rows: list[list[Any]], columns: list[int]
+                ) -> dict[str, tuple[list[str | None], list[Any]]]:
+    """The typed cells of mixed columns, by row; a column whose cells do not line up with the frame's text
+    (every text cell equal, every empty cell null) is left out, and stays text."""
+    typed: dict[str, tuple[list[str | None], list[Any]]] = {}
+    for index in columns:
+        name = frame.columns[index]
+        texts = frame[name].to_list()
+        cells = [row[index] if index < len(row) else "" for row in rows[:len(texts)]]
+        cells += [""] * (len(texts) - len(cells))
+        lined_up = all((cell == "") == (text is None) and (cell == "" or not isinstance(cell, str) or cell == text)
+                       for cell, text in zip(cells, texts, strict=True))
+        if lined_up:
+            typed[name] = (texts, [None if cell == "" else whole(cell) for cell in cells])
+    return typed
 
 
 def _sheet_name(path: Path, sheets: tuple[SheetInfo, ...], sheet: int | str) -> str:
