@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.dialects import mysql, sqlite
 
 from core.db import Database
@@ -58,13 +59,16 @@ class DbResultStore:
                  "tokens_out": r.tokens_out, "cost": r.cost, "workflow_version_id": self.workflow_version_id,
                  "prompt_hash": self.prompt_hash, "updated_at": now}
                 for r, key_json in zip(results, encoded, strict=True)]
+        # The driver's executemany with each value converted once by its column's type: SQLAlchemy's own
+        # executemany converts the same values through more layers, a third of a write's cost.
+        in_thread = self.database.thread_engine
+        sql, columns, processors = self._compiled_upsert((in_thread or self.database.engine).dialect)
+        params = [tuple(p(row[c]) if p else row[c] for c, p in zip(columns, processors, strict=True)) for row in rows]
+        if in_thread is not None:
+            await asyncio.to_thread(_execute_many, in_thread, sql, params)
+            return
         async with self.database.engine.begin() as connection:
-            sql, columns, processors = self._compiled_upsert(connection.dialect)
-            # The driver's executemany with each value converted once by its column's type: SQLAlchemy's own
-            # executemany converts the same values through more layers, a third of a write's cost.
-            await connection.exec_driver_sql(sql, [tuple(p(row[c]) if p else row[c]
-                                                         for c, p in zip(columns, processors, strict=True))
-                                                   for row in rows])
+            await connection.exec_driver_sql(sql, params)
 
     def _compiled_upsert(self, dialect: Any) -> tuple[str, list[str], list[Any]]:
         """The upsert as this dialect's SQL, its parameters' columns in order, and their types' converters."""
@@ -131,6 +135,12 @@ class DbResultStore:
 
     async def close(self) -> None:
         """Nothing to release: connections return to the database's pool after each call."""
+
+
+def _execute_many(engine: Engine, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """One transaction, in the calling (worker) thread."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql(sql, params)
 
 
 def _result(row: Any) -> RowResult:

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +43,20 @@ class Database:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._thread_engine: Engine | None = None
+
+    @property
+    def thread_engine(self) -> Engine | None:
+        """With SQLite, a blocking engine on the same file for a transaction run whole in a worker thread: one
+        hand-over to the thread instead of one a statement (aiosqlite's), for writes made many times a second.
+        None with MySQL, whose driver is asynchronous."""
+        if self.backend != "sqlite":
+            return None
+        if self._thread_engine is None:
+            url = make_url(self.url).set(drivername="sqlite")
+            self._thread_engine = sa_create_engine(url, connect_args={"check_same_thread": False})
+            event.listen(self._thread_engine, "connect", _sqlite_pragmas)
+        return self._thread_engine
 
     @property
     def backend(self) -> str:
@@ -57,3 +72,5 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+        if self._thread_engine is not None:
+            self._thread_engine.dispose()
