@@ -82,7 +82,8 @@ class FakeUpstream:
 
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPolicy | None = None, keep_bodies: bool = False,
                  hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0,
-                 latency_spread: float = 0.0) -> None:
+                 latency_spread: float = 0.0,
+                 count_usage: Callable[[dict[str, Any], str], dict[str, int]] | None = None) -> None:
         self.latency_s = latency_s
         self.latency_spread = latency_spread  # each prompt waits latency_s * (1 + spread * u), u in [0, 1) by hash
         self.faults = faults
@@ -90,6 +91,7 @@ class FakeUpstream:
         self.hang_s = hang_s
         self.retry_after = retry_after
         self.stream_gap_s = stream_gap_s
+        self.count_usage = count_usage  # (request body, answer) -> usage; default: ~4 characters a token
         self.stats = UpstreamStats()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -172,7 +174,8 @@ class FakeUpstream:
         else:
             stats.ok[prompt] += fault != "bad-enum"
         stats.by_status[200] += 1
-        usage = {"prompt_tokens": len(prompt) // 4 + 1, "completion_tokens": len(content) // 4 + 1}
+        usage = self.count_usage(body, content) if self.count_usage else \
+            {"prompt_tokens": len(prompt) // 4 + 1, "completion_tokens": len(content) // 4 + 1}
         if body.get("stream"):
             return 200, Streamed(content, body.get("model", ""), usage), {}
         return 200, {"id": "x", "object": "chat.completion", "model": body.get("model"), "usage": usage,

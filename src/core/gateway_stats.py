@@ -29,7 +29,7 @@ def describe(state: DeploymentState, now: float) -> dict[str, Any]:
     cooling = state.cooldown.until > now
     return {
         "name": config.name, "model": config.model, "provider": config.provider, "channel": config.channel,
-        "weight": config.weight, "healthy": not cooling,
+        "weight": config.weight, "price": config.price.model_dump(), "healthy": not cooling,
         "cooldown_s": round(state.cooldown.until - now, 3) if cooling else 0.0,
         "consecutive_failures": state.cooldown.failures,
         "requests_left": round(state.requests.level(now), 2) if state.requests else None,  # in the current window

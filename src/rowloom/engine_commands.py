@@ -22,6 +22,7 @@ from engine.gateway.openai_client import OpenAIClient
 from engine.run import Progress
 from engine.run.fingerprint import answer_fingerprint
 from engine.spec import LoadedSpec, load_spec
+from engine.spec.models import WorkflowSpec
 
 T = TypeVar("T")
 
@@ -39,6 +40,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--work-dir", type=Path, help="results store folder (default: .rowloom/<name> beside the spec)")
     run.add_argument("--fresh", action="store_true", help="forget earlier results and start over")
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument("--estimate", action="store_true",
+                     help="print the rows, tokens, cost and time the run would take, and send nothing")
     validate = commands.add_parser("validate", help="check a workflow YAML file without running it")
     validate.add_argument("spec", type=Path)
     dataflux = commands.add_parser("import-dataflux", help="turn an AI-DataFlux config.yaml into a workflow "
@@ -128,18 +131,19 @@ def run_command(args: argparse.Namespace) -> int:
     if args.gateway and args.upstream:
         print("error: give --gateway or --upstream, not both", file=sys.stderr)
         return 2
+    upstream = ("gateway " + hashlib.sha256(args.gateway.read_bytes()).hexdigest() if args.gateway
+                else f"{args.upstream} {args.model or ''}" if args.upstream else "mock")
+    # Results are kept per fingerprint: a changed prompt, model or upstream answers every row anew.
+    work_dir = spec_dir / answer_fingerprint(spec, upstream)[:16]
+    if args.estimate:
+        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir)
     if args.gateway:
         client = open_router(args.gateway)
-        upstream = "gateway " + hashlib.sha256(args.gateway.read_bytes()).hexdigest()
     elif args.upstream:
         key = os.environ.get(args.api_key_env) if args.api_key_env else None
         client = OpenAIClient(args.upstream, api_key=key, model=args.model)
-        upstream = f"{args.upstream} {args.model or ''}"
     else:
         client = MockClient()
-        upstream = "mock"
-    # Results are kept per fingerprint: a changed prompt, model or upstream answers every row anew.
-    work_dir = spec_dir / answer_fingerprint(spec, upstream)[:16]
     line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
     from engine.run import run_spec
 
@@ -171,6 +175,29 @@ def run_command(args: argparse.Namespace) -> int:
         return 1 if p.failed else 0
 
     return event_loop.run(main())
+
+
+def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: Path, work_dir: Path) -> int:
+    """`rowloom run --estimate`: 0 with the estimate printed, 2 for bad input."""
+    import os
+
+    from engine.gateway.config import load_gateway
+    from engine.spec.secrets import Secrets
+    from rowloom.estimate_command import candidates, estimate_spec, print_estimate
+
+    gateway = parse_file(args.gateway, load_gateway) if args.gateway else None
+    deployments = candidates(spec, gateway, args.model)
+    if not deployments:
+        print(f"error: model {spec.model.name!r} is no model or group of {args.gateway}", file=sys.stderr)
+        return 2
+    try:
+        estimate = event_loop.run(estimate_spec(spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments,
+                                                secrets=Secrets(os.environ)))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_estimate(estimate)
+    return 0
 
 
 def open_router(path: Path) -> ChatClient:

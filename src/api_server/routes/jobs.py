@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api_server.auth import AdminKey, ReadKey, WriteKey
-from api_server.deps import QueueDep, SessionDep, SpecChecksDep
+from api_server.deps import QueueDep, RouterDep, SessionDep, SettingsDep, SpecChecksDep
 from api_server.http_errors import error_responses
 from api_server.queries import JobId, JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
+from api_server.services import estimates
 from api_server.services import jobs as service
 from core.models import JobAction
+from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate, JobPublic, JobSummary
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
@@ -43,6 +45,21 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"
     return JobPublic.from_job(job)
+
+
+@router.post("/estimate", response_model=EstimatePublic, responses=error_responses(404, 409, 413, 422))
+async def estimate_job(data: JobCreate, session: SessionDep, _caller: WriteKey, checks: SpecChecksDep,
+                       settings: SettingsDep, gateway: RouterDep, _: NoQueryDep) -> EstimatePublic:
+    """Estimate a job without triggering it: no job is made and no model is called.
+
+    The body is what `POST /api/v1/jobs` takes. The answer: the rows that would be sent (after `select`),
+    input tokens counted by each candidate model's tokenizer, output tokens expected (from the workflow's
+    recent jobs, else from the answer's fields; `max_tokens` is the high end), cost low / expected / high by
+    each model's routing weight and price, and the time the models' `safe_rps` and `tpm` imply.
+    """
+    estimate = await estimates.estimate_job(session, data=data, settings=settings, gateway=gateway.config,
+                                            checks=checks)
+    return EstimatePublic.from_estimate(estimate)
 
 
 @router.get("", response_model=ListPage[JobSummary], responses=error_responses(422))

@@ -78,7 +78,7 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
     if not workflow.is_active:
         raise Conflict(f"workflow {workflow.name!r} is inactive; activate it (PATCH is_active=true) "
                        "to run it", field="workflow")
-    version = await _runnable_version(session, workflow, data.version)
+    version = await runnable_version(session, workflow, data.version)
     check_params(version.spec, data.params, checks=checks)
     assert workflow.id is not None and version.id is not None
     now = utcnow()
@@ -114,7 +114,7 @@ async def _job_by_key(session: AsyncSession, key: str, body_hash: str) -> Job | 
     return job
 
 
-async def _runnable_version(session: AsyncSession, workflow: Workflow, number: int | None) -> WorkflowVersion:
+async def runnable_version(session: AsyncSession, workflow: Workflow, number: int | None) -> WorkflowVersion:
     if number is not None:
         version = await get_version(session, workflow=workflow, number=number, field="version")
         if not version.is_active:

@@ -31,6 +31,8 @@ class Price(StrictModel):
 
     input: float = Field(0.0, ge=0, description="Cost of one million input (prompt) tokens.")
     output: float = Field(0.0, ge=0, description="Cost of one million output (completion) tokens.")
+    cached_input: float | None = Field(None, ge=0, description="Cost of one million input tokens the provider "
+                                                                "served from its prompt cache (default: `input`).")
 
 
 class MockBehaviour(StrictModel):
@@ -76,6 +78,13 @@ class GatewayConfig(StrictModel):
     channels: dict[str, Channel] = Field(default_factory=dict,
                                          description="Where deployments send their requests, by channel name.")
     groups: dict[str, list[str]] = Field(default_factory=dict, description="Group or alias -> model names.")
+
+    def members(self, name: str) -> list[Deployment]:
+        """The deployments a request for `name` (a model, a group, or `auto`) may use; [] for an unknown name."""
+        if name == "auto":
+            return list(self.models)
+        names = self.groups.get(name, [name])
+        return [d for d in self.models if d.name in names]
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> GatewayConfig:

@@ -105,12 +105,9 @@ class Router:
 
     def candidates(self, name: str) -> list[DeploymentState]:
         """The deployments a request for `name` (a model, a group, or auto) may use."""
-        if name == "auto":
-            return list(self.deployments.values())
-        if name in self.config.groups:
-            return [self.deployments[member] for member in self.config.groups[name]]
-        if name in self.deployments:
-            return [self.deployments[name]]
+        members = self.config.members(name)
+        if members:
+            return [self.deployments[d.name] for d in members]
         raise RequestRejected(f"unknown model {name!r}; known: auto, "
                               f"{', '.join([*self.config.groups, *self.deployments])}", status=404)
 

@@ -88,6 +88,16 @@ class SqliteResultStore:
 
         return [_stored(row) for row in await self._call(read)]
 
+    async def mean_tokens_out(self) -> float | None:
+        """Output tokens of an answer on average over the done rows (None: none yet), for estimates."""
+        def read() -> float | None:
+            value = self._connection().execute(
+                "SELECT avg(tokens_out) FROM results WHERE status = 'done' AND attempts = 1").fetchone()[0]
+            return None if value is None else float(value)
+
+        result: float | None = await self._call(read)
+        return result
+
     async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
         """Done results by stored key, `limit` at a time."""
         def read() -> list[tuple[Any, ...]]:

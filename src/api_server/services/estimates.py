@@ -1,0 +1,63 @@
+"""Estimate a job before it is triggered: its spec with the job's params, over its source, by the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api_server.services.errors import InvalidInput
+from api_server.services.jobs import check_params, runnable_version
+from api_server.services.workflows import get_workflow
+from core.models import Job, JobItem, JobStatus
+from core.models.job import JobCreate
+from core.settings import Settings
+from core.spec_policy import job_secrets, path_policy
+from engine.errors import InputError
+from engine.gateway.config import GatewayConfig
+from engine.results import RowStatus
+from engine.run.estimate import Estimate, estimate_run
+from engine.sources import open_source
+from engine.spec import merge_params, validate_spec_data
+from engine.spec.loader import SpecCheck
+
+EARLIER_JOBS = 5  # the workflow's most recent completed jobs whose answers set the expected output tokens
+
+
+async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Settings, gateway: GatewayConfig,
+                       checks: Sequence[SpecCheck] = ()) -> Estimate:
+    """What `data` would send and cost as a job; InvalidInput names what stops it (as POST /jobs would)."""
+    workflow = await get_workflow(session, ref=data.workflow, field="workflow")
+    version = await runnable_version(session, workflow, data.version)
+    check_params(version.spec, data.params, checks=checks)
+    spec = validate_spec_data(merge_params(version.spec, data.params), checks=checks)
+    deployments = gateway.members(spec.model.name)
+    if not deployments:
+        raise InvalidInput(f"unknown model {spec.model.name!r}", field="params.model.name")
+    assert workflow.id is not None
+    try:
+        source = await open_source(spec, paths=path_policy(settings), secrets=job_secrets(settings))
+    except InputError as exc:
+        raise InvalidInput(str(exc), field="source") from None
+    try:
+        return await estimate_run(spec, source=source, deployments=deployments,
+                                  earlier_output_tokens=await _earlier_output_tokens(session, workflow.id))
+    except InputError as exc:
+        raise InvalidInput(str(exc), field="source") from None
+    finally:
+        await source.close()
+
+
+async def _earlier_output_tokens(session: AsyncSession, workflow_id: int) -> float | None:
+    """Output tokens of an answer on average over the workflow's recent completed jobs (first attempts)."""
+    recent = list((await session.exec(  # type: ignore[call-overload]
+        select(col(Job.id)).where(col(Job.workflow_id) == workflow_id, col(Job.status) == JobStatus.COMPLETED)
+        .order_by(col(Job.id).desc()).limit(EARLIER_JOBS))).scalars())  # MariaDB: no LIMIT inside IN (...)
+    if not recent:
+        return None
+    query = select(func.avg(JobItem.tokens_out)).where(
+        col(JobItem.job_id).in_(recent), col(JobItem.status) == RowStatus.DONE.value, col(JobItem.attempts) == 1)
+    value = (await session.exec(query)).one()[0]  # type: ignore[call-overload]
+    return None if value is None else float(value)

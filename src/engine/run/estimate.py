@@ -1,0 +1,146 @@
+"""What a run would send and cost, worked out before it runs: no model is called.
+
+Rows: the source's rows after selection (`select`), less those already done (a resume). Input tokens: every
+row's prompt rendered and counted by each candidate model's tokenizer (`engine.run.tokens`). Output tokens:
+the average of earlier runs' answers when there are some, else a guess from the answer's fields; `max_tokens`
+is the high end when set. Cost: each candidate model's share of the rows by its routing weight, at its price.
+Time: what `safe_rps` and `tpm` allow, when every candidate has them. Re-asked answers (content errors) and
+retries are not in it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from engine.gateway.config import Deployment, Price
+from engine.results import ResultStore
+from engine.run.prompts import PromptRenderer
+from engine.run.selection import send_mask
+from engine.run.tokens import count_messages, count_text, tokenizer_name
+from engine.sources import Source
+from engine.spec.models import WorkflowSpec
+
+TOKENS_PER_FIELD_GUESS = 24  # an answer field's value, when no earlier answers tell
+LOW_SHARE = 0.5  # the low end of output tokens, as a share of the expected
+HIGH_SHARE = 2.0  # the high end without max_tokens
+
+
+@dataclass(frozen=True)
+class ModelEstimate:
+    """One candidate model's part of a run."""
+
+    name: str
+    model: str
+    tokenizer: str
+    share: float
+    rows: float
+    input_tokens: int
+    output_tokens: int
+    cost_low: float
+    cost_expected: float
+    cost_high: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Rows, tokens, cost and time of a run, before it runs."""
+
+    rows_total: int
+    rows_skipped: int
+    rows_done: int
+    rows_to_send: int
+    input_tokens: int
+    output_tokens_low: int
+    output_tokens_expected: int
+    output_tokens_high: int
+    output_basis: str
+    cost_low: float
+    cost_expected: float
+    cost_high: float
+    seconds: float | None
+    seconds_basis: str
+    models: list[ModelEstimate] = field(default_factory=list)
+
+
+def output_per_row(spec: WorkflowSpec, earlier: float | None) -> tuple[float, float, float, str]:
+    """(low, expected, high) output tokens of one answer, and what they rest on."""
+    fields = list(spec.columns.output)
+    skeleton = count_text('{"' + '": "", "'.join(fields) + '": ""}', "")
+    if earlier is not None and earlier > 0:
+        expected, basis = earlier, "the average answer of earlier runs"
+    else:
+        expected, basis = skeleton + TOKENS_PER_FIELD_GUESS * len(fields), "a guess from the answer's fields"
+    cap = spec.model.max_tokens
+    if cap is not None:
+        expected = min(expected, cap)
+    high = float(cap) if cap is not None else expected * HIGH_SHARE
+    low = max(float(skeleton), expected * LOW_SHARE) if expected > skeleton else expected
+    return low, expected, high, basis + (f"; at most max_tokens {cap}" if cap is not None else "")
+
+
+def cost_of(price: Price, input_tokens: float, output_tokens: float) -> float:
+    """What these tokens cost at this price (input not cached)."""
+    return (input_tokens * price.input + output_tokens * price.output) / 1e6
+
+
+async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[Deployment],
+                       store: ResultStore | None = None, earlier_output_tokens: float | None = None) -> Estimate:
+    """The estimate for `spec` over `source`, sent to `deployments` (the candidates of its model) by weight."""
+    renderer = PromptRenderer(spec)
+    weights = [max(0.0, d.weight) for d in deployments]
+    shares = [w / sum(weights) if sum(weights) else 1 / len(deployments) for w in weights]
+    tokenizers = {d.model: tokenizer_name(d.model) for d in deployments}
+    counted_by: dict[str, str] = {}  # each tokenizer once a row, through one of its models
+    for model, tokenizer in tokenizers.items():
+        counted_by.setdefault(tokenizer, model)
+    input_by_tokenizer: Counter[str] = Counter()
+    total = skipped = done = to_send = 0
+    async for batch in source.batches():
+        total += batch.frame.height
+        chosen = [i for i, send in enumerate(send_mask(batch.frame, spec).to_list()) if send]
+        skipped += batch.frame.height - len(chosen)
+        keys = [batch.keys[i] for i in chosen]
+        already = await store.done_keys(keys) if store is not None else set()
+        done += len(already)
+        records = batch.frame[chosen].select(spec.columns.input).to_dicts() if chosen else []
+        for key, record in zip(keys, records, strict=True):
+            if key in already:
+                continue
+            to_send += 1
+            messages = renderer.messages(record)
+            for tokenizer, model in counted_by.items():
+                input_by_tokenizer[tokenizer] += count_messages(messages, model)
+    low, expected, high, basis = output_per_row(spec, earlier_output_tokens)
+    models = []
+    for deployment, share in zip(deployments, shares, strict=True):
+        tokens_in = round(input_by_tokenizer[tokenizers[deployment.model]] * share)
+        rows = to_send * share
+        models.append(ModelEstimate(
+            name=deployment.name, model=deployment.model, tokenizer=tokenizers[deployment.model], share=share,
+            rows=rows, input_tokens=tokens_in, output_tokens=round(rows * expected),
+            cost_low=cost_of(deployment.price, tokens_in, rows * low),
+            cost_expected=cost_of(deployment.price, tokens_in, rows * expected),
+            cost_high=cost_of(deployment.price, tokens_in, rows * high)))
+    input_tokens = sum(m.input_tokens for m in models)
+    seconds, seconds_basis = limits_time(deployments, to_send, (input_tokens + to_send * expected) / max(1, to_send))
+    return Estimate(
+        rows_total=total, rows_skipped=skipped, rows_done=done, rows_to_send=to_send, input_tokens=input_tokens,
+        output_tokens_low=round(to_send * low), output_tokens_expected=round(to_send * expected),
+        output_tokens_high=round(to_send * high), output_basis=basis,
+        cost_low=sum(m.cost_low for m in models), cost_expected=sum(m.cost_expected for m in models),
+        cost_high=sum(m.cost_high for m in models), seconds=seconds, seconds_basis=seconds_basis, models=models)
+
+
+def limits_time(deployments: list[Deployment], rows: int, tokens_per_row: float) -> tuple[float | None, str]:
+    """Seconds the candidates' limits need for `rows` (None when some candidate has no limit)."""
+    if not rows:
+        return 0.0, "nothing to send"
+    if all(d.safe_rps for d in deployments) or all(d.tpm for d in deployments):
+        waits = []
+        if all(d.safe_rps for d in deployments):
+            waits.append(rows / sum(d.safe_rps or 0 for d in deployments))
+        if all(d.tpm for d in deployments):
+            waits.append(rows * tokens_per_row / (sum(d.tpm or 0 for d in deployments) / 60))
+        return max(waits), "the models' safe_rps and tpm"
+    return None, "no limit on some model: as fast as the models answer"
