@@ -223,3 +223,17 @@ async def test_mock_embeddings_are_deterministic_unit_vectors() -> None:
                                   {"model": "m", "seed": 2**70, "temperature": 0.25}])
 def test_request_bodies_encode_to_the_json_they_were(body: dict[str, Any]) -> None:
     assert json.loads(encode_body(body)) == body  # orjson, or json for integers beyond 64 bits
+
+
+@pytest.mark.parametrize("reported", [
+    {"prompt_tokens": 1000, "completion_tokens": 100, "prompt_tokens_details": {"cached_tokens": 800}},  # OpenAI
+    {"prompt_tokens": 200, "completion_tokens": 100, "cache_read_input_tokens": 800},  # Anthropic-style, apart
+])
+async def test_cached_prompt_tokens_are_recorded_and_priced_at_the_cached_rate(reported: dict[str, Any]) -> None:
+    async with FakeUpstream(count_usage=lambda *_: reported) as up:
+        router = Router(load_gateway(gateway(up, extra={"m0": "price: {input: 2.0, cached_input: 0.5, output: 8.0}"})),
+                        env={"KEY": "k"})
+        result = await router.chat(ask(1))
+        await router.aclose()
+    assert (result.usage.prompt_tokens, result.usage.cached_tokens, result.usage.completion_tokens) == (1000, 800, 100)
+    assert result.usage.cost == pytest.approx((200 * 2.0 + 800 * 0.5 + 100 * 8.0) / 1e6)

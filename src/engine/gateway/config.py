@@ -34,6 +34,12 @@ class Price(StrictModel):
     cached_input: float | None = Field(None, ge=0, description="Cost of one million input tokens the provider "
                                                                 "served from its prompt cache (default: `input`).")
 
+    def cost(self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0) -> float:
+        """What these tokens cost; `cached_tokens` (part of the prompt) at the cached rate."""
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        return ((prompt_tokens - cached_tokens) * self.input + cached_tokens * cached_rate
+                + completion_tokens * self.output) / 1e6
+
 
 class MockBehaviour(StrictModel):
     """How a `mock` deployment behaves."""

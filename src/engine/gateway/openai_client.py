@@ -131,8 +131,7 @@ class OpenAIClient:
             vectors = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
         except (ValueError, KeyError, TypeError) as exc:
             raise MalformedResponse(f"{name}: not an embeddings response ({exc})", model=name) from None
-        usage = body.get("usage") or {}
-        return EmbeddingResult(vectors, name, Usage(int(usage.get("prompt_tokens") or 0), 0))
+        return EmbeddingResult(vectors, name, usage_of(body.get("usage")))
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was handed in)."""
@@ -187,8 +186,7 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[ChatDelta]:
             content = ((choices[0].get("delta") or {}).get("content") or "") if choices else ""
             finished = bool(choices and choices[0].get("finish_reason"))
             yield ChatDelta(content=content, finished=finished or usage is not None, model=event.get("model"),
-                            usage=Usage(int(usage.get("prompt_tokens") or 0),
-                                        int(usage.get("completion_tokens") or 0)) if usage else None)
+                            usage=usage_of(usage) if usage else None)
 
 
 def raise_for_status(answer: Answer, model: str) -> None:
@@ -220,10 +218,24 @@ def parse_completion(answer: Answer, model: str, latency_s: float) -> ChatResult
     try:
         body: dict[str, Any] = orjson.loads(answer.body)
         content = body["choices"][0]["message"]["content"]
-        usage = body.get("usage") or {}
         if not isinstance(content, str):
             raise TypeError("content is not text")
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        usage = usage_of(body.get("usage"))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise MalformedResponse(f"{model}: not a chat completion ({exc})", model=model) from None
-    return ChatResult(content=content, model=str(body.get("model") or model), latency_s=latency_s,
-                      usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)))
+    return ChatResult(content=content, model=str(body.get("model") or model), latency_s=latency_s, usage=usage)
+
+
+def usage_of(usage: Any) -> Usage:
+    """Tokens from an answer's `usage`: prompt, completion, and the prompt's cached part (OpenAI's
+    `prompt_tokens_details.cached_tokens`, part of the prompt tokens; or Anthropic's `cache_read_input_tokens`,
+    counted apart from its input tokens)."""
+    if not isinstance(usage, dict):
+        return Usage()
+    prompt = int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and details.get("cached_tokens"):
+        return Usage(prompt, completion, cached_tokens=int(details["cached_tokens"]))
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    return Usage(prompt + read, completion, cached_tokens=read)

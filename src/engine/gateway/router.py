@@ -117,8 +117,9 @@ class Router:
             result = await state.client.chat(adapted)
             cost = await self._succeeded(state, result.usage, result.latency_s, taken)
             usage = result.usage  # built directly: dataclasses.replace costs more than the routing around it
-            return ChatResult(result.content, state.config.name, Usage(usage.prompt_tokens, usage.completion_tokens,
-                                                                       cost), result.latency_s)
+            return ChatResult(result.content, state.config.name,
+                              Usage(usage.prompt_tokens, usage.completion_tokens, cost, usage.cached_tokens),
+                              result.latency_s)
 
         return await self._routed(request, attempt)
 
@@ -277,8 +278,7 @@ class Router:
             state.tokens.settle(taken.entry, used)  # the window now holds what the request really used
         elif used and self.shared is not None and state.config.tpm and taken.ticket is not None:
             await self.shared.settle_tokens(state.config.name, ticket=taken.ticket, tokens=used)
-        price = state.config.price
-        cost = (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1e6
+        cost = state.config.price.cost(usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
         state.cooldown.succeeded()
         state.ok += 1
         state.tokens_in += usage.prompt_tokens

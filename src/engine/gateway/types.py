@@ -46,10 +46,11 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    cached_tokens: int = 0  # of the prompt tokens, those the provider served from its prompt cache
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
-                     self.cost + other.cost)
+                     self.cost + other.cost, self.cached_tokens + other.cached_tokens)
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,8 @@ def output_per_row(spec: WorkflowSpec, earlier: float | None) -> tuple[float, fl
 
 
 def cost_of(price: Price, input_tokens: float, output_tokens: float) -> float:
-    """What these tokens cost at this price (input not cached)."""
-    return (input_tokens * price.input + output_tokens * price.output) / 1e6
+    """What these tokens cost at this price (no prompt cache counted on: the high side)."""
+    return price.cost(input_tokens, output_tokens)
 
 
 async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[Deployment],
