@@ -19,6 +19,7 @@ from engine.errors import ConfigImportError, InputError, SpecError, UpstreamDown
 from engine.gateway import ChatClient
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
+from engine.results.answer_cache import SqliteAnswerCache
 from engine.run import Progress
 from engine.run.fingerprint import answer_fingerprint
 from engine.spec import LoadedSpec, load_spec
@@ -145,6 +146,8 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         client = MockClient()
     line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
+    # Answers by request, shared by every spec run from this folder (a changed prompt is another request).
+    cache = SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=upstream)
     from engine.run import run_spec
 
     async def main() -> int:
@@ -154,7 +157,7 @@ def run_command(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         try:
             outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
-                                     on_progress=line.show, stop=stop)
+                                     on_progress=line.show, stop=stop, cache=cache)
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -163,10 +166,13 @@ def run_command(args: argparse.Namespace) -> int:
             return 3
         finally:
             await client.aclose()
+            await cache.close()
         line.close()
         p = outcome.progress
         state = "stopped (run again to resume)" if outcome.stopped else "finished"
-        reused = f" ({p.reused} reused from an earlier run)" if p.reused else ""
+        reused = ", ".join(part for part in (f"{p.reused} reused from an earlier run" if p.reused else "",
+                                              f"{p.cached} from the answer cache" if p.cached else "") if part)
+        reused = f" ({reused})" if reused else ""
         print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done{reused}, {p.failed} failed, {p.skipped} skipped"
               f" of {p.total if p.total is not None else '?'} rows; tokens {p.tokens_in} in / {p.tokens_out} out")
         print(f"output: {outcome.output}")

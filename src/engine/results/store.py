@@ -45,6 +45,8 @@ class RowResult:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    cached: bool = False  # answered from the answer cache: no request made
+    saved: float = 0.0  # what the cached answer had cost
 
 
 class ResultStore(Protocol):

@@ -14,9 +14,11 @@ from opentelemetry import trace
 from engine.errors import ContentError
 from engine.gateway import ChatClient, ChatRequest, GatewayError, RequestRejected, UpstreamError, Usage
 from engine.results import ErrorClass, Key, RowResult, RowStatus
+from engine.results.answer_cache import request_key
 from engine.run.answers import AnswerContract
 from engine.run.pause import PauseGate
 from engine.run.prompts import PromptRenderer
+from engine.run.reuse import AnswerReuse
 from engine.spec.models import WorkflowSpec
 
 MAX_RETRY_AFTER_S = 60.0
@@ -48,8 +50,10 @@ class RowTask:
 class RowProcessor:
     """Asks the model about rows, one attempt at a time, and classifies every failure."""
 
-    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate) -> None:
+    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate,
+                 reuse: AnswerReuse | None = None) -> None:
         self.spec = spec
+        self.reuse = reuse
         self.client = client
         self.gate = gate
         self.contract = AnswerContract.from_spec(spec)
@@ -60,8 +64,32 @@ class RowProcessor:
         self.tracer = attempt_tracer()
 
     async def process(self, task: RowTask) -> RowResult:
-        """Attempts until the answer is valid or an error class runs out of retries."""
+        """The row's answer: reused when the same request was answered before, else asked."""
         messages = self.renderer.messages(task.record)
+        if self.reuse is None:
+            return (await self._ask(task, messages))[0]
+        key = request_key(self._request(messages, self.spec.model.name), self.reuse.cache.scope)
+        async with self.reuse.flight(key) as stored:
+            if stored is not None:
+                try:
+                    outputs = self.contract.check(stored.content)
+                except ContentError:
+                    pass  # the workflow's checks changed since it was stored: ask again
+                else:
+                    return RowResult(key=task.key, status=RowStatus.DONE, outputs=outputs, model=stored.model,
+                                     cached=True, saved=stored.cost)
+            result, content = await self._ask(task, messages)
+            if content is not None:
+                await self.reuse.keep(key, content=content, model=result.model or "", tokens_in=result.tokens_in,
+                                      tokens_out=result.tokens_out, cost=result.cost)
+            return result
+
+    def _request(self, messages: list[dict[str, str]], model: str) -> ChatRequest:
+        return ChatRequest(model=model, messages=messages, temperature=self.spec.model.temperature,
+                           max_tokens=self.spec.model.max_tokens, response_format=self.response_format)
+
+    async def _ask(self, task: RowTask, messages: list[dict[str, str]]) -> tuple[RowResult, str | None]:
+        """Attempts until the answer is valid or an error class runs out of retries; with the valid answer's text."""
         model = self.spec.model.name
         errors: Counter[ErrorClass] = Counter()
         usage = Usage()
@@ -82,8 +110,7 @@ class RowProcessor:
         while True:
             await self.gate.wait()
             attempts += 1
-            request = ChatRequest(model=model, messages=messages, temperature=self.spec.model.temperature,
-                                  max_tokens=self.spec.model.max_tokens, response_format=self.response_format)
+            request = self._request(messages, model)
             with contextlib.nullcontext(trace.INVALID_SPAN) if self.tracer is None else \
                     self.tracer.start_as_current_span("row.attempt", attributes={
                         "rowloom.row.key": str(task.key), "rowloom.attempt": attempts, "gen_ai.request.model": model,
@@ -92,12 +119,12 @@ class RowProcessor:
                     result = await self.client.chat(request)
                 except RequestRejected as exc:
                     span.set_attribute("rowloom.outcome", ErrorClass.API.value)
-                    return ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000], model=model)
+                    return ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000], model=model), None
                 except GatewayError as exc:
                     span.set_attribute("rowloom.outcome", ErrorClass.API.value)
                     self.gate.trip(str(exc))
                     if failed := give_up(ErrorClass.API, str(exc)):
-                        return failed
+                        return failed, None
                     wait = exc.retry_after_s if isinstance(exc, UpstreamError) else None
                     if wait:
                         await asyncio.sleep(min(wait, MAX_RETRY_AFTER_S))
@@ -105,7 +132,7 @@ class RowProcessor:
                 except Exception as exc:  # a bug or an environment fault: a system error, retried within limits
                     span.set_attribute("rowloom.outcome", ErrorClass.SYSTEM.value)
                     if failed := give_up(ErrorClass.SYSTEM, f"{type(exc).__name__}: {exc}"):
-                        return failed
+                        return failed, None
                     continue
                 usage += result.usage
                 span.set_attributes({"gen_ai.response.model": result.model,
@@ -116,7 +143,7 @@ class RowProcessor:
                 except ContentError as exc:
                     span.set_attribute("rowloom.outcome", ErrorClass.CONTENT.value)
                     if failed := give_up(ErrorClass.CONTENT, str(exc), result.model):
-                        return failed
+                        return failed, None
                     messages = [*messages, {"role": "assistant", "content": result.content},
                                 {"role": "user", "content": f"Your answer was not accepted: {exc}. "
                                                             "Answer again with only the corrected JSON object."}]
@@ -124,4 +151,4 @@ class RowProcessor:
                         model = self.spec.model.fallback
                     continue
                 span.set_attribute("rowloom.outcome", "done")
-                return ended(RowStatus.DONE, outputs=answer, model=result.model)
+                return ended(RowStatus.DONE, outputs=answer, model=result.model), result.content

@@ -26,6 +26,8 @@ class Progress:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    cached: int = 0  # of `done`: rows answered from the answer cache, no request made
+    saved: float = 0.0  # what those cached answers had cost
     elapsed_s: float = 0.0
     models: dict[str, int] = field(default_factory=dict)
     finished: bool = False
@@ -69,7 +71,8 @@ class ProgressTracker:
             s, done=s.done + done, failed=s.failed + len(results) - done,
             tokens_in=s.tokens_in + sum(r.tokens_in for r in results),
             tokens_out=s.tokens_out + sum(r.tokens_out for r in results),
-            cost=s.cost + sum(r.cost for r in results))
+            cost=s.cost + sum(r.cost for r in results), cached=s.cached + sum(r.cached for r in results),
+            saved=s.saved + sum(r.saved for r in results))
 
     def current(self, *, finished: bool = False) -> Progress:
         """The snapshot with rate, ETA and elapsed time brought up to now."""

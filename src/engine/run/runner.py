@@ -20,14 +20,16 @@ from opentelemetry import trace
 from engine.events import EventKind
 from engine.gateway import ChatClient
 from engine.results import ResultStore, RowResult, SettledRows, SqliteResultStore
+from engine.results.answer_cache import AnswerCache
 from engine.run.attempts import TRACER, RowProcessor, RowTask
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
 from engine.run.progress import Progress, ProgressCallback, ProgressTracker
+from engine.run.reuse import AnswerReuse
 from engine.run.selection import send_mask
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
-from engine.spec.models import WorkflowSpec
+from engine.spec.models import CacheMode, WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 
@@ -57,7 +59,7 @@ class Runner:
 
     def __init__(self, spec: WorkflowSpec, *, client: ChatClient, store: ResultStore, source: Source, sink: Sink,
                  on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
-                 stop: asyncio.Event | None = None) -> None:
+                 stop: asyncio.Event | None = None, cache: AnswerCache | None = None) -> None:
         self.spec = spec
         self.store = store
         self.source = source
@@ -70,7 +72,8 @@ class Runner:
         self.settled = SettledRows()
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
-        self.processor = RowProcessor(spec, client, self.gate)
+        reuse = AnswerReuse(cache, spec.cache) if cache is not None and spec.cache.mode is not CacheMode.OFF else None
+        self.processor = RowProcessor(spec, client, self.gate, reuse)
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: EventKind, message: str, **data: Any) -> None:
@@ -237,12 +240,12 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
                    store: ResultStore | None = None, output: Path | None = None,
                    on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
                    stop: asyncio.Event | None = None, paths: PathPolicy | None = None,
-                   secrets: Secrets | None = None) -> RunOutcome:
+                   secrets: Secrets | None = None, cache: AnswerCache | None = None) -> RunOutcome:
     """Every input check happens before the first request; results go to `store` (default: work_dir).
 
     `paths` decides which files the run may read and write (checked as each is opened) and where relative paths
     start (default: any file, relative to `base_dir`). `secrets` resolves `${NAME}` references (default: any
-    variable of this process's environment).
+    variable of this process's environment). `cache` keeps answers by request, for the spec's `cache` setting.
     """
     paths = paths or PathPolicy(base_dir)
     secrets = secrets or Secrets(os.environ)
@@ -252,7 +255,7 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
         results = store or SqliteResultStore(work_dir / "results.sqlite")
         try:
             runner = Runner(spec, client=client, store=results, source=source, sink=sink,
-                            on_progress=on_progress, on_event=on_event, stop=stop)
+                            on_progress=on_progress, on_event=on_event, stop=stop, cache=cache)
             return await runner.run()
         finally:
             if store is None:

@@ -242,6 +242,24 @@ SinkSpec = Annotated[
 ]
 
 
+class CacheMode(StrEnum):
+    """How a workflow uses the answer cache."""
+
+    USE = "use"
+    REFRESH = "refresh"
+    OFF = "off"
+
+
+class Cache(StrictModel):
+    """Answers kept by everything that decides them (messages, model, parameters, answer schema), so the same
+    prompt is bought once: within a run, across runs, and across workflows."""
+
+    mode: CacheMode = Field(CacheMode.USE, description="`use`: a stored answer is reused; `refresh`: answers stored "
+                                                       "before this run are asked again (and replaced); `off`: every "
+                                                       "row is asked, and nothing is stored.")
+    ttl_s: float | None = Field(None, gt=0, description="Seconds a stored answer stays good; unset: forever.")
+
+
 class WorkflowSpec(StrictModel):
     """One workflow: where rows come from, what is asked, what must come back, where it goes."""
 
@@ -260,6 +278,7 @@ class WorkflowSpec(StrictModel):
     concurrency: Concurrency = Field(default_factory=Concurrency,
                                      description="How many rows at once, and how the run reacts to upstream errors.")
     retry: Retry = Field(default_factory=Retry, description="How often a failing row is tried again, by kind of error.")
+    cache: Cache = Field(default_factory=Cache, description="Whether answers are reused for the same prompt.")
     sink: SinkSpec | None = Field(None,
                                   description="Where the results go; unset: a file of the source's kind beside it (a "
                                               "job: its own folder).")

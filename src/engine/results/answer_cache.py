@@ -1,0 +1,115 @@
+"""Answers kept by what decided them: the same request is bought once, in a run, across runs and workflows.
+
+The key is a sha256 of the request as the model receives it: messages, model (or group) name, temperature,
+max_tokens and the answer schema (response_format). Only answers that passed the workflow's checks are kept.
+The engine defines the store it needs; the CLI keeps it in a SQLite file, the platform in its database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from engine.gateway.types import ChatRequest
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    """An answer as it was bought: its text, who gave it, what it cost, and when (Unix seconds)."""
+
+    content: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    stored_at: float
+
+
+class AnswerCache(Protocol):
+    """Where answers are kept by key. `scope` names the upstream behind the answers (a URL and model, a gateway):
+    it is part of every key, so answers of one upstream are never taken for another's."""
+
+    scope: str
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        """The answer stored under `key`, if any."""
+        ...
+
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        """Store (or replace) the answer under `key`."""
+        ...
+
+    async def close(self) -> None:
+        """Release what it holds."""
+        ...
+
+
+def request_key(request: ChatRequest, scope: str = "") -> str:
+    """The cache key of a request to the upstream `scope`: everything that decides its answer."""
+    decided = {"scope": scope, "messages": request.messages, "model": request.model,
+               "temperature": request.temperature, "max_tokens": request.max_tokens,
+               "response_format": request.response_format}
+    return hashlib.sha256(json.dumps(decided, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def now() -> float:
+    """The time answers are stamped with (wall clock: they outlive processes)."""
+    return time.time()
+
+
+class SqliteAnswerCache:
+    """Answers in a SQLite file (the CLI's, shared by every spec run from one folder)."""
+
+    def __init__(self, path: Path, *, scope: str = "") -> None:
+        self.path = path
+        self.scope = scope
+        self._db: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()  # one connection, used from one thread at a time
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, content TEXT NOT NULL, "
+                       "model TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, cost REAL, stored_at REAL)")
+            self._db = db
+        return self._db
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        async with self._lock:
+            return await asyncio.to_thread(fn, *args)
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        """The answer stored under `key`, if any."""
+        def read() -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = self._connection().execute(
+                "SELECT content, model, tokens_in, tokens_out, cost, stored_at FROM answers WHERE key = ?",
+                (key,)).fetchone()
+            return row
+
+        row = await self._call(read)
+        return CachedAnswer(*row) if row is not None else None
+
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        """Store (or replace) the answer under `key`."""
+        def write() -> None:
+            db = self._connection()
+            with db:
+                db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (key, answer.content, answer.model, answer.tokens_in, answer.tokens_out, answer.cost,
+                            answer.stored_at))
+
+        await self._call(write)
+
+    async def close(self) -> None:
+        """Close the file."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,53 @@
+"""Answers bought once: a row whose request was answered before (in this run, an earlier one, or another
+workflow) takes that answer, and identical requests in flight together go upstream once.
+
+The first of several identical requests holds a flight; the others wait for it to end, then find its answer in
+the cache (or, if it failed, ask themselves). Which stored answers count follows the workflow's `cache`
+setting: all (`use`), only those stored during this run (`refresh`), and none older than `ttl_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from engine.results.answer_cache import AnswerCache, CachedAnswer, now
+from engine.spec.models import Cache, CacheMode
+
+
+class AnswerReuse:
+    """The cache as one run uses it: its mode and TTL, and the requests in flight."""
+
+    def __init__(self, cache: AnswerCache, setting: Cache) -> None:
+        self.cache = cache
+        self.setting = setting
+        self.started = now()
+        self._flights: dict[str, asyncio.Event] = {}
+
+    @asynccontextmanager
+    async def flight(self, key: str) -> AsyncIterator[CachedAnswer | None]:
+        """A usable stored answer for `key`, or None: then this caller asks, and identical requests wait."""
+        while (other := self._flights.get(key)) is not None:
+            await other.wait()
+        ended = self._flights[key] = asyncio.Event()
+        try:
+            yield await self._usable(key)
+        finally:
+            del self._flights[key]
+            ended.set()
+
+    async def keep(self, key: str, *, content: str, model: str, tokens_in: int, tokens_out: int,
+                   cost: float) -> None:
+        """Store an answer that passed the workflow's checks."""
+        await self.cache.put(key, CachedAnswer(content, model, tokens_in, tokens_out, cost, now()))
+
+    async def _usable(self, key: str) -> CachedAnswer | None:
+        answer = await self.cache.get(key)
+        if answer is None:
+            return None
+        if self.setting.mode is CacheMode.REFRESH and answer.stored_at < self.started:
+            return None
+        if self.setting.ttl_s is not None and answer.stored_at + self.setting.ttl_s < now():
+            return None
+        return answer
