@@ -7,14 +7,14 @@ The engine defines the store it needs; the CLI keeps it in a SQLite file, the pl
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+import orjson
 
 from engine.gateway.types import ChatRequest
 
@@ -55,7 +55,7 @@ def request_key(request: ChatRequest, scope: str = "") -> str:
     decided = {"scope": scope, "messages": request.messages, "model": request.model,
                "temperature": request.temperature, "max_tokens": request.max_tokens,
                "response_format": request.response_format}
-    return hashlib.sha256(json.dumps(decided, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def now() -> float:
@@ -64,52 +64,60 @@ def now() -> float:
 
 
 class SqliteAnswerCache:
-    """Answers in a SQLite file (the CLI's, shared by every spec run from one folder)."""
+    """Answers in a SQLite file (the CLI's, shared by every spec run from one folder).
+
+    A lookup is one primary-key read, made on the caller's thread (cheaper than a hand-over to another for
+    a local file). New answers are written in groups of WRITE_GROUP, and at close; until then they are served
+    from memory. One lost in a crash is only bought again.
+    """
+
+    WRITE_GROUP = 512
 
     def __init__(self, path: Path, *, scope: str = "") -> None:
         self.path = path
         self.scope = scope
         self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()  # one connection, used from one thread at a time
+        self._pending: dict[str, CachedAnswer] = {}
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False)
+            db = sqlite3.connect(self.path)
             db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=10000")  # several runs in one folder share the file
             db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, content TEXT NOT NULL, "
                        "model TEXT NOT NULL, tokens_in INTEGER, tokens_out INTEGER, cost REAL, stored_at REAL)")
             self._db = db
         return self._db
 
-    async def _call(self, fn: Any, *args: Any) -> Any:
-        async with self._lock:
-            return await asyncio.to_thread(fn, *args)
-
     async def get(self, key: str) -> CachedAnswer | None:
         """The answer stored under `key`, if any."""
-        def read() -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = self._connection().execute(
-                "SELECT content, model, tokens_in, tokens_out, cost, stored_at FROM answers WHERE key = ?",
-                (key,)).fetchone()
-            return row
-
-        row = await self._call(read)
+        if (pending := self._pending.get(key)) is not None:
+            return pending
+        row = self._connection().execute(
+            "SELECT content, model, tokens_in, tokens_out, cost, stored_at FROM answers WHERE key = ?",
+            (key,)).fetchone()
         return CachedAnswer(*row) if row is not None else None
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
         """Store (or replace) the answer under `key`."""
-        def write() -> None:
-            db = self._connection()
-            with db:
-                db.execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (key, answer.content, answer.model, answer.tokens_in, answer.tokens_out, answer.cost,
-                            answer.stored_at))
+        self._pending[key] = answer
+        if len(self._pending) >= self.WRITE_GROUP:
+            self._flush()
 
-        await self._call(write)
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        db = self._connection()
+        with db:
+            db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           [(key, a.content, a.model, a.tokens_in, a.tokens_out, a.cost, a.stored_at)
+                            for key, a in self._pending.items()])
+        self._pending.clear()
 
     async def close(self) -> None:
-        """Close the file."""
+        """Write what is pending and close the file."""
+        self._flush()
         if self._db is not None:
             self._db.close()
             self._db = None
