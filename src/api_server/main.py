@@ -19,7 +19,18 @@ from api_server.cross_site import CrossSiteGuard
 from api_server.docs_policy import DocsPolicy
 from api_server.http_errors import install_error_handlers
 from api_server.key_limits import KeyLimits
-from api_server.routes import admin, health, job_results, jobs, keys, metrics, openai_compat, schemas, workflows
+from api_server.routes import (
+    admin,
+    health,
+    job_results,
+    jobs,
+    keys,
+    metrics,
+    openai_compat,
+    schemas,
+    usage,
+    workflows,
+)
 from api_server.telemetry import fastapi_telemetry
 from core.db import Database
 from core.gateway_router import open_router
@@ -100,7 +111,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.
     for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,
-                   admin.router, keys.router, metrics.router, schemas.router):
+                   usage.router, admin.router, keys.router, metrics.router, schemas.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
     return app

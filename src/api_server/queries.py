@@ -16,7 +16,7 @@ from core.models.job_states import JobStatus, Priority
 T = TypeVar("T")
 
 
-def _split_commas(value: Any) -> Any:
+def split_commas(value: Any) -> Any:
     """Accept `status=a&status=b` and `status=a,b` alike."""
     values = value if isinstance(value, list) else [value]
     return [part.strip() for item in values for part in str(item).split(",") if part.strip()]
@@ -75,7 +75,7 @@ class WorkflowListQuery(ListQuery, CreatedUpdatedRange):
     tag: list[str] = Field(default_factory=list, description="Has every one of these tags.")
     is_active: bool | None = None
 
-    _split_tags = field_validator("tag", mode="before")(_split_commas)
+    _split_tags = field_validator("tag", mode="before")(split_commas)
 
 
 class JobListQuery(ListQuery, CreatedUpdatedRange):
@@ -94,7 +94,7 @@ class JobListQuery(ListQuery, CreatedUpdatedRange):
     completed_after: Moment | None = None
     completed_before: Moment | None = None
 
-    _split_lists = field_validator("status", "priority", mode="before")(_split_commas)
+    _split_lists = field_validator("status", "priority", mode="before")(split_commas)
 
 
 class ListPage(BaseModel, Generic[T]):
