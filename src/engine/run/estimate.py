@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from engine.gateway.config import Deployment, Price
 from engine.results import ResultStore
 from engine.run.prompts import PromptRenderer
-from engine.run.selection import send_mask
+from engine.run.selection import rows_to_send
 from engine.run.tokens import count_messages, count_text, tokenizer_name
 from engine.sources import Source
 from engine.spec.models import WorkflowSpec
@@ -96,18 +96,12 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
         counted_by.setdefault(tokenizer, model)
     input_by_tokenizer: Counter[str] = Counter()
     total = skipped = done = to_send = 0
-    async for batch in source.batches():
-        total += batch.frame.height
-        chosen = [i for i, send in enumerate(send_mask(batch.frame, spec).to_list()) if send]
-        skipped += batch.frame.height - len(chosen)
-        keys = [batch.keys[i] for i in chosen]
-        already = await store.done_keys(keys) if store is not None else set()
-        done += len(already)
-        records = batch.frame[chosen].select(spec.columns.input).to_dicts() if chosen else []
-        for key, record in zip(keys, records, strict=True):
-            if key in already:
-                continue
-            to_send += 1
+    async for selected in rows_to_send(source, spec, store):
+        total += selected.height
+        skipped += selected.skipped
+        done += selected.done
+        to_send += len(selected.rows)
+        for _, _, record in selected.rows:
             messages = renderer.messages(record)
             for tokenizer, model in counted_by.items():
                 input_by_tokenizer[tokenizer] += count_messages(messages, model)

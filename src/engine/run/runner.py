@@ -26,7 +26,7 @@ from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
 from engine.run.progress import Progress, ProgressCallback, ProgressTracker
 from engine.run.reuse import AnswerReuse
-from engine.run.selection import send_mask
+from engine.run.selection import rows_to_send
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
 from engine.spec.models import CacheMode, WorkflowSpec
@@ -140,23 +140,16 @@ class Runner:
             self.stop.set()
 
     async def _produce(self, tasks: asyncio.Queue[RowTask | None], tracker: ProgressTracker) -> None:
-        inputs = self.spec.columns.input
         first = 0  # the batch's first row's position in the source
-        async for batch in self.source.batches():
+        async for selected in rows_to_send(self.source, self.spec, self.store):
             if self.stop.is_set():
                 return
-            mask = send_mask(batch.frame, self.spec)
-            chosen = [i for i, send in enumerate(mask.to_list()) if send]
-            tracker.skipped(batch.frame.height - len(chosen))
-            keys = [batch.keys[i] for i in chosen]
-            done = await self.store.done_keys(keys)
-            tracker.resumed(len(done))
-            records = batch.frame[chosen].select(inputs).to_dicts() if chosen else []
-            for index, key, record in zip(chosen, keys, records, strict=True):
-                if key not in done:
-                    self.settled.sending(key, first + index)
-                    await tasks.put(RowTask(key, record))
-            first += batch.frame.height
+            tracker.skipped(selected.skipped)
+            tracker.resumed(selected.done)
+            for index, key, record in selected.rows:
+                self.settled.sending(key, first + index)
+                await tasks.put(RowTask(key, record))
+            first += selected.height
             self.settled.looked_at(first)
 
     async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RowTask | None]) -> None:

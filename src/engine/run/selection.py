@@ -1,9 +1,15 @@
-"""Which rows of a batch are sent: inputs present (all or any) and outputs not already filled."""
+"""Which rows of a batch are sent: inputs present (all or any), outputs not already filled, not done before."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
 import polars as pl
 
+from engine.results import Key, ResultStore
+from engine.sources import Source
 from engine.spec.models import RequireMode, WorkflowSpec
 
 
@@ -19,3 +25,26 @@ def send_mask(frame: pl.DataFrame, spec: WorkflowSpec) -> pl.Series:
     if spec.select.skip_filled and all(c in frame.columns for c in outputs):
         ready = ready & ~pl.all_horizontal([_filled(c) for c in outputs])
     return frame.select(ready.alias("send")).to_series()
+
+
+@dataclass(frozen=True)
+class Selected:
+    """One batch of the source: its size, the rows `select` skips and those done before, and the rows to send
+    (position in the batch, key, input values)."""
+
+    height: int
+    skipped: int
+    done: int
+    rows: list[tuple[int, Key, dict[str, Any]]]
+
+
+async def rows_to_send(source: Source, spec: WorkflowSpec, store: ResultStore | None) -> AsyncIterator[Selected]:
+    """The source's batches in order, each with the rows to send; `store` holds the rows done before (a resume)."""
+    async for batch in source.batches():
+        chosen = [i for i, send in enumerate(send_mask(batch.frame, spec).to_list()) if send]
+        keys = [batch.keys[i] for i in chosen]
+        done = await store.done_keys(keys) if store is not None else set()
+        records = batch.frame[chosen].select(spec.columns.input).to_dicts() if chosen else []
+        yield Selected(batch.frame.height, batch.frame.height - len(chosen), len(done),
+                       [(i, key, record) for i, key, record in zip(chosen, keys, records, strict=True)
+                        if key not in done])
