@@ -20,7 +20,6 @@ from engine.gateway.config import GatewayConfig
 from engine.results import RowStatus
 from engine.run.estimate import Estimate, estimate_run
 from engine.sources import open_source
-from engine.spec import merge_params, validate_spec_data
 from engine.spec.loader import SpecCheck
 
 EARLIER_JOBS = 5  # the workflow's most recent completed jobs whose answers set the expected output tokens
@@ -31,23 +30,20 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Sett
     """What `data` would send and cost as a job; InvalidInput names what stops it (as POST /jobs would)."""
     workflow = await get_workflow(session, ref=data.workflow, field="workflow")
     version = await runnable_version(session, workflow, data.version)
-    check_params(version.spec, data.params, checks=checks)
-    spec = validate_spec_data(merge_params(version.spec, data.params), checks=checks)
+    spec = check_params(version.spec, data.params, checks=checks)
     deployments = gateway.members(spec.model.name)
     if not deployments:
         raise InvalidInput(f"unknown model {spec.model.name!r}", field="params.model.name")
     assert workflow.id is not None
-    try:
+    earlier = await _earlier_output_tokens(session, workflow.id)
+    try:  # the source is opened and read here, as a worker would: its problems are the request's
         source = await open_source(spec, paths=path_policy(settings), secrets=job_secrets(settings))
+        try:
+            return await estimate_run(spec, source=source, deployments=deployments, earlier_output_tokens=earlier)
+        finally:
+            await source.close()
     except InputError as exc:
         raise InvalidInput(str(exc), field="source") from None
-    try:
-        return await estimate_run(spec, source=source, deployments=deployments,
-                                  earlier_output_tokens=await _earlier_output_tokens(session, workflow.id))
-    except InputError as exc:
-        raise InvalidInput(str(exc), field="source") from None
-    finally:
-        await source.close()
 
 
 async def _earlier_output_tokens(session: AsyncSession, workflow_id: int) -> float | None:

@@ -25,7 +25,7 @@ from core.models.job_states import ACTIONS, FINISHED, can_transition
 from core.queue import JobQueue, offer
 from engine.errors import ErrorDetail, SpecError
 from engine.events import EventKind
-from engine.spec import merge_params, validate_spec_data
+from engine.spec import WorkflowSpec, merge_params, validate_spec_data
 from engine.spec.loader import SpecCheck
 
 ORDERABLE: dict[str, Sortable] = {
@@ -130,11 +130,12 @@ async def runnable_version(session: AsyncSession, workflow: Workflow, number: in
     return newest
 
 
-def check_params(spec: Mapping[str, Any], params: Mapping[str, Any], *, checks: Sequence[SpecCheck] = ()) -> None:
-    """Reject overrides that would make the spec invalid or break `checks`, naming `params.<field>` (or the stored
-    spec's field, when the stored version itself no longer passes)."""
+def check_params(spec: Mapping[str, Any], params: Mapping[str, Any], *,
+                 checks: Sequence[SpecCheck] = ()) -> WorkflowSpec:
+    """The spec with the job's overrides; rejects overrides that would make it invalid or break `checks`, naming
+    `params.<field>` (or the stored spec's field, when the stored version itself no longer passes)."""
     try:
-        validate_spec_data(merge_params(spec, params), checks=checks)
+        return validate_spec_data(merge_params(spec, params), checks=checks)
     except SpecError as exc:
         details = [ErrorDetail(_field_of(i.field, params), i.message) for i in exc.issues]
         field = "params" if any(d.field.startswith("params") for d in details) else "version"
