@@ -134,9 +134,9 @@ class ExcelWriter(FrameWriter):
         self.written += frame.height
         self.process.write(rows)
 
-    def _with_typed_cells(self, frame: pl.DataFrame) -> list[Sequence[Any]]:
+    def _with_typed_cells(self, frame: pl.DataFrame) -> Sequence[Sequence[Any]]:
         """The frame's rows, with a mixed column's cells as they were typed where the run left them as read."""
-        rows: list[Sequence[Any]] = list(frame.rows())
+        rows = frame.rows()
         span = slice(self.written, self.written + frame.height)
         typed = [(frame.columns.index(name), texts[span], cells[span])
                  for name, (texts, cells) in self.typed_cells.items() if name in frame.columns]
