@@ -29,7 +29,7 @@ async def test_trigger_by_name_or_id_records_a_queued_job(client: httpx.AsyncCli
     assert job["version"] == 1
     assert job["priority"] == "high"
     assert job["params"] == {"source": {"path": "other.csv"}}
-    assert job["counts"] == {"total": None, "done": 0, "failed": 0, "skipped": 0}
+    assert job["counts"] == {"total": None, "done": 0, "failed": 0, "skipped": 0, "cached": 0}
     assert job["started_at"] is None and job["completed_at"] is None and job["error"] is None
     by_id = await make_job(client, workflow=workflow["workflow"]["id"])
     assert by_id["name"] == "ticket-triage"

@@ -47,6 +47,7 @@ async def test_the_readmes_examples_work_as_written(database_url: str, tmp_path:
     write_demo_input(tmp_path)  # what `python3 dev.py start` writes under DATA_DIR
     [try_it] = blocks("Try it")
     jobs_block = blocks("Jobs and workers")[0]
+    [cost_block] = blocks("Cost: budgets and the answer cache")
     gateway_block = next(b for b in blocks("Run a workflow without the platform") if "/v1/chat" in b)
     async with FakeUpstream() as upstream, \
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p, \
@@ -57,6 +58,11 @@ async def test_the_readmes_examples_work_as_written(database_url: str, tmp_path:
         job_id = int(re.findall(r'"id":(\d+),"name":"ticket-triage","workflow_id"', out)[0])  # 1 on a new database
         job: dict[str, Any] = await wait_status(p.http, job_id, "completed")
         assert job["counts"]["done"] == 4 and job["params"] == {"source": {"path": "data/nov.csv"}}
+        code, out = await bash(AUTH + cost_block.replace("/jobs/1", f"/jobs/{job_id}"), base_url, key,
+                               strict=True, cwd=tmp_path)
+        assert code == 0, out
+        assert '"scope":"workflow","target":"ticket-triage","period":"day","limit_usd":25.0' in out
+        assert '"estimate":{"rows_total":4' in out and '"cost_saved":' in out
         code, out = await bash(AUTH + jobs_block.replace("/jobs/1", f"/jobs/{job_id}"), base_url, key,
                                strict=False, cwd=tmp_path)
         assert code == 0, out

@@ -110,7 +110,7 @@ async def test_an_arq_worker_runs_a_job_end_to_end(database_url: str, tmp_path: 
 
         metrics = await wait_for(worker_in_metrics, what="the worker's statistics in /metrics")
     check_output(Path(job["output"]), frame, workflow_spec())
-    assert job["counts"] == {"total": 60, "done": 54, "failed": 0, "skipped": 6}
+    assert job["counts"] == {"total": 60, "done": 54, "failed": 0, "skipped": 6, "cached": 0}
     assert job["worker_id"].startswith("arq@") and len(job["trace_id"]) == 32
     assert job["usage"]["tokens_in"] > 0
     assert kinds[:2] == ["created", "claimed"] and kinds[-1] == "completed"

@@ -122,7 +122,7 @@ async def test_retry_sends_only_failed_and_unsent_rows(database_url: str, tmp_pa
         job = await wait_status(p.http, job_id, "completed")
     assert retried["status"] == "queued" and failed_first and done_first
     assert first_run["counts"]["failed"] == len(failed_first)
-    assert job["counts"] == {"total": ROWS, "done": 198, "failed": 0, "skipped": 22}
+    assert job["counts"] == {"total": ROWS, "done": 198, "failed": 0, "skipped": 22, "cached": 0}
     check_output(Path(job["output"]), frame, workflow_spec())
     # The retry sent each row that was not done exactly once more, and no done row at all.
     assert sum(upstream.stats.attempts.values()) - sent_first == 198 - len(done_first)

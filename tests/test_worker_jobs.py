@@ -57,7 +57,7 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
     output = Path(job["output"])
     assert output.is_absolute() and output.parts[-3:] == ("jobs", str(job_id), "tickets.rowloom.csv")
     assert check_output(output, frame, spec) == 108
-    assert job["counts"] == {"total": 120, "done": 108, "failed": 0, "skipped": 12}
+    assert job["counts"] == {"total": 120, "done": 108, "failed": 0, "skipped": 12, "cached": 0}
     assert job["usage"]["tokens_in"] > 0 and job["usage"]["tokens_out"] > 0
     assert job["usage"]["models"] == {"fake": 108}
     assert sum(i["tokens_in"] for i in items) == job["usage"]["tokens_in"]

@@ -38,9 +38,12 @@ def workflow_spec(in_flight: int = 8) -> WorkflowSpec:
     return load_spec(workflow_yaml(in_flight)).spec
 
 
-def write_gateway(data_dir: Path, upstream_url: str, *, safe_rps: float | None = None) -> Path:
-    """A gateway config with one model, `fake`, served by the test's fake upstream."""
+def write_gateway(data_dir: Path, upstream_url: str, *, safe_rps: float | None = None,
+                  price: tuple[float, float] | None = None) -> Path:
+    """A gateway config with one model, `fake`, served by the test's fake upstream (price: per 1M in, out)."""
     limit = f", safe_rps: {safe_rps}" if safe_rps else ""
+    if price is not None:
+        limit += f", price: {{input: {price[0]}, output: {price[1]}}}"
     path = data_dir / "gateway.yaml"
     root = upstream_url.removesuffix("/v1")  # a channel's api_path (/v1/chat/completions) is added to it
     path.write_text(f"channels:\n  fake: {{base_url: '{root}'}}\n"
@@ -156,8 +159,9 @@ class Platform:
 async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queue: JobQueue | None = None,
                    trace_upstream: bool = False, **overrides: Any) -> AsyncIterator[Platform]:
     """The app over `database_url` with the in-process runner (or `queue`) and the fake upstream as model."""
+    gateway = write_gateway(data_dir, upstream_url, price=overrides.pop("price", None))
     settings = Settings(database_url=database_url, redis_url=overrides.pop("redis_url", None), data_dir=data_dir,
-                        gateway_config=write_gateway(data_dir, upstream_url), **overrides)
+                        gateway_config=gateway, **overrides)
     database = Database(database_url)
     router = open_router(settings, trace_upstream=trace_upstream)
     runner = queue or InProcessRunner(database, router, settings)
@@ -171,5 +175,7 @@ async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queu
             yield Platform(http, settings, database, router, runner, app)
     finally:
         await runner.aclose()
+        if app.state.budgets is not None:
+            await app.state.budgets.aclose()
         await router.aclose()
         await database.dispose()

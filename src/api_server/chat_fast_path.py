@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from api_server.auth import KeyRing, authorize
+from api_server.deps import budget_guard
 from api_server.http_errors import domain_error_response
 from api_server.key_limits import KeyLimits
 from api_server.routes.openai_compat import ChatCompletionRequest, answer, completion_body, gateway_error
@@ -50,7 +51,8 @@ class ChatFastPath:
         router: Router = state.router
         try:
             caller = authorize(await keys.caller(_header(scope, b"authorization")), Scope.GATEWAY)
-            result = await answer(request.to_request(), caller=caller, limits=limits, gateway=router)
+            result = await answer(request.to_request(), caller=caller, limits=limits, gateway=router,
+                                  budgets=budget_guard(scope["app"]))
         except DomainError as exc:  # no key, a key without the gateway scope, or over its limits
             await domain_error_response(exc)(scope, receive, send)
             return

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Sequence
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.key_limits import KeyLimits
+from core.budgets import open_guard
+from core.budgets.guard import BudgetGuard
 from core.db import Database
 from core.queue import JobQueue
 from core.settings import Settings
@@ -54,6 +58,22 @@ async def get_key_limits(request: Request) -> KeyLimits:
     return limits
 
 
+def budget_guard(app: Any) -> BudgetGuard:
+    """The app's budget guard, made on first use (it starts itself when first asked)."""
+    guard: BudgetGuard | None = getattr(app.state, "budgets", None)
+    if guard is None:
+        settings: Settings = app.state.settings
+        router: Router = app.state.router
+        guard = app.state.budgets = open_guard(settings, app.state.database, router.config,
+                                               holder=f"api@{socket.gethostname()}:{os.getpid()}")
+    return guard
+
+
+async def get_budgets(request: Request) -> BudgetGuard:
+    """The budgets in force and their counters."""
+    return budget_guard(request.app)
+
+
 async def get_spec_checks(request: Request) -> Sequence[SpecCheck]:
     """What every stored workflow and job must pass besides the spec itself: paths, secrets, and model names
     the gateway knows."""
@@ -68,4 +88,5 @@ RouterDep = Annotated[Router, Depends(get_router)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 KeyLimitsDep = Annotated[KeyLimits, Depends(get_key_limits)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+BudgetsDep = Annotated[BudgetGuard, Depends(get_budgets)]
 SpecChecksDep = Annotated[Sequence[SpecCheck], Depends(get_spec_checks)]

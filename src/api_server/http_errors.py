@@ -18,6 +18,7 @@ from api_server.services.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    OverBudget,
     TooManyRequests,
     Unauthenticated,
 )
@@ -26,7 +27,8 @@ from engine.errors import ErrorDetail
 log = logging.getLogger(__name__)
 
 STATUS_OF: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, InvalidInput: 422, Unauthenticated: 401,
-                                            Forbidden: 403, TooManyRequests: 429}
+                                            Forbidden: 403, TooManyRequests: 429,
+                                            OverBudget: 429}
 
 
 class ErrorBody(BaseModel):
@@ -59,7 +61,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "Bad request", 401: "No API key, or an unknown or revoked one", 403: "The API key lacks the scope",
             404: "Not found", 409: "Conflict with the resource's state",
             413: "Request body too large", 415: "Unsupported media type", 422: "Invalid input",
-            429: "A limit of the API key is reached (see Retry-After)"}
+            429: "A limit of the API key is reached, or a budget has no room (see Retry-After)"}
     # The content type is named: a route that answers another type (a file, a stream) still errs in JSON.
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error"), "content": {"application/json": {}}}
             for s in statuses}
@@ -83,7 +85,7 @@ def domain_error_response(exc: DomainError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    elif isinstance(exc, TooManyRequests):
+    elif isinstance(exc, TooManyRequests | OverBudget) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     return error_response(status, exc.code, exc.message, field=exc.field, details=exc.details, headers=headers or None)
 

@@ -21,6 +21,7 @@ from api_server.http_errors import install_error_handlers
 from api_server.key_limits import KeyLimits
 from api_server.routes import (
     admin,
+    budgets,
     health,
     job_results,
     jobs,
@@ -83,6 +84,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             await app.state.queue.aclose()
             await app.state.keys.aclose()
             await app.state.key_limits.aclose()
+            if getattr(app.state, "budgets", None) is not None:
+                await app.state.budgets.aclose()
+                app.state.budgets = None
             if owned:
                 await app.state.database.dispose()
             if router is None:
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.spec_checks = spec_checks(settings)
     app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
     app.state.key_limits = KeyLimits()
+    app.state.budgets = None  # made on first use (api_server.deps.budget_guard)
     # Usable without running the lifespan (httpx's ASGI transport skips it).
     app.state.keys = KeyRing(database, required=settings.auth_required)
     if database is not None:
@@ -111,7 +116,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.
     for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,
-                   usage.router, admin.router, keys.router, metrics.router, schemas.router):
+                   usage.router, budgets.router, admin.router, keys.router, metrics.router, schemas.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +60,31 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Browser origins allowed to call the API (comma-separated); none by "
         "default. Cross-site form and text/plain posts are refused either way.")
+
+    budget_timezone: str = Field("UTC", description="The time zone of daily and hourly budgets (an IANA name, "
+                                 "e.g. Europe/Berlin): their windows start at its midnight and full hours.")
+    budget_output_tokens: int = Field(
+        4096, ge=1, description="Answer tokens a request without max_tokens holds against budgets before it is sent "
+        "(its real cost is settled after; set max_tokens for a hold that is a true upper bound).")
+
+    budget_redis_prefix: str = Field("rowloom:budget:", min_length=1, max_length=100,
+                                     description="Prefix of the budget counters' Redis keys (set one per platform "
+                                                 "when several share a Redis).")
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            if value != "UTC":  # UTC needs no time zone database
+                ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as UTC or Europe/Berlin)") from None
+        return value
+
+    @property
+    def budget_zone(self) -> tzinfo:
+        """BUDGET_TIMEZONE as a zone."""
+        return UTC if self.budget_timezone == "UTC" else ZoneInfo(self.budget_timezone)
 
     @field_validator("allowed_roots", "cors_origins", mode="before")
     @classmethod

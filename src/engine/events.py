@@ -20,5 +20,6 @@ class EventKind(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     PAUSED_FOR_API_ERRORS = "paused_for_api_errors"
+    PAUSED_FOR_BUDGET = "paused_for_budget"
     OUTPUT_SAVED = "output_saved"
     OUTPUT_WRITTEN = "output_written"

@@ -137,7 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
     # Results are kept per fingerprint: a changed prompt, model or upstream answers every row anew.
     work_dir = spec_dir / answer_fingerprint(spec, upstream)[:16]
     if args.estimate:
-        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir)
+        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, upstream=upstream)
     if args.gateway:
         client = open_router(args.gateway)
     elif args.upstream:
@@ -183,7 +183,8 @@ def run_command(args: argparse.Namespace) -> int:
     return event_loop.run(main())
 
 
-def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: Path, work_dir: Path) -> int:
+def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: Path, work_dir: Path,
+                     upstream: str) -> int:
     """`rowloom run --estimate`: 0 with the estimate printed, 2 for bad input."""
     import os
 
@@ -197,8 +198,9 @@ def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: 
         print(f"error: model {spec.model.name!r} is no model or group of {args.gateway}", file=sys.stderr)
         return 2
     try:
-        estimate = event_loop.run(estimate_spec(spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments,
-                                                secrets=Secrets(os.environ)))
+        estimate = event_loop.run(estimate_spec(
+            spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments, secrets=Secrets(os.environ),
+            cache=SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=upstream)))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

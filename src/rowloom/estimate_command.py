@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine.gateway.config import Deployment, GatewayConfig
 from engine.results import SqliteResultStore
+from engine.results.answer_cache import AnswerCache
 from engine.run.estimate import Estimate, estimate_run
 from engine.sources import open_source
 from engine.spec.models import WorkflowSpec
@@ -22,16 +23,19 @@ def candidates(spec: WorkflowSpec, gateway: GatewayConfig | None, model: str | N
 
 
 async def estimate_spec(spec: WorkflowSpec, *, base_dir: Path, work_dir: Path, deployments: list[Deployment],
-                        secrets: Secrets) -> Estimate:
-    """The estimate over the spec's source; rows already done in `work_dir` (a resume) are not counted."""
+                        secrets: Secrets, cache: AnswerCache | None = None) -> Estimate:
+    """The estimate over the spec's source; rows already done in `work_dir` (a resume) and rows the answer
+    cache would answer are not counted."""
     source = await open_source(spec, paths=PathPolicy(base_dir), secrets=secrets)
     store = SqliteResultStore(work_dir / "results.sqlite") if (work_dir / "results.sqlite").exists() else None
     try:
         earlier = await store.mean_tokens_out() if store is not None else None
         return await estimate_run(spec, source=source, deployments=deployments, store=store,
-                                  earlier_output_tokens=earlier)
+                                  earlier_output_tokens=earlier, cache=cache)
     finally:
         await source.close()
+        if cache is not None:
+            await cache.close()
         if store is not None:
             await store.close()
 
@@ -40,7 +44,7 @@ def print_estimate(estimate: Estimate) -> None:
     """The estimate as a few lines and a table of models."""
     e = estimate
     print(f"rows: {e.rows_to_send:,} to send of {e.rows_total:,} ({e.rows_skipped:,} skipped by select, "
-          f"{e.rows_done:,} already done)")
+          f"{e.rows_done:,} already done, {e.rows_cached:,} answered by the cache)")
     print(f"tokens: {e.input_tokens:,} in; out {e.output_tokens_low:,} / {e.output_tokens_expected:,} / "
           f"{e.output_tokens_high:,} (low / expected / high: {e.output_basis})")
     print(f"cost: {e.cost_low:.4f} / {e.cost_expected:.4f} / {e.cost_high:.4f} (low / expected / high)")

@@ -10,6 +10,7 @@ from arq import Retry, cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
+from core.budgets.resume import resume_for_budgets
 from core.db import Database
 from core.gateway_router import open_router
 from core.gateway_stats import publish_stats, snapshot
@@ -20,7 +21,7 @@ from core.telemetry import trace_upstream
 from engine import event_loop
 from engine.gateway.router import Router
 from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES
-from worker.executor import Outcome, WorkerContext, execute_job, worker_id
+from worker.executor import Outcome, WorkerContext, execute_job
 from worker.lease import reap
 from worker.tracing import setup_tracing
 
@@ -43,6 +44,8 @@ async def reap_task(ctx: dict[str, Any]) -> None:
     if isinstance(rowloom.client, Router):  # so the API's /metrics shows this worker's upstream calls
         await publish_stats(ctx["redis"], process=rowloom.worker_id, models=snapshot(rowloom.client))
     await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s)
+    if rowloom.budgets is not None:
+        await resume_for_budgets(rowloom.database, ctx["queue"], rowloom.budgets)
 
 
 class RowloomWorker(Worker):
@@ -71,13 +74,14 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         setup_tracing()
         router = open_router(settings, trace_upstream=trace_upstream(settings.trace_upstream_calls))
-        ctx["rowloom"] = WorkerContext(Database(settings.database_url), router, settings, worker_id("arq"))
+        ctx["rowloom"] = await WorkerContext.open(Database(settings.database_url), router, settings, "arq")
         ctx["queue"] = ArqQueue(settings.redis_url or "", options["queue_name"])
         log.info("worker %s ready (max_jobs %s)", ctx["rowloom"].worker_id, settings.worker_max_jobs)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         rowloom: WorkerContext | None = ctx.get("rowloom")
         if rowloom is not None:
+            await rowloom.aclose()
             await rowloom.client.aclose()
             await rowloom.database.dispose()
             await ctx["queue"].aclose()

@@ -16,18 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlmodel import col
 
+from core.answer_store import DbAnswerCache
+from core.budgets import open_guard
+from core.budgets.client import BudgetedClient
+from core.budgets.guard import BudgetGuard
+from core.budgets.windows import subjects_of
 from core.db import Database
 from core.db.types import utcnow
+from core.gateway_router import gateway_identity
 from core.job_records import event_row
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.settings import Settings
 from core.spec_policy import job_secrets, path_policy, spec_checks
 from engine.errors import EngineError
 from engine.events import EventKind
-from engine.gateway import ChatClient
+from engine.gateway import BudgetExceeded, ChatClient
+from engine.gateway.router import Router
+from engine.results import RowStatus
 from engine.run import RunOutcome, run_spec
 from engine.run.fingerprint import answer_fingerprint
 from engine.sinks.open import default_output
@@ -65,6 +73,26 @@ class WorkerContext:
     client: ChatClient
     settings: Settings
     worker_id: str
+    answers: DbAnswerCache | None = None  # the answer cache (with the gateway router)
+    budgets: BudgetGuard | None = None  # budgets (with the gateway router)
+
+    @classmethod
+    async def open(cls, database: Database, client: ChatClient, settings: Settings, kind: str) -> WorkerContext:
+        """The context of a worker process; with the gateway router, its answer cache and started budget guard."""
+        name = worker_id(kind)
+        if not isinstance(client, Router):
+            return cls(database, client, settings, name)
+        budgets = open_guard(settings, database, client.config, holder=name)
+        await budgets.start()
+        return cls(database, client, settings, name,
+                   answers=DbAnswerCache(database, scope=gateway_identity(client.config)), budgets=budgets)
+
+    async def aclose(self) -> None:
+        """Write pending answers, settle and stop the budget guard (the client and database are the caller's)."""
+        if self.answers is not None:
+            await self.answers.close()
+        if self.budgets is not None:
+            await self.budgets.aclose()
 
 
 async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
@@ -124,12 +152,15 @@ class JobRun:
             await self._ended(outcome)
 
     async def _earlier_usage(self) -> EarlierUsage:
-        """Tokens and cost of earlier runs (their rows are in job_items; a re-run row adds to its own)."""
+        """Tokens and cost of earlier runs (their rows are in job_items; a re-run row adds to its own), and what
+        their cached rows saved (kept on the job: a cached item costs nothing)."""
+        cached = (col(JobItem.cached) & (col(JobItem.status) == RowStatus.DONE.value))
         async with self.ctx.database.session() as session:
             row = (await session.exec(select(  # type: ignore[call-overload]
                 func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
-                func.coalesce(func.sum(JobItem.cost), 0.0)).where(col(JobItem.job_id) == self.job_id))).one()
-        return EarlierUsage(int(row[0]), int(row[1]), float(row[2]))
+                func.coalesce(func.sum(JobItem.cost), 0.0), func.coalesce(func.sum(case((cached, 1), else_=0)), 0))
+                .where(col(JobItem.job_id) == self.job_id))).one()
+        return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved)
 
     async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:
         async with self.ctx.database.session() as session:
@@ -142,9 +173,19 @@ class JobRun:
         output = self._default_output(spec, paths)
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
                               prompt_hash=answer_fingerprint(spec))
-        return await run_spec(spec, client=self.ctx.client, base_dir=paths.base_dir, work_dir=self._job_dir(),
-                              store=store, output=output, on_progress=self.recorder.on_progress,
-                              on_event=self.recorder.on_event, stop=stop, paths=paths, secrets=self.secrets)
+        client = self.ctx.client
+        if self.ctx.budgets is not None:
+            await self.ctx.budgets.reload()  # a budget set just before the job holds from its first request
+            subjects = subjects_of(workflow=self.job.workflow_name, key_id=self.job.created_by)
+            client = BudgetedClient(client, self.ctx.budgets, subjects)
+        try:
+            return await run_spec(spec, client=client, base_dir=paths.base_dir, work_dir=self._job_dir(),
+                                  store=store, output=output, on_progress=self.recorder.on_progress,
+                                  on_event=self.recorder.on_event, stop=stop, paths=paths, secrets=self.secrets,
+                                  cache=self.ctx.answers)
+        finally:
+            if self.ctx.answers is not None:  # a job right after this one (on any worker) finds its answers
+                await self.ctx.answers.flush()
 
     def _job_dir(self) -> Path:
         return self.ctx.settings.data_dir.resolve() / "jobs" / str(self.job_id)
@@ -160,7 +201,10 @@ class JobRun:
         counts = f"{p.done} done, {p.failed} failed, {p.skipped} skipped"
         reason = self.recorder.stop_reason
         if reason is None:
-            if await self._finish(JobStatus.COMPLETED, EventKind.COMPLETED, f"completed: {counts}"):
+            if outcome.budget is not None:
+                if await self._paused_for_budget(outcome.budget, counts):
+                    return
+            elif await self._finish(JobStatus.COMPLETED, EventKind.COMPLETED, f"completed: {counts}"):
                 return
             # cancelled or paused in the last moment: treat it like a stop
             status = await current_status(self.ctx.database, job=self.job)
@@ -173,6 +217,12 @@ class JobRun:
             self.recorder.holding = JobStatus.PAUSED
             self.recorder.event(EventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")
             await self.recorder.write()
+
+    async def _paused_for_budget(self, budget: BudgetExceeded, counts: str) -> bool:
+        """Pause the job (not a failure): it resumes by itself when the budget resets or is raised."""
+        return await self._finish(JobStatus.PAUSED, EventKind.PAUSED,
+                                  f"paused by a budget ({counts}); resumes when the budget resets or is raised",
+                                  budget_pause=budget.details, rows_per_s=None, eta_s=None)
 
     async def _shut_down(self) -> None:
         """The worker is shutting down mid-run: hand the job to another worker (or end a cancel)."""

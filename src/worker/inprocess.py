@@ -13,6 +13,7 @@ import logging
 from sqlmodel import col, select
 
 from core.background import cancel_and_wait
+from core.budgets.resume import resume_for_budgets
 from core.db import Database
 from core.models import Job, JobStatus, Priority
 from core.queue import PRIORITY_RANK
@@ -30,7 +31,7 @@ class InProcessRunner:
     """A JobQueue that runs the jobs itself, `worker_max_jobs` at a time, highest priority first."""
 
     def __init__(self, database: Database, client: ChatClient, settings: Settings) -> None:
-        self.ctx = WorkerContext(database, client, settings, worker_id("in-process"))
+        self.ctx = WorkerContext(database, client, settings, worker_id("in-process"))  # until start() opens it
         self._queue: asyncio.PriorityQueue[tuple[int, int, int]] = asyncio.PriorityQueue()
         self._waiting: set[int] = set()
         self._order = itertools.count()
@@ -39,6 +40,7 @@ class InProcessRunner:
     async def start(self) -> None:
         """Start the job slots and the reaper, and offer every job already waiting in the database."""
         setup_tracing("rowloom")
+        self.ctx = await WorkerContext.open(self.ctx.database, self.ctx.client, self.ctx.settings, "in-process")
         slots = [asyncio.create_task(self._slot()) for _ in range(self.ctx.settings.worker_max_jobs)]
         self._tasks = [*slots, asyncio.create_task(self._reaper())]
         async with self.ctx.database.session() as session:
@@ -66,6 +68,7 @@ class InProcessRunner:
         """Stop: running jobs are re-queued in the database and resume at the next start."""
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        await self.ctx.aclose()
 
     async def _slot(self) -> None:
         while True:
@@ -88,5 +91,7 @@ class InProcessRunner:
             await asyncio.sleep(settings.reaper_interval_s)
             try:
                 await reap(self.ctx.database, self, lease_s=settings.job_lease_s)
+                if self.ctx.budgets is not None:
+                    await resume_for_budgets(self.ctx.database, self, self.ctx.budgets)
             except Exception:
                 log.warning("reaper run failed; trying again in %ss", settings.reaper_interval_s, exc_info=True)

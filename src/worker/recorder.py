@@ -40,6 +40,8 @@ class EarlierUsage:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    cached: int = 0  # rows answered from the answer cache
+    saved: float = 0.0  # what their answers had cost
 
 
 class JobRecorder:
@@ -84,7 +86,8 @@ class JobRecorder:
                 "rows_per_s": None if p.finished else p.rows_per_s, "eta_s": None if p.finished else p.eta_s,
                 "tokens_in": self.earlier.tokens_in + p.tokens_in,
                 "tokens_out": self.earlier.tokens_out + p.tokens_out,
-                "cost": self.earlier.cost + p.cost, "models": p.models}
+                "cost": self.earlier.cost + p.cost, "models": p.models,
+                "rows_cached": self.earlier.cached + p.cached, "cost_saved": self.earlier.saved + p.saved}
 
     async def write(self, **values: Any) -> bool:
         """Write progress, heartbeat, queued events and `values` if our claim still holds the job."""

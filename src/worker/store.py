@@ -21,7 +21,8 @@ ITEMS = JobItem.__table__  # type: ignore[attr-defined]
 IN_CHUNK = 500  # keys per IN (...) lookup
 # A re-run row (a failed row retried) replaces its answer but adds its cost: every attempt stays counted.
 ADDED = ("attempts", "tokens_in", "tokens_out", "cost")
-REPLACED = ("key_json", "status", "outputs", "error_class", "error", "model", "latency_s", "workflow_version_id",
+REPLACED = ("key_json", "status", "outputs", "error_class", "error", "model", "latency_s", "cached",
+            "workflow_version_id",
             "prompt_hash", "updated_at")
 RESULT_COLUMNS = ("key_json", "status", "outputs", "error_class", "error", "model", "attempts", "latency_s",
                   "tokens_in", "tokens_out", "cost")
@@ -56,8 +57,8 @@ class DbResultStore:
                  "status": r.status.value, "outputs": r.outputs,
                  "error_class": r.error_class.value if r.error_class else None, "error": r.error, "model": r.model,
                  "attempts": r.attempts, "latency_s": r.latency_s, "tokens_in": r.tokens_in,
-                 "tokens_out": r.tokens_out, "cost": r.cost, "workflow_version_id": self.workflow_version_id,
-                 "prompt_hash": self.prompt_hash, "updated_at": now}
+                 "tokens_out": r.tokens_out, "cost": r.cost, "cached": r.cached,
+                 "workflow_version_id": self.workflow_version_id, "prompt_hash": self.prompt_hash, "updated_at": now}
                 for r, key_json in zip(results, encoded, strict=True)]
         # The driver's executemany with each value converted once by its column's type: SQLAlchemy's own
         # executemany converts the same values through more layers, a third of a write's cost.

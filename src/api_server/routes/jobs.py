@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
 
 from api_server.auth import AdminKey, ReadKey, WriteKey
-from api_server.deps import QueueDep, RouterDep, SessionDep, SettingsDep, SpecChecksDep
+from api_server.deps import BudgetsDep, DatabaseDep, QueueDep, RouterDep, SessionDep, SettingsDep, SpecChecksDep
 from api_server.http_errors import error_responses
 from api_server.queries import JobId, JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
 from api_server.services import estimates
 from api_server.services import jobs as service
+from core.answer_store import DbAnswerCache
+from core.gateway_router import gateway_identity
 from core.models import JobAction
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate, JobPublic, JobSummary
@@ -28,9 +30,10 @@ IdempotencyKey = Annotated[
 
 @router.post("", response_model=JobPublic, status_code=status.HTTP_201_CREATED,
              responses={200: {"model": JobPublic, "description": "Same Idempotency-Key and body: the first job"},
-                        **error_responses(409, 413, 422)})
+                        **error_responses(409, 413, 422, 429)})
 async def create_job(data: JobCreate, response: Response, session: SessionDep, queue: QueueDep, caller: WriteKey,
-                     checks: SpecChecksDep, _: NoQueryDep,
+                     checks: SpecChecksDep, budgets: BudgetsDep, database: DatabaseDep, settings: SettingsDep,
+                     gateway: RouterDep, background: BackgroundTasks, _: NoQueryDep,
                      idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Trigger a job of a workflow.
 
@@ -38,10 +41,19 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
     the spec for this job (for example `{"source": {"path": "data/other.csv"}}`) and are validated with
     it. With an `Idempotency-Key` header, a retry with the same key and body returns the first job (200);
     the same key with a different body is a 409.
+
+    A job that counts toward a budget with nothing left is refused (429, naming the budget, what is spent of
+    its limit, and when it resets). The job's `estimate` (as `POST /jobs/estimate` gives it) is made after the
+    answer and shown on the job beside its `usage`.
     """
     job, created = await service.create_job(session, queue=queue, data=data, checks=checks,
-                                            idempotency_key=idempotency_key, created_by=caller.key_id)
-    if not created:
+                                            idempotency_key=idempotency_key, created_by=caller.key_id,
+                                            budgets=budgets)
+    if created:
+        assert job.id is not None
+        background.add_task(estimates.record_estimate, database, job_id=job.id, data=data, settings=settings,
+                            created=job.created_at.timestamp(), gateway=gateway.config, checks=checks)
+    else:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"
     return JobPublic.from_job(job)
@@ -49,16 +61,19 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
 
 @router.post("/estimate", response_model=EstimatePublic, responses=error_responses(404, 409, 413, 422))
 async def estimate_job(data: JobCreate, session: SessionDep, _caller: WriteKey, checks: SpecChecksDep,
-                       settings: SettingsDep, gateway: RouterDep, _: NoQueryDep) -> EstimatePublic:
+                       settings: SettingsDep, gateway: RouterDep, database: DatabaseDep,
+                       _: NoQueryDep) -> EstimatePublic:
     """Estimate a job without triggering it: no job is made and no model is called.
 
-    The body is what `POST /api/v1/jobs` takes. The answer: the rows that would be sent (after `select`),
+    The body is what `POST /api/v1/jobs` takes. The answer: the rows that would be sent (after `select`, and
+    less those the answer cache would answer),
     input tokens counted by each candidate model's tokenizer, output tokens expected (from the workflow's
     recent jobs, else from the answer's fields; `max_tokens` is the high end), cost low / expected / high by
     each model's routing weight and price, and the time the models' `safe_rps` and `tpm` imply.
     """
+    cache = DbAnswerCache(database, scope=gateway_identity(gateway.config))
     estimate = await estimates.estimate_job(session, data=data, settings=settings, gateway=gateway.config,
-                                            checks=checks)
+                                            checks=checks, cache=cache)
     return EstimatePublic.from_estimate(estimate)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,10 +14,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api_server.auth import Caller, GatewayKey
-from api_server.deps import KeyLimitsDep, RouterDep
+from api_server.deps import BudgetsDep, KeyLimitsDep, RouterDep
 from api_server.http_errors import ErrorResponse, error_response, error_responses
 from api_server.key_limits import KeyLimits
-from engine.gateway import GatewayError, RateLimited, RequestRejected
+from core.budgets.client import BudgetedClient
+from core.budgets.guard import BudgetGuard
+from core.budgets.windows import subjects_of
+from engine.gateway import BudgetExceeded, GatewayError, RateLimited, RequestRejected
 from engine.gateway.router import Router
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage, estimate_tokens
 
@@ -57,10 +61,17 @@ class ChatCompletionRequest(BaseModel):
                            response_format=self.response_format)
 
 
-async def answer(request: ChatRequest, *, caller: Caller, limits: KeyLimits, gateway: Router) -> ChatResult:
-    """A completion within the caller's key limits (TooManyRequests if over them); GatewayError as the router's."""
+def budgeted(gateway: Router, budgets: BudgetGuard, caller: Caller) -> BudgetedClient:
+    """The router within the budgets of the platform and the caller's key."""
+    return BudgetedClient(gateway, budgets, subjects_of(key_id=caller.key_id))
+
+
+async def answer(request: ChatRequest, *, caller: Caller, limits: KeyLimits, gateway: Router,
+                 budgets: BudgetGuard) -> ChatResult:
+    """A completion within the caller's key limits (TooManyRequests if over them) and budgets (BudgetExceeded);
+    GatewayError as the router's."""
     admission = await limits.admit(caller, request.estimated_tokens())
-    result = await gateway.chat(request)
+    result = await budgeted(gateway, budgets, caller).chat(request)
     await limits.settle(caller, admission, result.usage.prompt_tokens + result.usage.completion_tokens)
     return result
 
@@ -77,7 +88,11 @@ def completion_body(result: ChatResult) -> dict[str, Any]:
 
 
 def gateway_error(exc: GatewayError) -> JSONResponse:
-    """The router's error as an HTTP error (429 with Retry-After when every deployment is busy)."""
+    """The router's error as an HTTP error (429 with Retry-After when every deployment is busy or a budget is
+    spent)."""
+    if isinstance(exc, BudgetExceeded):
+        wait = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if exc.retry_after_s else None
+        return error_response(429, "over_budget", str(exc), field="budget", headers=wait)
     if isinstance(exc, RateLimited):
         seconds = max(1, round(exc.retry_after_s or 1))
         return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(seconds)})
@@ -95,10 +110,11 @@ UPSTREAM_ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/chat/completions", responses=error_responses(413, 422) | UPSTREAM_ANSWERS | {
-    429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"},
+    429: {"description": "Every deployment is cooling down or at its limit, or a budget is spent (see "
+                 "Retry-After)"},
     502: {"description": "The upstreams failed"}})
 async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, caller: GatewayKey,
-                           limits: KeyLimitsDep) -> Any:
+                           limits: KeyLimitsDep, budgets: BudgetsDep) -> Any:
     """Create a chat completion through the router (OpenAI-compatible).
 
     `model` is a model or group name from the gateway config, or `auto`. Parameters a model does not
@@ -107,7 +123,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, call
     request = body.to_request()
     if body.stream:
         await limits.admit(caller, request.estimated_tokens())
-        pieces = gateway.stream(request)
+        pieces = budgeted(gateway, budgets, caller).stream(request)
         try:
             first = await anext(pieces)  # an error before the first piece is a plain HTTP error
         except GatewayError as exc:
@@ -115,7 +131,7 @@ async def chat_completions(body: ChatCompletionRequest, gateway: RouterDep, call
         return StreamingResponse(sse(first, pieces), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     try:
-        result = await answer(request, caller=caller, limits=limits, gateway=gateway)
+        result = await answer(request, caller=caller, limits=limits, gateway=gateway, budgets=budgets)
     except GatewayError as exc:
         return gateway_error(exc)
     return completion_body(result)
@@ -157,12 +173,13 @@ class EmbeddingRequest(BaseModel):
 
 @router.post("/embeddings", responses=error_responses(413, 422) | UPSTREAM_ANSWERS | {
     429: {"description": "Every deployment is cooling down or at its limit (see Retry-After)"}})
-async def embeddings(body: EmbeddingRequest, gateway: RouterDep, caller: GatewayKey, limits: KeyLimitsDep) -> Any:
+async def embeddings(body: EmbeddingRequest, gateway: RouterDep, caller: GatewayKey, limits: KeyLimitsDep,
+                     budgets: BudgetsDep) -> Any:
     """Create embeddings through the router (OpenAI-compatible)."""
     inputs = [body.input] if isinstance(body.input, str) else body.input
     admission = await limits.admit(caller, estimate_tokens(sum(len(text) for text in inputs)))
     try:
-        result = await gateway.embed(inputs, model=body.model)
+        result = await budgeted(gateway, budgets, caller).embed(inputs, model=body.model)
         await limits.settle(caller, admission, result.usage.prompt_tokens)
     except GatewayError as exc:
         return gateway_error(exc)

@@ -56,3 +56,13 @@ class TooManyRequests(DomainError):
     def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
         super().__init__(message, field=field)
         self.retry_after_s = retry_after_s
+
+
+class OverBudget(DomainError):
+    """A budget has no room: the message says which, what is spent of its limit, and when it resets."""
+
+    code = "over_budget"
+
+    def __init__(self, message: str, *, retry_after_s: float | None) -> None:
+        super().__init__(message, field="budget")
+        self.retry_after_s = retry_after_s

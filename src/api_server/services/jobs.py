@@ -14,9 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from api_server.services.budgets import check_room
 from api_server.services.errors import Conflict, InvalidInput, NotFound
 from api_server.services.paging import Page, PageRequest, Sortable, fetch_page, sortable_time
 from api_server.services.workflows import get_version, get_workflow, time_range
+from core.budgets.guard import BudgetGuard
 from core.db.types import utcnow
 from core.job_records import add_events, event_row
 from core.models import Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
@@ -66,9 +68,10 @@ def request_hash(data: JobCreate) -> str:
 
 
 async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate, checks: Sequence[SpecCheck] = (),
-                     idempotency_key: str | None = None, created_by: int | None = None) -> tuple[Job, bool]:
+                     idempotency_key: str | None = None, created_by: int | None = None,
+                     budgets: BudgetGuard | None = None) -> tuple[Job, bool]:
     """Trigger a job and offer it to the workers; returns (job, created). A repeated Idempotency-Key returns
-    the first job (offered once, when it was created)."""
+    the first job (offered once, when it was created). OverBudget if a budget it counts toward is spent."""
     body_hash = request_hash(data)
     if idempotency_key is not None:
         first = await _job_by_key(session, idempotency_key, body_hash)
@@ -80,6 +83,8 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
                        "to run it", field="workflow")
     version = await runnable_version(session, workflow, data.version)
     check_params(version.spec, data.params, checks=checks)
+    if budgets is not None:
+        await check_room(session, budgets, workflow=workflow.name, key_id=created_by)
     assert workflow.id is not None and version.id is not None
     now = utcnow()
     job = Job(workflow_id=workflow.id, workflow_version_id=version.id, workflow_name=workflow.name,
@@ -198,7 +203,7 @@ async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: Jo
     if action is JobAction.RETRY:
         changes = {"error": None, "completed_at": None, "rows_per_s": None, "eta_s": None}
     if target is JobStatus.QUEUED:
-        changes["enqueued_at"] = utcnow()
+        changes |= {"enqueued_at": utcnow(), "budget_pause": None}  # resumed by hand: no longer the budget's
     assert job.id is not None
     event = event_row(job.id, _ACTION_EVENTS[(action, target)], f"{action} requested: {job.status} -> {target}",
                       key_id=key_id)

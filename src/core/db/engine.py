@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Executable, Row, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -63,6 +64,15 @@ class Database:
         """`sqlite` or `mysql`."""
         return self.engine.dialect.name
 
+    async def execute(self, statement: Executable, params: Sequence[dict[str, Any]] | None = None) -> list[Row[Any]]:
+        """Run one statement in its own transaction (its rows, if it returns any): in a worker thread on the
+        thread engine with SQLite (see `thread_engine`), on the async engine otherwise."""
+        if (engine := self.thread_engine) is not None:
+            return await asyncio.to_thread(_execute, engine, statement, params)
+        async with self.engine.begin() as connection:
+            result = await connection.execute(statement, params)
+            return list(result) if result.returns_rows else []
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session that rolls back if the block raises."""
@@ -74,3 +84,9 @@ class Database:
         await self.engine.dispose()
         if self._thread_engine is not None:
             self._thread_engine.dispose()
+
+
+def _execute(engine: Engine, statement: Executable, params: Sequence[dict[str, Any]] | None) -> list[Row[Any]]:
+    with engine.begin() as connection:
+        result = connection.execute(statement, params)
+        return list(result) if result.returns_rows else []

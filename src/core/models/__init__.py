@@ -11,7 +11,9 @@ SQLModel.metadata.naming_convention = {
 }
 metadata = SQLModel.metadata
 
+from core.models.answer import Answer  # noqa: E402
 from core.models.api_key import ApiKey, Scope  # noqa: E402
+from core.models.budget import Budget, BudgetHold, BudgetPeriod, BudgetScope, BudgetSpend  # noqa: E402
 from core.models.job import Job  # noqa: E402
 from core.models.job_event import JobEvent  # noqa: E402
 from core.models.job_item import JobItem  # noqa: E402
@@ -19,7 +21,13 @@ from core.models.job_states import JobAction, JobStatus, Priority  # noqa: E402
 from core.models.workflow import Workflow, WorkflowTag, WorkflowVersion  # noqa: E402
 
 __all__ = [
+    "Answer",
     "ApiKey",
+    "Budget",
+    "BudgetHold",
+    "BudgetPeriod",
+    "BudgetScope",
+    "BudgetSpend",
     "Job",
     "JobAction",
     "JobEvent",

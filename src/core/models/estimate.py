@@ -30,6 +30,8 @@ class EstimatePublic(BaseModel):
     rows_skipped: int = Field(description="Rows `select` leaves out (inputs missing, outputs already filled).")
     rows_done: int = Field(description="Rows already done (a resumed run).")
     rows_to_send: int
+    rows_cached: int = Field(description="Rows the answer cache would answer (an identical request answered "
+                                         "before, or met earlier in the job): nothing sent for them.")
     input_tokens: int = Field(description="Every row's prompt, counted by each model's tokenizer, by share.")
     output_tokens_low: int
     output_tokens_expected: int

@@ -48,11 +48,15 @@ class Job(SQLModel, table=True):
     rows_done: int = 0
     rows_failed: int = 0
     rows_skipped: int = 0
+    rows_cached: int = 0  # of rows_done: answered from the answer cache, nothing sent
     rows_per_s: float | None = Field(default=None, sa_type=Double)
     eta_s: float | None = Field(default=None, sa_type=Double)
     tokens_in: int = Field(default=0, sa_type=BigInteger)
     tokens_out: int = Field(default=0, sa_type=BigInteger)
     cost: float = Field(default=0.0, sa_type=Double)
+    cost_saved: float = Field(default=0.0, sa_type=Double)  # what the cached rows' answers had cost
+    estimate: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # made when triggered
+    budget_pause: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # who paused it
 
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -107,6 +111,7 @@ class JobCounts(SQLModel):
     done: int
     failed: int
     skipped: int
+    cached: int = Field(0, description="Of `done`: rows answered from the answer cache, with no request sent.")
 
 
 class JobUsage(SQLModel):
@@ -115,6 +120,7 @@ class JobUsage(SQLModel):
     tokens_in: int
     tokens_out: int
     cost: float
+    cost_saved: float = Field(0.0, description="What the answers taken from the cache had cost when bought.")
     rows_per_s: float | None
     eta_s: float | None
     models: dict[str, int] = Field(description="Rows answered per model in the current run.")
@@ -154,6 +160,11 @@ class JobPublic(JobSummary):
     trace_id: str | None
     output: str | None = Field(description="Where the output was written: a file path or a MySQL table.")
     created_by: int | None = Field(description="The id of the API key that triggered the job.")
+    estimate: dict[str, Any] | None = Field(
+        description="The estimate made when the job was triggered (as POST /jobs/estimate gives it; null until "
+                    "it is made, or if the source could not be read then); `usage` holds the actuals.")
+    budget_pause: dict[str, Any] | None = Field(
+        description="While paused by a budget: which budget, what was spent of its limit, and when it resets.")
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -161,6 +172,7 @@ class JobPublic(JobSummary):
         return cls.model_validate(_job_fields(job) | {
             "params": job.params,
             "usage": {"tokens_in": job.tokens_in, "tokens_out": job.tokens_out, "cost": shown_cost(job.cost),
+                      "cost_saved": shown_cost(job.cost_saved),
                       "rows_per_s": job.rows_per_s, "eta_s": job.eta_s, "models": job.models or {}},
             "worker_id": job.worker_id,
             "heartbeat_at": job.heartbeat_at,
@@ -168,6 +180,8 @@ class JobPublic(JobSummary):
             "trace_id": job.trace_id,
             "output": job.output,
             "created_by": job.created_by,
+            "estimate": job.estimate,
+            "budget_pause": job.budget_pause,
         })
 
 
@@ -178,12 +192,12 @@ def shown_cost(cost: float) -> float:
 
 # The columns a job list reads; JobSummary is built from these alone.
 SUMMARY_COLUMNS = ("id", "name", "workflow_id", "workflow_name", "version", "status", "priority",
-                   "rows_total", "rows_done", "rows_failed", "rows_skipped", "attempt",
+                   "rows_total", "rows_done", "rows_failed", "rows_skipped", "rows_cached", "attempt",
                    "created_at", "updated_at", "started_at", "completed_at")
 
 
 def _job_fields(job: Any) -> dict[str, Any]:
     fields = {name: getattr(job, name) for name in SUMMARY_COLUMNS if not name.startswith("rows_")}
     fields["counts"] = {"total": job.rows_total, "done": job.rows_done,
-                        "failed": job.rows_failed, "skipped": job.rows_skipped}
+                        "failed": job.rows_failed, "skipped": job.rows_skipped, "cached": job.rows_cached}
     return fields

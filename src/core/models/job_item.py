@@ -32,6 +32,7 @@ class JobItem(SQLModel, table=True):
     tokens_in: int = Field(default=0, sa_type=BigInteger)
     tokens_out: int = Field(default=0, sa_type=BigInteger)
     cost: float = Field(default=0.0, sa_type=Double)
+    cached: bool = False  # answered from the answer cache: no request was sent
     workflow_version_id: int | None = Field(default=None, sa_type=BigIntId)
     prompt_hash: str | None = Field(default=None, sa_type=String(64))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -51,6 +52,8 @@ class JobItemPublic(SQLModel):
     tokens_in: int
     tokens_out: int
     cost: float
+    cached: bool = Field(description="Answered from the answer cache (an identical request answered before): "
+                                     "no request was sent, `cost` is 0.")
     workflow_version_id: int | None
     prompt_hash: str | None = Field(description="sha256 of what decided the answer: prompt, columns, answer "
                                                 "contract and model choice.")

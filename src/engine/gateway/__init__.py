@@ -5,6 +5,7 @@ weights, limits, cool-downs) implements the same interface.
 """
 
 from engine.gateway.errors import (
+    BudgetExceeded,
     GatewayError,
     MalformedResponse,
     RateLimited,
@@ -17,7 +18,8 @@ from engine.gateway.errors import (
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, Usage
 
 __all__ = [
-    "ChatClient", "ChatDelta", "ChatRequest", "ChatResult", "GatewayError", "MalformedResponse", "RateLimited",
+    "BudgetExceeded", "ChatClient", "ChatDelta", "ChatRequest", "ChatResult", "GatewayError", "MalformedResponse",
+    "RateLimited",
     "RequestRejected", "UpstreamConnectionError", "UpstreamError", "UpstreamTimeout", "UpstreamUnavailable",
     "Usage",
 ]

@@ -8,7 +8,8 @@ by message.
     │   ├── UpstreamTimeout      no answer within the timeout
     │   ├── UpstreamConnectionError
     │   └── MalformedResponse    2xx whose body is not a chat completion
-    └── RequestRejected          4xx caused by the request itself (400, 401, 404, 422): never retried
+    ├── RequestRejected          4xx caused by the request itself (400, 401, 404, 422): never retried
+    └── BudgetExceeded           a budget has no room for the request: not sent (the run pauses)
 """
 
 from __future__ import annotations
@@ -56,3 +57,16 @@ class MalformedResponse(UpstreamError):
 
 class RequestRejected(GatewayError):
     """The upstream refused the request itself (400, 401, 404, 422); sending it again will not help."""
+
+
+class BudgetExceeded(GatewayError):
+    """A spending budget has no room for the request's maximum cost; it was not sent.
+
+    `details` says which budget (scope, target, period), what is spent of its limit, what the request needed and
+    when the budget resets (ISO time, None for a total budget); `retry_after_s` is the time until then.
+    """
+
+    def __init__(self, message: str, *, details: dict[str, object], retry_after_s: float | None = None) -> None:
+        super().__init__(message, status=429)
+        self.details = details
+        self.retry_after_s = retry_after_s

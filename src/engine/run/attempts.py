@@ -12,7 +12,15 @@ from typing import Any
 from opentelemetry import trace
 
 from engine.errors import ContentError
-from engine.gateway import ChatClient, ChatRequest, GatewayError, RequestRejected, UpstreamError, Usage
+from engine.gateway import (
+    BudgetExceeded,
+    ChatClient,
+    ChatRequest,
+    GatewayError,
+    RequestRejected,
+    UpstreamError,
+    Usage,
+)
 from engine.results import ErrorClass, Key, RowResult, RowStatus
 from engine.results.answer_cache import request_key
 from engine.run.answers import AnswerContract
@@ -37,6 +45,13 @@ def attempt_tracer() -> trace.Tracer | None:
     if processors is not None and not processors:
         return None
     return trace.get_tracer(TRACER)
+
+
+def row_request(spec: WorkflowSpec, messages: list[dict[str, str]], *, model: str,
+                response_format: dict[str, Any] | None) -> ChatRequest:
+    """The request a row's messages make to `model` (its cache key is this request's)."""
+    return ChatRequest(model=model, messages=messages, temperature=spec.model.temperature,
+                       max_tokens=spec.model.max_tokens, response_format=response_format)
 
 
 @dataclass(frozen=True)
@@ -85,8 +100,7 @@ class RowProcessor:
             return result
 
     def _request(self, messages: list[dict[str, str]], model: str) -> ChatRequest:
-        return ChatRequest(model=model, messages=messages, temperature=self.spec.model.temperature,
-                           max_tokens=self.spec.model.max_tokens, response_format=self.response_format)
+        return row_request(self.spec, messages, model=model, response_format=self.response_format)
 
     async def _ask(self, task: RowTask, messages: list[dict[str, str]]) -> tuple[RowResult, str | None]:
         """Attempts until the answer is valid or an error class runs out of retries; with the valid answer's text."""
@@ -117,6 +131,8 @@ class RowProcessor:
                     }) as span:
                 try:
                     result = await self.client.chat(request)
+                except BudgetExceeded:
+                    raise  # not the row's failure: the run stops and the row is sent when it resumes
                 except RequestRejected as exc:
                     span.set_attribute("rowloom.outcome", ErrorClass.API.value)
                     return ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000], model=model), None

@@ -1,25 +1,31 @@
 """What a run would send and cost, worked out before it runs: no model is called.
 
-Rows: the source's rows after selection (`select`), less those already done (a resume). Input tokens: every
-row's prompt rendered and counted by each candidate model's tokenizer (`engine.run.tokens`). Output tokens:
-the average of earlier runs' answers when there are some, else a guess from the answer's fields; `max_tokens`
-is the high end when set. Cost: each candidate model's share of the rows by its routing weight, at its price.
-Time: what `safe_rps` and `tpm` allow, when every candidate has them. Re-asked answers (content errors) and
-retries are not in it.
+Rows: the source's rows after selection (`select`), less those already done (a resume) and those the answer
+cache would answer (a stored answer the workflow's `cache` setting accepts, or a prompt met earlier in the
+run). Input tokens: every row's prompt rendered and counted by each candidate model's tokenizer
+(`engine.run.tokens`). Output tokens: the average of earlier runs' answers when there are some, else a guess
+from the answer's fields; `max_tokens` is the high end when set. Cost: each candidate model's share of the
+rows by its routing weight, at its price. Time: what `safe_rps` and `tpm` allow, when every candidate has
+them. Re-asked answers (content errors) and retries are not in it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
 from engine.gateway.config import Deployment, Price
 from engine.results import ResultStore
+from engine.results.answer_cache import AnswerCache, request_key
+from engine.run.answers import AnswerContract
+from engine.run.attempts import row_request
 from engine.run.prompts import PromptRenderer
+from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.run.tokens import count_messages, count_text, tokenizer_name
 from engine.sources import Source
-from engine.spec.models import WorkflowSpec
+from engine.spec.models import CacheMode, WorkflowSpec
 
 TOKENS_PER_FIELD_GUESS = 24  # an answer field's value, when no earlier answers tell
 LOW_SHARE = 0.5  # the low end of output tokens, as a share of the expected
@@ -50,6 +56,7 @@ class Estimate:
     rows_skipped: int
     rows_done: int
     rows_to_send: int
+    rows_cached: int
     input_tokens: int
     output_tokens_low: int
     output_tokens_expected: int
@@ -85,9 +92,12 @@ def cost_of(price: Price, input_tokens: float, output_tokens: float) -> float:
 
 
 async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[Deployment],
-                       store: ResultStore | None = None, earlier_output_tokens: float | None = None) -> Estimate:
-    """The estimate for `spec` over `source`, sent to `deployments` (the candidates of its model) by weight."""
+                       store: ResultStore | None = None, earlier_output_tokens: float | None = None,
+                       cache: AnswerCache | None = None, stored_before: float | None = None) -> Estimate:
+    """The estimate for `spec` over `source`, sent to `deployments` (the candidates of its model) by weight;
+    rows `cache` would answer (with an answer stored before `stored_before`, if given) are not sent."""
     renderer = PromptRenderer(spec)
+    cached = CachedRows(spec, cache, stored_before)
     weights = [max(0.0, d.weight) for d in deployments]
     shares = [w / sum(weights) if sum(weights) else 1 / len(deployments) for w in weights]
     tokenizers = {d.model: tokenizer_name(d.model) for d in deployments}
@@ -95,14 +105,16 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
     for model, tokenizer in tokenizers.items():
         counted_by.setdefault(tokenizer, model)
     input_by_tokenizer: Counter[str] = Counter()
-    total = skipped = done = to_send = 0
+    total = skipped = done = to_send = from_cache = 0
     async for selected in rows_to_send(source, spec, store):
         total += selected.height
         skipped += selected.skipped
         done += selected.done
-        to_send += len(selected.rows)
-        for _, _, record in selected.rows:
-            messages = renderer.messages(record)
+        batch = [renderer.messages(record) for _, _, record in selected.rows]
+        sent = await cached.to_send(batch)
+        from_cache += len(batch) - len(sent)
+        to_send += len(sent)
+        for messages in sent:
             for tokenizer, model in counted_by.items():
                 input_by_tokenizer[tokenizer] += count_messages(messages, model)
     low, expected, high, basis = output_per_row(spec, earlier_output_tokens)
@@ -119,7 +131,8 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
     input_tokens = sum(m.input_tokens for m in models)
     seconds, seconds_basis = limits_time(deployments, to_send, (input_tokens + to_send * expected) / max(1, to_send))
     return Estimate(
-        rows_total=total, rows_skipped=skipped, rows_done=done, rows_to_send=to_send, input_tokens=input_tokens,
+        rows_total=total, rows_skipped=skipped, rows_done=done, rows_to_send=to_send, rows_cached=from_cache,
+        input_tokens=input_tokens,
         output_tokens_low=round(to_send * low), output_tokens_expected=round(to_send * expected),
         output_tokens_high=round(to_send * high), output_basis=basis,
         cost_low=sum(m.cost_low for m in models), cost_expected=sum(m.cost_expected for m in models),
@@ -138,3 +151,36 @@ def limits_time(deployments: list[Deployment], rows: int, tokens_per_row: float)
             waits.append(rows * tokens_per_row / (sum(d.tpm or 0 for d in deployments) / 60))
         return max(waits), "the models' safe_rps and tpm"
     return None, "no limit on some model: as fast as the models answer"
+
+
+class CachedRows:
+    """Which rows' requests the answer cache would answer: one stored (and usable under the workflow's `cache`
+    setting), or met earlier in the run (identical requests go upstream once)."""
+
+    def __init__(self, spec: WorkflowSpec, cache: AnswerCache | None, stored_before: float | None = None) -> None:
+        self.spec = spec
+        self.stored_before = stored_before
+        on = cache is not None and spec.cache.mode is not CacheMode.OFF
+        self.reuse = AnswerReuse(cache, spec.cache) if cache is not None and on else None
+        contract = AnswerContract.from_spec(spec)
+        self.response_format = contract.response_format() if spec.prompt.json_schema else None
+        self.seen: set[str] = set()
+
+    async def to_send(self, batch: list[list[dict[str, str]]]) -> list[list[dict[str, str]]]:
+        """The messages of `batch` that would be sent."""
+        reuse = self.reuse
+        if reuse is None:
+            return batch
+        keys = [request_key(row_request(self.spec, messages, model=self.spec.model.name,
+                                        response_format=self.response_format), reuse.cache.scope)
+                for messages in batch]
+        stored = await asyncio.gather(*(reuse.usable(key) for key in dict.fromkeys(keys) if key not in self.seen))
+        known = {key for key, answer in zip([k for k in dict.fromkeys(keys) if k not in self.seen], stored,
+                                            strict=True)
+                 if answer is not None and (self.stored_before is None or answer.stored_at < self.stored_before)}
+        sent = []
+        for key, messages in zip(keys, batch, strict=True):
+            if key not in self.seen and key not in known:
+                sent.append(messages)
+            self.seen.add(key)
+        return sent

@@ -32,7 +32,7 @@ class AnswerReuse:
             await other.wait()
         ended = self._flights[key] = asyncio.Event()
         try:
-            yield await self._usable(key)
+            yield await self.usable(key)
         finally:
             del self._flights[key]
             ended.set()
@@ -42,7 +42,8 @@ class AnswerReuse:
         """Store an answer that passed the workflow's checks."""
         await self.cache.put(key, CachedAnswer(content, model, tokens_in, tokens_out, cost, now()))
 
-    async def _usable(self, key: str) -> CachedAnswer | None:
+    async def usable(self, key: str) -> CachedAnswer | None:
+        """The stored answer under `key` if the workflow's `cache` setting lets this run take it."""
         answer = await self.cache.get(key)
         if answer is None:
             return None

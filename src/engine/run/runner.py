@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry import trace
 
 from engine.events import EventKind
-from engine.gateway import ChatClient
+from engine.gateway import BudgetExceeded, ChatClient
 from engine.results import ResultStore, RowResult, SettledRows, SqliteResultStore
 from engine.results.answer_cache import AnswerCache
 from engine.run.attempts import TRACER, RowProcessor, RowTask
@@ -52,6 +52,7 @@ class RunOutcome:
     progress: Progress
     output: str | None
     stopped: bool
+    budget: BudgetExceeded | None = None  # stopped because a budget had no room for the next request
 
 
 class Runner:
@@ -68,6 +69,7 @@ class Runner:
         self.on_event = on_event
         self.stop = stop or asyncio.Event()
         self._failure: BaseException | None = None
+        self._budget: BudgetExceeded | None = None
         self._results_ended = False
         self.settled = SettledRows()
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
@@ -125,7 +127,7 @@ class Runner:
             self._event(EventKind.OUTPUT_WRITTEN, f"output written to {output}", output=output)
             span.set_attributes({"rowloom.rows.done": progress.done, "rowloom.rows.failed": progress.failed,
                                  "rowloom.rows.skipped": progress.skipped, "rowloom.stopped": stopped})
-            return RunOutcome(progress=progress, output=output, stopped=stopped)
+            return RunOutcome(progress=progress, output=output, stopped=stopped, budget=self._budget)
 
     def _save_ended(self, save: asyncio.Task[str]) -> None:
         """An output that cannot be written fails the run now, not after every row was sent."""
@@ -168,10 +170,20 @@ class Runner:
     async def _work(self, tasks: asyncio.Queue[RowTask | None], results: asyncio.Queue[RowResult | None]) -> None:
         while (task := await tasks.get()) is not None:
             if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
-                result = await self.processor.process(task)
+                try:
+                    result = await self.processor.process(task)
+                except BudgetExceeded as exc:
+                    self._over_budget(exc)
+                    continue  # unsent: the row goes on resume
                 if (down := self.outage.saw((result,))) is not None:
                     self._stop_with(down)  # as each row ends, not when the writer gets to it
                 await results.put(result)
+
+    def _over_budget(self, exc: BudgetExceeded) -> None:
+        if self._budget is None:
+            self._budget = exc
+            self._event(EventKind.PAUSED_FOR_BUDGET, str(exc), **exc.details)
+            self.stop.set()
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work`, cancelling it if a stop comes first (it may be waiting for room in a full window)."""
