@@ -50,21 +50,21 @@ async def one_run(base_url: str, source: Path, folder: Path, in_flight: int, *, 
                      + ("" if controls else "cache: {mode: off}\n")).spec
     upstream = OpenAIClient(base_url, model="fake-small", max_connections=in_flight)
     client: ChatClient = upstream
-    if controls:
+    if controls and controls.get("guard"):
         client = BudgetedClient(upstream, controls["guard"], subjects_of(workflow="bench"))
     cpu = _cpu_seconds()
     started = time.perf_counter()
     try:
         outcome = await run_spec(spec, client=client, base_dir=folder, work_dir=work,
-                                 cache=controls["cache"] if controls else None)
-        if controls:
+                                 cache=controls.get("cache") if controls else None)
+        if controls and controls.get("cache"):
             await controls["cache"].flush()
     finally:
         await upstream.aclose()
     return outcome.progress.done, outcome.progress.cached, time.perf_counter() - started, _cpu_seconds() - cpu
 
 
-async def open_controls(folder: Path, redis_url: str) -> dict[str, Any]:
+async def open_controls(folder: Path, redis_url: str, which: str) -> dict[str, Any]:
     """A migrated SQLite platform database with a workflow budget far above the run's cost, its answer cache,
     and a guard whose ledger is in Redis."""
     database = Database(f"sqlite+aiosqlite:///{folder / 'platform.db'}")
@@ -76,13 +76,16 @@ async def open_controls(folder: Path, redis_url: str) -> dict[str, Any]:
     guard = BudgetGuard(database, ledger, holder="bench", lease_s=30, zone=UTC, gateway=load_gateway(GATEWAY),
                         default_output_tokens=256)
     await guard.start()
-    return {"database": database, "guard": guard, "cache": DbAnswerCache(database, scope="bench")}
+    return {"database": database, "guard": guard if which in ("both", "budgets") else None,
+            "cache": DbAnswerCache(database, scope="bench") if which in ("both", "cache") else None,
+            "ledger guard": guard}
 
 
 async def close_controls(controls: dict[str, Any]) -> None:
     """Write and settle what is pending, then close."""
-    await controls["cache"].close()
-    await controls["guard"].aclose()
+    if controls["cache"] is not None:
+        await controls["cache"].close()
+    await controls["ledger guard"].aclose()
     await controls["database"].dispose()
 
 
@@ -97,7 +100,7 @@ async def compare(base_url: str, source: Path, folder: Path, args: argparse.Name
             controls = None
             if mode == "on":
                 (folder / f"on{repeat}").mkdir()
-                controls = await open_controls(folder / f"on{repeat}", args.redis_url)
+                controls = await open_controls(folder / f"on{repeat}", args.redis_url, args.controls)
             reset(base_url)
             done, _, elapsed, cpu = await one_run(base_url, source, folder, args.in_flight, controls=controls,
                                                   label=f"{mode}{repeat}")
@@ -106,11 +109,12 @@ async def compare(base_url: str, source: Path, folder: Path, args: argparse.Name
                   f"{done / elapsed:7.0f} rows/s ({done / elapsed / ceiling:.1%} of ceiling); CPU "
                   f"{cpu / done * 1e6:6.1f} µs/row; duplicates {stats(base_url)['duplicate_ok_extra_requests']}",
                   flush=True)
-            if controls is not None:
+            if controls is not None and controls["cache"] is not None:
                 again, cached, elapsed, cpu = await one_run(base_url, source, folder, args.in_flight,
                                                             controls=controls, label=f"again{repeat}")
                 print(f"  {'all cached':<16} {again:,} rows in {elapsed:6.2f}s = {again / elapsed:7.0f} rows/s; "
                       f"CPU {cpu / again * 1e6:6.1f} µs/row ({cached:,} from the cache)", flush=True)
+            if controls is not None:
                 await close_controls(controls)
     off, on = (sum(rates[m]) / len(rates[m]) for m in ("off", "on"))
     print(f"budgets + cache on: {on:,.0f} rows/s against {off:,.0f} off = {on / off:.1%}")
@@ -123,6 +127,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--controls", choices=["both", "budgets", "cache"], default="both",
+                        help="what is on in the runs with controls")
     parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-bench-"))

@@ -16,13 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
+from api_server.deps import budget_guard
 from core.budgets.client import BudgetedClient
 from core.budgets.guard import BudgetGuard
 from core.budgets.ledger import DbLedger, Ledger
 from core.budgets.redis_ledger import RedisLedger
+from core.budgets.resume import resume_for_budgets
 from core.budgets.windows import subjects_of
 from core.db import Database
-from core.models import Budget, BudgetPeriod, BudgetScope, Scope
+from core.models import Budget, BudgetPeriod, BudgetScope, Job, Scope
 from engine.gateway import BudgetExceeded, ChatRequest
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
@@ -252,3 +254,29 @@ async def test_a_key_over_its_budget_gets_429_on_v1(database_url: str, tmp_path:
 
 def _cost(usage: dict[str, int]) -> float:
     return (usage["prompt_tokens"] * PRICE[0] + usage["completion_tokens"] * PRICE[1]) / 1e6
+
+
+async def test_a_job_paused_by_a_budget_resumes_when_its_window_resets(database_url: str, tmp_path: Path) -> None:
+    write_tickets(tmp_path, 20)
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                     price=PRICE) as p:
+        budget = (await p.http.put("/api/v1/budgets", json={"scope": "platform", "period": "hour",
+                                                            "limit_usd": 0})).json()
+        await p.http.post("/api/v1/workflows", json={"yaml": _workflow()})
+        refused = await p.http.post("/api/v1/jobs", json={"workflow": "triage"})
+        await p.http.put("/api/v1/budgets", json={"scope": "platform", "period": "hour", "limit_usd": 1e-9})
+        job_id = await p.start_job(yaml=_workflow())
+        paused = await wait_status(p.http, job_id, "paused")
+        # The same pause, as if it had been made in the hour before this one: its window has reset.
+        async with p.database.session() as session:
+            job = await session.get(Job, job_id)
+            assert job is not None and job.budget_pause is not None
+            job.budget_pause = {**job.budget_pause, "window": "2000-01-01T00+00:00"}
+            await session.commit()
+        resumed = await resume_for_budgets(p.database, p.queue, budget_guard(p.app))
+        events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
+    assert refused.status_code == 429 and "hourly budget of the platform" in refused.json()["error"]["message"]
+    assert paused["budget_pause"]["budget_id"] == budget["id"] and paused["counts"]["done"] == 0
+    assert resumed == [job_id]
+    assert any(e["kind"] == "resumed" and "window reset" in e["message"] for e in events)

@@ -1,15 +1,16 @@
 """The answer cache in the platform's database: one table of answers shared by every job, worker and workflow.
 
-Rows ask for their answers one at a time, but a lookup is one query for every key asked while the previous
-query ran (a worker's window of rows in flight takes a few queries, not one each). New answers are written in
-groups, at most WRITE_EVERY_S after they were bought, and served from memory until then: one lost in a crash
-is only bought again.
+Rows ask for their answers one at a time (or a window of rows ahead, `prefetch`), but one transaction at a
+time does the cache's I/O: it writes the answers bought since the last write (in groups, at most
+WRITE_EVERY_S after they were bought; until then they are served from memory: one lost in a crash is only
+bought again) and looks up every key asked meanwhile. Lookups and writes never compete for the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from engine.results.answer_cache import CachedAnswer
 
 ANSWERS = Answer.__table__  # type: ignore[attr-defined]
 IN_CHUNK = 500  # keys per IN (...) lookup
-WRITE_GROUP = 256  # answers that start a write at once
+WRITE_GROUP = 256  # answers that make a write due at once
 WRITE_EVERY_S = 0.5  # the longest a bought answer waits for a write (other workers see it after that)
 COLUMNS = ("content", "model", "tokens_in", "tokens_out", "cost", "stored_at")
 
@@ -33,74 +34,101 @@ class DbAnswerCache:
         self.database = database
         self.scope = scope
         self._asked: dict[str, asyncio.Future[CachedAnswer | None]] = {}
-        self._lookup: asyncio.Task[None] | None = None
-        self._pending: dict[str, CachedAnswer] = {}
-        self._writer: asyncio.Task[None] | None = None
-        self._full = asyncio.Event()
+        self._prefetched: dict[str, asyncio.Future[CachedAnswer | None]] = {}  # until the row asks
+        self._pending: dict[str, CachedAnswer] = {}  # bought, not yet written
+        self._since = 0.0  # when the oldest pending answer was bought (monotonic)
+        self._io: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
 
     async def get(self, key: str) -> CachedAnswer | None:
         """The answer stored under `key`, if any (looked up with the other keys asked meanwhile)."""
         if (pending := self._pending.get(key)) is not None:
             return pending
+        future = self._prefetched.pop(key, None) or self._lookup_of(key)
+        return await asyncio.shield(future)  # one caller cancelled does not cancel the others' answer
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Look these keys up now, all in one query: a row finds its answer waiting when it asks."""
+        for key in keys:
+            if key not in self._pending and key not in self._prefetched:
+                self._prefetched[key] = self._lookup_of(key)
+
+    def _lookup_of(self, key: str) -> asyncio.Future[CachedAnswer | None]:
         future = self._asked.get(key)
         if future is None:
             future = self._asked[key] = asyncio.get_running_loop().create_future()
-            if self._lookup is None:
-                self._lookup = asyncio.create_task(self._look_up())
-        return await asyncio.shield(future)  # one caller cancelled does not cancel the others' answer
+            self._run()
+        return future
 
-    async def _look_up(self) -> None:
+    async def put(self, key: str, answer: CachedAnswer) -> None:
+        """Store (or replace) the answer under `key`: served at once, written within WRITE_EVERY_S."""
+        if not self._pending:
+            self._since = time.monotonic()
+        self._pending[key] = answer
+        self._run()
+
+    def _run(self) -> None:
+        self._wake.set()
+        if self._io is None:
+            self._io = asyncio.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        """One transaction at a time: due writes and every lookup asked, until there is nothing left to do."""
         try:
-            await asyncio.sleep(0)  # the rows that ask in this turn of the loop join the first query
-            while self._asked:
+            while self._asked or self._pending:
+                due = self._pending and (len(self._pending) >= WRITE_GROUP
+                                         or time.monotonic() - self._since >= WRITE_EVERY_S)
+                if not self._asked and not due:  # only answers to write, not due yet: wait for them or a lookup
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), WRITE_EVERY_S - (time.monotonic() - self._since))
+                    continue
                 asked, self._asked = self._asked, {}
+                writes = dict(self._pending) if due else {}
                 try:
-                    found = await self._fetch(list(asked))
+                    found = await self._transaction(writes, list(asked))
                 except Exception as exc:
                     for future in asked.values():
                         if not future.done():
                             future.set_exception(exc)
+                    if not asked:
+                        raise
                     continue
+                self._written(writes)
                 for key, future in asked.items():
                     if not future.done():
                         future.set_result(found.get(key))
         finally:
-            self._lookup = None
+            self._io = None
 
-    async def _fetch(self, keys: list[str]) -> dict[str, CachedAnswer]:
-        found: dict[str, CachedAnswer] = {}
+    async def _transaction(self, writes: dict[str, CachedAnswer], keys: list[str]) -> dict[str, CachedAnswer]:
+        statements: list[tuple[Any, list[dict[str, Any]] | None]] = []
+        if writes:
+            statements.append((self._upsert(), [{"key": key, **{c: getattr(a, c) for c in COLUMNS}}
+                                                for key, a in writes.items()]))
         for start in range(0, len(keys), IN_CHUNK):
-            query = select(ANSWERS.c.key, *(ANSWERS.c[c] for c in COLUMNS)).where(
-                ANSWERS.c.key.in_(keys[start:start + IN_CHUNK]))
-            found |= {row[0]: CachedAnswer(*tuple(row)[1:]) for row in await self.database.execute(query)}
+            statements.append((select(ANSWERS.c.key, *(ANSWERS.c[c] for c in COLUMNS)).where(
+                ANSWERS.c.key.in_(keys[start:start + IN_CHUNK])), None))
+        found: dict[str, CachedAnswer] = {}
+        for rows in await self.database.execute_all(statements):
+            found |= {row[0]: CachedAnswer(*tuple(row)[1:]) for row in rows}
         return found
 
-    async def put(self, key: str, answer: CachedAnswer) -> None:
-        """Store (or replace) the answer under `key`: served at once, written within WRITE_EVERY_S."""
-        self._pending[key] = answer
-        if len(self._pending) >= WRITE_GROUP:
-            self._full.set()
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_soon())
-
-    async def _write_soon(self) -> None:
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), WRITE_EVERY_S)
-            self._full.clear()
-            await self.flush()
-        finally:
-            self._writer = None
+    def _written(self, writes: dict[str, CachedAnswer]) -> None:
+        for key, answer in writes.items():
+            if self._pending.get(key) is answer:
+                del self._pending[key]
+        if self._pending:
+            self._since = time.monotonic()
 
     async def flush(self) -> None:
-        """Write every answer not yet written."""
-        while self._pending:
-            batch = dict(self._pending)
-            await self.database.execute(self._upsert(), [
-                {"key": key, **{c: getattr(answer, c) for c in COLUMNS}} for key, answer in batch.items()])
-            for key, answer in batch.items():
-                if self._pending.get(key) is answer:
-                    del self._pending[key]
+        """Write every answer not yet written (at a job's end: what it looked up ahead and never asked for is
+        dropped too, so no lookup grows stale)."""
+        self._prefetched.clear()
+        if self._pending:
+            writes = dict(self._pending)
+            await self._transaction(writes, [])
+            self._written(writes)
 
     def _upsert(self) -> Any:
         if self.database.backend == "mysql":
@@ -110,9 +138,9 @@ class DbAnswerCache:
         return lite.on_conflict_do_update(index_elements=["key"], set_={c: lite.excluded[c] for c in COLUMNS})
 
     async def close(self) -> None:
-        """Write what is pending; stop the background write."""
-        if self._writer is not None:
-            self._writer.cancel()
+        """Write what is pending; stop the background I/O."""
+        if self._io is not None:
+            self._io.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await self._io
         await self.flush()

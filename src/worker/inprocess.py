@@ -78,6 +78,12 @@ class InProcessRunner:
                 outcome = await execute_job(self.ctx, job_id)
             except Exception:
                 log.exception("job %s: the runner failed; the reaper will re-queue it", job_id)
+                outcome = Outcome.FINISHED
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # stopped while the job wound down: take no other job
+                log.warning("job %s ended during a stop that the run did not pass on", job_id)
+                raise asyncio.CancelledError
+            if outcome is Outcome.FINISHED:
                 continue
             priority = list(PRIORITY_RANK)[-rank]
             if outcome is Outcome.WAIT:

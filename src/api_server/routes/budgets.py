@@ -24,8 +24,10 @@ router = APIRouter(prefix="/api/v1/budgets", tags=["budgets"], responses=error_r
 async def list_budgets(session: SessionDep, guard: BudgetsDep, _caller: ReadKey) -> list[BudgetPublic]:
     """List every budget with its current window's figures.
 
-    Each shows what is spent, reserved by requests in flight and remaining, and when it resets. These are the figures requests are admitted on: a request goes only if its maximum cost fits in what
-    remains of every budget it counts toward (the platform's, its workflow's and its API key's).
+    Each shows what is spent, what is reserved (requests in flight, and the credit a busy worker holds for its
+    next requests), what remains, and when it resets. These are the figures requests are admitted on: a
+    request goes only if its maximum cost fits in what remains of every budget it counts toward (the
+    platform's, its workflow's and its API key's).
     """
     return [service.budget_public(f) for f in await guard.figures(await service.list_budgets(session))]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 SETTLE_EVERY_S = 0.1  # settlements with no reservation waiting are sent this often
 HOLD_RECHECK_S = 0.25  # a request waiting for others' holds asks again this often
 RELOAD_EVERY_S = 2.0  # budgets set through the API reach every process within this
+LEDGER_TRIES = 5  # failed ledger calls in a row before the requests waiting on them fail
+BLOCK_REQUESTS = 64  # a process holds credit for this many requests at once: most requests need no ledger call
 MESSAGE_OVERHEAD_TOKENS = 4  # a chat message's role and separators, beyond its text
 REQUEST_OVERHEAD_TOKENS = 3
 
@@ -100,8 +103,13 @@ class BudgetGuard:
         self._released = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started: asyncio.Future[None] | None = None
+        self._failures = 0
         self._current: tuple[datetime, datetime, dict[BudgetPeriod, Window]] | None = None
         self._counters: dict[tuple[Subject, ...], tuple[tuple[str, int], ...]] = {}
+        # Held in the ledger but not by a request: what the next requests of a set of budgets take from.
+        self._credit: dict[tuple[str, ...], float] = {}
+        self._last_use: dict[tuple[str, ...], float] = {}
+        self._topping: dict[tuple[str, ...], asyncio.Lock] = {}
 
     async def start(self) -> None:
         """Load the budgets and start sending to the ledger (done on first use if not before; every caller
@@ -149,22 +157,49 @@ class BudgetGuard:
         rules = [(b, counter(s, windows[b.period])) for s in subjects for b in self._budgets.get(s, ())]
         if not rules or amount <= 0:
             return Hold(counters, (), 0.0)
-        reservation = Reservation(amount, tuple((c, b.limit_usd) for b, c in rules))
-        while True:
+        held = tuple(c for _, c in rules)
+        self._last_use[held] = time.monotonic()
+        if self._credit.get(held, 0.0) + EPSILON < amount:
+            async with self._topping.setdefault(held, asyncio.Lock()):  # one top-up at a time per set of budgets
+                await self._top_up(held, tuple((c, b.limit_usd) for b, c in rules), amount, rules, windows)
+        self._credit[held] -= amount
+        return Hold(counters, held, amount)
+
+    async def _top_up(self, held: tuple[str, ...], checks: tuple[tuple[str, float], ...], amount: float,
+                      rules: list[tuple[Budget, str]], windows: dict[BudgetPeriod, Window]) -> None:
+        """Make this process's credit for `held` cover `amount`: a block for BLOCK_REQUESTS such requests if the
+        budgets have room for it, else just what is short; BudgetExceeded when what is spent leaves no room."""
+        while (short := amount - self._credit.get(held, 0.0)) > EPSILON:
             released = self._released
-            future: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
-            self._asks.append((reservation, future))
-            self._wake.set()
-            self._asked.set()
-            refusal = await future
+            for want in (short + amount * (BLOCK_REQUESTS - 1), short):
+                refusal = await self._ask(Reservation(want, checks))
+                if refusal is None:
+                    self._credit[held] = self._credit.get(held, 0.0) + want
+                    break
             if refusal is None:
-                return Hold(counters, tuple(c for _, c in rules), amount)
+                continue
             budget, _ = rules[refusal.check]
+            self._give_back(held)  # idle credit of ours must not keep this or another process waiting
             if refusal.spent + amount > budget.limit_usd + EPSILON:  # spent alone leaves no room: nothing to wait for
                 raise exceeded(budget, windows[budget.period], spent=refusal.spent, held=refusal.held,
                                needed=amount)
             with contextlib.suppress(TimeoutError):  # held by requests in flight: wait until some settle
                 await asyncio.wait_for(released.wait(), HOLD_RECHECK_S)
+
+    async def _ask(self, reservation: Reservation) -> Refusal | None:
+        future: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
+        self._asks.append((reservation, future))
+        self._wake.set()
+        self._asked.set()
+        return await future
+
+    def _give_back(self, held: tuple[str, ...]) -> None:
+        """Release this process's unused credit for `held` (sent with the next call)."""
+        credit = self._credit.pop(held, 0.0)
+        if credit > 0:
+            for name in held:
+                self._settlement.released[name] = self._settlement.released.get(name, 0.0) + credit
+            self._wake.set()
 
     def _windows(self) -> dict[BudgetPeriod, Window]:
         """The current window of each period (worked out again only when the hour changes)."""
@@ -178,10 +213,14 @@ class BudgetGuard:
         return self._current[2]
 
     def settle(self, hold: Hold, cost: float) -> None:
-        """The request ended having cost `cost`: release its hold and count its cost (sent shortly)."""
+        """The request ended having cost `cost`: the part of its hold it spent is released in the ledger as its
+        cost is added (sent shortly); the rest goes back to this process's credit."""
         settlement = self._settlement
-        for name in hold.held:
-            settlement.released[name] = settlement.released.get(name, 0.0) + hold.amount
+        if hold.held:
+            used = min(cost, hold.amount)
+            for name in hold.held:
+                settlement.released[name] = settlement.released.get(name, 0.0) + used
+            self._credit[hold.held] = self._credit.get(hold.held, 0.0) + hold.amount - used
         if cost:
             for name, keep in hold.counters:
                 settlement.spent[name] = settlement.spent.get(name, 0.0) + cost
@@ -219,7 +258,6 @@ class BudgetGuard:
                     await asyncio.wait_for(self._asked.wait(), SETTLE_EVERY_S)
             self._wake.clear()
             self._asked.clear()
-            await asyncio.sleep(0)  # the rows asking in this turn of the loop join the call
             await self._send_once()
 
     async def _send_once(self) -> None:
@@ -228,13 +266,18 @@ class BudgetGuard:
         try:
             outcomes = await self.ledger.apply(self.holder, self.lease_s, settlement, [r for r, _ in asks])
         except Exception as exc:
-            log.warning("budget ledger call failed; trying again: %s", exc)
+            self._failures += 1
+            log.warning("budget ledger call failed (%s in a row): %s", self._failures, exc)
             self._merge(settlement)  # sent again with the next call
-            for _, future in asks:
-                if not future.done():
-                    future.set_exception(exc)
+            if self._failures < LEDGER_TRIES:
+                self._asks = asks + self._asks  # asked again with the next call
+            else:  # the ledger is down: the requests fail (a job's rows by its retry limits)
+                for _, future in asks:
+                    if not future.done():
+                        future.set_exception(exc)
             await asyncio.sleep(HOLD_RECHECK_S)
             return
+        self._failures = 0
         for (_, future), outcome in zip(asks, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
@@ -253,6 +296,10 @@ class BudgetGuard:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(min(RELOAD_EVERY_S, self.lease_s / 3))
+            idle = time.monotonic() - RELOAD_EVERY_S
+            for held in [h for h, used in self._last_use.items() if used < idle]:
+                del self._last_use[held]
+                self._give_back(held)  # the figures show it free, and other processes can take it
             try:
                 await self.ledger.renew(self.holder, self.lease_s)
                 await self.reload()
@@ -263,6 +310,8 @@ class BudgetGuard:
         """Send what is settled, stop, and close the ledger."""
         await cancel_and_wait(self._tasks)
         self._tasks, self._started = [], None
+        for held in list(self._credit):
+            self._give_back(held)
         if self._settlement or self._asks:
             with contextlib.suppress(Exception):
                 await self._send_once()

@@ -21,6 +21,7 @@ from core.models import BudgetHold, BudgetSpend
 
 SPEND = BudgetSpend.__table__  # type: ignore[attr-defined]
 HOLDS = BudgetHold.__table__  # type: ignore[attr-defined]
+LOCK = "#lock"  # the counter row a MariaDB ledger call locks first (no real counter starts with #)
 EPSILON = 1e-9  # float sums of prices: a request that exactly fills a budget is let through
 
 
@@ -95,47 +96,64 @@ def decide(reservations: list[Reservation], totals: dict[str, float],
 class DbLedger:
     """Counters in `budget_spend` and holds in `budget_holds`, one transaction a call.
 
-    On MariaDB the counters' rows are locked (SELECT ... FOR UPDATE, in key order); on SQLite the first write
-    takes the database's write lock. Either way reservations of all processes are decided one after another.
+    On MariaDB each call first locks one sentinel row (SELECT ... FOR UPDATE): row locks taken by inserts and
+    updates of several counters in different orders would deadlock two callers, and a row lock, unlike a
+    named lock, ends with its transaction however the call ends. On SQLite the first write takes the
+    database's write lock. Either way calls of all processes are decided one after another.
     """
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._sentinel = False  # the MariaDB lock row is known to exist
+        self._made: set[str] = set()  # counters whose rows exist
 
     async def apply(self, holder: str, lease_s: float, settlement: Settlement,
                     reservations: list[Reservation]) -> list[Refusal | None]:
         """Settle, then reserve in order; for each reservation None (held) or why not."""
         now = time.time()
         checked = sorted({c for r in reservations for c, _ in r.checks})
+        if self.database.backend == "mysql" and not self._sentinel:
+            async with self.database.engine.begin() as connection:  # apart: its own short transaction
+                await connection.execute(mysql.insert(SPEND).prefix_with("IGNORE"), [{"counter": LOCK, "spent": 0}])
+            self._sentinel = True
         async with self.database.engine.begin() as connection:
-            await self._ensure(connection, sorted({*checked, *settlement.spent}))
-            for counter, amount in settlement.spent.items():
-                await connection.execute(update(SPEND).where(SPEND.c.counter == counter)
-                                         .values(spent=SPEND.c.spent + amount))
-            for counter, amount in settlement.released.items():
-                await connection.execute(update(HOLDS).where(HOLDS.c.counter == counter, HOLDS.c.holder == holder)
-                                         .values(amount=HOLDS.c.amount - amount))
-            await connection.execute(update(HOLDS).where(HOLDS.c.holder == holder).values(expires_at=now + lease_s))
-            if not reservations:
-                return []
-            spent, held = await self._read(connection, checked, now, lock=True)
-            outcomes, taken = decide(reservations, {c: spent[c] + held.get(c, 0.0) for c in checked}, spent)
-            if taken:
-                await connection.execute(self._add_holds(), [
-                    {"counter": c, "holder": holder, "amount": amount, "expires_at": now + lease_s}
-                    for c, amount in taken.items()])
-            return outcomes
+            if self.database.backend == "mysql":
+                await connection.execute(select(SPEND.c.counter).where(SPEND.c.counter == LOCK).with_for_update())
+            outcomes = await self._apply(connection, holder, lease_s, settlement, reservations, checked, now)
+        self._made.update(checked, settlement.spent)  # committed: their rows exist
+        return outcomes
+
+    async def _apply(self, connection: AsyncConnection, holder: str, lease_s: float, settlement: Settlement,
+                     reservations: list[Reservation], checked: list[str], now: float) -> list[Refusal | None]:
+        await self._ensure(connection, sorted({*checked, *settlement.spent}))
+        for counter, amount in settlement.spent.items():
+            await connection.execute(update(SPEND).where(SPEND.c.counter == counter)
+                                     .values(spent=SPEND.c.spent + amount))
+        for counter, amount in settlement.released.items():
+            await connection.execute(update(HOLDS).where(HOLDS.c.counter == counter, HOLDS.c.holder == holder)
+                                     .values(amount=HOLDS.c.amount - amount))
+        await connection.execute(update(HOLDS).where(HOLDS.c.holder == holder).values(expires_at=now + lease_s))
+        if not reservations:
+            return []
+        spent, held = await self._read(connection, checked, now)
+        outcomes, taken = decide(reservations, {c: spent[c] + held.get(c, 0.0) for c in checked}, spent)
+        if taken:
+            await connection.execute(self._add_holds(), [
+                {"counter": c, "holder": holder, "amount": amount, "expires_at": now + lease_s}
+                for c, amount in taken.items()])
+        return outcomes
 
     async def _ensure(self, connection: AsyncConnection, counters: list[str]) -> None:
+        counters = [c for c in counters if c not in self._made]  # each once a process (MariaDB warns of each)
         if counters:
             insert = (mysql.insert(SPEND).prefix_with("IGNORE") if self.database.backend == "mysql"
                       else sqlite.insert(SPEND).on_conflict_do_nothing())
             await connection.execute(insert, [{"counter": c, "spent": 0.0} for c in counters])
 
-    async def _read(self, connection: AsyncConnection, counters: list[str], now: float,
-                    *, lock: bool = False) -> tuple[dict[str, float], dict[str, float]]:
-        query = select(SPEND.c.counter, SPEND.c.spent).where(SPEND.c.counter.in_(counters)).order_by(SPEND.c.counter)
-        spent = {row[0]: row[1] for row in await connection.execute(query.with_for_update() if lock else query)}
+    async def _read(self, connection: AsyncConnection, counters: list[str],
+                    now: float) -> tuple[dict[str, float], dict[str, float]]:
+        query = select(SPEND.c.counter, SPEND.c.spent).where(SPEND.c.counter.in_(counters))
+        spent = {row[0]: row[1] for row in await connection.execute(query)}
         live = (select(HOLDS.c.counter, func.sum(HOLDS.c.amount))
                 .where(HOLDS.c.counter.in_(counters), HOLDS.c.expires_at > now).group_by(HOLDS.c.counter))
         held = {row[0]: max(0.0, float(row[1] or 0.0)) for row in await connection.execute(live)}

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Executable, Row, event
+from sqlalchemy import CursorResult, Engine, Executable, Row, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -67,11 +67,15 @@ class Database:
     async def execute(self, statement: Executable, params: Sequence[dict[str, Any]] | None = None) -> list[Row[Any]]:
         """Run one statement in its own transaction (its rows, if it returns any): in a worker thread on the
         thread engine with SQLite (see `thread_engine`), on the async engine otherwise."""
+        return (await self.execute_all([(statement, params)]))[0]
+
+    async def execute_all(self, statements: Sequence[tuple[Executable, Sequence[dict[str, Any]] | None]]
+                          ) -> list[list[Row[Any]]]:
+        """Run statements in one transaction, as `execute` does; the rows of each."""
         if (engine := self.thread_engine) is not None:
-            return await asyncio.to_thread(_execute, engine, statement, params)
+            return await asyncio.to_thread(_execute_all, engine, statements)
         async with self.engine.begin() as connection:
-            result = await connection.execute(statement, params)
-            return list(result) if result.returns_rows else []
+            return [_rows(await connection.execute(statement, params)) for statement, params in statements]
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -86,7 +90,11 @@ class Database:
             self._thread_engine.dispose()
 
 
-def _execute(engine: Engine, statement: Executable, params: Sequence[dict[str, Any]] | None) -> list[Row[Any]]:
+def _execute_all(engine: Engine, statements: Sequence[tuple[Executable, Sequence[dict[str, Any]] | None]]
+                 ) -> list[list[Row[Any]]]:
     with engine.begin() as connection:
-        result = connection.execute(statement, params)
-        return list(result) if result.returns_rows else []
+        return [_rows(connection.execute(statement, params)) for statement, params in statements]
+
+
+def _rows(result: CursorResult[Any]) -> list[Row[Any]]:
+    return list(result) if result.returns_rows else []

@@ -45,6 +45,10 @@ class AnswerCache(Protocol):
         """Store (or replace) the answer under `key`."""
         ...
 
+    def prefetch(self, keys: list[str]) -> None:
+        """Start looking these keys up: they are about to be asked for (a hint; it may do nothing)."""
+        ...
+
     async def close(self) -> None:
         """Release what it holds."""
         ...
@@ -98,6 +102,9 @@ class SqliteAnswerCache:
             "SELECT content, model, tokens_in, tokens_out, cost, stored_at FROM answers WHERE key = ?",
             (key,)).fetchone()
         return CachedAnswer(*row) if row is not None else None
+
+    def prefetch(self, keys: list[str]) -> None:
+        """Nothing: a lookup in a local file is quicker than keeping the answers around."""
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
         """Store (or replace) the answer under `key`."""

@@ -56,10 +56,12 @@ def row_request(spec: WorkflowSpec, messages: list[dict[str, str]], *, model: st
 
 @dataclass(frozen=True)
 class RowTask:
-    """A row to ask about: its key and its input values."""
+    """A row to ask about: its key, its input values, its messages and its request's cache key (if cached)."""
 
     key: Key
     record: dict[str, Any]
+    messages: list[dict[str, str]]
+    cache_key: str | None = None
 
 
 class RowProcessor:
@@ -78,12 +80,24 @@ class RowProcessor:
                        ErrorClass.SYSTEM: spec.retry.system_error}
         self.tracer = attempt_tracer()
 
+    def tasks(self, rows: list[tuple[Key, dict[str, Any]]]) -> list[RowTask]:
+        """Rows made ready to ask: their messages rendered and, with the cache on, their stored answers asked for
+        all together (so a row finds its answer waiting when its turn comes)."""
+        made = [RowTask(key, record, self.renderer.messages(record)) for key, record in rows]
+        if self.reuse is None:
+            return made
+        scope = self.reuse.cache.scope
+        made = [RowTask(t.key, t.record, t.messages,
+                        request_key(self._request(t.messages, self.spec.model.name), scope)) for t in made]
+        self.reuse.cache.prefetch([t.cache_key for t in made if t.cache_key is not None])
+        return made
+
     async def process(self, task: RowTask) -> RowResult:
         """The row's answer: reused when the same request was answered before, else asked."""
-        messages = self.renderer.messages(task.record)
-        if self.reuse is None:
+        messages = task.messages
+        if self.reuse is None or task.cache_key is None:
             return (await self._ask(task, messages))[0]
-        key = request_key(self._request(messages, self.spec.model.name), self.reuse.cache.scope)
+        key = task.cache_key
         async with self.reuse.flight(key) as stored:
             if stored is not None:
                 try:

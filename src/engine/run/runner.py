@@ -148,9 +148,14 @@ class Runner:
                 return
             tracker.skipped(selected.skipped)
             tracker.resumed(selected.done)
-            for index, key, record in selected.rows:
-                self.settled.sending(key, first + index)
-                await tasks.put(RowTask(key, record))
+            # A window's worth at a time: rendering a whole batch at once would hold up the answers coming in.
+            step = self.spec.concurrency.in_flight
+            for start in range(0, len(selected.rows), step):
+                chunk = selected.rows[start:start + step]
+                ready = self.processor.tasks([(key, record) for _, key, record in chunk])
+                for (index, key, _), task in zip(chunk, ready, strict=True):
+                    self.settled.sending(key, first + index)
+                    await tasks.put(task)
             first += selected.height
             self.settled.looked_at(first)
 
