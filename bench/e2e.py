@@ -88,8 +88,9 @@ def platform_processes(folder: Path, env: dict[str, str], workers: int
         log.close()
 
 
-def start_job(http: httpx.Client, name: str, path: Path, in_flight: int) -> int:
+def start_job(http: httpx.Client, name: str, path: Path, in_flight: int, *, cache: bool = True) -> int:
     spec = SPEC.format(kind="excel", path=path, in_flight=in_flight, out=path.with_name(f"{name}.out.xlsx"))
+    spec += "" if cache else "cache: {mode: off}\n"  # the engine-alone run has no answer cache
     http.post("/api/v1/workflows", json={"yaml": spec.replace("name: bench", f"name: {name}")}).raise_for_status()
     response = http.post("/api/v1/jobs", json={"workflow": name})
     response.raise_for_status()
@@ -130,7 +131,7 @@ def part_one(args: argparse.Namespace, folder: Path, base_url: FakeLLM, env: dic
     with platform_processes(folder, env, workers=1) as (http, [worker]):
         cpu_before = cpu_seconds_with_children(worker.pid)
         posted = time.perf_counter()
-        job = wait_done(http, start_job(http, "e2e", source, args.in_flight))
+        job = wait_done(http, start_job(http, "e2e", source, args.in_flight, cache=args.cache == "on"))
         seen_by_user = time.perf_counter() - posted
         worker_cpu_ms = (cpu_seconds_with_children(worker.pid) - cpu_before) / job["counts"]["done"] * 1000
     seen = stats(base_url)
@@ -176,6 +177,8 @@ def main() -> None:
     parser.add_argument("--shared-rps", type=float, default=100)
     parser.add_argument("--shared-rows", type=int, default=1_500)
     parser.add_argument("--skip", choices=["one", "two"], help="skip a part")
+    parser.add_argument("--cache", choices=["on", "off"], default="on",
+                        help="the job's answer cache (every row a miss); the engine-alone run has none")
     parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-e2e-"))
