@@ -231,8 +231,8 @@ class BudgetGuard:
     async def figures(self, budgets: Iterable[Budget]) -> list[BudgetFigures]:
         """Each budget's spent and held amounts in its current window (what reservations are decided on)."""
         await self.start()
-        now = utcnow()
-        current = [(b, window(b.period, now, self.zone)) for b in budgets]
+        windows = self._windows()
+        current = [(b, windows[BudgetPeriod(b.period)]) for b in budgets]
         names = [counter(Subject(BudgetScope(b.scope), b.target), w) for b, w in current]
         found = await self.ledger.figures(sorted(set(names)))
         return [BudgetFigures(b, w, *found[name]) for (b, w), name in zip(current, names, strict=True)]

@@ -64,14 +64,10 @@ class Database:
         """`sqlite` or `mysql`."""
         return self.engine.dialect.name
 
-    async def execute(self, statement: Executable, params: Sequence[dict[str, Any]] | None = None) -> list[Row[Any]]:
-        """Run one statement in its own transaction (its rows, if it returns any): in a worker thread on the
-        thread engine with SQLite (see `thread_engine`), on the async engine otherwise."""
-        return (await self.execute_all([(statement, params)]))[0]
-
     async def execute_all(self, statements: Sequence[tuple[Executable, Sequence[dict[str, Any]] | None]]
                           ) -> list[list[Row[Any]]]:
-        """Run statements in one transaction, as `execute` does; the rows of each."""
+        """Run statements in one transaction (the rows of each that returns any): in a worker thread on the
+        thread engine with SQLite (see `thread_engine`), on the async engine otherwise."""
         if (engine := self.thread_engine) is not None:
             return await asyncio.to_thread(_execute_all, engine, statements)
         async with self.engine.begin() as connection:

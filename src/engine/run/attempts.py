@@ -54,6 +54,17 @@ def row_request(spec: WorkflowSpec, messages: list[dict[str, str]], *, model: st
                        max_tokens=spec.model.max_tokens, response_format=response_format)
 
 
+def response_format_of(spec: WorkflowSpec) -> dict[str, Any] | None:
+    """The `response_format` a row's requests carry: the answer's JSON schema when the spec asks for it."""
+    return AnswerContract.from_spec(spec).response_format() if spec.prompt.json_schema else None
+
+
+def row_cache_key(spec: WorkflowSpec, messages: list[dict[str, str]], *, scope: str,
+                  response_format: dict[str, Any] | None) -> str:
+    """The answer cache's key of a row's first request (to the spec's model)."""
+    return request_key(row_request(spec, messages, model=spec.model.name, response_format=response_format), scope)
+
+
 @dataclass(frozen=True)
 class RowTask:
     """A row to ask about: its key, its input values, its messages and its request's cache key (if cached)."""
@@ -75,7 +86,7 @@ class RowProcessor:
         self.gate = gate
         self.contract = AnswerContract.from_spec(spec)
         self.renderer = PromptRenderer(spec)
-        self.response_format = self.contract.response_format() if spec.prompt.json_schema else None
+        self.response_format = response_format_of(spec)
         self.limits = {ErrorClass.API: spec.retry.api_error, ErrorClass.CONTENT: spec.retry.content_error,
                        ErrorClass.SYSTEM: spec.retry.system_error}
         self.tracer = attempt_tracer()
@@ -88,7 +99,8 @@ class RowProcessor:
             return made
         scope = self.reuse.cache.scope
         made = [RowTask(t.key, t.record, t.messages,
-                        request_key(self._request(t.messages, self.spec.model.name), scope)) for t in made]
+                        row_cache_key(self.spec, t.messages, scope=scope, response_format=self.response_format))
+                for t in made]
         self.reuse.cache.prefetch([t.cache_key for t in made if t.cache_key is not None])
         return made
 

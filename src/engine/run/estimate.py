@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 
 from engine.gateway.config import Deployment, Price
 from engine.results import ResultStore
-from engine.results.answer_cache import AnswerCache, request_key
-from engine.run.answers import AnswerContract
-from engine.run.attempts import row_request
+from engine.results.answer_cache import AnswerCache
+from engine.run.attempts import response_format_of, row_cache_key
 from engine.run.prompts import PromptRenderer
 from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.run.tokens import count_messages, count_text, tokenizer_name
 from engine.sources import Source
-from engine.spec.models import CacheMode, WorkflowSpec
+from engine.spec.models import WorkflowSpec
 
 TOKENS_PER_FIELD_GUESS = 24  # an answer field's value, when no earlier answers tell
 LOW_SHARE = 0.5  # the low end of output tokens, as a share of the expected
@@ -160,10 +159,8 @@ class CachedRows:
     def __init__(self, spec: WorkflowSpec, cache: AnswerCache | None, stored_before: float | None = None) -> None:
         self.spec = spec
         self.stored_before = stored_before
-        on = cache is not None and spec.cache.mode is not CacheMode.OFF
-        self.reuse = AnswerReuse(cache, spec.cache) if cache is not None and on else None
-        contract = AnswerContract.from_spec(spec)
-        self.response_format = contract.response_format() if spec.prompt.json_schema else None
+        self.reuse = AnswerReuse.of(cache, spec.cache)
+        self.response_format = response_format_of(spec)
         self.seen: set[str] = set()
 
     async def to_send(self, batch: list[list[dict[str, str]]]) -> list[list[dict[str, str]]]:
@@ -171,12 +168,11 @@ class CachedRows:
         reuse = self.reuse
         if reuse is None:
             return batch
-        keys = [request_key(row_request(self.spec, messages, model=self.spec.model.name,
-                                        response_format=self.response_format), reuse.cache.scope)
+        keys = [row_cache_key(self.spec, messages, scope=reuse.cache.scope, response_format=self.response_format)
                 for messages in batch]
-        stored = await asyncio.gather(*(reuse.usable(key) for key in dict.fromkeys(keys) if key not in self.seen))
-        known = {key for key, answer in zip([k for k in dict.fromkeys(keys) if k not in self.seen], stored,
-                                            strict=True)
+        fresh = [key for key in dict.fromkeys(keys) if key not in self.seen]
+        stored = await asyncio.gather(*(reuse.usable(key) for key in fresh))
+        known = {key for key, answer in zip(fresh, stored, strict=True)
                  if answer is not None and (self.stored_before is None or answer.stored_at < self.stored_before)}
         sent = []
         for key, messages in zip(keys, batch, strict=True):

@@ -19,6 +19,11 @@ from engine.spec.models import Cache, CacheMode
 class AnswerReuse:
     """The cache as one run uses it: its mode and TTL, and the requests in flight."""
 
+    @classmethod
+    def of(cls, cache: AnswerCache | None, setting: Cache) -> AnswerReuse | None:
+        """The reuse of `cache` under the workflow's setting; None without a cache or with `mode: off`."""
+        return cls(cache, setting) if cache is not None and setting.mode is not CacheMode.OFF else None
+
     def __init__(self, cache: AnswerCache, setting: Cache) -> None:
         self.cache = cache
         self.setting = setting

@@ -29,7 +29,7 @@ from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
-from engine.spec.models import CacheMode, WorkflowSpec
+from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 
@@ -74,8 +74,7 @@ class Runner:
         self.settled = SettledRows()
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
-        reuse = AnswerReuse(cache, spec.cache) if cache is not None and spec.cache.mode is not CacheMode.OFF else None
-        self.processor = RowProcessor(spec, client, self.gate, reuse)
+        self.processor = RowProcessor(spec, client, self.gate, AnswerReuse.of(cache, spec.cache))
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: EventKind, message: str, **data: Any) -> None:
