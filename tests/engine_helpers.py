@@ -46,7 +46,8 @@ def make_spec(*, source: str, sink: str | None = None, in_flight: int = 8, api: 
 
 def expected_summary(spec: WorkflowSpec, row: dict[str, Any]) -> str:
     """The summary the fake upstream gives for this row's prompt."""
-    prompt = PromptRenderer(spec).messages({c: row[c] for c in spec.columns.input})[-1]["content"]
+    assert spec.prompt is not None and spec.columns is not None
+    prompt = PromptRenderer(spec.prompt).messages({c: row[c] for c in spec.columns.input})[-1]["content"]
     return f"summary:{marker(prompt)}"
 
 

@@ -32,6 +32,11 @@ def marker(prompt: str) -> str:
     return hashlib.sha1(prompt.encode()).hexdigest()[:12]
 
 
+def fake_vector(text: str) -> list[float]:
+    """The embedding the fake upstream gives a text: four numbers in [0, 1] from its hash."""
+    return [int(marker(text)[j:j + 2], 16) / 255 for j in range(0, 8, 2)]
+
+
 def row_prompt(body: dict[str, Any]) -> str:
     """The first user message: the row's rendered prompt, the same on every attempt."""
     return next(m["content"] for m in body["messages"] if m["role"] == "user")
@@ -68,6 +73,9 @@ class UpstreamStats:
     requests: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     attempts: Counter[str] = field(default_factory=Counter)  # by row prompt
+    asked: Counter[tuple[str, str]] = field(default_factory=Counter)  # by (row prompt, model)
+    embedded: Counter[str] = field(default_factory=Counter)  # texts embedded, by text
+    embed_requests: int = 0
     ok: Counter[str] = field(default_factory=Counter)  # answered 200 with valid content, by row prompt
     models: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
@@ -83,7 +91,8 @@ class FakeUpstream:
     def __init__(self, *, latency_s: float = 0.0, faults: FaultPolicy | None = None, keep_bodies: bool = False,
                  hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0,
                  latency_spread: float = 0.0,
-                 count_usage: Callable[[dict[str, Any], str], dict[str, int]] | None = None) -> None:
+                 count_usage: Callable[[dict[str, Any], str], dict[str, int]] | None = None,
+                 model_answers: bool = False) -> None:
         self.latency_s = latency_s
         self.latency_spread = latency_spread  # each prompt waits latency_s * (1 + spread * u), u in [0, 1) by hash
         self.faults = faults
@@ -92,6 +101,7 @@ class FakeUpstream:
         self.retry_after = retry_after
         self.stream_gap_s = stream_gap_s
         self.count_usage = count_usage  # (request body, answer) -> usage; default: ~4 characters a token
+        self.model_answers = model_answers  # answers differ by model (a fan-out's columns can be told apart)
         self.stats = UpstreamStats()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -139,9 +149,11 @@ class FakeUpstream:
             request = json.loads(raw)
             inputs = [request["input"]] if isinstance(request["input"], str) else request["input"]
             self.stats.requests += 1
+            self.stats.embed_requests += 1
+            self.stats.embedded.update(inputs)
+            await asyncio.sleep(self.latency_s)
             return 200, {"object": "list", "model": request.get("model"), "usage": {"prompt_tokens": len(inputs)},
-                         "data": [{"object": "embedding", "index": i,
-                                   "embedding": [int(marker(text)[j:j + 2], 16) / 255 for j in range(0, 8, 2)]}
+                         "data": [{"object": "embedding", "index": i, "embedding": fake_vector(text)}
                                   for i, text in enumerate(inputs)]}, {}
         if not (method == "POST" and path.endswith("/chat/completions")):
             return 404, {"error": {"message": f"no route {method} {path}"}}, {}
@@ -153,6 +165,7 @@ class FakeUpstream:
             stats.bodies.append(body)
         prompt = row_prompt(body)
         stats.attempts[prompt] += 1
+        stats.asked[(prompt, body.get("model", ""))] += 1
         stats.models[body.get("model", "")] += 1
         fault = self.faults(prompt, stats.attempts[prompt], body) if self.faults else None
         stats.idle_arrivals += stats.in_flight == 0
@@ -167,7 +180,8 @@ class FakeUpstream:
             stats.by_status[status] += 1
             headers = {"Retry-After": self.retry_after} if status == 429 else {}
             return status, {"error": {"message": f"injected {fault}"}}, headers
-        answer = self.answer(body, prompt, bad_enum=fault == "bad-enum")
+        answer = self.answer(body, f"{body.get('model')}|{prompt}" if self.model_answers else prompt,
+                             bad_enum=fault == "bad-enum")
         content = json.dumps(answer, ensure_ascii=False)
         if fault == "malformed":
             content = content[: len(content) // 2]

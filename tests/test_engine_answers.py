@@ -39,9 +39,10 @@ def test_a_reply_without_an_object_is_a_content_error(content: str) -> None:
 
 def test_placeholders_are_filled_and_json_examples_left_alone() -> None:
     spec = make_spec(source="{kind: csv, path: in.csv}")
-    renderer = PromptRenderer(spec.model_copy(update={"prompt": spec.prompt.model_copy(update={
+    assert spec.prompt is not None
+    renderer = PromptRenderer(spec.prompt.model_copy(update={
         "system": "You sort tickets.",
-        "template": 'Ticket {subject}: {record_json}. Answer like {"category": "x"}. Body again: {body}.'})}))
+        "template": 'Ticket {subject}: {record_json}. Answer like {"category": "x"}. Body again: {body}.'}))
     messages = renderer.messages({"subject": "Imprimante ✓", "body": date(2026, 1, 2)})
     assert messages == [
         {"role": "system", "content": "You sort tickets."},

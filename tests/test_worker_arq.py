@@ -121,7 +121,8 @@ async def test_an_arq_worker_runs_a_job_end_to_end(database_url: str, tmp_path: 
 async def durable_prompts(p: Platform, job_id: int, frame: pl.DataFrame) -> set[str]:
     """The prompts of the rows stored as done for the job right now."""
     spec = workflow_spec()
-    renderer = PromptRenderer(spec)
+    assert spec.prompt is not None
+    renderer = PromptRenderer(spec.prompt)
     async with p.database.session() as session:
         keys = set((await session.exec(select(JobItem.key_json).where(
             col(JobItem.job_id) == job_id, col(JobItem.status) == "done"))).all())

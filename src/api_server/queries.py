@@ -121,6 +121,11 @@ class ItemListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: ItemStatus | None = Field(None, description="done or failed; default both.")
+    step: str | None = Field(None, max_length=64, description=(
+        "A step's id: that step's results (one per row, or one per row and model of a fan-out); default: each "
+        "row's own result."))
+    model: str | None = Field(None, max_length=128, description=(
+        "Only results of this model: the model a fan-out asked, or the one that answered."))
     limit: int = Field(100, ge=1, le=1000, description="Items per page (1-1000).")
     offset: int | None = Field(
         None, ge=0, le=MAX_ID, description="Offset paging: skip this many items; the answer then carries `total`.")

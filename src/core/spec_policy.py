@@ -17,6 +17,7 @@ from core.settings import Settings
 from engine.spec.loader import SpecCheck
 from engine.spec.paths import PathPolicy, path_errors
 from engine.spec.secrets import Secrets, secret_errors
+from engine.spec.source_columns import source_column_errors
 
 
 def path_policy(settings: Settings) -> PathPolicy:
@@ -26,7 +27,9 @@ def path_policy(settings: Settings) -> PathPolicy:
 
 def spec_checks(settings: Settings) -> tuple[SpecCheck, ...]:
     """The checks a stored workflow version, a job's merged spec, and a job about to run must pass."""
-    return (partial(path_errors, policy=path_policy(settings)), partial(secret_errors, prefix=settings.secret_prefix))
+    policy = path_policy(settings)
+    return (partial(path_errors, policy=policy), partial(secret_errors, prefix=settings.secret_prefix),
+            partial(source_column_errors, policy=policy))
 
 
 # Every value any job of this process resolved: log records are scrubbed against it (see SecretFilter).

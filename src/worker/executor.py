@@ -38,6 +38,7 @@ from engine.gateway.router import Router
 from engine.results import RowStatus
 from engine.run import RunOutcome, run_spec
 from engine.run.fingerprint import answer_fingerprint
+from engine.run.progress import StepCounts
 from engine.sinks.open import default_output
 from engine.spec import merge_params, validate_spec_data
 from engine.spec.models import WorkflowSpec
@@ -160,7 +161,21 @@ class JobRun:
                 func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
                 func.coalesce(func.sum(JobItem.cost), 0.0), func.coalesce(func.sum(case((cached, 1), else_=0)), 0))
                 .where(col(JobItem.job_id) == self.job_id))).one()
-        return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved)
+            steps = (await session.exec(select(  # type: ignore[call-overload]
+                JobItem.step, JobItem.target, JobItem.status, func.count(), func.sum(JobItem.tokens_in),
+                func.sum(JobItem.tokens_out), func.sum(JobItem.cost), func.sum(case((col(JobItem.cached), 1),
+                                                                                  else_=0)),
+                func.sum(JobItem.latency_s))
+                .where(col(JobItem.job_id) == self.job_id, col(JobItem.step) != "")
+                .group_by(JobItem.step, JobItem.target, JobItem.status))).all()
+        counts: StepCounts = {}
+        for step, target, status, *figures in steps:
+            into = counts.setdefault(step, {}).setdefault(target, {})
+            into[status] = into.get(status, 0) + figures[0]
+            for name, value in zip(("tokens_in", "tokens_out", "cost", "cached", "latency_s"), figures[1:],
+                                   strict=True):
+                into[name] = into.get(name, 0) + float(value or 0)
+        return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved, counts)
 
     async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:
         async with self.ctx.database.session() as session:

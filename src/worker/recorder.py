@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,7 @@ from core.job_records import event_row
 from core.models import Job, JobStatus
 from engine.events import EventKind
 from engine.run import Progress
+from engine.run.progress import StepCounts, added_steps
 from worker.constants import RECORD_EVERY_S
 from worker.lease import current_status, update_own
 
@@ -42,6 +43,7 @@ class EarlierUsage:
     cost: float = 0.0
     cached: int = 0  # rows answered from the answer cache
     saved: float = 0.0  # what their answers had cost
+    steps: StepCounts = field(default_factory=dict)  # a multi-step job's results by step and model
 
 
 class JobRecorder:
@@ -87,7 +89,8 @@ class JobRecorder:
                 "tokens_in": self.earlier.tokens_in + p.tokens_in,
                 "tokens_out": self.earlier.tokens_out + p.tokens_out,
                 "cost": self.earlier.cost + p.cost, "models": p.models,
-                "rows_cached": self.earlier.cached + p.cached, "cost_saved": self.earlier.saved + p.saved}
+                "rows_cached": self.earlier.cached + p.cached, "cost_saved": self.earlier.saved + p.saved,
+                "steps": added_steps(self.earlier.steps, p.steps) or None}
 
     async def write(self, **values: Any) -> bool:
         """Write progress, heartbeat, queued events and `values` if our claim still holds the job."""

@@ -15,22 +15,23 @@ from core.db import Database
 from core.db.types import utcnow
 from core.models import JobItem
 from core.models.job_item import MAX_ROW_KEY
-from engine.results import ErrorClass, Key, RowResult, RowStatus, encode_key
+from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit, encode_key, stored_key
 
 ITEMS = JobItem.__table__  # type: ignore[attr-defined]
 IN_CHUNK = 500  # keys per IN (...) lookup
 # A re-run row (a failed row retried) replaces its answer but adds its cost: every attempt stays counted.
 ADDED = ("attempts", "tokens_in", "tokens_out", "cost")
-REPLACED = ("key_json", "status", "outputs", "error_class", "error", "model", "latency_s", "cached",
+REPLACED = ("key_json", "step", "target", "status", "outputs", "error_class", "error", "model", "latency_s", "cached",
             "workflow_version_id",
             "prompt_hash", "updated_at")
 RESULT_COLUMNS = ("key_json", "status", "outputs", "error_class", "error", "model", "attempts", "latency_s",
-                  "tokens_in", "tokens_out", "cost")
+                  "tokens_in", "tokens_out", "cost", "step", "target")
 
 
-def lookup_key(key: Key) -> str:
-    """A key as the primary key column holds it: its JSON, or a hash of it when that is too long."""
-    return _lookup(encode_key(key))
+def lookup_key(key: Key, unit: Unit = ("", "")) -> str:
+    """A row's (or a step result's) key as the primary key column holds it: its JSON, or a hash of it when that
+    is too long."""
+    return _lookup(stored_key(encode_key(key), unit))
 
 
 def _lookup(encoded: str) -> str:
@@ -53,8 +54,8 @@ class DbResultStore:
             return
         now = utcnow()
         encoded = [encode_key(r.key) for r in results]
-        rows = [{"job_id": self.job_id, "row_key": _lookup(key_json), "key_json": key_json,
-                 "status": r.status.value, "outputs": r.outputs,
+        rows = [{"job_id": self.job_id, "row_key": _lookup(stored_key(key_json, r.unit)), "key_json": key_json,
+                 "step": r.step, "target": r.target, "status": r.status.value, "outputs": r.outputs,
                  "error_class": r.error_class.value if r.error_class else None, "error": r.error, "model": r.model,
                  "attempts": r.attempts, "latency_s": r.latency_s, "tokens_in": r.tokens_in,
                  "tokens_out": r.tokens_out, "cost": r.cost, "cached": r.cached,
@@ -91,10 +92,11 @@ class DbResultStore:
             index_elements=["job_id", "row_key"],
             set_={**{c: lite.excluded[c] for c in REPLACED}, **{c: ITEMS.c[c] + lite.excluded[c] for c in ADDED}})
 
-    async def _rows_for(self, keys: Sequence[Key], *columns: str,
-                        done_only: bool = False) -> list[tuple[Key, Any]]:
-        """(key, row of `columns`) for the stored rows among these keys."""
-        by_lookup = {lookup_key(k): k for k in keys}
+    async def _rows_for(self, keys: Sequence[Key], *columns: str, done_only: bool = False,
+                        units: Sequence[Unit] = (("", ""),)) -> list[tuple[Key, Any]]:
+        """(key, row of `columns`) for the stored results among these keys, of these units (default: the rows'
+        own)."""
+        by_lookup = {lookup_key(k, unit): k for k in keys for unit in units}
         found: list[tuple[Key, Any]] = []
         async with self.database.engine.connect() as connection:
             for chunk in _chunks(list(by_lookup), IN_CHUNK):
@@ -115,20 +117,28 @@ class DbResultStore:
         """Stored results of these keys."""
         return {key: _result(row[1:]) for key, row in await self._rows_for(keys, *RESULT_COLUMNS)}
 
+    async def done_units(self, keys: Sequence[Key], units: Sequence[Unit]) -> dict[Key, dict[Unit, RowResult]]:
+        """Done step results of these rows."""
+        found: dict[Key, dict[Unit, RowResult]] = {}
+        for key, row in await self._rows_for(keys, *RESULT_COLUMNS, done_only=True, units=units):
+            result = _result(row[1:])
+            found.setdefault(key, {})[result.unit] = result
+        return found
+
     async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
         """Answers of the done rows among these keys."""
         return {key: row[1] or {} for key, row in await self._rows_for(keys, "outputs", done_only=True)}
 
     async def failures(self) -> list[RowResult]:
         """Every failed row, by stored key."""
-        query = self._select(*RESULT_COLUMNS).where(ITEMS.c.status == RowStatus.FAILED.value)
+        query = self._select(*RESULT_COLUMNS).where(ITEMS.c.status == RowStatus.FAILED.value, ITEMS.c.step == "")
         async with self.database.engine.connect() as connection:
             return [_result(row) for row in await connection.execute(query.order_by(ITEMS.c.row_key))]
 
     async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
         """Done results by stored key, `limit` at a time."""
         query = (self._select("row_key", *RESULT_COLUMNS)
-                 .where(ITEMS.c.status == RowStatus.DONE.value, ITEMS.c.row_key > (after or ""))
+                 .where(ITEMS.c.status == RowStatus.DONE.value, ITEMS.c.step == "", ITEMS.c.row_key > (after or ""))
                  .order_by(ITEMS.c.row_key).limit(limit))
         async with self.database.engine.connect() as connection:
             rows = list(await connection.execute(query))
@@ -145,10 +155,12 @@ def _execute_many(engine: Engine, sql: str, params: list[tuple[Any, ...]]) -> No
 
 
 def _result(row: Any) -> RowResult:
-    key_json, status, outputs, error_class, error, model, attempts, latency_s, tokens_in, tokens_out, cost = row
+    (key_json, status, outputs, error_class, error, model, attempts, latency_s, tokens_in, tokens_out, cost, step,
+     target) = row
     return RowResult(key=json.loads(key_json), status=RowStatus(status), outputs=outputs or {},
                      error_class=ErrorClass(error_class) if error_class else None, error=error, model=model,
-                     attempts=attempts, latency_s=latency_s, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+                     attempts=attempts, latency_s=latency_s, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost,
+                     step=step or "", target=target or "")
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

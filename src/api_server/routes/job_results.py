@@ -15,7 +15,7 @@ from api_server.auth import require
 from api_server.deps import DatabaseDep, SessionDep, SettingsDep
 from api_server.http_errors import ErrorResponse, error_responses
 from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, JobId, ListPage, NoQueryDep
-from api_server.services import job_results
+from api_server.services import job_results, job_steps
 from api_server.services.errors import Conflict, NotFound
 from api_server.services.jobs import get_job
 from core.models import JobStatus, Scope
@@ -23,6 +23,7 @@ from core.models.job import JobPublic
 from core.models.job_event import JobEventPublic
 from core.models.job_item import JobItemPublic
 from core.models.job_states import FINISHED
+from core.models.job_steps import StepsPublic
 from core.spec_policy import path_policy
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["job results"], dependencies=[require(Scope.READ)],
@@ -53,9 +54,13 @@ async def list_items(job_id: ExistingJobId, session: SessionDep,
     Each item has the row's key, its answer or error, the model, attempts, latency, tokens and cost of all
     its attempts, and the workflow version and prompt hash it ran under. Ordered by key; page with `limit` +
     `offset` (returns `total`) or follow `next` as `after` while `has_more`.
+
+    A multi-step job also keeps one result per row and step (and per model of a fan-out): `step=<id>` lists a
+    step's, `model=<name>` one model's. A row's own result holds every column its steps wrote; tokens and cost
+    are on the step results that bought them.
     """
     return await job_results.list_items(session, job_id=job_id, status=query.status, after=query.after,
-                                        limit=query.limit, offset=query.offset)
+                                        limit=query.limit, offset=query.offset, step=query.step, model=query.model)
 
 
 @router.get("/{job_id}/errors", response_model=ListPage[JobItemPublic], responses=error_responses(404, 422))
@@ -66,7 +71,17 @@ async def list_errors(job_id: ExistingJobId, session: SessionDep,
     Paging as for items: `limit` + `offset` (returns `total`), or `next` as `after`.
     """
     return await job_results.list_items(session, job_id=job_id, status=ItemStatus.FAILED, after=query.after,
-                                        limit=query.limit, offset=query.offset)
+                                        limit=query.limit, offset=query.offset, step=query.step, model=query.model)
+
+
+@router.get("/{job_id}/steps", response_model=StepsPublic, responses=error_responses(404, 422))
+async def list_steps(job_id: JobId, session: SessionDep, _: NoQueryDep) -> StepsPublic:
+    """A multi-step job's results by step and by model: rows done and failed, tokens, cost, cached results and
+    mean latency; for a fan-out with `compare`, the share of rows where all, most or none of the models agreed.
+
+    Counted from the stored results, so it covers every run of the job. Empty for a one-step workflow.
+    """
+    return await job_steps.job_steps(session, job_id=job_id)
 
 
 @router.get("/{job_id}/events", response_model=ListPage[JobEventPublic], responses=error_responses(404, 422))

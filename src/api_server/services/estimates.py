@@ -24,7 +24,7 @@ from engine.errors import InputError
 from engine.gateway.config import GatewayConfig
 from engine.results import RowStatus
 from engine.results.answer_cache import AnswerCache
-from engine.run.estimate import Estimate, estimate_run
+from engine.run.estimate import Estimate, estimate_run, estimated_step
 from engine.sources import open_source
 from engine.spec.loader import SpecCheck
 
@@ -41,6 +41,10 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Sett
     workflow = await get_workflow(session, ref=data.workflow, field="workflow")
     version = await runnable_version(session, workflow, data.version)
     spec = check_params(version.spec, data.params, checks=checks)
+    try:
+        estimated_step(spec)
+    except InputError as exc:
+        raise InvalidInput(str(exc), field="workflow") from None
     deployments = gateway.members(spec.model.name)
     if not deployments:
         raise InvalidInput(f"unknown model {spec.model.name!r}", field="params.model.name")

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -32,11 +32,14 @@ async def list_events(session: AsyncSession, *, job_id: int, after: int | None, 
 
 
 async def list_items(session: AsyncSession, *, job_id: int, status: ItemStatus | None, after: str | None,
-                     limit: int, offset: int | None = None) -> ListPage[JobItemPublic]:
-    """A job's finished rows ordered by key (as stored), `limit` at a time: after a cursor, or at an offset
-    (with the total), as every list pages."""
+                     limit: int, offset: int | None = None, step: str | None = None,
+                     model: str | None = None) -> ListPage[JobItemPublic]:
+    """A job's finished rows (or one step's results) ordered by key (as stored), `limit` at a time: after a cursor,
+    or at an offset (with the total), as every list pages."""
     check_one_mode(offset=offset, after=after)
-    conditions = [col(JobItem.job_id) == job_id]
+    conditions = [col(JobItem.job_id) == job_id, col(JobItem.step) == (step or "")]
+    if model is not None:
+        conditions.append(or_(col(JobItem.target) == model, col(JobItem.model) == model))
     if status is not None:
         conditions.append(col(JobItem.status) == status.value)
     query = select(JobItem).where(*conditions)

@@ -69,6 +69,7 @@ class Job(SQLModel, table=True):
     enqueued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # last handed to a queue
     output: str | None = Field(default=None, sa_type=String(1024))  # where the sink wrote (path or table)
     models: dict[str, int] | None = Field(default=None, sa_type=JSON)  # rows answered per model
+    steps: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # per step and model
     error: str | None = Field(default=None, sa_type=LongText)
     trace_id: str | None = Field(default=None, sa_type=String(32))
     idempotency_key: str | None = Field(default=None, sa_type=String(255), unique=True)
@@ -165,6 +166,10 @@ class JobPublic(JobSummary):
                     "it is made, or if the source could not be read then); `usage` holds the actuals.")
     budget_pause: dict[str, Any] | None = Field(
         description="While paused by a budget: which budget, what was spent of its limit, and when it resets.")
+    steps: dict[str, dict[str, dict[str, float]]] = Field(description=(
+        "A multi-step job's results by step id, then by model of a fan-out (\"\" for a step of one model): `done`, "
+        "`failed`, `tokens_in`, `tokens_out`, `cost`, `cached` and `latency_s` (summed over the results). A "
+        "filter step's `done` counts the rows it looked at. Empty for a one-step job."))
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -182,6 +187,7 @@ class JobPublic(JobSummary):
             "created_by": job.created_by,
             "estimate": job.estimate,
             "budget_pause": job.budget_pause,
+            "steps": job.steps or {},
         })
 
 

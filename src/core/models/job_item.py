@@ -14,7 +14,8 @@ MAX_ROW_KEY = 255
 
 
 class JobItem(SQLModel, table=True):
-    """One row's result. `row_key` is the lookup form of the key; `key_json` the key itself."""
+    """One row's result, or one of its step results (`step`, and `target` for a fan-out's model). `row_key` is the
+    lookup form of the key (with the step and target); `key_json` the row's key itself."""
 
     __tablename__ = "job_items"
     __table_args__ = (Index(None, "job_id", "status", "row_key"),)
@@ -22,6 +23,8 @@ class JobItem(SQLModel, table=True):
     job_id: int = Field(sa_column=Column(BigIntId, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True))
     row_key: str = Field(sa_type=String(MAX_ROW_KEY), primary_key=True)
     key_json: str = Field(sa_type=LongText)
+    step: str = Field(default="", sa_column_kwargs={"server_default": ""}, sa_type=String(64))
+    target: str = Field(default="", sa_column_kwargs={"server_default": ""}, sa_type=String(128))
     status: str = Field(sa_type=String(16))
     outputs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     error_class: str | None = Field(default=None, sa_type=String(16))
@@ -42,6 +45,8 @@ class JobItemPublic(SQLModel):
     """One finished row: its key, outcome, answer or error, and cost (all attempts, retries included)."""
 
     key: Any = Field(description="The row's key: its key column's value, or its 0-based position.")
+    step: str = Field(description="The step this result is of; empty: the row's own result (all its steps).")
+    target: str = Field(description="The model a fan-out step asked, as the step lists it; empty otherwise.")
     status: str = Field(description="done or failed")
     outputs: dict[str, Any]
     error_class: str | None = Field(description="api_error, content_error or system_error (failed rows).")

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from engine.errors import ErrorDetail, SpecError
+from engine.spec.flow import model_names
 from engine.spec.loader import load_yaml_model
 from engine.spec.models import DEFER_REFERENCES, Location, StrictModel, WorkflowSpec
 
@@ -125,13 +126,10 @@ def reference_errors(config: GatewayConfig) -> list[tuple[Location, str]]:
 
 
 def model_name_errors(spec: WorkflowSpec, config: GatewayConfig) -> list[tuple[Location, str]]:
-    """The spec's model and fallback names that are no model or group of the gateway (nor `auto`)."""
+    """The spec's model names (its steps' too) that are no model or group of the gateway (nor `auto`)."""
     known = ["auto", *config.groups, *(d.name for d in config.models)]
-    errors: list[tuple[Location, str]] = []
-    for field, name in (("name", spec.model.name), ("fallback", spec.model.fallback)):
-        if name is not None and name not in known:
-            errors.append((("model", field), f"unknown model {name!r}; the gateway has: {', '.join(known)}"))
-    return errors
+    return [(location, f"unknown model {name!r}; the gateway has: {', '.join(known)}")
+            for location, name in model_names(spec) if name not in known]
 
 
 def load_gateway(text: str) -> GatewayConfig:

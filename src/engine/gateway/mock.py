@@ -13,6 +13,7 @@ from typing import Any
 from engine.gateway.errors import RateLimited, UpstreamUnavailable
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
+EMBED_DIMENSIONS = 256
 WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper")
 
 
@@ -48,6 +49,22 @@ def _value(schema: dict[str, Any], name: str, seed: int) -> Any:
     if kind == "array":
         return [_value(schema.get("items") or {}, name, seed >> i) for i in range(1 + seed % 3)]
     return f"{name}-{WORDS[seed % len(WORDS)]}-{seed % 100_000}"
+
+
+def mock_vector(text: str) -> list[float]:
+    """A bag of the text's words hashed into EMBED_DIMENSIONS, normalized: texts sharing words are near, so
+    retrieval over mock vectors finds rows about the same things. A text without words gets a random unit vector
+    drawn from its hash."""
+    vector = [0.0] * EMBED_DIMENSIONS
+    words = re.findall(r"\w+", text.lower())
+    for word in words:
+        hashed = digest(word)
+        vector[hashed % EMBED_DIMENSIONS] += 1.0 if hashed >> 63 else -1.0
+    if not any(vector):
+        rng = random.Random(digest(text))
+        vector = [rng.uniform(-1, 1) for _ in range(EMBED_DIMENSIONS)]
+    norm = sum(v * v for v in vector) ** 0.5
+    return [v / norm for v in vector]
 
 
 class MockClient:
@@ -87,13 +104,10 @@ class MockClient:
         yield ChatDelta(usage=result.usage, finished=True, model=self.name)
 
     async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
-        """Unit vectors of 16 dimensions, a pure function of each input."""
-        vectors = []
-        for text in inputs:
-            rng = random.Random(digest(text))
-            vector = [rng.uniform(-1, 1) for _ in range(16)]
-            norm = sum(v * v for v in vector) ** 0.5 or 1.0
-            vectors.append([v / norm for v in vector])
+        """Unit vectors of EMBED_DIMENSIONS, a pure function of each input (see `mock_vector`)."""
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        vectors = [mock_vector(text) for text in inputs]
         return EmbeddingResult(vectors, self.name, Usage(sum(max(1, len(t) // 4) for t in inputs), 0))
 
     async def aclose(self) -> None:

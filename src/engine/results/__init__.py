@@ -2,7 +2,16 @@
 
 from engine.results.settled import SettledRows
 from engine.results.sqlite_store import SqliteResultStore
-from engine.results.store import ErrorClass, Key, ResultStore, RowResult, RowStatus, encode_key
+from engine.results.store import (
+    ErrorClass,
+    Key,
+    ResultStore,
+    RowResult,
+    RowStatus,
+    Unit,
+    encode_key,
+    stored_key,
+)
 
 __all__ = ["ErrorClass", "Key", "ResultStore", "RowResult", "RowStatus", "SettledRows", "SqliteResultStore",
-           "encode_key"]
+           "Unit", "encode_key", "stored_key"]

@@ -7,13 +7,15 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.results.store import ErrorClass, Key, RowResult, RowStatus, encode_key
+from engine.results.store import UNIT_MARK, ErrorClass, Key, RowResult, RowStatus, Unit, encode_key, stored_key
 
 T = TypeVar("T")
 _IN_CHUNK = 900  # SQLite's older builds allow 999 bound parameters per statement
+ROWS_ONLY = "instr(key, char(31)) = 0"  # a row's own result, not one of its steps' (see stored_key)
 
 
 class SqliteResultStore:
@@ -41,7 +43,8 @@ class SqliteResultStore:
 
     async def write(self, results: Sequence[RowResult]) -> None:
         """Upsert a batch in one transaction."""
-        rows = [(encode_key(r.key), r.status.value, json.dumps(r.outputs, ensure_ascii=False, default=str),
+        rows = [(stored_key(encode_key(r.key), r.unit), r.status.value,
+                 json.dumps(r.outputs, ensure_ascii=False, default=str),
                  r.error_class.value if r.error_class else None, r.error, r.model, r.attempts, r.latency_s,
                  r.tokens_in, r.tokens_out, r.cost) for r in results]
 
@@ -52,9 +55,11 @@ class SqliteResultStore:
 
         await self._call(write)
 
-    async def _rows_for(self, keys: Sequence[Key], columns: str, condition: str = "1=1") -> list[tuple[Any, ...]]:
-        """`columns` of the rows with these keys (and `condition`); the first column is the key, decoded."""
-        encoded = {encode_key(k): k for k in keys}
+    async def _rows_for(self, keys: Sequence[Key], columns: str, condition: str = "1=1",
+                        units: Sequence[Unit] = (("", ""),)) -> list[tuple[Any, ...]]:
+        """`columns` of the results with these keys (and `condition`), of these units (default: the rows' own);
+        the first column is the key, decoded."""
+        encoded = {stored_key(encode_key(k), unit): k for k in keys for unit in units}
 
         def read() -> list[tuple[Any, ...]]:
             db = self._connection()
@@ -77,6 +82,16 @@ class SqliteResultStore:
                                           "tokens_in, tokens_out, cost")
         return {row[0]: _result(row[0], row[1:]) for row in rows}
 
+    async def done_units(self, keys: Sequence[Key], units: Sequence[Unit]) -> dict[Key, dict[Unit, RowResult]]:
+        """Done step results of these rows."""
+        rows = await self._rows_for(keys, "key, status, outputs, error_class, error, model, attempts, latency_s, "
+                                          "tokens_in, tokens_out, cost", "status = 'done'", units)
+        found: dict[Key, dict[Unit, RowResult]] = {}
+        for row in rows:
+            result = _stored(row[1:])
+            found.setdefault(row[0], {})[result.unit] = result
+        return found
+
     async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
         """Answers of the done rows among these keys (no other columns read or decoded)."""
         return {key: json.loads(outputs) for key, outputs in await self._rows_for(keys, "outputs", "status = 'done'")}
@@ -84,7 +99,8 @@ class SqliteResultStore:
     async def failures(self) -> list[RowResult]:
         """Every failed row."""
         def read() -> list[tuple[Any, ...]]:
-            return self._connection().execute("SELECT * FROM results WHERE status = 'failed' ORDER BY key").fetchall()
+            return self._connection().execute(
+                f"SELECT * FROM results WHERE status = 'failed' AND {ROWS_ONLY} ORDER BY key").fetchall()
 
         return [_stored(row) for row in await self._call(read)]
 
@@ -92,7 +108,8 @@ class SqliteResultStore:
         """Output tokens of an answer on average over the done rows (None: none yet), for estimates."""
         def read() -> float | None:
             value = self._connection().execute(
-                "SELECT avg(tokens_out) FROM results WHERE status = 'done' AND attempts = 1").fetchone()[0]
+                f"SELECT avg(tokens_out) FROM results WHERE status = 'done' AND attempts = 1 AND {ROWS_ONLY}",
+            ).fetchone()[0]
             return None if value is None else float(value)
 
         result: float | None = await self._call(read)
@@ -102,7 +119,8 @@ class SqliteResultStore:
         """Done results by stored key, `limit` at a time."""
         def read() -> list[tuple[Any, ...]]:
             return self._connection().execute(
-                "SELECT * FROM results WHERE status = 'done' AND key > ? ORDER BY key LIMIT ?", (after or "", limit),
+                f"SELECT * FROM results WHERE status = 'done' AND {ROWS_ONLY} AND key > ? ORDER BY key LIMIT ?",
+                (after or "", limit),
             ).fetchall()
 
         rows = await self._call(read)
@@ -120,8 +138,9 @@ class SqliteResultStore:
 
 
 def _stored(row: tuple[Any, ...]) -> RowResult:
-    """A whole stored row (its key still encoded) as a RowResult."""
-    return _result(json.loads(row[0]), row[1:])
+    """A whole stored result (its key still stored) as a RowResult."""
+    encoded, step, target = (*row[0].split(UNIT_MARK), "", "")[:3]
+    return replace(_result(json.loads(encoded), row[1:]), step=step, target=target)
 
 
 def _result(key: Key, fields: tuple[Any, ...]) -> RowResult:

@@ -47,6 +47,16 @@ class RowResult:
     cost: float = 0.0
     cached: bool = False  # answered from the answer cache: no request made
     saved: float = 0.0  # what the cached answer had cost
+    step: str = ""  # a step's result ("": the row's own, what the output and the row counts show)
+    target: str = ""  # the model a fan-out step asked ("": a step of one model)
+
+    @property
+    def unit(self) -> Unit:
+        """Which result of its row this is."""
+        return self.step, self.target
+
+
+Unit = tuple[str, str]  # (step, target): ("", "") is a row's own result
 
 
 class ResultStore(Protocol):
@@ -62,6 +72,10 @@ class ResultStore(Protocol):
 
     async def results_for(self, keys: Sequence[Key]) -> dict[Key, RowResult]:
         """The stored results for these keys."""
+        ...
+
+    async def done_units(self, keys: Sequence[Key], units: Sequence[Unit]) -> dict[Key, dict[Unit, RowResult]]:
+        """The done step results (of these units) of these rows: what a resumed row does not ask again."""
         ...
 
     async def done_outputs(self, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
@@ -84,3 +98,11 @@ class ResultStore(Protocol):
 def encode_key(key: Key) -> str:
     """A key as stored: JSON, so 7 and "7" stay different."""
     return json.dumps(key)
+
+
+UNIT_MARK = "\x1f"  # never in an encoded key (JSON escapes control characters)
+
+
+def stored_key(encoded: str, unit: Unit) -> str:
+    """The stored key of a row's result (`encoded` itself) or of one of its step results."""
+    return encoded if unit == ("", "") else f"{encoded}{UNIT_MARK}{unit[0]}{UNIT_MARK}{unit[1]}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ContentError
-from engine.spec.models import FieldType, WorkflowSpec
+from engine.spec.models import FieldType, PromptStep
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _JSON_TYPES: dict[FieldType, tuple[type, ...]] = {
@@ -31,11 +31,11 @@ class AnswerContract:
     types: dict[str, FieldType]
 
     @classmethod
-    def from_spec(cls, spec: WorkflowSpec) -> AnswerContract:
-        """Required fields default to the output fields when the spec names none."""
-        required = tuple(spec.prompt.required_fields or spec.columns.output)
-        return cls(required=required, allowed={k: tuple(v) for k, v in spec.validation.items()},
-                   types=dict(spec.prompt.types))
+    def of(cls, step: PromptStep) -> AnswerContract:
+        """Required fields default to the output fields when the step names none."""
+        required = tuple(step.prompt.required_fields or step.output)
+        return cls(required=required, allowed={k: tuple(v) for k, v in step.validation.items()},
+                   types=dict(step.prompt.types))
 
     def json_schema(self) -> dict[str, Any]:
         """A JSON schema for the answer (for `response_format` when the model supports it)."""

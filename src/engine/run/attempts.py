@@ -27,7 +27,8 @@ from engine.run.answers import AnswerContract
 from engine.run.pause import PauseGate
 from engine.run.prompts import PromptRenderer
 from engine.run.reuse import AnswerReuse
-from engine.spec.models import WorkflowSpec
+from engine.spec.flow import RunStep
+from engine.spec.models import ModelChoice
 
 MAX_RETRY_AFTER_S = 60.0
 TRACER = "rowloom.engine"
@@ -47,22 +48,23 @@ def attempt_tracer() -> trace.Tracer | None:
     return trace.get_tracer(TRACER)
 
 
-def row_request(spec: WorkflowSpec, messages: list[dict[str, str]], *, model: str,
+def row_request(choice: ModelChoice, messages: list[dict[str, str]], *, model: str,
                 response_format: dict[str, Any] | None) -> ChatRequest:
     """The request a row's messages make to `model` (its cache key is this request's)."""
-    return ChatRequest(model=model, messages=messages, temperature=spec.model.temperature,
-                       max_tokens=spec.model.max_tokens, response_format=response_format)
+    return ChatRequest(model=model, messages=messages, temperature=choice.temperature,
+                       max_tokens=choice.max_tokens, response_format=response_format)
 
 
-def response_format_of(spec: WorkflowSpec) -> dict[str, Any] | None:
-    """The `response_format` a row's requests carry: the answer's JSON schema when the spec asks for it."""
-    return AnswerContract.from_spec(spec).response_format() if spec.prompt.json_schema else None
+def response_format_of(step: RunStep) -> dict[str, Any] | None:
+    """The `response_format` a row's requests carry: the answer's JSON schema when the step asks for it."""
+    return AnswerContract.of(step.step).response_format() if step.step.prompt.json_schema else None
 
 
-def row_cache_key(spec: WorkflowSpec, messages: list[dict[str, str]], *, scope: str,
-                  response_format: dict[str, Any] | None) -> str:
-    """The answer cache's key of a row's first request (to the spec's model)."""
-    return request_key(row_request(spec, messages, model=spec.model.name, response_format=response_format), scope)
+def row_cache_key(step: RunStep, messages: list[dict[str, str]], *, scope: str,
+                  response_format: dict[str, Any] | None, model: str | None = None) -> str:
+    """The answer cache's key of a row's first request (to the step's model, or to `model` of a fan-out)."""
+    return request_key(row_request(step.model, messages, model=model or step.model.name,
+                                   response_format=response_format), scope)
 
 
 @dataclass(frozen=True)
@@ -78,17 +80,18 @@ class RowTask:
 class RowProcessor:
     """Asks the model about rows, one attempt at a time, and classifies every failure."""
 
-    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate,
-                 reuse: AnswerReuse | None = None) -> None:
-        self.spec = spec
+    def __init__(self, step: RunStep, client: ChatClient, gate: PauseGate,
+                 reuse: AnswerReuse | None = None, *, model: str | None = None) -> None:
+        self.step = step
+        self.model = model or step.model.name  # a fan-out has a processor a model
         self.reuse = reuse
         self.client = client
         self.gate = gate
-        self.contract = AnswerContract.from_spec(spec)
-        self.renderer = PromptRenderer(spec)
-        self.response_format = response_format_of(spec)
-        self.limits = {ErrorClass.API: spec.retry.api_error, ErrorClass.CONTENT: spec.retry.content_error,
-                       ErrorClass.SYSTEM: spec.retry.system_error}
+        self.contract = AnswerContract.of(step.step)
+        self.renderer = PromptRenderer(step.step.prompt)
+        self.response_format = response_format_of(step)
+        self.limits = {ErrorClass.API: step.retry.api_error, ErrorClass.CONTENT: step.retry.content_error,
+                       ErrorClass.SYSTEM: step.retry.system_error}
         self.tracer = attempt_tracer()
 
     def tasks(self, rows: list[tuple[Key, dict[str, Any]]]) -> list[RowTask]:
@@ -99,7 +102,8 @@ class RowProcessor:
             return made
         scope = self.reuse.cache.scope
         made = [RowTask(t.key, t.record, t.messages,
-                        row_cache_key(self.spec, t.messages, scope=scope, response_format=self.response_format))
+                        row_cache_key(self.step, t.messages, scope=scope, response_format=self.response_format,
+                                      model=self.model))
                 for t in made]
         self.reuse.cache.prefetch([t.cache_key for t in made if t.cache_key is not None])
         return made
@@ -126,11 +130,11 @@ class RowProcessor:
             return result
 
     def _request(self, messages: list[dict[str, str]], model: str) -> ChatRequest:
-        return row_request(self.spec, messages, model=model, response_format=self.response_format)
+        return row_request(self.step.model, messages, model=model, response_format=self.response_format)
 
     async def _ask(self, task: RowTask, messages: list[dict[str, str]]) -> tuple[RowResult, str | None]:
         """Attempts until the answer is valid or an error class runs out of retries; with the valid answer's text."""
-        model = self.spec.model.name
+        model = self.model
         errors: Counter[ErrorClass] = Counter()
         usage = Usage()
         started = time.monotonic()
@@ -189,8 +193,8 @@ class RowProcessor:
                     messages = [*messages, {"role": "assistant", "content": result.content},
                                 {"role": "user", "content": f"Your answer was not accepted: {exc}. "
                                                             "Answer again with only the corrected JSON object."}]
-                    if self.spec.model.fallback and errors[ErrorClass.CONTENT] >= self.spec.model.fallback_after:
-                        model = self.spec.model.fallback
+                    if self.step.model.fallback and errors[ErrorClass.CONTENT] >= self.step.model.fallback_after:
+                        model = self.step.model.fallback
                     continue
                 span.set_attribute("rowloom.outcome", "done")
                 return ended(RowStatus.DONE, outputs=answer, model=result.model), result.content

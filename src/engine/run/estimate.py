@@ -15,6 +15,7 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
+from engine.errors import InputError
 from engine.gateway.config import Deployment, Price
 from engine.results import ResultStore
 from engine.results.answer_cache import AnswerCache
@@ -24,6 +25,7 @@ from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.run.tokens import count_messages, count_text, tokenizer_name
 from engine.sources import Source
+from engine.spec.flow import RunStep, first_prompt
 from engine.spec.models import WorkflowSpec
 
 TOKENS_PER_FIELD_GUESS = 24  # an answer field's value, when no earlier answers tell
@@ -69,15 +71,15 @@ class Estimate:
     models: list[ModelEstimate] = field(default_factory=list)
 
 
-def output_per_row(spec: WorkflowSpec, earlier: float | None) -> tuple[float, float, float, str]:
+def output_per_row(step: RunStep, earlier: float | None) -> tuple[float, float, float, str]:
     """(low, expected, high) output tokens of one answer, and what they rest on."""
-    fields = list(spec.columns.output)
+    fields = list(step.step.output)
     skeleton = count_text('{"' + '": "", "'.join(fields) + '": ""}', "")
     if earlier is not None and earlier > 0:
         expected, basis = earlier, "the average answer of earlier runs"
     else:
         expected, basis = skeleton + TOKENS_PER_FIELD_GUESS * len(fields), "a guess from the answer's fields"
-    cap = spec.model.max_tokens
+    cap = step.model.max_tokens
     if cap is not None:
         expected = min(expected, cap)
     high = float(cap) if cap is not None else expected * HIGH_SHARE
@@ -95,8 +97,9 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
                        cache: AnswerCache | None = None, stored_before: float | None = None) -> Estimate:
     """The estimate for `spec` over `source`, sent to `deployments` (the candidates of its model) by weight;
     rows `cache` would answer (with an answer stored before `stored_before`, if given) are not sent."""
-    renderer = PromptRenderer(spec)
-    cached = CachedRows(spec, cache, stored_before)
+    step = estimated_step(spec)
+    renderer = PromptRenderer(step.step.prompt)
+    cached = CachedRows(step, spec, cache, stored_before)
     weights = [max(0.0, d.weight) for d in deployments]
     shares = [w / sum(weights) if sum(weights) else 1 / len(deployments) for w in weights]
     tokenizers = {d.model: tokenizer_name(d.model) for d in deployments}
@@ -116,7 +119,7 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
         for messages in sent:
             for tokenizer, model in counted_by.items():
                 input_by_tokenizer[tokenizer] += count_messages(messages, model)
-    low, expected, high, basis = output_per_row(spec, earlier_output_tokens)
+    low, expected, high, basis = output_per_row(step, earlier_output_tokens)
     models = []
     for deployment, share in zip(deployments, shares, strict=True):
         tokens_in = round(input_by_tokenizer[tokenizers[deployment.model]] * share)
@@ -138,6 +141,15 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
         cost_high=sum(m.cost_high for m in models), seconds=seconds, seconds_basis=seconds_basis, models=models)
 
 
+def estimated_step(spec: WorkflowSpec) -> RunStep:
+    """The prompt step an estimate is made for: a one-step workflow's (InputError for a multi-step one)."""
+    step = first_prompt(spec)
+    if spec.steps is not None or step is None:
+        raise InputError("an estimate covers one-step workflows (columns and prompt); this workflow has steps, "
+                         "whose later inputs are known only as it runs: its budgets still hold every request")
+    return step
+
+
 def limits_time(deployments: list[Deployment], rows: int, tokens_per_row: float) -> tuple[float | None, str]:
     """Seconds the candidates' limits need for `rows` (None when some candidate has no limit)."""
     if not rows:
@@ -156,11 +168,12 @@ class CachedRows:
     """Which rows' requests the answer cache would answer: one stored (and usable under the workflow's `cache`
     setting), or met earlier in the run (identical requests go upstream once)."""
 
-    def __init__(self, spec: WorkflowSpec, cache: AnswerCache | None, stored_before: float | None = None) -> None:
-        self.spec = spec
+    def __init__(self, step: RunStep, spec: WorkflowSpec, cache: AnswerCache | None,
+                 stored_before: float | None = None) -> None:
+        self.step = step
         self.stored_before = stored_before
         self.reuse = AnswerReuse.of(cache, spec.cache)
-        self.response_format = response_format_of(spec)
+        self.response_format = response_format_of(step)
         self.seen: set[str] = set()
 
     async def to_send(self, batch: list[list[dict[str, str]]]) -> list[list[dict[str, str]]]:
@@ -168,7 +181,7 @@ class CachedRows:
         reuse = self.reuse
         if reuse is None:
             return batch
-        keys = [row_cache_key(self.spec, messages, scope=reuse.cache.scope, response_format=self.response_format)
+        keys = [row_cache_key(self.step, messages, scope=reuse.cache.scope, response_format=self.response_format)
                 for messages in batch]
         fresh = [key for key in dict.fromkeys(keys) if key not in self.seen]
         stored = await asyncio.gather(*(reuse.usable(key) for key in fresh))

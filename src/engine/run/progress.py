@@ -31,6 +31,9 @@ class Progress:
     elapsed_s: float = 0.0
     models: dict[str, int] = field(default_factory=dict)
     finished: bool = False
+    # A multi-step run's results by step, then by model of a fan-out ("" for a step of one model): counts of
+    # done and failed, tokens, cost, cached, and the sum of latencies.
+    steps: StepCounts = field(default_factory=dict)
 
     @property
     def handled(self) -> int:
@@ -39,6 +42,18 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+StepCounts = dict[str, dict[str, dict[str, float]]]
+
+
+def added_steps(first: StepCounts, second: StepCounts) -> StepCounts:
+    """Two runs' per-step counts added together."""
+    total = {step: {target: dict(counts) for target, counts in by_target.items()} for step, by_target in first.items()}
+    for step, by_target in second.items():
+        for target, counts in by_target.items():
+            into = total.setdefault(step, {}).setdefault(target, {})
+            for name, value in counts.items():
+                into[name] = into.get(name, 0) + value
+    return total
 
 
 class ProgressTracker:
@@ -49,6 +64,7 @@ class ProgressTracker:
         self.snapshot = Progress(total=total)
         self._models: Counter[str] = Counter()
         self._recent: deque[tuple[float, int]] = deque()
+        self._steps: StepCounts = {}
 
     def skipped(self, count: int) -> None:
         """Rows not sent: empty inputs or outputs already filled."""
@@ -58,18 +74,33 @@ class ProgressTracker:
         """Rows already done in the store from an earlier run."""
         self.snapshot = replace(self.snapshot, done=self.snapshot.done + count, reused=self.snapshot.reused + count)
 
+    def finished_steps(self, results: list[RowResult]) -> None:
+        """Step results now durable (their rows are counted when their own results are)."""
+        made: StepCounts = {}
+        for r in results:
+            made.setdefault(r.step, {})[r.target] = counts = made.get(r.step, {}).get(r.target, {})
+            for name, value in ((r.status.value, 1), ("tokens_in", r.tokens_in), ("tokens_out", r.tokens_out),
+                                ("cost", r.cost), ("cached", int(r.cached)), ("latency_s", r.latency_s)):
+                counts[name] = counts.get(name, 0) + value
+        self._steps = added_steps(self._steps, made)
+        self._add_usage(results)
+
     def finished_rows(self, results: list[RowResult]) -> None:
         """Rows whose results are now durable."""
         done = sum(r.status is RowStatus.DONE for r in results)
         now = time.monotonic()
         self._recent.append((now, len(results)))
+        s = self.snapshot
+        self.snapshot = replace(s, done=s.done + done, failed=s.failed + len(results) - done)
+        self._add_usage(results)
+
+    def _add_usage(self, results: list[RowResult]) -> None:
         for result in results:
             if result.status is RowStatus.DONE and result.model:
                 self._models[result.model] += 1
         s = self.snapshot
         self.snapshot = replace(
-            s, done=s.done + done, failed=s.failed + len(results) - done,
-            tokens_in=s.tokens_in + sum(r.tokens_in for r in results),
+            s, tokens_in=s.tokens_in + sum(r.tokens_in for r in results),
             tokens_out=s.tokens_out + sum(r.tokens_out for r in results),
             cost=s.cost + sum(r.cost for r in results), cached=s.cached + sum(r.cached for r in results),
             saved=s.saved + sum(r.saved for r in results))
@@ -84,4 +115,5 @@ class ProgressTracker:
         s = self.snapshot
         eta = (max(0, s.total - s.handled) / rate) if s.total is not None and rate > 0 else None
         return replace(s, rows_per_s=round(rate, 2), eta_s=round(eta, 1) if eta is not None else None,
-                       elapsed_s=round(now - self.started, 3), models=dict(self._models), finished=finished)
+                       elapsed_s=round(now - self.started, 3), models=dict(self._models), finished=finished,
+                       steps=self._steps)

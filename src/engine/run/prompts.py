@@ -6,7 +6,7 @@ import json
 from datetime import date, datetime, time
 from typing import Any
 
-from engine.spec.models import PLACEHOLDER, RECORD_JSON, WorkflowSpec
+from engine.spec.models import PLACEHOLDER, RECORD_JSON, Prompt
 
 
 def json_default(value: Any) -> Any:
@@ -22,9 +22,9 @@ _RECORD_JSON = json.JSONEncoder(ensure_ascii=False, default=json_default)  # one
 class PromptRenderer:
     """Turns a row's input values into chat messages."""
 
-    def __init__(self, spec: WorkflowSpec) -> None:
-        self.system = spec.prompt.system
-        self.template = spec.prompt.template
+    def __init__(self, prompt: Prompt) -> None:
+        self.system = prompt.system
+        self.template = prompt.template
         # Split once: text, placeholder name, text, ... (re.split with one group), instead of a scan a row.
         self._parts = PLACEHOLDER.split(self.template)
 

@@ -17,19 +17,22 @@ from typing import Any
 
 from opentelemetry import trace
 
+from engine.errors import InputError
 from engine.events import EventKind
 from engine.gateway import BudgetExceeded, ChatClient
-from engine.results import ResultStore, RowResult, SettledRows, SqliteResultStore
+from engine.results import Key, ResultStore, RowResult, SettledRows, SqliteResultStore
 from engine.results.answer_cache import AnswerCache
 from engine.run.attempts import TRACER, RowProcessor, RowTask
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
+from engine.run.pipeline import PipelineTask, RowPipeline
 from engine.run.progress import Progress, ProgressCallback, ProgressTracker
 from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
-from engine.spec.models import WorkflowSpec
+from engine.spec.flow import RunStep, pipeline
+from engine.spec.models import PromptStep, WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 
@@ -43,6 +46,18 @@ WRITE_ROWS = 1024
 IDLE_TICK_S = 0.2  # with no result coming, the writer still wakes this often (progress, partial output)
 PROGRESS_EVERY_S = 0.5
 DRAIN_ON_STOP_S = 1.5  # in-flight rows this long after a stop; the rest are dropped and resent on resume
+RunTask = RowTask | PipelineTask
+
+
+@dataclass
+class StepResults:
+    """A step's results a row waits on: written with the next group of results, then `written` is set."""
+
+    results: list[RowResult]
+    written: asyncio.Future[None]
+
+
+Written = RowResult | StepResults  # what the writer takes: a row's own result, or a step's
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,8 @@ class Runner:
 
     def __init__(self, spec: WorkflowSpec, *, client: ChatClient, store: ResultStore, source: Source, sink: Sink,
                  on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
-                 stop: asyncio.Event | None = None, cache: AnswerCache | None = None) -> None:
+                 stop: asyncio.Event | None = None, cache: AnswerCache | None = None,
+                 paths: PathPolicy | None = None, secrets: Secrets | None = None) -> None:
         self.spec = spec
         self.store = store
         self.source = source
@@ -74,7 +90,16 @@ class Runner:
         self.settled = SettledRows()
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
-        self.processor = RowProcessor(spec, client, self.gate, AnswerReuse.of(cache, spec.cache))
+        reuse = AnswerReuse.of(cache, spec.cache)
+        self.processor: RowProcessor | None = None
+        self.pipeline: RowPipeline | None = None
+        if spec.steps is None:  # one step: a row's result is its step's (stored as it always was)
+            step = pipeline(spec)[0]
+            assert isinstance(step, PromptStep)
+            self.processor = RowProcessor(RunStep.of(spec, step), client, self.gate, reuse)
+        else:
+            self.pipeline = RowPipeline(spec, client, self.gate, reuse, paths=paths or PathPolicy(Path.cwd()),
+                                        secrets=secrets or Secrets(os.environ))
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: EventKind, message: str, **data: Any) -> None:
@@ -88,12 +113,15 @@ class Runner:
     async def run(self) -> RunOutcome:
         """Run to the end (or until `stop` is set) and write the output (behind the rows, where it can)."""
         with tracer.start_as_current_span("run", attributes={"rowloom.workflow": self.spec.name or ""}) as span:
+            if self.pipeline is not None:
+                await self.pipeline.check()
             tracker = ProgressTracker(await self.source.count())
-            tasks: asyncio.Queue[RowTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
+            tasks: asyncio.Queue[RunTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
             # Bounded: when the store is slower than the model (a fast mock), workers wait instead of
             # piling finished rows up in memory.
-            results: asyncio.Queue[RowResult | None] = asyncio.Queue(
+            results: asyncio.Queue[Written | None] = asyncio.Queue(
                 maxsize=max(WRITE_ROWS, 2 * self.spec.concurrency.in_flight))
+            self._results = results
             workers = [asyncio.create_task(self._work(tasks, results))
                        for _ in range(self.spec.concurrency.in_flight)]
             writer = asyncio.create_task(self._write(results, tracker))
@@ -140,7 +168,7 @@ class Runner:
             self._failure = error
             self.stop.set()
 
-    async def _produce(self, tasks: asyncio.Queue[RowTask | None], tracker: ProgressTracker) -> None:
+    async def _produce(self, tasks: asyncio.Queue[RunTask | None], tracker: ProgressTracker) -> None:
         first = 0  # the batch's first row's position in the source
         async for selected in rows_to_send(self.source, self.spec, self.store):
             if self.stop.is_set():
@@ -151,14 +179,28 @@ class Runner:
             step = self.spec.concurrency.in_flight
             for start in range(0, len(selected.rows), step):
                 chunk = selected.rows[start:start + step]
-                ready = self.processor.tasks([(key, record) for _, key, record in chunk])
+                ready = await self._tasks([(key, record) for _, key, record in chunk])
                 for (index, key, _), task in zip(chunk, ready, strict=True):
                     self.settled.sending(key, first + index)
                     await tasks.put(task)
             first += selected.height
             self.settled.looked_at(first)
 
-    async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RowTask | None]) -> None:
+    async def _tasks(self, rows: list[tuple[Key, dict[str, Any]]]) -> list[RunTask]:
+        """Rows made ready to run: rendered (one step), or with the step results an earlier run left (steps)."""
+        if self.processor is not None:
+            return list(self.processor.tasks(rows))
+        assert self.pipeline is not None
+        done = await self.store.done_units([key for key, _ in rows], self.pipeline.units)
+        return [PipelineTask(key, record, done.get(key, {})) for key, record in rows]
+
+    async def _durable(self, results: list[RowResult]) -> None:
+        """Wait until a step's results are written (with the next group of results)."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._results.put(StepResults(results, written))
+        await written
+
+    async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RunTask | None]) -> None:
         for _ in workers:
             await tasks.put(None)
         everyone: asyncio.Future[Any] = asyncio.gather(*workers)
@@ -171,11 +213,19 @@ class Runner:
         with contextlib.suppress(asyncio.CancelledError):
             await everyone
 
-    async def _work(self, tasks: asyncio.Queue[RowTask | None], results: asyncio.Queue[RowResult | None]) -> None:
+    async def _work(self, tasks: asyncio.Queue[RunTask | None], results: asyncio.Queue[Written | None]) -> None:
         while (task := await tasks.get()) is not None:
             if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
                 try:
-                    result = await self.processor.process(task)
+                    if isinstance(task, PipelineTask):
+                        assert self.pipeline is not None
+                        result = await self.pipeline.process(task, self._durable)
+                    else:
+                        assert self.processor is not None
+                        result = await self.processor.process(task)
+                except InputError as exc:
+                    self._stop_with(exc)
+                    continue
                 except BudgetExceeded as exc:
                     self._over_budget(exc)
                     continue  # unsent: the row goes on resume
@@ -200,7 +250,7 @@ class Runner:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _write(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
+    async def _write(self, results: asyncio.Queue[Written | None], tracker: ProgressTracker) -> None:
         try:
             await self._write_until_done(results, tracker)
         except Exception as exc:
@@ -208,18 +258,27 @@ class Runner:
             self._failure = exc  # wins over any earlier error: it says which rows are not durable
             self.stop.set()
             while not self._results_ended:  # keep the queue moving so no worker blocks on it
-                self._results_ended = await results.get() is None
+                item = await results.get()
+                self._results_ended = item is None
+                if isinstance(item, StepResults) and not item.written.done():
+                    item.written.set_exception(exc)
 
-    async def _write_until_done(self, results: asyncio.Queue[RowResult | None], tracker: ProgressTracker) -> None:
+    async def _write_until_done(self, results: asyncio.Queue[Written | None], tracker: ProgressTracker) -> None:
         reported_at = saved_at = time.monotonic()
         finished = False
         while not finished:
             ready, finished = await self._ready_results(results)
             self._results_ended = finished
             if ready:  # what came in while the previous write ran: one transaction
-                await self.store.write(ready)  # durable first, counted after
-                tracker.finished_rows(ready)
-                self.settled.finished([result.key for result in ready])
+                rows = [item for item in ready if isinstance(item, RowResult)]
+                steps = [item for item in ready if isinstance(item, StepResults)]
+                await self.store.write([*rows, *(r for s in steps for r in s.results)])  # durable first
+                for waiting in steps:
+                    if not waiting.written.done():
+                        waiting.written.set_result(None)
+                    tracker.finished_steps(waiting.results)
+                tracker.finished_rows(rows)
+                self.settled.finished([result.key for result in rows])
             now = time.monotonic()
             if now - reported_at >= PROGRESS_EVERY_S:
                 self._emit(tracker.current())
@@ -230,9 +289,9 @@ class Runner:
                 saved_at = time.monotonic()
 
     @staticmethod
-    async def _ready_results(results: asyncio.Queue[RowResult | None]) -> tuple[list[RowResult], bool]:
+    async def _ready_results(results: asyncio.Queue[Written | None]) -> tuple[list[Written], bool]:
         """Results ready now (waiting up to IDLE_TICK_S only if none are), and whether the end marker came."""
-        items: list[RowResult | None] = []
+        items: list[Written | None] = []
         if results.empty():  # one timer per idle spell, not one per row
             with contextlib.suppress(TimeoutError):
                 items.append(await asyncio.wait_for(results.get(), timeout=IDLE_TICK_S))
@@ -264,7 +323,8 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
         results = store or SqliteResultStore(work_dir / "results.sqlite")
         try:
             runner = Runner(spec, client=client, store=results, source=source, sink=sink,
-                            on_progress=on_progress, on_event=on_event, stop=stop, cache=cache)
+                            on_progress=on_progress, on_event=on_event, stop=stop, cache=cache, paths=paths,
+                            secrets=secrets)
             return await runner.run()
         finally:
             if store is None:

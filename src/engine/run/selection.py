@@ -10,6 +10,7 @@ import polars as pl
 
 from engine.results import Key, ResultStore
 from engine.sources import Source
+from engine.spec.flow import pipeline, source_inputs, written_columns
 from engine.spec.models import RequireMode, WorkflowSpec
 
 
@@ -19,9 +20,10 @@ def _filled(column: str) -> pl.Expr:
 
 def send_mask(frame: pl.DataFrame, spec: WorkflowSpec) -> pl.Series:
     """True for the rows to send; the rest are skipped."""
-    inputs = [_filled(c) for c in spec.columns.input]
+    steps = pipeline(spec)
+    inputs = [_filled(c) for c in source_inputs(steps)]
     ready = pl.all_horizontal(inputs) if spec.select.require is RequireMode.ALL else pl.any_horizontal(inputs)
-    outputs = list(spec.columns.output.values())
+    outputs = [c.name for c in written_columns(steps)]
     if spec.select.skip_filled and all(c in frame.columns for c in outputs):
         ready = ready & ~pl.all_horizontal([_filled(c) for c in outputs])
     return frame.select(ready.alias("send")).to_series()
@@ -40,11 +42,12 @@ class Selected:
 
 async def rows_to_send(source: Source, spec: WorkflowSpec, store: ResultStore | None) -> AsyncIterator[Selected]:
     """The source's batches in order, each with the rows to send; `store` holds the rows done before (a resume)."""
+    inputs = source_inputs(pipeline(spec))
     async for batch in source.batches():
         chosen = [i for i, send in enumerate(send_mask(batch.frame, spec).to_list()) if send]
         keys = [batch.keys[i] for i in chosen]
         done = await store.done_keys(keys) if store is not None else set()
-        records = batch.frame[chosen].select(spec.columns.input).to_dicts() if chosen else []
+        records = batch.frame[chosen].select(inputs).to_dicts() if chosen else []
         yield Selected(batch.frame.height, batch.frame.height - len(chosen), len(done),
                        [(i, key, record) for i, key, record in zip(chosen, keys, records, strict=True)
                         if key not in done])

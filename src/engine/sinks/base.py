@@ -42,10 +42,12 @@ def cell_text(value: Any) -> str | None:
 
 
 async def merged_frames(source: Source, store: ResultStore, outputs: Mapping[str, str], *,
-                        settled: SettledRows | None = None) -> AsyncIterator[pl.DataFrame]:
+                        settled: SettledRows | None = None,
+                        lists: Mapping[str, bool] | None = None) -> AsyncIterator[pl.DataFrame]:
     """The source's rows with output columns filled from done results; other cells stay as they were.
 
-    With `settled`, rows are merged a slice at a time, each once all its rows are settled.
+    With `settled`, rows are merged a slice at a time, each once all its rows are settled. Output columns named
+    in `lists` are lists (of numbers, where it says true); the others text.
     """
     position = 0
     async for batch in source.batches():
@@ -55,13 +57,18 @@ async def merged_frames(source: Source, store: ResultStore, outputs: Mapping[str
             position += frame.height
             if settled is not None:
                 await settled.until(position)
-            yield await _merged(frame, keys, store, outputs)
+            yield await _merged(frame, keys, store, outputs, lists or {})
 
 
 async def _merged(frame: pl.DataFrame, keys: list[Key], store: ResultStore,
-                  outputs: Mapping[str, str]) -> pl.DataFrame:
+                  outputs: Mapping[str, str], lists: Mapping[str, bool]) -> pl.DataFrame:
     answers = await store.done_outputs(keys)
     for field, column in outputs.items():
+        if column in lists:
+            cells = [a.get(field) if (a := answers.get(k)) is not None else None for k in keys]
+            frame = frame.with_columns(pl.Series(column, cells, dtype=pl.List(pl.Float64) if lists[column] else None,
+                                                 strict=False))
+            continue
         values = [cell_text(a.get(field)) if (a := answers.get(k)) is not None else None for k in keys]
         answer = pl.Series(column, values, dtype=pl.Utf8)
         if column in frame.columns:

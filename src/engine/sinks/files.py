@@ -167,10 +167,12 @@ WRITERS: dict[str, type[FrameWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter,
 class FileSink:
     """Writes the source's rows with output columns filled into `path`, atomically."""
 
-    def __init__(self, path: Path, kind: str, outputs: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, kind: str, outputs: Mapping[str, str], *,
+                 lists: Mapping[str, bool] | None = None) -> None:
         self.path = path
         self.kind = kind
         self.outputs = dict(outputs)
+        self.lists = dict(lists or {})  # columns written as lists (true: of numbers, a vector)
         self.description = str(path)
         self.errors_path = path.with_name(f"{path.stem}.errors.csv")
 
@@ -191,7 +193,7 @@ class FileSink:
             else await asyncio.to_thread(WRITERS[self.kind], temp)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
         try:
-            async for frame in merged_frames(source, store, self.outputs, settled=settled):
+            async for frame in merged_frames(source, store, self.outputs, settled=settled, lists=self.lists):
                 await asyncio.to_thread(writer.write, frame)
             await asyncio.to_thread(writer.finish, columns)
             await asyncio.to_thread(os.replace, temp, self.path)

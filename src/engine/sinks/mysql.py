@@ -11,6 +11,7 @@ from engine.results.settled import SettledRows
 from engine.sinks.base import cell_text
 from engine.sources.base import Source
 from engine.sources.mysql_connection import connect, quote, table_columns
+from engine.spec.flow import output_fields
 from engine.spec.models import MysqlConnection, MysqlSinkSpec, MysqlSourceSpec, WorkflowSpec
 from engine.spec.secrets import Secrets
 
@@ -40,7 +41,7 @@ class MysqlWriteBack:
         key = sink.key or (source.key if source else None)
         if connection is None or table is None or key is None:
             raise InputError("sink: a mysql sink needs connection, table and key")
-        return cls(connection, table, key, dict(spec.columns.output), secrets=secrets)
+        return cls(connection, table, key, output_fields(spec, lists_kept=False), secrets=secrets)
 
     async def check(self) -> None:
         """The table has the key and every output column."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine.sinks.base import Sink
 from engine.sinks.files import FileSink
+from engine.spec.flow import list_columns, output_fields
 from engine.spec.models import (
     CsvSourceSpec,
     ExcelSourceSpec,
@@ -18,6 +19,7 @@ from engine.spec.models import (
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 
+LIST_KINDS = ("parquet", "jsonl")  # formats whose cells hold lists of numbers
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "excel": ".xlsx"}
 
 
@@ -28,6 +30,13 @@ def default_output(spec: WorkflowSpec, paths: PathPolicy) -> tuple[Path, str]:
         path = paths.resolve(source.path, field="source.path")
         return path.with_name(f"{path.stem}.rowloom{_SUFFIX[source.kind]}"), source.kind
     return paths.base_dir / f"{spec.name or 'output'}.rowloom.jsonl", "jsonl"
+
+
+def file_sink(spec: WorkflowSpec, path: Path, kind: str) -> FileSink:
+    """A file sink of `kind` for the spec's output columns (vectors as lists where the format holds lists)."""
+    lists_kept = kind in LIST_KINDS
+    return FileSink(path, kind, output_fields(spec, lists_kept=lists_kept),
+                    lists=list_columns(spec) if lists_kept else {})
 
 
 async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets, output: Path | None = None) -> Sink:
@@ -41,9 +50,8 @@ async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets, 
         sink = MysqlWriteBack.from_spec(spec, secrets)
     elif config is None:
         path, kind = default_output(spec, paths)
-        sink = FileSink(paths.resolve(str(output or path), field="sink.path"), kind, spec.columns.output)
+        sink = file_sink(spec, paths.resolve(str(output or path), field="sink.path"), kind)
     else:
-        sink = FileSink(paths.resolve(str(output or config.path), field="sink.path"), config.kind,
-                        spec.columns.output)
+        sink = file_sink(spec, paths.resolve(str(output or config.path), field="sink.path"), config.kind)
     await sink.check()
     return sink

@@ -8,6 +8,7 @@ from engine.errors import InputError
 from engine.sources.base import Source, check_columns, check_distinct_columns
 from engine.sources.excel import excel_source
 from engine.sources.files import csv_source, inline_source, jsonl_source, parquet_source
+from engine.spec.flow import pipeline, source_inputs
 from engine.spec.models import (
     CsvSourceSpec,
     ExcelSourceSpec,
@@ -15,14 +16,15 @@ from engine.spec.models import (
     JsonlSourceSpec,
     MysqlSourceSpec,
     ParquetSourceSpec,
+    SourceSpec,
     WorkflowSpec,
 )
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 
 
-def _existing_file(path: str, paths: PathPolicy) -> Path:
-    resolved = paths.resolve(path, field="source.path")
+def _existing_file(path: str, paths: PathPolicy, field: str) -> Path:
+    resolved = paths.resolve(path, field=f"{field}.path")
     if not resolved.is_file():
         shown = paths.shown(path)
         raise InputError(f"{shown}: no such file" if not resolved.exists() else f"{shown}: not a file")
@@ -32,16 +34,27 @@ def _existing_file(path: str, paths: PathPolicy) -> Path:
 async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets) -> Source:
     """The spec's source, opened and checked: file, sheet, input columns, key column."""
     config = spec.source
+    source = await open_table(config, paths=paths, secrets=secrets)
+    key = getattr(config, "key", None)
+    check_columns(source, [*source_inputs(pipeline(spec)), *([key] if key else [])], what="input or key")
+    check_key = getattr(source, "check_key", None)
+    if check_key is not None:
+        check_key()
+    return source
+
+
+async def open_table(config: SourceSpec, *, paths: PathPolicy, secrets: Secrets, field: str = "source") -> Source:
+    """A table of rows (a source, or a retrieve step's knowledge table at `field`), opened: its file or server."""
     source: Source
     if isinstance(config, CsvSourceSpec):
-        source = csv_source(_existing_file(config.path, paths), key=config.key, batch_size=config.batch_size,
+        source = csv_source(_existing_file(config.path, paths, field), key=config.key, batch_size=config.batch_size,
                             separator=config.separator, encoding=config.encoding)
     elif isinstance(config, ParquetSourceSpec):
-        source = parquet_source(_existing_file(config.path, paths), key=config.key, batch_size=config.batch_size)
+        source = parquet_source(_existing_file(config.path, paths, field), key=config.key, batch_size=config.batch_size)
     elif isinstance(config, JsonlSourceSpec):
-        source = jsonl_source(_existing_file(config.path, paths), key=config.key, batch_size=config.batch_size)
+        source = jsonl_source(_existing_file(config.path, paths, field), key=config.key, batch_size=config.batch_size)
     elif isinstance(config, ExcelSourceSpec):
-        source = excel_source(_existing_file(config.path, paths), sheet=config.sheet,
+        source = excel_source(_existing_file(config.path, paths, field), sheet=config.sheet,
                               header_row=config.header_row, key=config.key, batch_size=config.batch_size)
     elif isinstance(config, InlineSourceSpec):
         source = inline_source(config.rows, key=config.key, batch_size=10_000)
@@ -52,9 +65,4 @@ async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets
     else:  # pragma: no cover - the spec's union is closed
         raise InputError(f"unsupported source kind {config.kind!r}")
     check_distinct_columns(source)
-    key = getattr(config, "key", None)
-    check_columns(source, [*spec.columns.input, *([key] if key else [])], what="input or key")
-    check_key = getattr(source, "check_key", None)
-    if check_key is not None:
-        check_key()
     return source

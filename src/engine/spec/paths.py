@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
-from engine.spec.models import Location, WorkflowSpec
+from engine.spec.models import Location, WorkflowSpec, io_sections
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,10 @@ class PathPolicy:
 def path_fields(spec: WorkflowSpec) -> list[tuple[Location, str]]:
     """Every file path a spec names, with where it is."""
     fields: list[tuple[Location, str]] = []
-    for section, config in (("source", spec.source), ("sink", spec.sink)):
+    for section, config in io_sections(spec):
         path = getattr(config, "path", None)
         if isinstance(path, str):
-            fields.append(((section, "path"), path))
+            fields.append(((*section, "path"), path))
     return fields
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from engine.errors import InputError
-from engine.spec.models import Location, MysqlConnection, WorkflowSpec
+from engine.spec.models import Location, MysqlConnection, WorkflowSpec, io_sections
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 HIDDEN = "***"
@@ -20,10 +20,10 @@ HIDDEN = "***"
 def secret_fields(spec: WorkflowSpec) -> list[tuple[Location, str]]:
     """Every field of a spec that holds a secret (connection passwords), with where it is."""
     fields: list[tuple[Location, str]] = []
-    for section, config in (("source", spec.source), ("sink", spec.sink)):
+    for section, config in io_sections(spec):
         connection = getattr(config, "connection", None)
         if isinstance(connection, MysqlConnection) and connection.password:
-            fields.append(((section, "connection", "password"), connection.password))
+            fields.append(((*section, "connection", "password"), connection.password))
     return fields
 
 

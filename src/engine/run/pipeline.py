@@ -1,0 +1,107 @@
+"""A row through a workflow's steps, in order: each step's results durable before the next step sees them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import InputError
+from engine.gateway import ChatClient
+from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
+from engine.run.attempts import RowProcessor
+from engine.run.embedder import Embedder
+from engine.run.pause import PauseGate
+from engine.run.reuse import AnswerReuse
+from engine.run.step_runs import EmbedRun, FilterRun, PromptRun, RetrieveRun, StepRun
+from engine.sources.base import check_columns
+from engine.sources.open import open_table
+from engine.spec.flow import RunStep, pipeline, vector_steps, written_columns
+from engine.spec.models import EmbedStep, FilterStep, PromptStep, WorkflowSpec
+from engine.spec.paths import PathPolicy
+from engine.spec.secrets import Secrets
+
+Durable = Callable[[list[RowResult]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class PipelineTask:
+    """A row to run: its key, its source values, and the step results an earlier run made durable."""
+
+    key: Key
+    record: dict[str, Any]
+    done: dict[Unit, RowResult]
+
+
+class RowPipeline:
+    """The steps of a multi-step workflow, ready to run rows (many at once: each row in its own task)."""
+
+    def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate, reuse: AnswerReuse | None, *,
+                 paths: PathPolicy, secrets: Secrets) -> None:
+        steps = pipeline(spec)
+        self.paths = paths
+        self.secrets = secrets
+        embedders = {step.id: Embedder(client, model=step.model, batch_size=step.batch_size,
+                                       retry=step.retry or spec.retry, gate=gate, reuse=reuse)
+                     for step in steps if isinstance(step, EmbedStep)}
+        vectors = vector_steps(steps)
+        self.runs: list[StepRun] = []
+        self.retrieves: list[RetrieveRun] = []
+        for index, step in enumerate(steps):
+            if isinstance(step, PromptStep):
+                run = RunStep.of(spec, step)
+                self.runs.append(PromptRun(run, {target: RowProcessor(run, client, gate, reuse, model=target or None)
+                                                 for target in run.targets}))
+            elif isinstance(step, EmbedStep):
+                self.runs.append(EmbedRun(step, embedders[step.id]))
+            elif isinstance(step, FilterStep):
+                self.runs.append(FilterRun(step))
+            else:
+                retrieve = RetrieveRun(step, embedders[vectors[step.query].id], paths=paths, secrets=secrets,
+                                       field=f"steps.{index}.knowledge")
+                self.retrieves.append(retrieve)
+                self.runs.append(retrieve)
+        self.units = [unit for run in self.runs for unit in run.units]
+        self.columns = [c.name for c in written_columns(steps)]
+
+    async def check(self) -> None:
+        """Every knowledge table opens and has its columns (before any request is sent)."""
+        for retrieve in self.retrieves:
+            knowledge = retrieve.step.knowledge
+            source = await open_table(knowledge.source, paths=self.paths, secrets=self.secrets,
+                                      field=f"{retrieve.field}.source")
+            try:
+                check_columns(source, [knowledge.text, *([knowledge.id] if knowledge.id else [])],
+                              what="knowledge text or id")
+            finally:
+                await source.close()
+
+    async def process(self, task: PipelineTask, durable: Durable) -> RowResult:
+        """The row's own result once its steps ran (each step's results made durable on the way)."""
+        values = dict(task.record)
+        started = time.monotonic()
+
+        def ended(status: RowStatus, **fields: Any) -> RowResult:
+            return RowResult(key=task.key, status=status, latency_s=time.monotonic() - started, **fields)
+
+        for run in self.runs:
+            try:
+                outcome = await run.run(task.key, values, task.done)
+            except InputError:
+                raise  # a table that cannot be read fails the run, not the row
+            except Exception as exc:  # a bug or an environment fault: this row fails with it
+                return ended(RowStatus.FAILED, error_class=ErrorClass.SYSTEM,
+                             error=f"step {run.id}: {type(exc).__name__}: {exc}"[:2000])
+            if outcome.made:
+                await durable(outcome.made)
+            if outcome.budget is not None:
+                raise outcome.budget  # not the row's failure: it goes on from this step on resume
+            values.update(outcome.columns)
+            if (failed := outcome.failure) is not None:
+                where = f"step {run.id}" + (f" ({failed.target})" if failed.target else "")
+                return ended(RowStatus.FAILED, error_class=failed.error_class, error=f"{where}: {failed.error}",
+                             model=failed.model, attempts=failed.attempts)
+            if not outcome.goes_on:
+                break
+        return ended(RowStatus.DONE, outputs={c: values[c] for c in self.columns if c in values})

@@ -1,0 +1,228 @@
+"""Each kind of step as it runs on one row: what it asks, the results it stores, the columns it writes.
+
+A step gets the row's values so far (source columns and earlier steps' columns) and the results of its own
+that an earlier run made durable; it asks only for what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from engine.errors import InputError
+from engine.gateway import BudgetExceeded
+from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
+from engine.retrieval import KnowledgeTable, load_knowledge
+from engine.run.attempts import RowProcessor
+from engine.run.embedder import Embedder, EmbedFailed
+from engine.run.prompts import PromptRenderer
+from engine.spec.flow import RunStep, compare_columns, model_columns
+from engine.spec.models import EmbedStep, FilterStep, Prompt, RetrieveStep
+from engine.spec.paths import PathPolicy
+from engine.spec.secrets import Secrets
+
+
+@dataclass
+class StepOutcome:
+    """What a step did for a row: results to store, columns written, and whether the row goes on."""
+
+    made: list[RowResult] = field(default_factory=list)  # new results (durable before the next step)
+    columns: dict[str, Any] = field(default_factory=dict)
+    failure: RowResult | None = None  # the result that fails the row
+    goes_on: bool = True
+    budget: BudgetExceeded | None = None  # no budget left for a request: the row stops unsent
+
+
+class StepRun(Protocol):
+    """A step of the pipeline, ready to run rows."""
+
+    id: str
+    units: list[Unit]  # the results it stores a row
+
+    async def run(self, key: Key, values: dict[str, Any], done: dict[Unit, RowResult]) -> StepOutcome:
+        """Run the step on one row."""
+        ...
+
+
+class PromptRun:
+    """A prompt step: one model, or a fan-out to several at once with an optional agreement column."""
+
+    def __init__(self, step: RunStep, processors: dict[str, RowProcessor]) -> None:
+        self.step = step
+        self.id = step.step.id
+        self.processors = processors  # by target ("" for a step of one model)
+        self.units = [(self.id, target) for target in processors]
+
+    async def run(self, key: Key, values: dict[str, Any], done: dict[Unit, RowResult]) -> StepOutcome:
+        """Ask every model the step lists that has no answer yet, all at once."""
+        record = {c: values.get(c) for c in self.step.step.input}
+        waiting = {target: processor for target, processor in self.processors.items()
+                   if (self.id, target) not in done}
+        asked = await asyncio.gather(*(self._ask(processor, key, record) for processor in waiting.values()),
+                                     return_exceptions=True)
+        outcome = StepOutcome()
+        results = {target: done[(self.id, target)] for target in self.processors if (self.id, target) in done}
+        for target, answer in zip(waiting, asked, strict=True):
+            if isinstance(answer, BudgetExceeded):
+                outcome.budget = outcome.budget or answer
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                results[target] = made = replace(answer, step=self.id, target=target)
+                outcome.made.append(made)
+        for target, result in results.items():
+            if result.status is RowStatus.DONE:
+                outcome.columns |= {column: result.outputs.get(name)
+                                    for name, column in model_columns(self.step.step, target).items()}
+            elif outcome.failure is None:
+                outcome.failure = result
+        if len(results) == len(self.processors) and outcome.failure is None:
+            outcome.columns |= agreement(self.step, results)
+        return outcome
+
+    @staticmethod
+    async def _ask(processor: RowProcessor, key: Key, record: dict[str, Any]) -> RowResult:
+        return await processor.process(processor.tasks([(key, record)])[0])
+
+
+def agreement(step: RunStep, results: dict[str, RowResult]) -> dict[str, Any]:
+    """The agreement columns of a fan-out's answers: `all`, `majority` or `none`, and the agreed value."""
+    columns: dict[str, Any] = {}
+    for name, (level_column, value_column) in compare_columns(step.step).items():
+        answers = [repr(r.outputs.get(name)) for r in results.values()]
+        (top, count), = Counter(answers).most_common(1)
+        value = next(r.outputs.get(name) for r in results.values() if repr(r.outputs.get(name)) == top)
+        level = "all" if count == len(answers) else "majority" if count * 2 > len(answers) else "none"
+        columns[level_column] = level
+        columns[value_column] = value if level != "none" else None
+    return columns
+
+
+class EmbedRun:
+    """An embed step: a column's text (or a rendered template) to a vector."""
+
+    def __init__(self, step: EmbedStep, embedder: Embedder) -> None:
+        self.step = step
+        self.id = step.id
+        self.embedder = embedder
+        self.units = [(self.id, "")]
+        self.renderer = PromptRenderer(Prompt(template=step.template)) if step.template else None
+
+    def text(self, values: dict[str, Any]) -> str:
+        """The text embedded for a row."""
+        if self.renderer is not None:
+            return self.renderer.messages(values)[-1]["content"]
+        value = values.get(self.step.input or "")
+        return "" if value is None else str(value)
+
+    async def run(self, key: Key, values: dict[str, Any], done: dict[Unit, RowResult]) -> StepOutcome:
+        """The row's vector: stored before, or embedded now."""
+        if (stored := done.get((self.id, ""))) is not None:
+            return StepOutcome(columns={self.step.output: stored.outputs.get(self.step.output)})
+        started = time.monotonic()
+        try:
+            made = await self.embedder.embed(self.text(values))
+        except BudgetExceeded as exc:
+            return StepOutcome(budget=exc)
+        except EmbedFailed as exc:
+            failed = RowResult(key=key, status=RowStatus.FAILED, error_class=exc.error_class, error=str(exc),
+                               model=self.step.model, attempts=exc.attempts, step=self.id,
+                               latency_s=time.monotonic() - started)
+            return StepOutcome(made=[failed], failure=failed)
+        result = RowResult(key=key, status=RowStatus.DONE, outputs={self.step.output: made.vector}, model=made.model,
+                           attempts=made.attempts, latency_s=time.monotonic() - started, tokens_in=made.tokens,
+                           cost=made.cost, cached=made.cached, step=self.id)
+        return StepOutcome(made=[result], columns={self.step.output: made.vector})
+
+
+class RetrieveRun:
+    """A retrieve step: the knowledge table's nearest rows to the row's vector, as a context column."""
+
+    def __init__(self, step: RetrieveStep, embedder: Embedder, *, paths: PathPolicy, secrets: Secrets,
+                 field: str) -> None:
+        self.step = step
+        self.id = step.id
+        self.units = [(self.id, "")]
+        self.embedder = embedder  # the query's embed step's: the table is embedded by the same model
+        self.paths = paths
+        self.secrets = secrets
+        self.field = field
+        self._table: asyncio.Task[tuple[KnowledgeTable, int, float]] | None = None
+        self._build_paid = False
+
+    async def table(self) -> tuple[KnowledgeTable, int, float]:
+        """The knowledge table (read and embedded on first use), and the tokens and cost that took."""
+        if self._table is None:
+            self._table = asyncio.create_task(self._load())
+        return await asyncio.shield(self._table)
+
+    async def _load(self) -> tuple[KnowledgeTable, int, float]:
+        spent = [0, 0.0]
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            try:
+                made = await self.embedder.embed_all(texts)
+            except EmbedFailed as exc:
+                raise InputError(f"{self.field}: the knowledge table could not be embedded: {exc}") from None
+            spent[0] = sum(m.tokens for m in made)
+            spent[1] = sum(m.cost for m in made)
+            return [m.vector for m in made]
+
+        table = await load_knowledge(self.step.knowledge, paths=self.paths, secrets=self.secrets, field=self.field,
+                                     embed=embed)
+        return table, int(spent[0]), float(spent[1])
+
+    async def run(self, key: Key, values: dict[str, Any], done: dict[Unit, RowResult]) -> StepOutcome:
+        """The row's context: stored before, or searched now."""
+        if (stored := done.get((self.id, ""))) is not None:
+            return StepOutcome(columns=dict(stored.outputs))
+        started = time.monotonic()
+        try:
+            table, tokens, cost = await self.table()
+        except BudgetExceeded as exc:
+            self._table = None  # built again on resume
+            return StepOutcome(budget=exc)
+        query = values.get(self.step.query)
+        if not isinstance(query, list) or not query:
+            failed = RowResult(key=key, status=RowStatus.FAILED, error_class=ErrorClass.CONTENT, step=self.id,
+                               error=f"no vector in {self.step.query!r} to search with")
+            return StepOutcome(made=[failed], failure=failed)
+        hits = table.search(query, self.step.top_k) if len(table.index) < 20_000 else \
+            await asyncio.to_thread(table.search, query, self.step.top_k)
+        columns = self.columns(hits)
+        first, self._build_paid = not self._build_paid, True  # the table's embedding is counted once, here
+        result = RowResult(key=key, status=RowStatus.DONE, outputs=columns, step=self.id,
+                           latency_s=time.monotonic() - started, tokens_in=tokens if first else 0,
+                           cost=cost if first else 0.0, model=self.embedder.model if first else None)
+        return StepOutcome(made=[result], columns=columns)
+
+    def columns(self, hits: list[tuple[Any, str, float]]) -> dict[str, Any]:
+        """The context column (and the ids and scores columns, if asked for) of these hits."""
+        step = self.step
+        parts = [step.format.replace("{id}", str(id_)).replace("{text}", text).replace("{score}", f"{score:.4f}")
+                 for id_, text, score in hits]
+        columns: dict[str, Any] = {step.output: step.separator.join(parts)}
+        if step.ids_output:
+            columns[step.ids_output] = [id_ for id_, _, _ in hits]
+        if step.scores_output:
+            columns[step.scores_output] = [round(score, 6) for _, _, score in hits]
+        return columns
+
+
+class FilterRun:
+    """A filter step: whether the row goes on to the next steps."""
+
+    def __init__(self, step: FilterStep) -> None:
+        self.step = step
+        self.id = step.id
+        self.units = [(self.id, "")]
+
+    async def run(self, key: Key, values: dict[str, Any], done: dict[Unit, RowResult]) -> StepOutcome:
+        """Decide (the same way every time: nothing is asked)."""
+        passed = self.step.passes(values.get(self.step.column))
+        made = [] if (self.id, "") in done else [RowResult(key=key, status=RowStatus.DONE, step=self.id,
+                                                           outputs={"passed": passed})]
+        return StepOutcome(made=made, goes_on=passed)

@@ -1,0 +1,232 @@
+"""How columns flow through a workflow's steps: what each step reads and writes, and the checks on that flow.
+
+A one-step workflow (top-level `columns` and `prompt`) is the pipeline of one prompt step; its results are
+stored as they always were (one per row). A workflow with `steps` also stores one result per (row, step, model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.spec.asking import ModelChoice, Retry
+from engine.spec.base import PLACEHOLDER, RECORD_JSON, Location
+from engine.spec.step_models import (
+    COLUMN_PLACEHOLDER,
+    FIELD_PLACEHOLDER,
+    MODEL_PLACEHOLDER,
+    EmbedStep,
+    FilterStep,
+    PromptStep,
+    RetrieveStep,
+    Step,
+    VectorsInText,
+)
+
+if TYPE_CHECKING:
+    from engine.spec.models import WorkflowSpec
+
+ONE_STEP_ID = "prompt"  # the step id of a one-step workflow (in progress and in errors)
+
+
+@dataclass(frozen=True)
+class WrittenColumn:
+    """A column a step writes: its name, the step, and whether it holds a vector (how it goes into text files)."""
+
+    name: str
+    step: str
+    vector: VectorsInText | None = None
+    listing: bool = False  # a list of values (retrieved ids or scores): JSON text in CSV and Excel
+
+
+def pipeline(spec: WorkflowSpec) -> list[Step]:
+    """The steps rows go through: `steps`, or the one prompt step of a one-step workflow."""
+    if spec.steps is not None:
+        return list(spec.steps)
+    assert spec.columns is not None and spec.prompt is not None
+    return [PromptStep(id=ONE_STEP_ID, kind="prompt", input=spec.columns.input, output=spec.columns.output,
+                       prompt=spec.prompt, validation=spec.validation, model=spec.model, retry=spec.retry)]
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """A prompt step as it runs: with the workflow's model choice and retries where it sets none."""
+
+    step: PromptStep
+    model: ModelChoice
+    retry: Retry
+
+    @classmethod
+    def of(cls, spec: WorkflowSpec, step: PromptStep) -> RunStep:
+        """`step` of `spec`, its defaults filled in."""
+        return cls(step, step.model or spec.model, step.retry or spec.retry)
+
+    @property
+    def targets(self) -> list[str]:
+        """The models a row is sent to: each of a fan-out's, or "" (the step's model, one result)."""
+        return list(self.step.models) if self.step.models else [""]
+
+
+def first_prompt(spec: WorkflowSpec) -> RunStep | None:
+    """The first prompt step (a one-step workflow's only one), if any."""
+    step = next((s for s in pipeline(spec) if isinstance(s, PromptStep)), None)
+    return RunStep.of(spec, step) if step is not None else None
+
+
+def model_names(spec: WorkflowSpec) -> list[tuple[Location, str]]:
+    """Every model (or group) name the spec asks, with where it is named."""
+    names: list[tuple[Location, str]] = [(("model", "name"), spec.model.name)]
+    if spec.model.fallback:
+        names.append((("model", "fallback"), spec.model.fallback))
+    for index, step in enumerate(spec.steps or []):
+        at: Location = ("steps", index)
+        if isinstance(step, PromptStep):
+            if step.model is not None:
+                names.append(((*at, "model", "name"), step.model.name))
+                if step.model.fallback:
+                    names.append(((*at, "model", "fallback"), step.model.fallback))
+            names += [((*at, "models", i), name) for i, name in enumerate(step.models or [])]
+        elif isinstance(step, EmbedStep):
+            names.append(((*at, "model"), step.model))
+    return names
+
+
+def model_columns(step: PromptStep, model: str) -> dict[str, str]:
+    """Answer field -> column of one model of a fan-out (the step's own columns without `models`)."""
+    if step.models is None:
+        return dict(step.output)
+    return {field: step.columns_per_model.replace(COLUMN_PLACEHOLDER, column).replace(MODEL_PLACEHOLDER, model)
+            for field, column in step.output.items()}
+
+
+def compare_columns(step: PromptStep) -> dict[str, tuple[str, str]]:
+    """Compared field -> (agreement column, agreed value column) of a fan-out with `compare`."""
+    if step.compare is None:
+        return {}
+    return {field: (step.compare.column.replace(FIELD_PLACEHOLDER, field),
+                    step.compare.value_column.replace(FIELD_PLACEHOLDER, field)) for field in step.compare.fields}
+
+
+def step_reads(step: Step) -> Iterator[tuple[Location, str]]:
+    """The columns a step reads, each with where the spec names it (relative to the step)."""
+    if isinstance(step, PromptStep):
+        for index, column in enumerate(step.input):
+            yield ("input", index), column
+    elif isinstance(step, EmbedStep):
+        if step.input is not None:
+            yield ("input",), step.input
+        for name in PLACEHOLDER.findall(step.template or ""):
+            yield ("template",), name
+    elif isinstance(step, RetrieveStep):
+        yield ("query",), step.query
+    else:
+        yield ("column",), step.column
+
+
+def step_writes(step: Step) -> list[WrittenColumn]:
+    """The columns a step writes, in the order they are added to the output."""
+    if isinstance(step, PromptStep):
+        models = step.models or [""]
+        written = [WrittenColumn(column, step.id) for model in models
+                   for column in model_columns(step, model).values()]
+        return written + [WrittenColumn(column, step.id) for pair in compare_columns(step).values() for column in pair]
+    if isinstance(step, EmbedStep):
+        return [WrittenColumn(step.output, step.id, vector=step.text_files)]
+    if isinstance(step, RetrieveStep):
+        return [WrittenColumn(step.output, step.id),
+                *(WrittenColumn(c, step.id, listing=True) for c in (step.ids_output, step.scores_output) if c)]
+    return []
+
+
+def written_columns(steps: list[Step]) -> list[WrittenColumn]:
+    """Every column the steps write, in order."""
+    return [column for step in steps for column in step_writes(step)]
+
+
+def output_fields(spec: WorkflowSpec, *, lists_kept: bool) -> dict[str, str]:
+    """What a sink writes: stored answer field (a one-step workflow's) or column (a multi-step one's) -> output
+    column. Vectors an embed step leaves out of text files are not written where `lists_kept` is false."""
+    if spec.steps is None:
+        assert spec.columns is not None
+        return dict(spec.columns.output)
+    return {c.name: c.name for c in written_columns(spec.steps)
+            if lists_kept or c.vector is not VectorsInText.OMIT}
+
+
+def list_columns(spec: WorkflowSpec) -> dict[str, bool]:
+    """The columns that hold lists (lists in Parquet and JSONL, JSON text elsewhere): true for vectors."""
+    return {c.name: c.vector is not None for c in written_columns(spec.steps or []) if c.vector or c.listing}
+
+
+def source_inputs(steps: list[Step]) -> list[str]:
+    """The source columns the steps read (those no earlier step writes), in the order they are first read."""
+    written: set[str] = set()
+    needed: dict[str, None] = {}
+    for step in steps:
+        for _, column in step_reads(step):
+            if column not in written:
+                needed.setdefault(column)
+        written.update(c.name for c in step_writes(step))
+    return list(needed)
+
+
+def flow_errors(steps: list[Step]) -> list[tuple[Location, str]]:
+    """Steps that read a column only a later step writes, ids or columns used twice, and fields that name nothing.
+
+    Errors are located under `steps`; whether the source has the columns a step reads is checked against the
+    source itself (`source_column_errors`), where it can be read.
+    """
+    errors: list[tuple[Location, str]] = []
+    writers: dict[str, str] = {}  # column -> step id that writes it
+    later = {c.name: c.step for c in written_columns(steps)}
+    vectors: dict[str, EmbedStep] = {}
+    seen_ids: set[str] = set()
+    for index, step in enumerate(steps):
+        at: Location = ("steps", index)
+        if step.id in seen_ids:
+            errors.append(((*at, "id"), f"step id {step.id!r} is used twice"))
+        seen_ids.add(step.id)
+        for where, column in step_reads(step):
+            if column in later and column not in writers:
+                errors.append(((*at, *where), f"column {column!r} is written by step {later[column]!r}, which "
+                                              f"comes later (or is this step): a step reads the source and the "
+                                              f"steps before it"))
+        errors += _step_errors(step, at, vectors)
+        for written in step_writes(step):
+            if written.name in writers:
+                errors.append(((*at,), f"column {written.name!r} is written twice (also by step "
+                                       f"{writers[written.name]!r})"))
+            writers[written.name] = step.id
+        if isinstance(step, EmbedStep):
+            vectors[step.output] = step
+    return errors
+
+
+def _step_errors(step: Step, at: Location, vectors: dict[str, EmbedStep]) -> list[tuple[Location, str]]:
+    errors: list[tuple[Location, str]] = []
+    if isinstance(step, PromptStep):
+        inputs = set(step.input)
+        for name in PLACEHOLDER.findall(step.prompt.template):
+            if name != RECORD_JSON and name not in inputs:
+                errors.append(((*at, "prompt", "template"), f"placeholder {{{name}}} names no input column of "
+                                                            f"the step (inputs: {', '.join(step.input)})"))
+        fields = set(step.output) | set(step.prompt.required_fields)
+        errors += [((*at, "validation", f), "not an output field or a required field")
+                   for f in step.validation if f not in fields]
+        errors += [((*at, "prompt", "types", f), "not an output field or a required field")
+                   for f in step.prompt.types if f not in fields]
+        if step.compare is not None:
+            errors += [((*at, "compare", "fields", i), f"{f!r} is not an answer field of the step")
+                       for i, f in enumerate(step.compare.fields) if f not in fields]
+    elif isinstance(step, RetrieveStep) and step.query not in vectors:
+        errors.append(((*at, "query"), f"{step.query!r} is not the output of an earlier embed step (embedded "
+                                       f"columns: {', '.join(vectors) or 'none'})"))
+    elif isinstance(step, FilterStep | EmbedStep):
+        pass
+    return errors
+
+
+def vector_steps(steps: list[Step]) -> dict[str, EmbedStep]:
+    """Embed steps by the vector column they write."""
+    return {step.output: step for step in steps if isinstance(step, EmbedStep)}

@@ -1,0 +1,50 @@
+"""The columns a spec's steps read that neither the source nor an earlier step has: found before a job runs.
+
+The source's columns are read where that is cheap and certain: an inline source's rows, a CSV's header line, a
+Parquet file's schema. Other sources (JSON Lines, Excel, MySQL) are checked when the run opens them.
+"""
+
+from __future__ import annotations
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine.spec.base import Location
+from engine.spec.flow import pipeline, step_reads, step_writes
+from engine.spec.models import CsvSourceSpec, InlineSourceSpec, ParquetSourceSpec, SourceSpec, WorkflowSpec
+from engine.spec.paths import PathPolicy
+
+
+def source_columns(source: SourceSpec, policy: PathPolicy) -> list[str] | None:
+    """The source's column names, or None when they are not cheaply known (or the file cannot be read now)."""
+    if isinstance(source, InlineSourceSpec):
+        return list(dict.fromkeys(name for row in source.rows for name in row))
+    if not isinstance(source, CsvSourceSpec | ParquetSourceSpec) or policy.problem(source.path) is not None:
+        return None
+    path = policy.resolve(source.path, field="source.path")
+    try:
+        if isinstance(source, ParquetSourceSpec):
+            return list(pq.read_schema(path).names)
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=source.encoding, block_size=1 << 16),
+                                parse_options=pacsv.ParseOptions(delimiter=source.separator))
+        return list(reader.schema.names)
+    except (OSError, ValueError, LookupError):  # missing, unreadable or not what it says: the run reports it
+        return None
+
+
+def source_column_errors(spec: WorkflowSpec, policy: PathPolicy) -> list[tuple[Location, str]]:
+    """Each column a step reads that the source lacks and no earlier step writes, where the spec names it."""
+    available = source_columns(spec.source, policy)
+    if available is None:
+        return []
+    known = set(available)
+    shown = ", ".join(available[:30]) + ("..." if len(available) > 30 else "")
+    errors: list[tuple[Location, str]] = []
+    for index, step in enumerate(pipeline(spec)):
+        at: Location = ("steps", index) if spec.steps is not None else ("columns",)
+        for where, column in step_reads(step):
+            if column not in known:
+                errors.append(((*at, *where), f"column {column!r} is not in the source (columns: {shown}) and no "
+                                              f"earlier step writes it"))
+        known.update(c.name for c in step_writes(step))
+    return errors
