@@ -211,3 +211,66 @@ async def test_arq_picks_urgent_jobs_before_older_normal_and_low_ones(
         async with arq_worker(p.settings):  # started only now: all four wait in the queue
             jobs = [await wait_status(p.http, job_id, "completed") for job_id in ids]
     assert [j["name"] for j in sorted(jobs, key=lambda j: j["started_at"])] == ["urgent", "high", "normal", "low"]
+
+
+TWO_STEPS = """name: triage
+source: {kind: csv, path: tickets.csv, key: id}
+select: {require: any}
+steps:
+  - id: classify
+    kind: prompt
+    input: [subject]
+    output: {category: category}
+    prompt: {template: "Classify: {subject}"}
+    validation: {category: [technical, business, general]}
+    model: {name: fake}
+  - id: compare
+    kind: prompt
+    input: [subject, category]
+    output: {urgent: urgent}
+    prompt: {template: "Urgent? {subject} ({category})"}
+    validation: {urgent: ["yes", "no"]}
+    models: [ma, mb]
+concurrency: {in_flight: 8}
+"""
+
+
+async def test_a_job_killed_between_steps_resends_no_finished_row_step_and_model(
+        database_url: str, tmp_path: Path, queue_name: str, processes: list[subprocess.Popen[bytes]]) -> None:
+    frame = write_tickets(tmp_path, 300)
+    subjects = dict(zip(frame["id"], frame["subject"], strict=True))
+    log = tmp_path / "workers.log"
+    async with FakeUpstream(latency_s=0.03, model_answers=True) as upstream, \
+            arq_platform(database_url, tmp_path, upstream, queue_name, extra_models=("ma", "mb")) as p:
+        job_id = await p.start_job(yaml=TWO_STEPS)
+        processes.append(_start_worker(p.settings, log))
+
+        async def some_rows_between_steps() -> bool | None:
+            steps = (await job_of(p.http, job_id))["steps"]
+            first = steps.get("classify", {}).get("", {}).get("done", 0)
+            return first >= 60 or None
+
+        await wait_for(some_rows_between_steps, within_s=60, what="rows past the first step")
+        processes[0].send_signal(signal.SIGKILL)
+        processes[0].wait(timeout=10)
+        async with p.database.session() as session:  # what was durable when the worker died
+            units = (await session.exec(select(JobItem.key_json, JobItem.step, JobItem.target, JobItem.outputs)
+                                        .where(col(JobItem.job_id) == job_id, col(JobItem.step) != "",
+                                               col(JobItem.status) == "done"))).all()
+        processes.append(_start_worker(p.settings, log))
+        job = await wait_status(p.http, job_id, "completed", within_s=60)
+    categories = {json.loads(key): out["category"] for key, step, _, out in units if step == "classify"}
+    durable = {(f"Classify: {subjects[json.loads(key)]}", "fake-model") for key, step, _, _ in units
+               if step == "classify"}
+    durable |= {(f"Urgent? {subjects[json.loads(key)]} ({categories[json.loads(key)]})", f"{target}-model")
+                for key, step, target, _ in units if step == "compare"}
+    assert len(durable) >= 60 and any(step == "compare" for _, step, _, _ in units)
+    assert all(upstream.stats.asked[asked] == 1 for asked in durable)  # finished (row, step, model): sent once
+    assert job["counts"]["done"] == 300 and job["attempt"] == 2
+    assert {t: c["done"] for t, c in job["steps"]["compare"].items()} == {"ma": 300, "mb": 300}
+    out = pl.read_csv(job["output"], infer_schema=False)
+    for row in out.iter_rows(named=True):
+        prompt = f"Urgent? {row['subject']} ({row['category']})"
+        body = {"response_format": {"json_schema": {"schema": {"properties": {"urgent": {"enum": ["yes", "no"]}}}}}}
+        assert row["urgent_ma"] == FakeUpstream.answer(body, f"ma-model|{prompt}")["urgent"]
+        assert row["urgent_mb"] == FakeUpstream.answer(body, f"mb-model|{prompt}")["urgent"]

@@ -39,15 +39,18 @@ def workflow_spec(in_flight: int = 8) -> WorkflowSpec:
 
 
 def write_gateway(data_dir: Path, upstream_url: str, *, safe_rps: float | None = None,
-                  price: tuple[float, float] | None = None) -> Path:
-    """A gateway config with one model, `fake`, served by the test's fake upstream (price: per 1M in, out)."""
+                  price: tuple[float, float] | None = None, extra_models: tuple[str, ...] = ()) -> Path:
+    """A gateway config with one model, `fake`, served by the test's fake upstream (price: per 1M in, out), and
+    `extra_models` on the same upstream (each sent upstream as `<name>-model`)."""
     limit = f", safe_rps: {safe_rps}" if safe_rps else ""
     if price is not None:
         limit += f", price: {{input: {price[0]}, output: {price[1]}}}"
     path = data_dir / "gateway.yaml"
     root = upstream_url.removesuffix("/v1")  # a channel's api_path (/v1/chat/completions) is added to it
     path.write_text(f"channels:\n  fake: {{base_url: '{root}'}}\n"
-                    f"models:\n  - {{name: fake, model: fake-model, channel: fake, timeout: 5{limit}}}\n")
+                    f"models:\n  - {{name: fake, model: fake-model, channel: fake, timeout: 5{limit}}}\n"
+                    + "".join(f"  - {{name: {name}, model: {name}-model, channel: fake, timeout: 5{limit}}}\n"
+                              for name in extra_models))
     return path
 
 
@@ -159,7 +162,8 @@ class Platform:
 async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queue: JobQueue | None = None,
                    trace_upstream: bool = False, **overrides: Any) -> AsyncIterator[Platform]:
     """The app over `database_url` with the in-process runner (or `queue`) and the fake upstream as model."""
-    gateway = write_gateway(data_dir, upstream_url, price=overrides.pop("price", None))
+    gateway = write_gateway(data_dir, upstream_url, price=overrides.pop("price", None),
+                            extra_models=overrides.pop("extra_models", ()))
     settings = Settings(database_url=database_url, redis_url=overrides.pop("redis_url", None), data_dir=data_dir,
                         gateway_config=gateway, **overrides)
     database = Database(database_url)

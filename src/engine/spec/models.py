@@ -129,8 +129,9 @@ class WorkflowSpec(StrictModel):
     def _steps_or_one_prompt(self) -> WorkflowSpec:
         if self.steps is None and (self.columns is None or self.prompt is None):
             raise ValueError("give columns and prompt (a one-step workflow), or steps")
-        if self.steps is not None and (set_here := {"columns", "prompt", "validation"} & self.model_fields_set):
-            raise ValueError(f"with steps, {', '.join(sorted(set_here))} belong inside each prompt step")
+        given = [name for name in ("columns", "prompt", "validation") if getattr(self, name)]
+        if self.steps is not None and given:
+            raise ValueError(f"with steps, {', '.join(given)} belong inside each prompt step")
         return self
 
     @model_validator(mode="after")

@@ -40,10 +40,12 @@ def source_column_errors(spec: WorkflowSpec, policy: PathPolicy) -> list[tuple[L
     known = set(available)
     shown = ", ".join(available[:30]) + ("..." if len(available) > 30 else "")
     errors: list[tuple[Location, str]] = []
-    for index, step in enumerate(pipeline(spec)):
+    steps = pipeline(spec)
+    anywhere = {c.name for step in steps for c in step_writes(step)}  # read too early: the spec's own check says so
+    for index, step in enumerate(steps):
         at: Location = ("steps", index) if spec.steps is not None else ("columns",)
         for where, column in step_reads(step):
-            if column not in known:
+            if column not in known and column not in anywhere:
                 errors.append(((*at, *where), f"column {column!r} is not in the source (columns: {shown}) and no "
                                               f"earlier step writes it"))
         known.update(c.name for c in step_writes(step))
