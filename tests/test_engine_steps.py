@@ -4,6 +4,7 @@ fake upstream on 127.0.0.1 through the gateway router."""
 from __future__ import annotations
 
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from engine.gateway.config import load_gateway
+from engine.gateway.mock import MockClient
 from engine.gateway.router import Router
 from engine.results import SqliteResultStore
 from engine.results.answer_cache import SqliteAnswerCache
@@ -20,6 +22,7 @@ from engine.spec import load_spec
 from tests.fake_upstream import FakeUpstream, fake_vector, marker
 
 CHAT_MODELS = 3
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def gateway_yaml(up: FakeUpstream) -> str:
@@ -200,3 +203,22 @@ async def test_a_filter_sends_only_the_rows_it_lets_through_to_the_next_step(tmp
     row = technical.row(0, named=True)
     assert row["fix"] == f"steps:{marker('Fix (technical): ' + row['body'])}"
 
+
+
+async def test_the_examples_run_as_their_comments_say(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    rag = load_spec((tmp_path / "examples" / "rag" / "rag.yaml").read_text(encoding="utf-8")).spec
+    done = await run_spec(rag, client=MockClient(), base_dir=tmp_path / "examples" / "rag", work_dir=tmp_path / "w1")
+    folder = tmp_path / "examples" / "fan-out"
+    router = Router(load_gateway((folder / "gateway.yaml").read_text(encoding="utf-8")))
+    try:
+        compared = await run_spec(load_spec((folder / "compare.yaml").read_text(encoding="utf-8")).spec,
+                                  client=router, base_dir=folder, work_dir=tmp_path / "w2")
+    finally:
+        await router.aclose()
+    assert (done.progress.done, compared.progress.done) == (6, 8)
+    answers = pl.read_csv(tmp_path / "examples" / "rag" / "answers.csv")
+    assert "question_vector" not in answers.columns  # text_files: omit
+    assert answers.filter(pl.col("subject") == "VPN keeps dropping")["article_ids"][0].startswith('["vpn-drops"')
+    out = pl.read_csv(folder / "compared.csv")
+    assert set(out["category_agreement"]) <= {"all", "majority", "none"} and out["category_model-c"].null_count() == 0

@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 import polars as pl
+import pytest
 
+from rowloom.demo import run_demo
 from tests.fake_upstream import FakeUpstream
+from tests.served import served
 from tests.worker_helpers import all_pages, platform, wait_status
 
 MODELS = ("ma", "mb", "mc")
@@ -119,3 +122,18 @@ async def test_a_step_reading_a_column_nothing_provides_is_refused_at_post(datab
     assert "outside the folders" in outside["steps.1.knowledge.source.path"]["message"]
     assert "unknown model 'mz'" in unknown_model["steps.2.models.2"]["message"]
     assert listed == 0  # nothing was stored
+
+
+async def test_the_start_demo_runs_a_job_of_steps(database_url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p, \
+            served(p.app) as base_url:
+        await run_demo(base_url, p.settings, p.http.headers["Authorization"].removeprefix("Bearer "))
+        [listed] = (await p.http.get("/api/v1/jobs", params={"workflow": "demo-support-answers"})).json()["items"]
+        job = (await p.http.get(f"/api/v1/jobs/{listed['id']}")).json()
+    printed = capsys.readouterr().out
+    assert printed.count("completed: 8 rows done, 0 failed") == 2, printed
+    out = pl.read_csv(job["output"])
+    assert "ticket_vector" not in out.columns and out["ai_reply"].null_count() == 0
+    assert out["article_ids"].null_count() == 0 and out["articles"].str.contains(r"^\[").all()

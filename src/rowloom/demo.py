@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 DEMO_INPUT = "data/tickets.csv"
 NOVEMBER_INPUT = "data/nov.csv"  # the README's "Try it" runs a job over it
+HELP_ARTICLES = "data/kb.csv"  # the knowledge table the steps demo (and the README's steps example) searches
 DEMO_WORKFLOW = f"""# The demo that `rowloom serve --demo` runs: classify support tickets with the built-in mock model.
 name: demo-ticket-triage
 source: {{kind: csv, path: {DEMO_INPUT}, key: id}}
@@ -34,6 +35,36 @@ validation:
   category: [technical, business, general]
   urgency: [low, medium, high]
 """
+STEPS_WORKFLOW = f"""# The steps demo: answer each ticket from the help articles most like it (embed, retrieve, prompt).
+name: demo-support-answers
+source: {{kind: csv, path: {DEMO_INPUT}, key: id}}
+steps:
+  - {{id: embed, kind: embed, template: "{{subject}}. {{body}}", output: ticket_vector, text_files: omit}}
+  - id: articles
+    kind: retrieve
+    query: ticket_vector
+    knowledge: {{source: {{kind: csv, path: {HELP_ARTICLES}}}, text: text, id: article}}
+    top_k: 2
+    output: articles
+    ids_output: article_ids
+  - id: reply
+    kind: prompt
+    input: [subject, body, articles]
+    output: {{reply: ai_reply}}
+    prompt:
+      system: You are a support agent. Answer from the help articles only.
+      template: "Ticket: {{subject}}. {{body}}\n\nHelp articles:\n{{articles}}"
+"""
+ARTICLES = [
+    ("password-reset", "Password reset: if the reset mail never arrives, check the spam folder; links last 1 hour."),
+    ("billing-duplicate", "Billing: a payment charged twice is refunded within 5 days; write to billing."),
+    ("exports", "Exports: CSV and Parquet exports; an export stops at 65,536 rows on the free plan."),
+    ("crashes", "Crashes: an app that crashes when opening a report needs version 4.2 or later."),
+    ("seats", "Seats and renewal: add seats any time before the renewal date from the admin page."),
+    ("invoices", "Invoices: every invoice of a month is in Billing > Invoices, as PDF."),
+    ("performance", "Performance: a slow dashboard loads faster with fewer widgets and a shorter period."),
+    ("login", "Login: a login page that reloads forever is fixed by clearing the browser's cookies."),
+]
 TICKETS = [
     ("Cannot log in", "The password reset mail never arrives."),
     ("Invoice question", "Why was I charged twice in October?"),
@@ -53,15 +84,20 @@ NOVEMBER = [
 
 
 def write_demo_input(data_dir: Path) -> Path:
-    """The demo's tickets and the README's November tickets (CSV), written once under DATA_DIR."""
-    for name, rows in ((NOVEMBER_INPUT, NOVEMBER), (DEMO_INPUT, TICKETS)):
+    """The demo's tickets, the README's November tickets and the help articles (CSV), written once under
+    DATA_DIR."""
+    tables: list[tuple[str, list[str], list[tuple[Any, ...]]]] = [
+        (NOVEMBER_INPUT, ["id", "subject", "body"], [(i + 1, *row) for i, row in enumerate(NOVEMBER)]),
+        (DEMO_INPUT, ["id", "subject", "body"], [(i + 1, *row) for i, row in enumerate(TICKETS)]),
+        (HELP_ARTICLES, ["article", "text"], list(ARTICLES))]
+    for name, header, rows in tables:
         path = data_dir / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w", newline="", encoding="utf-8") as file:
                 writer = csv.writer(file)
-                writer.writerow(["id", "subject", "body"])
-                writer.writerows((i + 1, subject, body) for i, (subject, body) in enumerate(rows))
+                writer.writerow(header)
+                writer.writerows(rows)
     return data_dir / DEMO_INPUT
 
 
@@ -76,17 +112,19 @@ async def run_demo(base_url: str, settings: Settings, api_key: str) -> None:
                 break
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
-        stored = await http.post("/api/v1/workflows", json={"yaml": DEMO_WORKFLOW,
-                                                             "description": "the demo of `rowloom serve --demo`"})
-        stored.raise_for_status()
-        created = await http.post("/api/v1/jobs", json={"workflow": "demo-ticket-triage", "name": "demo job"})
-        created.raise_for_status()
-        job_id = created.json()["id"]
-        print(f"demo: job {job_id} queued: {base_url}/api/v1/jobs/{job_id}", flush=True)
-        job = await _until_finished(http, job_id)
-    counts = job["counts"]
-    print(f"demo: job {job_id} {job['status']}: {counts['done']} rows done, {counts['failed']} failed; "
-          f"output: {job['output']}  (download: {base_url}/api/v1/jobs/{job_id}/output)", flush=True)
+        for workflow, name, what in ((DEMO_WORKFLOW, "demo-ticket-triage", "demo job"),
+                                     (STEPS_WORKFLOW, "demo-support-answers", "demo of steps")):
+            stored = await http.post("/api/v1/workflows", json={"yaml": workflow,
+                                                                 "description": "a demo of `rowloom serve --demo`"})
+            stored.raise_for_status()
+            created = await http.post("/api/v1/jobs", json={"workflow": name, "name": what})
+            created.raise_for_status()
+            job_id = created.json()["id"]
+            print(f"demo: job {job_id} ({name}) queued: {base_url}/api/v1/jobs/{job_id}", flush=True)
+            job = await _until_finished(http, job_id)
+            counts = job["counts"]
+            print(f"demo: job {job_id} {job['status']}: {counts['done']} rows done, {counts['failed']} failed; "
+                  f"output: {job['output']}  (download: {base_url}/api/v1/jobs/{job_id}/output)", flush=True)
 
 
 async def _until_finished(http: httpx.AsyncClient, job_id: int) -> dict[str, Any]:

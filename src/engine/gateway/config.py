@@ -48,6 +48,8 @@ class MockBehaviour(StrictModel):
     latency_s: float = Field(0.0, ge=0, description="Seconds before each answer.")
     rate_429: float = Field(0.0, ge=0, le=1, description="Share of prompts answered 429 on their first attempt.")
     rate_500: float = Field(0.0, ge=0, le=1, description="Share of prompts answered 500 on their first attempt.")
+    seed: int = Field(0, ge=0, description="Mixed into every answer's draw: mock deployments with different seeds "
+                                           "answer differently (a fan-out over them shows disagreements).")
 
 
 class Deployment(StrictModel):

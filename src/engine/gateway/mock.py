@@ -14,6 +14,10 @@ from engine.gateway.errors import RateLimited, UpstreamUnavailable
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 EMBED_DIMENSIONS = 256
+# Left out of a mock vector (with words under 3 letters), so that texts are near by what they are about.
+STOP_WORDS = frozenset("the and for you your with are was were our this that from have has not but all any can its "
+                       "they them then than when what who how why where will would into been there their each every "
+                       "need needs same since does did".split())
 WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper")
 
 
@@ -22,9 +26,9 @@ def digest(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-def answer_for(request: ChatRequest) -> dict[str, Any]:
-    """The answer the mock gives: a pure function of the messages and the response schema."""
-    seed = digest(json.dumps(request.messages, ensure_ascii=False, sort_keys=True))
+def answer_for(request: ChatRequest, salt: int = 0) -> dict[str, Any]:
+    """The answer the mock gives: a pure function of the messages, the response schema and `salt`."""
+    seed = digest(json.dumps(request.messages, ensure_ascii=False, sort_keys=True) + (f"/{salt}" if salt else ""))
     schema = ((request.response_format or {}).get("json_schema") or {}).get("schema")
     if schema is None:
         text = " ".join(m.get("content", "") for m in request.messages)
@@ -56,7 +60,7 @@ def mock_vector(text: str) -> list[float]:
     retrieval over mock vectors finds rows about the same things. A text without words gets a random unit vector
     drawn from its hash."""
     vector = [0.0] * EMBED_DIMENSIONS
-    words = re.findall(r"\w+", text.lower())
+    words = [w.removesuffix("s") for w in re.findall(r"\w{3,}", text.lower()) if w not in STOP_WORDS]
     for word in words:
         hashed = digest(word)
         vector[hashed % EMBED_DIMENSIONS] += 1.0 if hashed >> 63 else -1.0
@@ -71,8 +75,9 @@ class MockClient:
     """Answers every request locally after `latency_s`; faults at the given rates, drawn by prompt hash."""
 
     def __init__(self, *, latency_s: float = 0.0, rate_429: float = 0.0, rate_500: float = 0.0,
-                 name: str = "mock") -> None:
+                 name: str = "mock", seed: int = 0) -> None:
         self.latency_s = latency_s
+        self.seed = seed
         self.rate_429 = rate_429
         self.rate_500 = rate_500
         self.name = name
@@ -90,7 +95,7 @@ class MockClient:
                 raise RateLimited(f"{self.name}: injected 429", status=429, model=self.name, retry_after_s=0)
             if attempt == 1 and draw < self.rate_429 + self.rate_500:
                 raise UpstreamUnavailable(f"{self.name}: injected 500", status=500, model=self.name)
-        content = json.dumps(answer_for(request), ensure_ascii=False)
+        content = json.dumps(answer_for(request, self.seed), ensure_ascii=False)
         prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
         return ChatResult(content=content, model=self.name, latency_s=self.latency_s,
                           usage=Usage(max(1, prompt_chars // 4), max(1, len(content) // 4)))

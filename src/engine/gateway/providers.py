@@ -68,7 +68,7 @@ def mock_client(deployment: Deployment, *, config: GatewayConfig, api_key: str |
     """The built-in mock model: local, deterministic answers, with the configured latency and faults."""
     behaviour = deployment.mock
     return MockClient(latency_s=behaviour.latency_s, rate_429=behaviour.rate_429, rate_500=behaviour.rate_500,
-                      name=deployment.name)
+                      name=deployment.name, seed=behaviour.seed)
 
 
 PROVIDERS: Mapping[str, ClientFactory] = {"openai": openai_client, "mock": mock_client}

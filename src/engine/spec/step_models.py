@@ -82,7 +82,7 @@ class EmbedStep(_Step):
     input: str | None = Field(None, description="The text column embedded (from the source or an earlier step).")
     template: str | None = Field(None, description="Instead of `input`: a text made of {column} placeholders.")
     output: str = Field(min_length=1, description="The column the vector goes to.")
-    model: str = Field(min_length=1, description="The embedding model (a name or a group).")
+    model: str = Field("auto", min_length=1, description="The embedding model: a name, a group, or `auto`.")
     batch_size: int = Field(64, ge=1, le=2048, description="Rows embedded in one request, at most.")
     text_files: VectorsInText = Field(VectorsInText.JSON, description=(
         "CSV and Excel outputs: `json` writes the vector as JSON text, `omit` leaves its column out. Parquet and "
