@@ -15,7 +15,10 @@ from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingRe
 
 EMBED_DIMENSIONS = 256
 # Left out of a mock vector (with words under 3 letters), so that texts are near by what they are about.
-STOP_WORDS = frozenset(["the", "and", "for", "you", "your", "with", "are", "was", "were", "our", "this", "that", "from", "have", "has", "not", "but", "all", "any", "can", "its", "they", "them", "then", "than", "when", "what", "who", "how", "why", "where", "will", "would", "into", "been", "there", "their", "each", "every", "need", "needs", "same", "since", "does", "did"])
+STOP_WORDS = frozenset(("the", "and", "for", "you", "your", "with", "are", "was", "were", "our", "this", "that",
+    "from", "have", "has", "not", "but", "all", "any", "can", "its", "they", "them", "then", "than", "when",
+    "what", "who", "how", "why", "where", "will", "would", "into", "been", "there", "their", "each", "every",
+    "need", "needs", "same", "since", "does", "did"))
 WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper")
 
 
