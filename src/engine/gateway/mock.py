@@ -56,18 +56,18 @@ def _value(schema: dict[str, Any], name: str, seed: int) -> Any:
     return f"{name}-{WORDS[seed % len(WORDS)]}-{seed % 100_000}"
 
 
-def mock_vector(text: str) -> list[float]:
+def mock_vector(text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
     """A bag of the text's words hashed into EMBED_DIMENSIONS, normalized: texts sharing words are near, so
     retrieval over mock vectors finds rows about the same things. A text without words gets a random unit vector
     drawn from its hash."""
-    vector = [0.0] * EMBED_DIMENSIONS
+    vector = [0.0] * dimensions
     words = [w.removesuffix("s") for w in re.findall(r"\w{3,}", text.lower()) if w not in STOP_WORDS]
     for word in words:
         hashed = digest(word)
-        vector[hashed % EMBED_DIMENSIONS] += 1.0 if hashed >> 63 else -1.0
+        vector[hashed % dimensions] += 1.0 if hashed >> 63 else -1.0
     if not any(vector):
         rng = random.Random(digest(text))
-        vector = [rng.uniform(-1, 1) for _ in range(EMBED_DIMENSIONS)]
+        vector = [rng.uniform(-1, 1) for _ in range(dimensions)]
     norm = sum(v * v for v in vector) ** 0.5
     return [v / norm for v in vector]
 
@@ -76,8 +76,9 @@ class MockClient:
     """Answers every request locally after `latency_s`; faults at the given rates, drawn by prompt hash."""
 
     def __init__(self, *, latency_s: float = 0.0, rate_429: float = 0.0, rate_500: float = 0.0,
-                 name: str = "mock", seed: int = 0) -> None:
+                 name: str = "mock", seed: int = 0, dimensions: int = EMBED_DIMENSIONS) -> None:
         self.latency_s = latency_s
+        self.dimensions = dimensions
         self.seed = seed
         self.rate_429 = rate_429
         self.rate_500 = rate_500
@@ -110,10 +111,10 @@ class MockClient:
         yield ChatDelta(usage=result.usage, finished=True, model=self.name)
 
     async def embed(self, inputs: list[str], *, model: str) -> EmbeddingResult:
-        """Unit vectors of EMBED_DIMENSIONS, a pure function of each input (see `mock_vector`)."""
+        """Unit vectors of `dimensions` numbers, a pure function of each input (see `mock_vector`)."""
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        vectors = [mock_vector(text) for text in inputs]
+        vectors = [mock_vector(text, self.dimensions) for text in inputs]
         return EmbeddingResult(vectors, self.name, Usage(sum(max(1, len(t) // 4) for t in inputs), 0))
 
     async def aclose(self) -> None:

@@ -1,8 +1,10 @@
 """Exact top-k by cosine similarity over a knowledge table's vectors (a brute-force scan, which is exact).
 
-Vectors are kept normalized in float64 while the table fits in EXACT_ELEMENTS numbers, so the ranking is the
-reference ranking to the last bit; larger tables are kept in float32 (half the memory, scores within ~1e-7).
-Ties rank by position in the table, so a search is deterministic.
+Vectors are kept normalized in float64 while the table fits in EXACT_ELEMENTS numbers; larger tables are kept in
+float32 (half the memory). Queries are scored in batches (one matrix product reads the table once for all of
+them), then the rows that can be in the top k (those within the scan's rounding of the k-th score) are scored
+again one by one, the same way for every row, so that equal rows score equal: ties rank by position in the
+table, and a search is deterministic.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 EXACT_ELEMENTS = 32_000_000  # 256 MB of float64: beyond it, float32
+SCAN_SLACK = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}  # far beyond either scan's rounding
 
 
 @dataclass(frozen=True)
@@ -42,18 +45,29 @@ class KnowledgeIndex:
 
     def search(self, query: Sequence[float], k: int) -> list[Hit]:
         """The k rows most similar to `query`, best first (ties: the earlier row first)."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[Sequence[float]], k: int) -> list[list[Hit]]:
+        """`search` of each query, the table read once for all of them."""
         if not len(self):
-            return []
-        vector = np.asarray(query, dtype=self.matrix.dtype)
-        if vector.shape != (self.dims,):
-            raise ValueError(f"a query of {vector.shape[0] if vector.ndim == 1 else vector.shape} dimensions "
-                             f"against a table of {self.dims}")
-        norm = float(np.linalg.norm(vector))
-        scores: Any = self.matrix @ (vector / norm if norm else vector)
+            return [[] for _ in queries]
+        vectors = np.asarray(queries, dtype=self.matrix.dtype)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dims:
+            shown = vectors.shape[1] if vectors.ndim == 2 else "other"
+            raise ValueError(f"a query of {shown} dimensions against a table of {self.dims}")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        vectors = vectors / norms
+        scanned: Any = vectors @ self.matrix.T  # one row of scores a query
+        slack = SCAN_SLACK[self.matrix.dtype]
+        return [self._top(vectors[i], scanned[i], k, slack) for i in range(len(vectors))]
+
+    def _top(self, query: Any, scores: Any, k: int, slack: float) -> list[Hit]:
         if k < len(scores):
             kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
-            candidates = np.flatnonzero(scores >= kth)  # every row tied with the k-th stays in the running
+            candidates = np.flatnonzero(scores >= kth - slack)  # rows tied with (or a rounding from) the k-th
         else:
             candidates = np.arange(len(scores))
-        ranked = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
-        return [Hit(int(i), float(scores[i])) for i in ranked]
+        exact = (self.matrix[candidates] * query).sum(axis=1)  # row by row, the same sum for equal rows
+        ranked = np.lexsort((candidates, -exact))[:k]
+        return [Hit(int(candidates[i]), float(exact[i])) for i in ranked]

@@ -28,10 +28,10 @@ class KnowledgeTable:
     texts: list[str]
     index: KnowledgeIndex
 
-    def search(self, query: list[float], k: int) -> list[tuple[Any, str, float]]:
-        """(id, text, score) of the k nearest rows, best first."""
-        hits: list[Hit] = self.index.search(query, k)
-        return [(self.ids[h.position], self.texts[h.position], h.score) for h in hits]
+    def search_many(self, queries: list[list[float]], k: int) -> list[list[tuple[Any, str, float]]]:
+        """(id, text, score) of the k nearest rows of each query, best first."""
+        found: list[list[Hit]] = self.index.search_many(queries, k)
+        return [[(self.ids[h.position], self.texts[h.position], h.score) for h in hits] for hits in found]
 
 
 async def load_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secrets, field: str,

@@ -16,6 +16,7 @@ import orjson
 
 from engine.gateway import BudgetExceeded, ChatClient, GatewayError, RequestRejected
 from engine.results import ErrorClass
+from engine.run.batching import Batcher
 from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse
 from engine.spec.models import Retry
@@ -57,9 +58,7 @@ class Embedder:
                        ErrorClass.SYSTEM: retry.system_error}
         self.gate = gate
         self.reuse = reuse
-        self._pending: list[tuple[str, asyncio.Future[Embedded]]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher[str, Embedded] = Batcher(self._request, size=batch_size, wait_s=EMBED_WAIT_S)
 
     def key(self, text: str) -> str:
         """The cache key of a text's vector."""
@@ -91,35 +90,7 @@ class Embedder:
         return done
 
     async def _asked(self, text: str) -> Embedded:
-        future: asyncio.Future[Embedded] = asyncio.get_running_loop().create_future()
-        self._pending.append((text, future))
-        if len(self._pending) >= self.batch_size:
-            self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(EMBED_WAIT_S, self._flush)
-        return await future
-
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending[:self.batch_size], self._pending[self.batch_size:]
-        if self._pending:  # more than a batch waited: the rest goes at once too
-            self._timer = asyncio.get_running_loop().call_soon(self._flush)  # type: ignore[assignment]
-        if batch:
-            task = asyncio.create_task(self._send(batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-
-    async def _send(self, batch: list[tuple[str, asyncio.Future[Embedded]]]) -> None:
-        try:
-            for (_, future), made in zip(batch, await self._request([t for t, _ in batch]), strict=True):
-                if not future.done():
-                    future.set_result(made)
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+        return await self._batcher.submit(text)
 
     async def _request(self, texts: list[str]) -> list[Embedded]:
         errors: Counter[ErrorClass] = Counter()

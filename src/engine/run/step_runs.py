@@ -17,12 +17,16 @@ from engine.gateway import BudgetExceeded
 from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.retrieval import KnowledgeTable, load_knowledge
 from engine.run.attempts import RowProcessor
+from engine.run.batching import Batcher
 from engine.run.embedder import Embedder, EmbedFailed
 from engine.run.prompts import PromptRenderer
 from engine.spec.flow import RunStep, compare_columns, model_columns
 from engine.spec.models import EmbedStep, FilterStep, Prompt, RetrieveStep
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
+
+SEARCH_BATCH = 64  # queries scored in one pass over the knowledge table
+SEARCH_WAIT_S = 0.001  # how long a query waits for others to share its pass
 
 
 @dataclass
@@ -152,6 +156,12 @@ class RetrieveRun:
         self.field = field
         self._table: asyncio.Task[tuple[KnowledgeTable, int, float]] | None = None
         self._build_paid = False
+        self._searches: Batcher[list[float], list[tuple[Any, str, float]]] = Batcher(
+            self._search_many, size=SEARCH_BATCH, wait_s=SEARCH_WAIT_S)
+
+    async def _search_many(self, queries: list[list[float]]) -> list[list[tuple[Any, str, float]]]:
+        table, _, _ = await self.table()
+        return await asyncio.to_thread(table.search_many, queries, self.step.top_k)
 
     async def table(self) -> tuple[KnowledgeTable, int, float]:
         """The knowledge table (read and embedded on first use), and the tokens and cost that took."""
@@ -186,12 +196,11 @@ class RetrieveRun:
             self._table = None  # built again on resume
             return StepOutcome(budget=exc)
         query = values.get(self.step.query)
-        if not isinstance(query, list) or not query:
+        if not isinstance(query, list) or len(query) != table.index.dims:
             failed = RowResult(key=key, status=RowStatus.FAILED, error_class=ErrorClass.CONTENT, step=self.id,
-                               error=f"no vector in {self.step.query!r} to search with")
+                               error=f"no vector of {table.index.dims} numbers in {self.step.query!r} to search with")
             return StepOutcome(made=[failed], failure=failed)
-        hits = table.search(query, self.step.top_k) if len(table.index) < 20_000 else \
-            await asyncio.to_thread(table.search, query, self.step.top_k)
+        hits = await self._searches.submit(query)
         columns = self.columns(hits)
         first, self._build_paid = not self._build_paid, True  # the table's embedding is counted once, here
         result = RowResult(key=key, status=RowStatus.DONE, outputs=columns, step=self.id,
