@@ -110,9 +110,11 @@ def prompts(args: argparse.Namespace, template: str, per_row: int) -> None:
         ceiling = args.in_flight * per_row / (args.latency_ms / 1000)
         rate = requests / elapsed
         done = getattr(outcome, "progress").done  # noqa: B009 - the outcome's type is the engine's
+        # fakellm counts a prompt answered twice as a duplicate; a fan-out asks each of its models once
+        duplicates = seen["duplicate_ok_extra_requests"] - (per_row - 1) * seen["distinct_prompts_ok"]
         print(f"{args.mode}: {done:,} rows, {requests:,} requests in {elapsed:.2f}s = {rate:,.0f} requests/s = "
               f"{rate / ceiling:.1%} of the ceiling {ceiling:,.0f}/s ({args.in_flight} rows in flight, fakellm "
-              f"{args.latency_ms:g} ms); duplicates {seen['duplicate_ok_extra_requests']}", flush=True)
+              f"{args.latency_ms:g} ms); duplicates {duplicates}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -21,7 +21,7 @@ from engine.gateway import (
     UpstreamError,
     Usage,
 )
-from engine.results import ErrorClass, Key, RowResult, RowStatus
+from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.results.answer_cache import request_key
 from engine.run.answers import AnswerContract
 from engine.run.pause import PauseGate
@@ -81,9 +81,10 @@ class RowProcessor:
     """Asks the model about rows, one attempt at a time, and classifies every failure."""
 
     def __init__(self, step: RunStep, client: ChatClient, gate: PauseGate,
-                 reuse: AnswerReuse | None = None, *, model: str | None = None) -> None:
+                 reuse: AnswerReuse | None = None, *, model: str | None = None, unit: Unit = ("", "")) -> None:
         self.step = step
         self.model = model or step.model.name  # a fan-out has a processor a model
+        self.step_id, self.target = unit  # what its results are of: ("", "") a row's own (a one-step workflow)
         self.reuse = reuse
         self.client = client
         self.gate = gate
@@ -122,6 +123,7 @@ class RowProcessor:
                     pass  # the workflow's checks changed since it was stored: ask again
                 else:
                     return RowResult(key=task.key, status=RowStatus.DONE, outputs=outputs, model=stored.model,
+                                     step=self.step_id, target=self.target,
                                      cached=True, saved=stored.cost)
             result, content = await self._ask(task, messages)
             if content is not None:
@@ -143,7 +145,7 @@ class RowProcessor:
         def ended(status: RowStatus, **fields: Any) -> RowResult:
             return RowResult(key=task.key, status=status, attempts=attempts, latency_s=time.monotonic() - started,
                              tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
-                             **fields)
+                             step=self.step_id, target=self.target, **fields)
 
         def give_up(kind: ErrorClass, reason: str, answered_by: str | None = None) -> RowResult | None:
             errors[kind] += 1

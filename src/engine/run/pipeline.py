@@ -51,7 +51,8 @@ class RowPipeline:
         for index, step in enumerate(steps):
             if isinstance(step, PromptStep):
                 run = RunStep.of(spec, step)
-                self.runs.append(PromptRun(run, {target: RowProcessor(run, client, gate, reuse, model=target or None)
+                self.runs.append(PromptRun(run, {target: RowProcessor(run, client, gate, reuse, model=target or None,
+                                                                      unit=(step.id, target))
                                                  for target in run.targets}))
             elif isinstance(step, EmbedStep):
                 self.runs.append(EmbedRun(step, embedders[step.id]))
@@ -77,31 +78,35 @@ class RowPipeline:
             finally:
                 await source.close()
 
-    async def process(self, task: PipelineTask, durable: Durable) -> RowResult:
-        """The row's own result once its steps ran (each step's results made durable on the way)."""
+    async def process(self, task: PipelineTask, durable: Durable) -> tuple[RowResult, list[RowResult]]:
+        """The row's own result once its steps ran, and the results of its last step, which are to be written
+        with it (or before it). The results of a step that another step follows are made durable before that
+        step starts."""
         values = dict(task.record)
         started = time.monotonic()
 
         def ended(status: RowStatus, **fields: Any) -> RowResult:
             return RowResult(key=task.key, status=status, latency_s=time.monotonic() - started, **fields)
 
-        for run in self.runs:
+        for index, run in enumerate(self.runs):
             try:
                 outcome = await run.run(task.key, values, task.done)
             except InputError:
                 raise  # a table that cannot be read fails the run, not the row
             except Exception as exc:  # a bug or an environment fault: this row fails with it
                 return ended(RowStatus.FAILED, error_class=ErrorClass.SYSTEM,
-                             error=f"step {run.id}: {type(exc).__name__}: {exc}"[:2000])
-            if outcome.made:
-                await durable(outcome.made)
-            if outcome.budget is not None:
-                raise outcome.budget  # not the row's failure: it goes on from this step on resume
+                             error=f"step {run.id}: {type(exc).__name__}: {exc}"[:2000]), []
             values.update(outcome.columns)
+            if outcome.budget is not None:
+                await durable(outcome.made)  # kept: the row goes on from this step on resume
+                raise outcome.budget  # not the row's failure
             if (failed := outcome.failure) is not None:
                 where = f"step {run.id}" + (f" ({failed.target})" if failed.target else "")
                 return ended(RowStatus.FAILED, error_class=failed.error_class, error=f"{where}: {failed.error}",
-                             model=failed.model, attempts=failed.attempts)
-            if not outcome.goes_on:
-                break
-        return ended(RowStatus.DONE, outputs={c: values[c] for c in self.columns if c in values})
+                             model=failed.model, attempts=failed.attempts), outcome.made
+            if not outcome.goes_on or index == len(self.runs) - 1:
+                return ended(RowStatus.DONE, outputs={c: values[c] for c in self.columns if c in values}), \
+                    outcome.made
+            if outcome.made:
+                await durable(outcome.made)
+        raise AssertionError("a pipeline has at least one step")

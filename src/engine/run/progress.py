@@ -76,13 +76,11 @@ class ProgressTracker:
 
     def finished_steps(self, results: list[RowResult]) -> None:
         """Step results now durable (their rows are counted when their own results are)."""
-        made: StepCounts = {}
         for r in results:
-            made.setdefault(r.step, {})[r.target] = counts = made.get(r.step, {}).get(r.target, {})
+            counts = self._steps.setdefault(r.step, {}).setdefault(r.target, {})
             for name, value in ((r.status.value, 1), ("tokens_in", r.tokens_in), ("tokens_out", r.tokens_out),
                                 ("cost", r.cost), ("cached", int(r.cached)), ("latency_s", r.latency_s)):
                 counts[name] = counts.get(name, 0) + value
-        self._steps = added_steps(self._steps, made)
         self._add_usage(results)
 
     def finished_rows(self, results: list[RowResult]) -> None:
@@ -116,4 +114,4 @@ class ProgressTracker:
         eta = (max(0, s.total - s.handled) / rate) if s.total is not None and rate > 0 else None
         return replace(s, rows_per_s=round(rate, 2), eta_s=round(eta, 1) if eta is not None else None,
                        elapsed_s=round(now - self.started, 3), models=dict(self._models), finished=finished,
-                       steps=self._steps)
+                       steps=added_steps({}, self._steps))  # a copy: the snapshot outlives this moment

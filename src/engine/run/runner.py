@@ -54,7 +54,7 @@ class StepResults:
     """A step's results a row waits on: written with the next group of results, then `written` is set."""
 
     results: list[RowResult]
-    written: asyncio.Future[None]
+    written: asyncio.Future[None] | None  # None: nothing waits (a row's last step, written with the row's own)
 
 
 Written = RowResult | StepResults  # what the writer takes: a row's own result, or a step's
@@ -219,7 +219,9 @@ class Runner:
                 try:
                     if isinstance(task, PipelineTask):
                         assert self.pipeline is not None
-                        result = await self.pipeline.process(task, self._durable)
+                        result, last_step = await self.pipeline.process(task, self._durable)
+                        if last_step:  # queued first: written with the row's own result, or before it
+                            await results.put(StepResults(last_step, None))
                     else:
                         assert self.processor is not None
                         result = await self.processor.process(task)
@@ -260,7 +262,7 @@ class Runner:
             while not self._results_ended:  # keep the queue moving so no worker blocks on it
                 item = await results.get()
                 self._results_ended = item is None
-                if isinstance(item, StepResults) and not item.written.done():
+                if isinstance(item, StepResults) and item.written is not None and not item.written.done():
                     item.written.set_exception(exc)
 
     async def _write_until_done(self, results: asyncio.Queue[Written | None], tracker: ProgressTracker) -> None:
@@ -274,9 +276,9 @@ class Runner:
                 steps = [item for item in ready if isinstance(item, StepResults)]
                 await self.store.write([*rows, *(r for s in steps for r in s.results)])  # durable first
                 for waiting in steps:
-                    if not waiting.written.done():
+                    if waiting.written is not None and not waiting.written.done():
                         waiting.written.set_result(None)
-                    tracker.finished_steps(waiting.results)
+                tracker.finished_steps([r for waiting in steps for r in waiting.results])
                 tracker.finished_rows(rows)
                 self.settled.finished([result.key for result in rows])
             now = time.monotonic()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.errors import InputError
@@ -65,8 +65,15 @@ class PromptRun:
         record = {c: values.get(c) for c in self.step.step.input}
         waiting = {target: processor for target, processor in self.processors.items()
                    if (self.id, target) not in done}
-        asked = await asyncio.gather(*(self._ask(processor, key, record) for processor in waiting.values()),
-                                     return_exceptions=True)
+        asked: list[RowResult | BaseException]
+        if len(waiting) == 1:  # no task a row for a step of one model
+            try:
+                asked = [await self._ask(next(iter(waiting.values())), key, record)]
+            except BudgetExceeded as exc:
+                asked = [exc]
+        else:
+            asked = await asyncio.gather(*(self._ask(processor, key, record) for processor in waiting.values()),
+                                         return_exceptions=True)
         outcome = StepOutcome()
         results = {target: done[(self.id, target)] for target in self.processors if (self.id, target) in done}
         for target, answer in zip(waiting, asked, strict=True):
@@ -75,8 +82,8 @@ class PromptRun:
             elif isinstance(answer, BaseException):
                 raise answer
             else:
-                results[target] = made = replace(answer, step=self.id, target=target)
-                outcome.made.append(made)
+                results[target] = answer
+                outcome.made.append(answer)
         for target, result in results.items():
             if result.status is RowStatus.DONE:
                 outcome.columns |= {column: result.outputs.get(name)
