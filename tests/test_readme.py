@@ -48,6 +48,7 @@ async def test_the_readmes_examples_work_as_written(database_url: str, tmp_path:
     [try_it] = blocks("Try it")
     jobs_block = blocks("Jobs and workers")[0]
     [cost_block] = blocks("Cost: budgets and the answer cache")
+    [steps_block] = blocks("Workflows with steps")
     gateway_block = next(b for b in blocks("Run a workflow without the platform") if "/v1/chat" in b)
     async with FakeUpstream() as upstream, \
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p, \
@@ -68,6 +69,12 @@ async def test_the_readmes_examples_work_as_written(database_url: str, tmp_path:
         assert code == 0, out
         assert '"status":"completed"' in out and '"outputs":{"category":' in out and "rowloom_jobs" in out
         assert '"status":401' not in out and '"status":500' not in out
+        code, out = await bash(AUTH + steps_block, base_url, key, strict=True, cwd=tmp_path)
+        assert code == 0 and '"steps":[{"id":"embed","kind":"embed"' in out, out
+        [listed] = (await p.http.get("/api/v1/jobs", params={"workflow": "support-answers"})).json()["items"]
+        steps_job = await wait_status(p.http, listed["id"], "completed")
+        assert steps_job["workflow_name"] == "support-answers" and steps_job["counts"]["done"] == 8
+        assert set(steps_job["steps"]) == {"embed", "articles", "triage", "technical_only", "reply"}
         code, out = await bash(AUTH + gateway_block, base_url, key, strict=True, cwd=tmp_path)
         assert code == 0 and '"object":"chat.completion"' in out, out
     assert "ai_category" in (tmp_path / "out.csv").read_text()  # `.../output -o out.csv` downloaded the output
