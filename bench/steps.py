@@ -25,9 +25,12 @@ import time
 from pathlib import Path
 
 from bench._fakellm import DEFAULT, fakellm, reset, stats
+from bench.engine_memory import write_input
 
-CHAIN = """name: chain
+HEADER = """name: {name}
 source: {{kind: csv, path: {path}, key: id, batch_size: 5000}}
+concurrency: {{in_flight: {in_flight}}}
+sink: {{kind: csv, path: {out}}}
 steps:
   - id: classify
     kind: prompt
@@ -35,27 +38,15 @@ steps:
     output: {{category: category}}
     prompt: {{template: "Classify this ticket: {{subject}} {{body}}"}}
     validation: {{category: [technical, business, general]}}
-  - id: summarize
+"""
+CHAIN = HEADER + """  - id: summarize
     kind: prompt
     input: [body, category]
     output: {{summary: summary}}
     prompt: {{template: "Summarize this {{category}} ticket: {{body}}"}}
-concurrency: {{in_flight: {in_flight}}}
-sink: {{kind: csv, path: {out}}}
 """
-FAN_OUT = """name: fan-out
-source: {{kind: csv, path: {path}, key: id, batch_size: 5000}}
-steps:
-  - id: triage
-    kind: prompt
-    input: [subject, body]
-    output: {{category: category}}
-    prompt: {{template: "Classify this ticket: {{subject}} {{body}}"}}
-    validation: {{category: [technical, business, general]}}
-    models: [fake-a, fake-b, fake-c]
+FAN_OUT = HEADER + """    models: [fake-a, fake-b, fake-c]
     compare: {{fields: [category]}}
-concurrency: {{in_flight: {in_flight}}}
-sink: {{kind: csv, path: {out}}}
 """
 EMBED = """name: embed
 source: {{kind: csv, path: {path}, key: id, batch_size: 10000}}
@@ -67,19 +58,6 @@ sink: {{kind: parquet, path: {out}}}
 """
 
 
-def write_tickets(path: Path, rows: int) -> None:
-    """A CSV of `rows` tickets, written in chunks."""
-    import polars as pl
-
-    with path.open("wb") as handle:
-        for start in range(0, rows, 500_000):
-            count = min(500_000, rows - start)
-            frame = pl.DataFrame({"id": pl.int_range(start, start + count, eager=True)}).with_columns(
-                subject=pl.format("Printer {} does not print", "id"),
-                body=pl.format("Ticket body {}: the device shows error {}", "id", pl.col("id") % 97))
-            frame.write_csv(handle, include_header=start == 0)
-
-
 def prompts(args: argparse.Namespace, template: str, per_row: int) -> None:
     """Run a workflow of prompt steps against fakellm; print requests/s against the ceiling."""
     from engine import event_loop
@@ -89,8 +67,8 @@ def prompts(args: argparse.Namespace, template: str, per_row: int) -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="rowloom-bench-steps-"))
     try:
-        write_tickets(folder / "in.csv", args.rows)
-        spec = load_spec(template.format(path=folder / "in.csv", in_flight=args.in_flight,
+        write_input(folder / "in.csv", args.rows)
+        spec = load_spec(template.format(name=args.mode, path=folder / "in.csv", in_flight=args.in_flight,
                                          out=folder / "out.csv")).spec
         with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms)) as base_url:
             reset(base_url)
@@ -165,7 +143,7 @@ def embed_memory(args: argparse.Namespace) -> None:
     """Peak RSS of an embed job over `--rows` rows, run in a child process."""
     folder = Path(tempfile.mkdtemp(prefix="rowloom-bench-embed-"))
     try:
-        write_tickets(folder / "in.csv", args.rows)
+        write_input(folder / "in.csv", args.rows)
         child = subprocess.run([sys.executable, "-m", "bench.steps", "embed-memory-child", str(folder)],
                                capture_output=True, text=True, check=True)
         figures = json.loads(child.stdout.strip().splitlines()[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,8 @@ def expected_summary(spec: WorkflowSpec, row: dict[str, Any]) -> str:
 def read_csv_text(path: Path) -> pl.DataFrame:
     """A CSV with every column as text, as the engine reads it."""
     return pl.read_csv(path, infer_schema=False)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    """Cosine similarity, in plain Python (the reference retrieval is checked against)."""
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))

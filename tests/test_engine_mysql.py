@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import pytest
 from engine.errors import InputError
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import run_spec
-from tests.engine_helpers import expected_summary, make_spec, tickets
-from tests.fake_upstream import FakeUpstream
+from engine.spec import load_spec
+from tests.engine_helpers import cosine, expected_summary, make_spec, tickets
+from tests.fake_upstream import FakeUpstream, fake_vector
 from tests.services import mysql_url
 
 pytestmark = pytest.mark.mysql
@@ -109,3 +111,37 @@ async def test_missing_password_variable_is_named_not_printed(tmp_path: Path, my
     spec = make_spec(source=flow)
     with pytest.raises(InputError, match="ROWLOOM_TEST_NO_SUCH_PASSWORD is not set"):
         await run_spec(spec, client=OpenAIClient("http://127.0.0.1:9/v1"), base_dir=tmp_path, work_dir=tmp_path)
+
+
+async def test_a_retrieve_step_searches_a_knowledge_table_in_mysql(tmp_path: Path, mysql: dict[str, Any]) -> None:
+    articles = [(i, f"kb-{i}", f"Article {i} about error {i * 11 % 23}") for i in range(30)]
+    await execute(mysql, "DROP TABLE IF EXISTS engine_kb",
+                  "CREATE TABLE engine_kb (id INT PRIMARY KEY, doc VARCHAR(20), text TEXT) CHARSET utf8mb4",
+                  "INSERT INTO engine_kb (id, doc, text) VALUES (%s, %s, %s)", rows=articles)
+    (tmp_path / "q.csv").write_text("id,body\n1,error 5 again\n2,error 17 today\n", encoding="utf-8")
+    knowledge = source_flow(mysql, "engine_kb").replace("batch_size: 25", "batch_size: 7")
+    spec = load_spec(f"""name: kb
+source: {{kind: csv, path: q.csv, key: id}}
+steps:
+  - {{id: embed, kind: embed, input: body, output: vector}}
+  - {{id: find, kind: retrieve, query: vector, knowledge: {{source: {knowledge}, text: text, id: doc}},
+     top_k: 3, output: context, ids_output: ids}}
+sink: {{kind: jsonl, path: out.jsonl}}
+""").spec
+    try:
+        async with FakeUpstream() as up:
+            client = OpenAIClient(up.base_url, timeout_s=10)
+            try:
+                outcome = await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "work")
+            finally:
+                await client.aclose()
+    finally:
+        await execute(mysql, "DROP TABLE IF EXISTS engine_kb")
+    assert outcome.progress.done == 2
+    by_doc = {doc: text for _, doc, text in articles}
+    for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        query = fake_vector(row["body"])
+        expected = sorted(by_doc, key=lambda doc: (-cosine(query, fake_vector(by_doc[doc])), int(doc[3:])))[:3]
+        assert row["ids"] == expected  # every row of the table (read in batches of 7) was searched
+        assert row["context"].startswith(f"[{expected[0]}] {by_doc[expected[0]]}")

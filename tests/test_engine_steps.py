@@ -3,7 +3,6 @@ fake upstream on 127.0.0.1 through the gateway router."""
 
 from __future__ import annotations
 
-import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,7 @@ from engine.results.answer_cache import SqliteAnswerCache
 from engine.run import run_spec
 from engine.run.runner import RunOutcome
 from engine.spec import load_spec
+from tests.engine_helpers import cosine
 from tests.fake_upstream import FakeUpstream, fake_vector, marker
 
 CHAT_MODELS = 3
@@ -74,10 +74,6 @@ steps:
 concurrency: {in_flight: 8}
 sink: {kind: jsonl, path: out.jsonl}
 """
-
-
-def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
 
 
 def nearest(query: list[float], table: pl.DataFrame, k: int) -> list[tuple[str, str]]:

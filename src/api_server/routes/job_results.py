@@ -76,8 +76,11 @@ async def list_errors(job_id: ExistingJobId, session: SessionDep,
 
 @router.get("/{job_id}/steps", response_model=StepsPublic, responses=error_responses(404, 422))
 async def list_steps(job_id: JobId, session: SessionDep, _: NoQueryDep) -> StepsPublic:
-    """A multi-step job's results by step and by model: rows done and failed, tokens, cost, cached results and
-    mean latency; for a fan-out with `compare`, the share of rows where all, most or none of the models agreed.
+    """A multi-step job's results by step and by model, with the agreement rates of a fan-out.
+
+    Each step lists each of its models (one, or each of a fan-out's) with rows done and failed, tokens, cost,
+    cached results and mean latency; a fan-out with `compare` adds the share of rows where all, most or none
+    of the models agreed.
 
     Counted from the stored results, so it covers every run of the job. Empty for a one-step workflow.
     """

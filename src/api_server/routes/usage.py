@@ -43,7 +43,8 @@ class UsageGroup(BaseModel):
     model: str | None = None
     workflow: str | None = None
     key: int | None = Field(None, description="The API key that triggered the jobs (null: none recorded).")
-    rows: int
+    rows: int = Field(description="Results stored: a row of a one-step workflow; a row's own result and each of "
+                                  "its step results (one a model of a fan-out) in a workflow of steps.")
     tokens_in: int
     tokens_out: int
     cost: float
@@ -64,7 +65,8 @@ async def get_usage(session: SessionDep, _caller: ReadKey, query: Annotated[Usag
 
     A row counts when it was last written (a retried row adds its new attempts' cost there). Filter by time
     (`since`, `until`), `workflow`, `model` and `key_id`; page with `limit` and `offset`. Requests made
-    directly to `/v1` are not jobs' rows and are not counted here.
+    directly to `/v1` are not jobs' rows and are not counted here. In a workflow of steps, tokens and cost are
+    on the step results that bought them (grouped by the model that answered each), not on the row's own.
     """
     filters = UsageFilters(since=query.since, until=query.until, workflow=query.workflow, model=query.model,
                            key_id=query.key_id)

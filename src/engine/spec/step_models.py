@@ -85,7 +85,8 @@ class EmbedStep(_Step):
     model: str = Field("auto", min_length=1, description="The embedding model: a name, a group, or `auto`.")
     batch_size: int = Field(64, ge=1, le=2048, description="Rows embedded in one request, at most.")
     text_files: VectorsInText = Field(VectorsInText.JSON, description=(
-        "CSV and Excel outputs: `json` writes the vector as JSON text, `omit` leaves its column out. Parquet and "
+        "CSV and Excel outputs: `json` writes the vector as JSON text, `omit` leaves its column out (an Excel cell "
+        "holds at most 32,767 characters: a vector of more than about 1,500 numbers does not fit). Parquet and "
         "JSONL always hold it as a list of numbers."))
     retry: Retry | None = Field(None, description="Retries by kind of error; unset: the workflow's `retry`.")
 
