@@ -174,7 +174,8 @@ class JobRun:
             into[status] = into.get(status, 0) + figures[0]
             for name, value in zip(("tokens_in", "tokens_out", "cost", "cached", "latency_s"), figures[1:],
                                    strict=True):
-                into[name] = into.get(name, 0) + float(value or 0)
+                into[name] = into.get(name, 0) + (float(value or 0) if name in ("cost", "latency_s")
+                                                  else int(value or 0))
         return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved, counts)
 
     async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -130,8 +130,9 @@ class DbLedger:
             await connection.execute(update(SPEND).where(SPEND.c.counter == counter)
                                      .values(spent=SPEND.c.spent + amount))
         for counter, amount in settlement.released.items():
+            left = HOLDS.c.amount - amount  # a hold released whole is 0, not the sums' rounding (3e-18)
             await connection.execute(update(HOLDS).where(HOLDS.c.counter == counter, HOLDS.c.holder == holder)
-                                     .values(amount=HOLDS.c.amount - amount))
+                                     .values(amount=case((left < EPSILON, 0.0), else_=left)))
         await connection.execute(update(HOLDS).where(HOLDS.c.holder == holder).values(expires_at=now + lease_s))
         if not reservations:
             return []

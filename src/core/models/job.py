@@ -166,7 +166,7 @@ class JobPublic(JobSummary):
                     "it is made, or if the source could not be read then); `usage` holds the actuals.")
     budget_pause: dict[str, Any] | None = Field(
         description="While paused by a budget: which budget, what was spent of its limit, and when it resets.")
-    steps: dict[str, dict[str, dict[str, float]]] = Field(description=(
+    steps: dict[str, dict[str, dict[str, int | float]]] = Field(description=(
         "A multi-step job's results by step id, then by model of a fan-out (\"\" for a step of one model): `done`, "
         "`failed`, `tokens_in`, `tokens_out`, `cost`, `cached` and `latency_s` (summed over the results). A "
         "filter step's `done` counts the rows it looked at. Empty for a one-step job."))

@@ -17,7 +17,6 @@ from engine.spec.step_models import (
     FIELD_PLACEHOLDER,
     MODEL_PLACEHOLDER,
     EmbedStep,
-    FilterStep,
     PromptStep,
     RetrieveStep,
     Step,
@@ -222,8 +221,6 @@ def _step_errors(step: Step, at: Location, vectors: dict[str, EmbedStep]) -> lis
     elif isinstance(step, RetrieveStep) and step.query not in vectors:
         errors.append(((*at, "query"), f"{step.query!r} is not the output of an earlier embed step (embedded "
                                        f"columns: {', '.join(vectors) or 'none'})"))
-    elif isinstance(step, FilterStep | EmbedStep):
-        pass
     return errors
 
 
