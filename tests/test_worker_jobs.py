@@ -19,7 +19,7 @@ from sqlmodel import col
 from core.models import Job, JobItem
 from core.queue import NoQueue
 from engine.results import RowResult, RowStatus
-from tests.engine_helpers import expected_summary
+from tests.engine_helpers import expected_summary, tickets
 from tests.fake_upstream import FakeUpstream, first_attempts
 from tests.served import served
 from tests.worker_helpers import (
@@ -175,14 +175,16 @@ async def test_a_job_whose_model_is_down_fails_with_the_reason_and_a_retry_finis
 
 async def test_urgent_jobs_are_picked_before_older_normal_and_low_ones(database_url: str, tmp_path: Path) -> None:
     write_tickets(tmp_path, 20)
+    tickets(5_000).write_csv(tmp_path / "long.csv")  # keeps the only worker slot while the others are queued
     async with FakeUpstream(latency_s=0.02) as upstream, \
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
                      worker_max_jobs=1) as p:
-        first = await p.start_job(name="first")
-        await wait_status(p.http, first, "running", "completed")
+        first = await p.start_job(name="first", params={"source": {"path": "long.csv"}})
+        await wait_status(p.http, first, "running")
         low = await p.start_job(name="low", priority="low")
         normal = await p.start_job(name="normal", priority="normal")
         urgent = await p.start_job(name="urgent", priority="urgent")
+        assert (await p.http.post(f"/api/v1/jobs/{first}/cancel")).status_code == 200  # the slot frees now
         jobs = [await wait_status(p.http, j, "completed") for j in (low, normal, urgent)]
     started = sorted(jobs, key=lambda j: j["started_at"])
     assert [j["name"] for j in started] == ["urgent", "normal", "low"]

@@ -116,9 +116,8 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
         sent = await cached.to_send(batch)
         from_cache += len(batch) - len(sent)
         to_send += len(sent)
-        for messages in sent:
-            for tokenizer, model in counted_by.items():
-                input_by_tokenizer[tokenizer] += count_messages(messages, model)
+        # In a thread: tokenizing a batch takes long enough to hold up everything else the loop serves.
+        input_by_tokenizer += await asyncio.to_thread(_input_tokens, sent, counted_by)
     low, expected, high, basis = output_per_row(step, earlier_output_tokens)
     models = []
     for deployment, share in zip(deployments, shares, strict=True):
@@ -148,6 +147,15 @@ def estimated_step(spec: WorkflowSpec) -> RunStep:
         raise InputError("an estimate covers one-step workflows (columns and prompt); this workflow has steps, "
                          "whose later inputs are known only as it runs: its budgets still hold every request")
     return step
+
+
+def _input_tokens(batch: list[list[dict[str, str]]], counted_by: dict[str, str]) -> Counter[str]:
+    """Input tokens of the batch's messages, by tokenizer (each counted through one of its models)."""
+    tokens: Counter[str] = Counter()
+    for messages in batch:
+        for tokenizer, model in counted_by.items():
+            tokens[tokenizer] += count_messages(messages, model)
+    return tokens
 
 
 def limits_time(deployments: list[Deployment], rows: int, tokens_per_row: float) -> tuple[float | None, str]:
