@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import pytest
 
 from engine.errors import SpecError
 from engine.spec import load_spec
-from engine.spec.models import ExcelSourceSpec
+from engine.spec.flow import pipeline
+from engine.spec.models import ExcelSourceSpec, PromptStep
+from engine.spec.paths import PathPolicy
+from engine.spec.source_columns import source_column_errors
 from tests.conftest import spec_text
 
 
@@ -66,3 +72,40 @@ def test_misspelled_keys_get_a_suggestion() -> None:
     [issue] = caught.value.issues
     assert issue.field == "source.seperator"
     assert "did you mean 'separator'?" in issue.message
+
+
+STEPS = """name: steps
+source: {kind: inline, rows: [{id: 1, body: hello}]}
+steps:
+  - {id: embed, kind: embed, input: body, output: vector}
+  - id: ask
+    kind: prompt
+    input: [body]
+    output: {category: category}
+    prompt: {template: "Kind of {body}"}
+"""
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("id: ask", "id: embed"), ("steps.1.id", 5, 9, "step id 'embed' is used twice")),
+    (("input: [body]", "input: [bdy]"), ("steps.1.input.0", 7, 13, "'bdy' is not in the source")),
+    (("input: body,", "input: category,"), ("steps.0.input", 4, 37, "written by step 'ask', which comes later")),
+    (("Kind of {body}", "Kind of {vector} {nope}"), ("steps.1.prompt.template", 9, 24, "placeholder {nope}")),
+    (("kind: prompt", "kind: prompt\n    compare: {fields: [category]}"), ("steps.1", 5, 5, "compare needs models")),
+    (("steps:", "columns: {input: [body], output: {a: a}}\nsteps:"), ("", 1, 1, "with steps, columns belong")),
+])
+def test_steps_errors_name_the_step_field_line_and_column(change: tuple[str, str],
+                                                           expected: tuple[str, int, int, str]) -> None:
+    field, line, column, words = expected
+    with pytest.raises(SpecError) as caught:
+        load_spec(STEPS.replace(*change), checks=(partial(source_column_errors, policy=PathPolicy(Path("/"))),))
+    found = [(i.field, i.line, i.column) for i in caught.value.issues if words in i.message]
+    assert found == [(field, line, column)], caught.value.issues
+
+
+def test_a_one_step_workflow_is_a_pipeline_of_one_prompt_step() -> None:
+    spec = load_spec(spec_text()).spec
+    [step] = pipeline(spec)
+    assert isinstance(step, PromptStep) and step.id == "prompt" and spec.columns is not None
+    assert step.input == spec.columns.input and step.output == spec.columns.output
+    assert spec.steps is None and load_spec(STEPS).spec.columns is None

@@ -72,8 +72,15 @@ def parse_file(path: Path, parse: Callable[[str], T]) -> T:
 
 
 def read_spec(path: Path) -> LoadedSpec:
-    """A workflow spec file, or exit with its problems."""
-    return parse_file(path, load_spec)
+    """A workflow spec file, or exit with its problems (a step reading a column the source lacks among them, where
+    the source's columns can be read now)."""
+    from functools import partial
+
+    from engine.spec.paths import PathPolicy
+    from engine.spec.source_columns import source_column_errors
+
+    check = partial(source_column_errors, policy=PathPolicy(path.resolve().parent))
+    return parse_file(path, partial(load_spec, checks=(check,)))
 
 
 def import_dataflux_command(args: argparse.Namespace) -> int:

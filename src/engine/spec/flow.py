@@ -39,6 +39,11 @@ class WrittenColumn:
     listing: bool = False  # a list of values (retrieved ids or scores): JSON text in CSV and Excel
 
 
+def step_location(index: int, step: Step) -> Location:
+    """Where a step is, as validation errors name it: its place in `steps`, then its kind (the union's tag)."""
+    return "steps", index, step.kind
+
+
 def pipeline(spec: WorkflowSpec) -> list[Step]:
     """The steps rows go through: `steps`, or the one prompt step of a one-step workflow."""
     if spec.steps is not None:
@@ -79,7 +84,7 @@ def model_names(spec: WorkflowSpec) -> list[tuple[Location, str]]:
     if spec.model.fallback:
         names.append((("model", "fallback"), spec.model.fallback))
     for index, step in enumerate(spec.steps or []):
-        at: Location = ("steps", index)
+        at = step_location(index, step)
         if isinstance(step, PromptStep):
             if step.model is not None:
                 names.append(((*at, "model", "name"), step.model.name))
@@ -182,7 +187,7 @@ def flow_errors(steps: list[Step]) -> list[tuple[Location, str]]:
     vectors: dict[str, EmbedStep] = {}
     seen_ids: set[str] = set()
     for index, step in enumerate(steps):
-        at: Location = ("steps", index)
+        at = step_location(index, step)
         if step.id in seen_ids:
             errors.append(((*at, "id"), f"step id {step.id!r} is used twice"))
         seen_ids.add(step.id)

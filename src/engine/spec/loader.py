@@ -145,14 +145,18 @@ def _locate(loc: Location, tree: Any, *, at_key: bool) -> tuple[list[str | int],
     path: list[str | int] = []
     node = tree
     position = _start(tree)
+    tag_passed = False  # pydantic names a discriminated union's tag right after the union's place
     for part in loc:
         if isinstance(node, CommentedMap):
+            if node.get("kind") == part and not tag_passed:  # the tag (a prompt step's tag is also a key)
+                tag_passed = True
+                continue
+            tag_passed = True
             if part in node:
                 path.append(part)
                 position = _key_position(node, part) if at_key else _value_position(node, part)
                 node = node[part]
-                continue
-            if node.get("kind") == part:  # a discriminated union's tag: not a YAML key
+                tag_passed = False
                 continue
             path.append(part)  # a missing field: point at the mapping that lacks it
             node = None

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from engine.spec.asking import FieldType, ModelChoice, Prompt, Retry
 from engine.spec.base import PLACEHOLDER, RECORD_JSON, Location, StrictModel
-from engine.spec.flow import flow_errors
+from engine.spec.flow import flow_errors, step_location
 from engine.spec.io_models import (
     CsvSinkSpec,
     CsvSourceSpec,
@@ -182,7 +182,7 @@ def io_sections(spec: WorkflowSpec) -> list[tuple[Location, SourceSpec | SinkSpe
                                                                        (("sink",), spec.sink)]
     for index, step in enumerate(spec.steps or []):
         if isinstance(step, RetrieveStep):
-            sections.append((("steps", index, "knowledge", "source"), step.knowledge.source))
+            sections.append(((*step_location(index, step), "knowledge", "source"), step.knowledge.source))
     return sections
 
 

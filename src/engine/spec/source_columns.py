@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.spec.base import Location
-from engine.spec.flow import pipeline, step_reads, step_writes
+from engine.spec.flow import pipeline, step_location, step_reads, step_writes
 from engine.spec.models import CsvSourceSpec, InlineSourceSpec, ParquetSourceSpec, SourceSpec, WorkflowSpec
 from engine.spec.paths import PathPolicy
 
@@ -43,7 +43,7 @@ def source_column_errors(spec: WorkflowSpec, policy: PathPolicy) -> list[tuple[L
     steps = pipeline(spec)
     anywhere = {c.name for step in steps for c in step_writes(step)}  # read too early: the spec's own check says so
     for index, step in enumerate(steps):
-        at: Location = ("steps", index) if spec.steps is not None else ("columns",)
+        at: Location = step_location(index, step) if spec.steps is not None else ("columns",)
         for where, column in step_reads(step):
             if column not in known and column not in anywhere:
                 errors.append(((*at, *where), f"column {column!r} is not in the source (columns: {shown}) and no "
