@@ -22,6 +22,7 @@ from api_server.key_limits import KeyLimits
 from api_server.routes import (
     admin,
     budgets,
+    dashboard,
     health,
     job_results,
     jobs,
@@ -116,7 +117,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.
     for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,
-                   usage.router, budgets.router, admin.router, keys.router, metrics.router, schemas.router):
+                   usage.router, budgets.router, admin.router, keys.router, metrics.router, schemas.router,
+                   dashboard.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
     return app

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api_server.auth import AdminKey, ReadKey, WriteKey
 from api_server.deps import BudgetsDep, DatabaseDep, QueueDep, RouterDep, SessionDep, SettingsDep, SpecChecksDep
@@ -14,12 +18,15 @@ from api_server.routes._paging import list_page, page_request
 from api_server.services import estimates
 from api_server.services import jobs as service
 from core.answer_store import DbAnswerCache
+from core.db.types import MAX_ID
 from core.gateway_router import gateway_identity
 from core.models import JobAction
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate, JobPublic, JobSummary
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 403))
+MAX_WATCHED = 200  # jobs one stream follows (a page shows at most 100)
+WATCH_POLL_S = 0.5
 
 IdempotencyKey = Annotated[
     str | None,
@@ -98,6 +105,47 @@ async def list_jobs(session: SessionDep, _caller: ReadKey,
     )
     page = await service.list_jobs(session, filters=filters, page=page_request(query, service.ORDERABLE))
     return list_page(page, JobSummary.from_job)
+
+
+class WatchQuery(BaseModel):
+    """GET /api/v1/jobs/changes: the jobs a page shows, and the newest job it knows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[int] = Field(default_factory=list, max_length=MAX_WATCHED, description=(
+        f"Jobs to follow (repeat or comma-separate; at most {MAX_WATCHED})."))
+    since_id: int = Field(0, ge=0, le=MAX_ID, description="Announce jobs created with a larger id.")
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part for v in value for part in v.split(",") if part.strip()]
+        return value
+
+
+@router.get("/changes", response_class=EventSourceResponse, responses=error_responses(422))
+async def watch_jobs(database: DatabaseDep, _caller: ReadKey,
+                     query: Annotated[WatchQuery, Query()]) -> AsyncIterator[ServerSentEvent]:
+    """Follow a list of jobs as server-sent events: what a jobs page needs to stay current.
+
+    A `job` event (the job as lists show it) each time one of `ids` changes, and a `created` event (with
+    the newest id) when jobs newer than `since_id` appear. Each check reads the followed jobs by id and the
+    newest id, so it costs the same with a million jobs as with ten.
+    """
+    seen: dict[int, object] = {}
+    newest = query.since_id
+    while True:
+        async with database.session() as session:
+            jobs, latest = await service.jobs_by_id(session, ids=query.ids)
+        for job in jobs:
+            if seen.get(job.id or 0) != job.updated_at:
+                seen[job.id or 0] = job.updated_at
+                yield ServerSentEvent(event="job", data=JobSummary.from_job(job).model_dump(mode="json"))
+        if latest > newest:
+            newest = latest
+            yield ServerSentEvent(event="created", data={"newest_id": latest})
+        await asyncio.sleep(WATCH_POLL_S)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404, 422))

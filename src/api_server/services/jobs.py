@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -161,6 +161,13 @@ async def get_job(session: AsyncSession, *, job_id: int) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} not found", field="job_id")
     return job
+
+
+async def jobs_by_id(session: AsyncSession, *, ids: Sequence[int]) -> tuple[list[Job], int]:
+    """These jobs (those that exist), and the newest job's id (0: none): primary-key reads only."""
+    jobs = list((await session.exec(select(Job).where(col(Job.id).in_(ids)))).all()) if ids else []
+    newest = (await session.exec(select(func.max(Job.id)))).one()
+    return jobs, int(newest or 0)
 
 
 async def transition(session: AsyncSession, *, job: Job, target: JobStatus,
