@@ -91,7 +91,8 @@ def serve(host: str | None, port: int | None, *, migrate_first: bool = True, dem
         queue_factory = InProcessRunner
         traced = trace_upstream(settings.trace_upstream_calls)
         print("jobs run in this process (set REDIS_URL to hand them to `rowloom worker` processes)", flush=True)
-    print(f"Rowloom API on http://{host}:{port}  (docs: http://{host}:{port}/docs)", flush=True)
+    print(f"Rowloom API on http://{host}:{port}  (dashboard: http://{host}:{port}/, docs: "
+          f"http://{host}:{port}/docs)", flush=True)
     background: BackgroundTask | None = None
     if demo_key is not None:
         background = partial(run_demo_once, f"http://{host}:{port}", settings, *demo_key)
