@@ -148,6 +148,10 @@ async def test_the_jobs_list_filters_and_the_other_pages_show(database_url: str,
         await d.page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 2")
         shown = await d.page.locator("#jobs tbody tr td:nth-child(2)").all_inner_texts()
         assert sorted(shown) == ["alpha one", "alpha three"]
+        await d.platform.start_job(name="alpha four")  # the list hears of it by its stream
+        await d.page.wait_for_selector("#new-jobs:not([hidden])")
+        await d.page.click("#new-jobs a")
+        await d.page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 3")
         await d.page.goto(f"{d.base_url}/#/workflows/triage")
         await d.page.click("#show-diff")
         await d.page.wait_for_selector("#diff .add")
