@@ -152,12 +152,17 @@ def _cores() -> int:
     return os.cpu_count() or 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def jobs_arguments(description: str | None, *, repeat: int) -> argparse.Namespace:
+    """--jobs, --repeat and --db: the options of a benchmark over the filled jobs database."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=repeat)
     parser.add_argument("--db", type=Path, default=Path(__file__).parent / ".data" / "jobs.db")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = jobs_arguments(__doc__, repeat=200)
     fill(args.db, args.jobs)
     asyncio.run(run(args.db, args.jobs, args.repeat))
 

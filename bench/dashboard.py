@@ -11,7 +11,6 @@ Target: the first response within 300 ms. The database is the one `bench.api_lis
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
@@ -23,7 +22,7 @@ import httpx
 from api_server.main import create_app
 from api_server.services.jobs import jobs_by_id
 from api_server.services.keys import create_key
-from bench.api_list import fill
+from bench.api_list import fill, jobs_arguments
 from core.db import Database
 from core.models import Scope
 from core.models.api_key import ApiKeyCreate
@@ -80,11 +79,7 @@ async def run(path: Path, repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=100)
-    parser.add_argument("--db", type=Path, default=Path(__file__).parent / ".data" / "jobs.db")
-    args = parser.parse_args()
+    args = jobs_arguments(__doc__, repeat=100)
     fill(args.db, args.jobs)
     asyncio.run(run(args.db, args.repeat))
 

@@ -88,10 +88,7 @@ async def test_a_job_page_follows_the_run_live_to_completed(database_url: str, t
     async with dashboard(database_url, tmp_path, rows=300, latency_s=0.02) as d:
         await d.sign_in()
         await d.page.wait_for_selector("#jobs")
-        stored = await d.platform.http.post("/api/v1/workflows", json={"yaml": workflow_yaml(in_flight=2)})
-        assert stored.status_code == 201
-        created = await d.platform.http.post("/api/v1/jobs", json={"workflow": "triage", "name": "followed"})
-        job_id = created.json()["id"]
+        job_id = await d.platform.start_job(yaml=workflow_yaml(in_flight=2), name="followed")
         await d.page.goto(f"{d.base_url}/#/jobs/{job_id}")
         await d.page.evaluate("window.__sameDocument = true")
         await d.page.wait_for_function(  # part way: the bar moved and is not full
@@ -111,9 +108,7 @@ async def test_a_running_job_is_cancelled_from_its_page(database_url: str, tmp_p
     async with dashboard(database_url, tmp_path, rows=300, latency_s=0.05) as d:
         await d.sign_in()
         await d.page.wait_for_selector("#jobs")
-        stored = await d.platform.http.post("/api/v1/workflows", json={"yaml": workflow_yaml(in_flight=2)})
-        assert stored.status_code == 201
-        job_id = (await d.platform.http.post("/api/v1/jobs", json={"workflow": "triage"})).json()["id"]
+        job_id = await d.platform.start_job(yaml=workflow_yaml(in_flight=2), name="cancelled")
         await wait_status(d.platform.http, job_id, "running")
         await d.page.goto(f"{d.base_url}/#/jobs/{job_id}")
         await d.page.wait_for_selector("#job-status .badge.running")

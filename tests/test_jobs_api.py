@@ -181,3 +181,12 @@ async def test_an_unknown_model_is_refused_at_post(client: httpx.AsyncClient) ->
     [detail] = stored.json()["error"]["details"]
     assert detail["field"] == "model.name" and detail["line"] == 13
     assert (await client.get("/api/v1/jobs", params={"offset": 0})).json()["total"] == 0
+
+
+async def test_the_changes_stream_refuses_what_it_cannot_follow(client: httpx.AsyncClient) -> None:
+    too_many = ",".join(str(i) for i in range(1, 202))
+    for query, field in ((f"ids={too_many}", "ids"), ("ids=seven", "ids.0"), ("since_id=-1", "since_id"),
+                         ("other=1", "other")):
+        response = await client.get(f"/api/v1/jobs/changes?{query}")
+        assert response.status_code == 422, (query, response.text)
+        assert response.json()["error"]["details"][0]["field"] == field, response.text
