@@ -72,6 +72,9 @@ async def test_nothing_is_shown_or_done_without_a_key(database_url: str, tmp_pat
             (await fetch(`/api/v1/jobs/${id}/cancel`, {method: 'POST', headers: {'Content-Type': 'application/json'},
                                                        body: '{}'})).status]""", job_id)
         assert without_key == [401, 401]
+        page = await d.platform.http.get("/ui/", headers={"Authorization": ""})
+        assert page.status_code == 200 and "script-src 'self';" in page.headers["content-security-policy"]
+        assert (await d.platform.http.get("/ui/..%2Fmain.py")).status_code == 404  # its own three files only
         await d.sign_in("rlk_not-a-key")
         await d.page.wait_for_selector("#sign-in-error:has-text('not known')")
         reader = await new_key(d.platform.database, Scope.READ, name="reader")
@@ -158,4 +161,5 @@ async def test_the_jobs_list_filters_and_the_other_pages_show(database_url: str,
         await d.shot("usage")
         await d.page.goto(f"{d.base_url}/#/models")
         await d.page.wait_for_selector("table td:has-text('fake')")
+        assert "latency_p50_ms" in await d.page.inner_text("table thead")  # health, capacity, latency, errors
         await d.shot("models")

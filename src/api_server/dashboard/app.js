@@ -375,8 +375,9 @@ async function modelsPage() {
     return;
   }
   const cell = (value) => (value === null || value === undefined ? "–" : typeof value === "object" ? JSON.stringify(value) : String(value));
-  const names = ["name", "model", "healthy", "cooldown_s", "weight", "in_flight", "requests_left", "tokens_left", "requests", "errors",
-    "latency_ms_p50", "cost"];
+  const names = ["name", "model", "healthy", "cooldown_s", "consecutive_failures", "weight", "in_flight", "max_in_flight",
+    "requests_left", "tokens_left", "requests_ok", "requests_failed", "latency_p50_ms", "latency_p95_ms", "latency_mean_ms",
+    "tokens_in", "tokens_out", "cost"];
   const present = names.filter((n) => view.models.some((m) => n in m));
   main.replaceChildren(el("h1", {}, "Gateway models"), table(present, view.models.map((m) => present.map((n) => cell(m[n])))));
 }
