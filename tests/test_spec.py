@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from engine.errors import SpecError
+from engine.sources.columns import source_column_errors
 from engine.spec import load_spec
 from engine.spec.flow import pipeline
 from engine.spec.models import ExcelSourceSpec, PromptStep
 from engine.spec.paths import PathPolicy
-from engine.spec.source_columns import source_column_errors
 from tests.conftest import spec_text
 
 

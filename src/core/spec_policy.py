@@ -14,10 +14,10 @@ from functools import partial
 from dotenv import dotenv_values
 
 from core.settings import Settings
+from engine.sources.columns import source_column_errors
 from engine.spec.loader import SpecCheck
 from engine.spec.paths import PathPolicy, path_errors
 from engine.spec.secrets import Secrets, secret_errors
-from engine.spec.source_columns import source_column_errors
 
 
 def path_policy(settings: Settings) -> PathPolicy:

@@ -76,8 +76,8 @@ def read_spec(path: Path) -> LoadedSpec:
     the source's columns can be read now)."""
     from functools import partial
 
+    from engine.sources.columns import source_column_errors
     from engine.spec.paths import PathPolicy
-    from engine.spec.source_columns import source_column_errors
 
     check = partial(source_column_errors, policy=PathPolicy(path.resolve().parent))
     return parse_file(path, partial(load_spec, checks=(check,)))

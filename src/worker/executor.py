@@ -31,6 +31,7 @@ from core.job_records import event_row
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.settings import Settings
 from core.spec_policy import job_secrets, path_policy, spec_checks
+from core.step_counts import step_counts
 from engine.errors import EngineError
 from engine.events import EventKind
 from engine.gateway import BudgetExceeded, ChatClient
@@ -38,7 +39,6 @@ from engine.gateway.router import Router
 from engine.results import RowStatus
 from engine.run import RunOutcome, run_spec
 from engine.run.fingerprint import answer_fingerprint
-from engine.run.progress import StepCounts
 from engine.sinks.open import default_output
 from engine.spec import merge_params, validate_spec_data
 from engine.spec.models import WorkflowSpec
@@ -161,21 +161,7 @@ class JobRun:
                 func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
                 func.coalesce(func.sum(JobItem.cost), 0.0), func.coalesce(func.sum(case((cached, 1), else_=0)), 0))
                 .where(col(JobItem.job_id) == self.job_id))).one()
-            steps = (await session.exec(select(  # type: ignore[call-overload]
-                JobItem.step, JobItem.target, JobItem.status, func.count(), func.sum(JobItem.tokens_in),
-                func.sum(JobItem.tokens_out), func.sum(JobItem.cost), func.sum(case((col(JobItem.cached), 1),
-                                                                                  else_=0)),
-                func.sum(JobItem.latency_s))
-                .where(col(JobItem.job_id) == self.job_id, col(JobItem.step) != "")
-                .group_by(JobItem.step, JobItem.target, JobItem.status))).all()
-        counts: StepCounts = {}
-        for step, target, status, *figures in steps:
-            into = counts.setdefault(step, {}).setdefault(target, {})
-            into[status] = into.get(status, 0) + figures[0]
-            for name, value in zip(("tokens_in", "tokens_out", "cost", "cached", "latency_s"), figures[1:],
-                                   strict=True):
-                into[name] = into.get(name, 0) + (float(value or 0) if name in ("cost", "latency_s")
-                                                  else int(value or 0))
+            counts = await step_counts(session, job_id=self.job_id)
         return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved, counts)
 
     async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import case, func
+from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -12,9 +10,10 @@ from api_server.services.jobs import get_job
 from core.models import JobItem, WorkflowVersion
 from core.models.job import shown_cost
 from core.models.job_steps import AgreementPublic, StepModelPublic, StepPublic, StepsPublic
+from core.step_counts import step_counts
 from engine.results import RowStatus
 from engine.spec import merge_params, validate_spec_data
-from engine.spec.flow import compare_columns, pipeline
+from engine.spec.flow import compare_columns, pipeline, step_targets
 from engine.spec.models import PromptStep
 
 
@@ -26,29 +25,21 @@ async def job_steps(session: AsyncSession, *, job_id: int) -> StepsPublic:
     spec = validate_spec_data(merge_params(version.spec, job.params))
     if spec.steps is None:
         return StepsPublic(steps=[])
-    done = col(JobItem.status) == RowStatus.DONE.value
-    figures = (await session.exec(select(  # type: ignore[call-overload]
-        JobItem.step, JobItem.target, func.sum(case((done, 1), else_=0)), func.sum(case((done, 0), else_=1)),
-        func.sum(JobItem.tokens_in), func.sum(JobItem.tokens_out), func.sum(JobItem.cost),
-        func.sum(case((col(JobItem.cached), 1), else_=0)), func.avg(JobItem.latency_s))
-        .where(col(JobItem.job_id) == job_id, col(JobItem.step) != "")
-        .group_by(JobItem.step, JobItem.target))).all()
-    by_unit = {(step, target): rest for step, target, *rest in figures}
+    counts = await step_counts(session, job_id=job_id)
     steps = []
     for step in pipeline(spec):
-        targets = (step.models or [""]) if isinstance(step, PromptStep) else [""]
-        models = [_model(target, by_unit.get((step.id, target))) for target in targets]
+        models = [_model(target, counts.get(step.id, {}).get(target, {})) for target in step_targets(step)]
         agreement = await _agreement(session, job_id, step) if isinstance(step, PromptStep) else []
         steps.append(StepPublic(id=step.id, kind=step.kind, models=models, agreement=agreement))
     return StepsPublic(steps=steps)
 
 
-def _model(target: str, figures: Any) -> StepModelPublic:
-    done, failed, tokens_in, tokens_out, cost, cached, latency = figures or (0, 0, 0, 0, 0.0, 0, None)
-    return StepModelPublic(model=target, done=int(done or 0), failed=int(failed or 0),
-                           tokens_in=int(tokens_in or 0), tokens_out=int(tokens_out or 0),
-                           cost=shown_cost(float(cost or 0)), cached=int(cached or 0),
-                           mean_latency_s=None if latency is None else round(float(latency), 4))
+def _model(target: str, counts: dict[str, float]) -> StepModelPublic:
+    done, failed = int(counts.get(RowStatus.DONE.value, 0)), int(counts.get(RowStatus.FAILED.value, 0))
+    return StepModelPublic(model=target, done=done, failed=failed, tokens_in=int(counts.get("tokens_in", 0)),
+                           tokens_out=int(counts.get("tokens_out", 0)), cost=shown_cost(counts.get("cost", 0.0)),
+                           cached=int(counts.get("cached", 0)),
+                           mean_latency_s=round(counts["latency_s"] / (done + failed), 4) if done + failed else None)
 
 
 async def _agreement(session: AsyncSession, job_id: int, step: PromptStep) -> list[AgreementPublic]:

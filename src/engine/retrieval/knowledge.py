@@ -11,7 +11,7 @@ import polars as pl
 
 from engine.errors import InputError
 from engine.retrieval.index import Hit, KnowledgeIndex
-from engine.sources.base import check_columns
+from engine.sources.base import Source, check_columns
 from engine.sources.open import open_table
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
@@ -34,12 +34,22 @@ class KnowledgeTable:
         return [[(self.ids[h.position], self.texts[h.position], h.score) for h in hits] for hits in found]
 
 
-async def load_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secrets, field: str,
-                         embed: Embed) -> KnowledgeTable:
-    """Read the table at `config` (spec location `field`), embed its texts with `embed`, index the vectors."""
+async def open_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secrets, field: str) -> Source:
+    """The table at `config` (spec location `field`), opened, with its text and id columns checked."""
     source = await open_table(config.source, paths=paths, secrets=secrets, field=f"{field}.source")
     try:
         check_columns(source, [config.text, *([config.id] if config.id else [])], what="knowledge text or id")
+    except BaseException:
+        await source.close()
+        raise
+    return source
+
+
+async def load_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secrets, field: str,
+                         embed: Embed) -> KnowledgeTable:
+    """Read the table at `config` (spec location `field`), embed its texts with `embed`, index the vectors."""
+    source = await open_knowledge(config, paths=paths, secrets=secrets, field=field)
+    try:
         ids: list[Any] = []
         texts: list[str] = []
         position = 0

@@ -15,8 +15,6 @@ from engine.run.embedder import Embedder
 from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse
 from engine.run.step_runs import EmbedRun, FilterRun, PromptRun, RetrieveRun, StepRun
-from engine.sources.base import check_columns
-from engine.sources.open import open_table
 from engine.spec.flow import RunStep, pipeline, vector_steps, written_columns
 from engine.spec.models import EmbedStep, FilterStep, PromptStep, WorkflowSpec
 from engine.spec.paths import PathPolicy
@@ -40,8 +38,6 @@ class RowPipeline:
     def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate, reuse: AnswerReuse | None, *,
                  paths: PathPolicy, secrets: Secrets) -> None:
         steps = pipeline(spec)
-        self.paths = paths
-        self.secrets = secrets
         embedders = {step.id: Embedder(client, model=step.model, batch_size=step.batch_size,
                                        retry=step.retry or spec.retry, gate=gate, reuse=reuse)
                      for step in steps if isinstance(step, EmbedStep)}
@@ -69,14 +65,7 @@ class RowPipeline:
     async def check(self) -> None:
         """Every knowledge table opens and has its columns (before any request is sent)."""
         for retrieve in self.retrieves:
-            knowledge = retrieve.step.knowledge
-            source = await open_table(knowledge.source, paths=self.paths, secrets=self.secrets,
-                                      field=f"{retrieve.field}.source")
-            try:
-                check_columns(source, [knowledge.text, *([knowledge.id] if knowledge.id else [])],
-                              what="knowledge text or id")
-            finally:
-                await source.close()
+            await retrieve.check()
 
     async def process(self, task: PipelineTask, durable: Durable) -> tuple[RowResult, list[RowResult]]:
         """The row's own result once its steps ran, and the results of its last step, which are to be written

@@ -31,8 +31,8 @@ from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
-from engine.spec.flow import RunStep, pipeline
-from engine.spec.models import PromptStep, WorkflowSpec
+from engine.spec.flow import first_prompt
+from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 
@@ -94,9 +94,9 @@ class Runner:
         self.processor: RowProcessor | None = None
         self.pipeline: RowPipeline | None = None
         if spec.steps is None:  # one step: a row's result is its step's (stored as it always was)
-            step = pipeline(spec)[0]
-            assert isinstance(step, PromptStep)
-            self.processor = RowProcessor(RunStep.of(spec, step), client, self.gate, reuse)
+            step = first_prompt(spec)
+            assert step is not None
+            self.processor = RowProcessor(step, client, self.gate, reuse)
         else:
             self.pipeline = RowPipeline(spec, client, self.gate, reuse, paths=paths or PathPolicy(Path.cwd()),
                                         secrets=secrets or Secrets(os.environ))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from engine.errors import InputError
 from engine.gateway import BudgetExceeded
 from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
-from engine.retrieval import KnowledgeTable, load_knowledge
+from engine.retrieval import KnowledgeTable, load_knowledge, open_knowledge
 from engine.run.attempts import RowProcessor
 from engine.run.batching import Batcher
 from engine.run.embedder import Embedder, EmbedFailed
@@ -169,6 +169,11 @@ class RetrieveRun:
     async def _search_many(self, queries: list[list[float]]) -> list[list[tuple[Any, str, float]]]:
         table, _, _ = await self.table()
         return await asyncio.to_thread(table.search_many, queries, self.step.top_k)
+
+    async def check(self) -> None:
+        """The knowledge table opens and has its columns (before any request is sent)."""
+        source = await open_knowledge(self.step.knowledge, paths=self.paths, secrets=self.secrets, field=self.field)
+        await source.close()
 
     async def table(self) -> tuple[KnowledgeTable, int, float]:
         """The knowledge table (read and embedded on first use), and the tokens and cost that took."""

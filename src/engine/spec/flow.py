@@ -69,7 +69,12 @@ class RunStep:
     @property
     def targets(self) -> list[str]:
         """The models a row is sent to: each of a fan-out's, or "" (the step's model, one result)."""
-        return list(self.step.models) if self.step.models else [""]
+        return step_targets(self.step)
+
+
+def step_targets(step: Step) -> list[str]:
+    """The models a step stores a result of for each row: each of a fan-out's, or "" (one result)."""
+    return list(step.models) if isinstance(step, PromptStep) and step.models else [""]
 
 
 def first_prompt(spec: WorkflowSpec) -> RunStep | None:

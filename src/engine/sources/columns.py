@@ -6,9 +6,10 @@ Parquet file's schema. Other sources (JSON Lines, Excel, MySQL) are checked when
 
 from __future__ import annotations
 
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+import pyarrow as pa
 
+from engine.errors import InputError
+from engine.sources.files import csv_source, inline_source, parquet_source
 from engine.spec.base import Location
 from engine.spec.flow import pipeline, step_location, step_reads, step_writes
 from engine.spec.models import CsvSourceSpec, InlineSourceSpec, ParquetSourceSpec, SourceSpec, WorkflowSpec
@@ -18,17 +19,16 @@ from engine.spec.paths import PathPolicy
 def source_columns(source: SourceSpec, policy: PathPolicy) -> list[str] | None:
     """The source's column names, or None when they are not cheaply known (or the file cannot be read now)."""
     if isinstance(source, InlineSourceSpec):
-        return list(dict.fromkeys(name for row in source.rows for name in row))
+        return list(inline_source(source.rows, key=None, batch_size=len(source.rows)).columns)
     if not isinstance(source, CsvSourceSpec | ParquetSourceSpec) or policy.problem(source.path) is not None:
         return None
     path = policy.resolve(source.path, field="source.path")
-    try:
+    try:  # the run's own readers, which read the header (or the schema) and nothing more when opened
         if isinstance(source, ParquetSourceSpec):
-            return list(pq.read_schema(path).names)
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(encoding=source.encoding, block_size=1 << 16),
-                                parse_options=pacsv.ParseOptions(delimiter=source.separator))
-        return list(reader.schema.names)
-    except (OSError, ValueError, LookupError):  # missing, unreadable or not what it says: the run reports it
+            return list(parquet_source(path, key=None, batch_size=source.batch_size).columns)
+        return list(csv_source(path, key=None, batch_size=source.batch_size, separator=source.separator,
+                               encoding=source.encoding).columns)
+    except (InputError, OSError, ValueError, LookupError, pa.ArrowException):  # the run reports what is wrong
         return None
 
 
