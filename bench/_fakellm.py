@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -102,6 +103,20 @@ def fakellm(script: Path, *args: str) -> Iterator[FakeLLM]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def run_parser(description: str | None, *, rows: int | None, latency_ms: float, in_flight: int,
+               redis: bool = False) -> argparse.ArgumentParser:
+    """The options every run against fakellm takes (--rows, --latency-ms, --in-flight, --fakellm, and --redis-url
+    where Redis is used); the caller adds its own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=rows)
+    parser.add_argument("--latency-ms", type=float, default=latency_ms)
+    parser.add_argument("--in-flight", type=int, default=in_flight)
+    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
+    if redis:
+        parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    return parser
 
 
 def stats(base_url: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from bench._fakellm import DEFAULT, fakellm, reset, stats
+from bench._fakellm import fakellm, reset, run_parser, stats
 from bench.engine_throughput import SPEC, _cpu_seconds, make_inputs
 from core.answer_store import DbAnswerCache
 from core.budgets.client import BudgetedClient
@@ -121,15 +121,10 @@ async def compare(base_url: str, source: Path, folder: Path, args: argparse.Name
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--latency-ms", type=float, default=100)
-    parser.add_argument("--in-flight", type=int, default=256)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser = run_parser(__doc__, rows=20_000, latency_ms=100, in_flight=256, redis=True)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--controls", choices=["both", "budgets", "cache"], default="both",
                         help="what is on in the runs with controls")
-    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-bench-"))
     try:

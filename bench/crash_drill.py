@@ -14,7 +14,6 @@ they are at most those in flight at the kill.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from bench._fakellm import DEFAULT, fakellm, reset, stats
+from bench._fakellm import fakellm, reset, run_parser, stats
 from bench.e2e import gateway, platform_processes, start_job, wait_done
 from bench.engine_throughput import make_inputs
 
@@ -39,14 +38,9 @@ def poll_job(http: Any, job_id: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--in-flight", type=int, default=64)
-    parser.add_argument("--latency-ms", type=float, default=50)
+    parser = run_parser(__doc__.splitlines()[0], rows=20_000, latency_ms=50, in_flight=64, redis=True)
     parser.add_argument("--kill-at", type=float, default=0.36)
     parser.add_argument("--lease-s", type=float, default=5)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-crash-"))
     env = {**os.environ, "REDIS_URL": args.redis_url, "QUEUE_NAME": f"rowloom-bench:{uuid.uuid4().hex[:8]}",

@@ -29,7 +29,7 @@ from core.models.api_key import ApiKeyCreate
 from core.settings import Settings
 
 
-async def timed(label: str, once: Callable[[], Awaitable[None]], repeat: int) -> float:
+async def timed(label: str, once: Callable[[], Awaitable[object]], repeat: int) -> float:
     """p50 and p95 of `once`, printed; returns the p50 in ms."""
     for _ in range(3):  # warm caches and the connection pool
         await once()

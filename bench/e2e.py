@@ -32,13 +32,13 @@ import httpx
 import polars as pl
 
 from bench._fakellm import (
-    DEFAULT,
     FakeLLM,
     cpu_seconds_with_children,
     fakellm,
     free_port,
     own_cpu_seconds,
     reset,
+    run_parser,
     stats,
     wait_until_up,
 )
@@ -168,18 +168,13 @@ def part_two(args: argparse.Namespace, folder: Path, base_url: FakeLLM, env: dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--latency-ms", type=float, default=100)
-    parser.add_argument("--in-flight", type=int, default=256)
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser = run_parser(__doc__, rows=20_000, latency_ms=100, in_flight=256, redis=True)
     parser.add_argument("--database-url", help="default: a SQLite file in the temporary folder")
     parser.add_argument("--shared-rps", type=float, default=100)
     parser.add_argument("--shared-rows", type=int, default=1_500)
     parser.add_argument("--skip", choices=["one", "two"], help="skip a part")
     parser.add_argument("--cache", choices=["on", "off"], default="on",
                         help="the job's answer cache (every row a miss); the engine-alone run has none")
-    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-e2e-"))
     env = {**os.environ, "REDIS_URL": args.redis_url, "QUEUE_NAME": f"rowloom-bench:{uuid.uuid4().hex[:8]}",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
-from bench._fakellm import DEFAULT, fakellm, reset, stats
+from bench._fakellm import fakellm, reset, run_parser, stats
 from engine import event_loop
 from engine.gateway import ChatClient
 from engine.gateway.config import load_gateway
@@ -74,13 +74,9 @@ async def one_run(base_url: str, folder: Path, in_flight: int, *, routed: bool,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=3000)
-    parser.add_argument("--in-flight", type=int, default=64)
-    parser.add_argument("--latency-ms", type=float, default=20)
+    parser = run_parser(__doc__, rows=3000, latency_ms=20, in_flight=64)
     parser.add_argument("--faults", nargs=argparse.REMAINDER, default=FAULTS,
                         help="fakellm's fault flags (last on the line)")
-    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     parser.add_argument("--safe-rps", type=float, default=300, help="each deployment's limit in the fourth run")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-drill-"))

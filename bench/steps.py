@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._fakellm import DEFAULT, fakellm, reset, stats
+from bench._fakellm import fakellm, reset, run_parser, stats
 from bench.engine_memory import write_input
 
 HEADER = """name: {name}
@@ -154,16 +154,12 @@ def embed_memory(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = run_parser(__doc__, rows=None, latency_ms=100, in_flight=256)
     parser.add_argument("mode", choices=["chain", "fan-out", "retrieve", "embed-memory", "embed-memory-child"])
     parser.add_argument("folder", nargs="?", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--rows", type=int)
-    parser.add_argument("--latency-ms", type=float, default=100)
-    parser.add_argument("--in-flight", type=int, default=256)
     parser.add_argument("--knowledge", type=int, default=100_000)
     parser.add_argument("--dims", type=int, nargs="+", default=[256, 1536])
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--fakellm", type=Path, default=DEFAULT)
     args = parser.parse_args()
     if args.mode == "chain":
         args.rows = args.rows or 20_000
