@@ -136,4 +136,5 @@ async def test_the_start_demo_runs_a_job_of_steps(database_url: str, tmp_path: P
     assert printed.count("completed: 8 rows done, 0 failed") == 2, printed
     out = pl.read_csv(job["output"])
     assert "ticket_vector" not in out.columns and out["ai_reply"].null_count() == 0
+    assert set(job["usage"]["models"]) == {"fake"}  # the deployment that answered, never the name asked (auto)
     assert out["article_ids"].null_count() == 0 and out["articles"].str.contains(r"^\[").all()

@@ -18,7 +18,7 @@ from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.retrieval import KnowledgeTable, load_knowledge, open_knowledge
 from engine.run.attempts import RowProcessor
 from engine.run.batching import Batcher
-from engine.run.embedder import Embedder, EmbedFailed
+from engine.run.embedder import Embedded, Embedder, EmbedFailed
 from engine.run.prompts import PromptRenderer
 from engine.spec.flow import RunStep, compare_columns, model_columns
 from engine.spec.models import EmbedStep, FilterStep, Prompt, RetrieveStep
@@ -161,13 +161,13 @@ class RetrieveRun:
         self.paths = paths
         self.secrets = secrets
         self.field = field
-        self._table: asyncio.Task[tuple[KnowledgeTable, int, float]] | None = None
+        self._table: asyncio.Task[tuple[KnowledgeTable, Embedded | None]] | None = None
         self._build_paid = False
         self._searches: Batcher[list[float], list[tuple[Any, str, float]]] = Batcher(
             self._search_many, size=SEARCH_BATCH, wait_s=SEARCH_WAIT_S)
 
     async def _search_many(self, queries: list[list[float]]) -> list[list[tuple[Any, str, float]]]:
-        table, _, _ = await self.table()
+        table, _ = await self.table()
         return await asyncio.to_thread(table.search_many, queries, self.step.top_k)
 
     async def check(self) -> None:
@@ -175,27 +175,29 @@ class RetrieveRun:
         source = await open_knowledge(self.step.knowledge, paths=self.paths, secrets=self.secrets, field=self.field)
         await source.close()
 
-    async def table(self) -> tuple[KnowledgeTable, int, float]:
-        """The knowledge table (read and embedded on first use), and the tokens and cost that took."""
+    async def table(self) -> tuple[KnowledgeTable, Embedded | None]:
+        """The knowledge table (read and embedded on first use), and what embedding it took: the deployment that
+        made its vectors, its tokens and cost (None: every vector came from the cache)."""
         if self._table is None:
             self._table = asyncio.create_task(self._load())
         return await asyncio.shield(self._table)
 
-    async def _load(self) -> tuple[KnowledgeTable, int, float]:
-        spent = [0, 0.0]
+    async def _load(self) -> tuple[KnowledgeTable, Embedded | None]:
+        bought: list[Embedded] = []
 
         async def embed(texts: list[str]) -> list[list[float]]:
             try:
                 made = await self.embedder.embed_all(texts)
             except EmbedFailed as exc:
                 raise InputError(f"{self.field}: the knowledge table could not be embedded: {exc}") from None
-            spent[0] = sum(m.tokens for m in made)
-            spent[1] = sum(m.cost for m in made)
+            bought.extend(m for m in made if not m.cached)
             return [m.vector for m in made]
 
         table = await load_knowledge(self.step.knowledge, paths=self.paths, secrets=self.secrets, field=self.field,
                                      embed=embed)
-        return table, int(spent[0]), float(spent[1])
+        spent = Embedded([], bought[0].model, sum(m.tokens for m in bought), sum(m.cost for m in bought)) \
+            if bought else None
+        return table, spent
 
     async def run(self, key: Key, values: dict[str, Any], done: dict[Unit, RowResult]) -> StepOutcome:
         """The row's context: stored before, or searched now."""
@@ -203,7 +205,7 @@ class RetrieveRun:
             return StepOutcome(columns=dict(stored.outputs))
         started = time.monotonic()
         try:
-            table, tokens, cost = await self.table()
+            table, spent = await self.table()
         except BudgetExceeded as exc:
             self._table = None  # built again on resume
             return StepOutcome(budget=exc)
@@ -214,10 +216,11 @@ class RetrieveRun:
             return StepOutcome(made=[failed], failure=failed)
         hits = await self._searches.submit(query)
         columns = self.columns(hits)
-        first, self._build_paid = not self._build_paid, True  # the table's embedding is counted once, here
+        paid = spent if not self._build_paid else None  # the table's embedding is counted once, here
+        self._build_paid = True
         result = RowResult(key=key, status=RowStatus.DONE, outputs=columns, step=self.id,
-                           latency_s=time.monotonic() - started, tokens_in=tokens if first else 0,
-                           cost=cost if first else 0.0, model=self.embedder.model if first else None)
+                           latency_s=time.monotonic() - started, tokens_in=paid.tokens if paid else 0,
+                           cost=paid.cost if paid else 0.0, model=paid.model if paid else None)
         return StepOutcome(made=[result], columns=columns)
 
     def columns(self, hits: list[tuple[Any, str, float]]) -> dict[str, Any]:
