@@ -92,7 +92,7 @@ class FakeUpstream:
                  hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0,
                  latency_spread: float = 0.0,
                  count_usage: Callable[[dict[str, Any], str], dict[str, int]] | None = None,
-                 model_answers: bool = False) -> None:
+                 model_answers: bool = False, reply: Callable[[dict[str, Any]], str] | None = None) -> None:
         self.latency_s = latency_s
         self.latency_spread = latency_spread  # each prompt waits latency_s * (1 + spread * u), u in [0, 1) by hash
         self.faults = faults
@@ -102,6 +102,7 @@ class FakeUpstream:
         self.stream_gap_s = stream_gap_s
         self.count_usage = count_usage  # (request body, answer) -> usage; default: ~4 characters a token
         self.model_answers = model_answers  # answers differ by model (a fan-out's columns can be told apart)
+        self.reply = reply  # (request body) -> the content of a 200 answer, instead of a valid answer
         self.stats = UpstreamStats()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
@@ -182,7 +183,7 @@ class FakeUpstream:
             return status, {"error": {"message": f"injected {fault}"}}, headers
         answer = self.answer(body, f"{body.get('model')}|{prompt}" if self.model_answers else prompt,
                              bad_enum=fault == "bad-enum")
-        content = json.dumps(answer, ensure_ascii=False)
+        content = json.dumps(answer, ensure_ascii=False) if self.reply is None else self.reply(body)
         if fault == "malformed":
             content = content[: len(content) // 2]
         else:

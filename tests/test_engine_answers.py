@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.run.answers import ContentError, extract_json_object
+from engine.run import answers
+from engine.run.answers import MAX_ANSWER_CHARS, MAX_OBJECT_STARTS, ContentError, extract_json_object
 from engine.run.prompts import PromptRenderer
 from tests.engine_helpers import make_spec
 
@@ -35,6 +36,34 @@ def test_the_answer_object_is_found_wherever_the_model_put_it(content: str, expe
 def test_a_reply_without_an_object_is_a_content_error(content: str) -> None:
     with pytest.raises(ContentError, match="no JSON object"):
         extract_json_object(content)
+
+
+HOSTILE = ["```" + " " * 25_000 + "x", "```json" + " " * 25_000 + "x``", "```" * 300_000, '{"a": ' * 150_000,
+           '{"' * 400_000, "{" * 999_999, "`" * 999_999]
+
+
+@pytest.mark.parametrize("content", HOSTILE, ids=["fence-spaces", "json-fence-spaces", "fences", "deep", "open-strings",
+                                                  "braces", "backticks"])
+def test_hostile_answers_are_decoded_a_bounded_number_of_times(content: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each decode is linear in the answer, so a bounded count of them is linear time (no pattern backtracks)."""
+    decodes = 0
+    real_raw = answers.json.JSONDecoder.raw_decode
+
+    def raw_decode(self: Any, text: str, idx: int = 0) -> Any:  # json.loads decodes through it too
+        nonlocal decodes
+        decodes += 1
+        return real_raw(self, text, idx)
+
+    monkeypatch.setattr(answers.json.JSONDecoder, "raw_decode", raw_decode)
+    with pytest.raises(ContentError, match="no JSON object"):
+        extract_json_object(content)
+    assert decodes <= 1 + 2 * MAX_OBJECT_STARTS
+
+
+def test_an_answer_over_the_parsed_size_is_a_content_error() -> None:
+    with pytest.raises(ContentError, match="at most 1,000,000 are parsed"):
+        extract_json_object('{"a": "' + "x" * MAX_ANSWER_CHARS + '"}')
+    assert extract_json_object("```json\n" + '{"a": 1}' + "\n```" + " " * 1000) == {"a": 1}
 
 
 def test_placeholders_are_filled_and_json_examples_left_alone() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +18,10 @@ from core.gateway_router import open_router
 from core.settings import Settings
 from engine.gateway.router import Router
 from tests.conftest import spec_text
+from tests.fake_upstream import FakeUpstream
 from tests.served import served
 from tests.test_bad_input import error_of, stored  # noqa: F401  (fixture)
+from tests.worker_helpers import job_of, platform, wait_for, write_tickets
 
 
 @pytest.fixture
@@ -143,3 +146,24 @@ async def test_cors_is_off_unless_an_origin_is_listed(settings: Settings, databa
                                     headers={"Origin": "https://app.example", "Authorization": f"Bearer {admin_key}"})
         assert (answer.headers.get("access-control-allow-origin") == "https://app.example") is allowed
         assert write.status_code == (422 if allowed else 403)  # an allowed origin's write reaches the route
+
+
+async def test_a_fenced_answer_of_spaces_does_not_hold_the_server(database_url: str, tmp_path: Path) -> None:
+    """Every answer is ``` and 25,000 spaces: the job fails its rows, and /ping answers promptly throughout (the
+    in-process runner shares the server's event loop, so a slow parse would hold every ping)."""
+    write_tickets(tmp_path, 6)
+    async with FakeUpstream(reply=lambda _: "```" + " " * 25_000 + "x") as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p:
+        job_id = await p.start_job()
+        pings: list[float] = []
+
+        async def finished() -> dict[str, Any] | None:
+            started = time.perf_counter()
+            assert (await p.http.get("/ping")).status_code == 200
+            pings.append(time.perf_counter() - started)
+            job = await job_of(p.http, job_id)
+            return job if job["status"] in ("completed", "failed") else None
+
+        job = await wait_for(finished, within_s=60, what="the job to end")
+    assert job["counts"]["failed"] == 6 and upstream.stats.requests == 12  # each row asked twice (one re-ask)
+    assert max(pings) < 1.0, max(pings)

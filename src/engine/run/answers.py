@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ContentError
 from engine.spec.models import FieldType, PromptStep
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+FENCE = "```"
+# An answer is parsed on the event loop that serves every row of the run: its size and the places an object may
+# start are bounded, so that no answer holds the loop for more than a few milliseconds (measured in
+# tests/test_engine_answers.py). Real answers are far below both bounds.
+MAX_ANSWER_CHARS = 1_000_000
+MAX_OBJECT_STARTS = 16  # of fenced blocks, and of `{` in prose
 _JSON_TYPES: dict[FieldType, tuple[type, ...]] = {
     FieldType.STRING: (str,),
     FieldType.INTEGER: (int,),
@@ -81,25 +86,43 @@ def _is_type(value: Any, kind: FieldType) -> bool:
 
 
 def extract_json_object(content: str) -> dict[str, Any]:
-    """The first JSON object in a reply: the whole text, a ```json fence, or embedded in prose."""
+    """The first JSON object in a reply: the whole text, a ```json fence, or embedded in prose (in linear time)."""
+    if len(content) > MAX_ANSWER_CHARS:
+        raise ContentError(f"the answer has {len(content):,} characters; at most {MAX_ANSWER_CHARS:,} are parsed")
     text = content.strip()
     # The whole reply first (the usual case): fences are looked for only when it is not an object. json, not
     # orjson: orjson turns integers beyond 64 bits into floats, and an answer must keep its values exactly.
-    candidates = itertools.chain([text], (m.group(1).strip() for m in _FENCE.finditer(text)))
-    for candidate in candidates:
+    for candidate in itertools.chain([text], itertools.islice(_fenced(text), MAX_OBJECT_STARTS)):
         try:
             value = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: an answer nested deeper than the decoder goes
             continue
         if isinstance(value, dict):
             return value
     decoder = json.JSONDecoder()
-    for start in (i for i, char in enumerate(text) if char == "{"):
+    for start in itertools.islice(_positions(text, "{"), MAX_OBJECT_STARTS):
         try:
             value, _ = decoder.raw_decode(text, start)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             return value
     snippet = text[:80].replace("\n", " ")
     raise ContentError(f"no JSON object in the answer ({snippet!r}{'...' if len(text) > 80 else ''})")
+
+
+def _positions(text: str, needle: str) -> Iterator[int]:
+    start = text.find(needle)
+    while start != -1:
+        yield start
+        start = text.find(needle, start + len(needle))
+
+
+def _fenced(text: str) -> Iterator[str]:
+    """The text of each fenced block (```json ... ```), stripped: fences pair up in order, as Markdown reads them."""
+    fences = _positions(text, FENCE)
+    for opening, closing in zip(fences, fences, strict=False):
+        body = text[opening + len(FENCE):closing]
+        if body.startswith(("json", "JSON")):
+            body = body[4:]
+        yield body.strip()
