@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -40,3 +43,16 @@ def mysql_url() -> str:
 def redis_url() -> str:
     """Redis for the tests (database 15)."""
     return require("Redis", REDIS_URL, 6379)
+
+
+def mysql_fields() -> dict[str, Any]:
+    """The test MariaDB as a connection's fields (host, port, user, password, database `test`)."""
+    parsed = urlparse(MYSQL_URL.replace("+asyncmy", ""))
+    return {"host": parsed.hostname or "127.0.0.1", "port": parsed.port or 3306, "user": parsed.username or "root",
+            "password": parsed.password or "", "database": "test"}
+
+
+def write_connections(path: Path, **named: dict[str, Any]) -> Path:
+    """An operator's connections file with these connections (JSON is YAML); returns its path."""
+    path.write_text(json.dumps({"connections": named}))
+    return path

@@ -20,8 +20,16 @@ from engine.gateway.router import Router
 from tests.conftest import spec_text
 from tests.fake_upstream import FakeUpstream
 from tests.served import served
+from tests.services import mysql_fields, write_connections
 from tests.test_bad_input import error_of, stored  # noqa: F401  (fixture)
 from tests.worker_helpers import job_of, platform, wait_for, write_tickets
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """The operator names one connection, `warehouse`."""
+    return Settings(database_url=database_url, redis_url=None, max_body_bytes=64 * 1024,
+                    connections_file=write_connections(tmp_path / "connections.yaml", warehouse=mysql_fields()))
 
 
 @pytest.fixture
@@ -110,7 +118,7 @@ async def test_a_mysql_where_is_one_condition(client: httpx.AsyncClient, where: 
 
 async def test_a_where_with_quotes_and_percent_is_accepted(client: httpx.AsyncClient) -> None:
     yaml = spec_text().replace("source: {kind: csv, path: data/tickets.csv, key: id}", (
-        "source:\n  kind: mysql\n  connection: {database: test}\n  table: tickets\n  key: id\n"
+        "source:\n  kind: mysql\n  connection: warehouse\n  table: tickets\n  key: id\n"
         "  where: \"subject LIKE 'a;b%' AND body <> '--'\""))
     assert (await client.post("/api/v1/workflows", json={"yaml": yaml})).status_code == 201
 

@@ -26,6 +26,12 @@ from tests.worker_helpers import all_pages, platform, wait_status
 PASSWORD = "hunter2-" + secrets.token_hex(8)  # a literal a user might paste
 
 
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The operator allows inline connections to this machine's MariaDB (their passwords are the job's secrets)."""
+    return Settings(database_url=database_url, redis_url=None, allowed_db_hosts=["127.0.0.1"])
+
+
 def mysql_spec(password: str, *, host: str = "127.0.0.1", port: int = 3306, user: str = "root") -> str:
     connection = f"{{host: '{host}', port: {port}, user: '{user}', password: '{password}', database: test}}"
     return SPEC.format(source=f"{{kind: mysql, connection: {connection}, table: secret_tickets, key: id}}",
@@ -124,7 +130,7 @@ async def test_a_job_resolves_its_secret_and_no_route_shows_it(database_url: str
     wrong = good.replace("ROWLOOM_SECRET_DB", "ROWLOOM_SECRET_WRONG").replace("name: triage", "name: wrong")
     async with FakeUpstream() as upstream, \
             platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
-                     secrets_file=secrets_file) as p:
+                     secrets_file=secrets_file, allowed_db_hosts=[mysql_user["host"]]) as p:
         for yaml in (good, wrong):
             assert (await p.http.post("/api/v1/workflows", json={"yaml": yaml})).status_code == 201
         done = (await p.http.post("/api/v1/jobs", json={"workflow": "triage"})).json()

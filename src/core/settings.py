@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         "starting with this are resolved, so a workflow cannot read other variables of the server's environment.")
     secrets_file: Path | None = Field(
         None, description="A file of NAME=value lines read for ${NAME} secrets (the environment wins).")
+    connections_file: Path | None = Field(
+        None, description="YAML of the database connections workflows may name (`connections: {warehouse: {host, "
+        "port, user, password: ${VAR}, database, tls}}`), read as each job starts; see docs/security.md.")
+    allowed_db_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts a workflow may name in an inline database connection "
+        "(comma-separated `host` or `host:port`); none by default: workflows name the operator's connections.")
     auth_required: bool = Field(
         True, description="Every route but /ping and /health needs an API key. Turning it off is refused unless "
         "API_HOST is a loopback address.")
@@ -86,7 +92,7 @@ class Settings(BaseSettings):
         """BUDGET_TIMEZONE as a zone."""
         return UTC if self.budget_timezone == "UTC" else ZoneInfo(self.budget_timezone)
 
-    @field_validator("allowed_roots", "cors_origins", mode="before")
+    @field_validator("allowed_roots", "cors_origins", "allowed_db_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

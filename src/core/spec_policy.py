@@ -15,6 +15,8 @@ from dotenv import dotenv_values
 
 from core.settings import Settings
 from engine.sources.columns import source_column_errors
+from engine.sources.mysql_connection import Connections
+from engine.spec.connections import NamedConnection, connection_errors, load_connections
 from engine.spec.loader import SpecCheck
 from engine.spec.paths import PathPolicy, path_errors
 from engine.spec.secrets import Secrets, secret_errors
@@ -28,19 +30,45 @@ def path_policy(settings: Settings) -> PathPolicy:
 def spec_checks(settings: Settings) -> tuple[SpecCheck, ...]:
     """The checks a stored workflow version, a job's merged spec, and a job about to run must pass."""
     policy = path_policy(settings)
+    named = operator_connections(settings)
     return (partial(path_errors, policy=policy), partial(secret_errors, prefix=settings.secret_prefix),
+            partial(connection_errors, named=frozenset(named), allowed_hosts=tuple(settings.allowed_db_hosts)),
             partial(source_column_errors, policy=policy))
+
+
+def operator_connections(settings: Settings) -> dict[str, NamedConnection]:
+    """The database connections of CONNECTIONS_FILE (none without it); SpecError places a problem in the file."""
+    if settings.connections_file is None:
+        return {}
+    return load_connections(settings.connections_file.read_text(encoding="utf-8"))
 
 
 # Every value any job of this process resolved: log records are scrubbed against it (see SecretFilter).
 RESOLVED: set[str] = set()
 
 
-def job_secrets(settings: Settings) -> Secrets:
-    """A resolver for one job run: the environment, then SECRETS_FILE, and only names with SECRET_PREFIX."""
+def _secret_values(settings: Settings) -> ChainMap[str, str]:
     from_file = {k: v for k, v in dotenv_values(settings.secrets_file).items() if v is not None} \
         if settings.secrets_file else {}
-    return Secrets(ChainMap(dict(os.environ), from_file), prefix=settings.secret_prefix, resolved=RESOLVED)
+    return ChainMap(dict(os.environ), from_file)
+
+
+def job_secrets(settings: Settings) -> Secrets:
+    """A resolver for one job run: the environment, then SECRETS_FILE, and only names with SECRET_PREFIX."""
+    return Secrets(_secret_values(settings), prefix=settings.secret_prefix, resolved=RESOLVED)
+
+
+def job_connections(settings: Settings) -> Connections:
+    """The databases one job may open: the operator's by name (their passwords from any variable, for them
+    only), and inline ones to ALLOWED_DB_HOSTS (their passwords as the job's secrets)."""
+    return Connections(job_secrets(settings), named=operator_connections(settings),
+                       named_secrets=Secrets(_secret_values(settings), resolved=RESOLVED),
+                       allowed_hosts=tuple(settings.allowed_db_hosts))
+
+
+def scrub_secrets(text: str) -> str:
+    """`text` with every secret any job of this process resolved replaced by ***."""
+    return Secrets({}, resolved=RESOLVED).scrub(text) if RESOLVED else text
 
 
 class SecretFilter(logging.Filter):
@@ -48,7 +76,7 @@ class SecretFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if RESOLVED:
-            scrub = Secrets({}, resolved=RESOLVED).scrub
+            scrub = scrub_secrets
             message = record.getMessage()
             if any(value in message for value in RESOLVED):
                 record.msg, record.args = scrub(message), ()

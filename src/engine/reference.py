@@ -19,16 +19,19 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from engine.gateway.config import GatewayConfig
+from engine.spec.connections import ConnectionsConfig
 from engine.spec.models import WorkflowSpec
 
 ROOTS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("Workflow spec", WorkflowSpec, "workflow"),
     ("Gateway config", GatewayConfig, "gateway"),
+    ("Connections file", ConnectionsConfig, "connections"),
 )
-INTRO = """# Workflow and gateway reference
+INTRO = """# Workflow, gateway and connections reference
 
-Every field of a workflow spec (the YAML stored as a workflow version, or run by `rowloom run`) and of a gateway
-config (`GATEWAY_CONFIG`, `rowloom run --gateway`). Generated from the models by `python -m engine.reference docs/`;
+Every field of a workflow spec (the YAML stored as a workflow version, or run by `rowloom run`), of a gateway
+config (`GATEWAY_CONFIG`, `rowloom run --gateway`) and of the operator's database connections (`CONNECTIONS_FILE`,
+`rowloom run --connections`). Generated from the models by `python -m engine.reference docs/`;
 a test keeps it current. Unknown fields are errors, reported with their line and column.
 
 Editors that use yaml-language-server validate and complete specs with the JSON Schemas beside this file

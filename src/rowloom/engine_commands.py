@@ -22,6 +22,7 @@ from engine.gateway.openai_client import OpenAIClient
 from engine.results.answer_cache import SqliteAnswerCache
 from engine.run import Progress
 from engine.run.fingerprint import answer_fingerprint
+from engine.sources.mysql_connection import Connections
 from engine.spec import LoadedSpec, load_spec
 from engine.spec.models import WorkflowSpec
 
@@ -38,6 +39,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument("--api-key-env", metavar="NAME", help="environment variable holding the upstream's API key")
     run.add_argument("--model", help="model name sent upstream (default: the spec's model.name)")
     run.add_argument("--output", type=Path, help="write the output here instead of the spec's sink path")
+    run.add_argument("--connections", type=Path, metavar="YAML",
+                     help="a connections file, for specs that name a database connection (default: CONNECTIONS_FILE)")
     run.add_argument("--work-dir", type=Path, help="results store folder (default: .rowloom/<name> beside the spec)")
     run.add_argument("--fresh", action="store_true", help="forget earlier results and start over")
     run.add_argument("--quiet", action="store_true", help="no progress line")
@@ -144,7 +147,8 @@ def run_command(args: argparse.Namespace) -> int:
     # Results are kept per fingerprint: a changed prompt, model or upstream answers every row anew.
     work_dir = spec_dir / answer_fingerprint(spec, upstream)[:16]
     if args.estimate:
-        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, upstream=upstream)
+        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, upstream=upstream,
+                                connections=local_connections(args.connections))
     if args.gateway:
         client = open_router(args.gateway)
     elif args.upstream:
@@ -152,6 +156,7 @@ def run_command(args: argparse.Namespace) -> int:
         client = OpenAIClient(args.upstream, api_key=key, model=args.model)
     else:
         client = MockClient()
+    connections = local_connections(args.connections)
     line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
     # Answers by request, shared by every spec run from this folder (a changed prompt is another request).
     cache = SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=upstream)
@@ -164,7 +169,7 @@ def run_command(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         try:
             outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
-                                     on_progress=line.show, stop=stop, cache=cache)
+                                     on_progress=line.show, stop=stop, cache=cache, connections=connections)
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -191,12 +196,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: Path, work_dir: Path,
-                     upstream: str) -> int:
+                     upstream: str, connections: Connections) -> int:
     """`rowloom run --estimate`: 0 with the estimate printed, 2 for bad input."""
-    import os
-
     from engine.gateway.config import load_gateway
-    from engine.spec.secrets import Secrets
     from rowloom.estimate_command import candidates, estimate_spec, print_estimate
 
     gateway = parse_file(args.gateway, load_gateway) if args.gateway else None
@@ -206,13 +208,26 @@ def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: 
         return 2
     try:
         estimate = event_loop.run(estimate_spec(
-            spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments, secrets=Secrets(os.environ),
+            spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments, connections=connections,
             cache=SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=upstream)))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print_estimate(estimate)
     return 0
+
+
+def local_connections(path: Path | None) -> Connections:
+    """The user's own machine: inline connections to any host, and the named ones of a connections file (the flag,
+    or CONNECTIONS_FILE), their passwords from the environment."""
+    import os
+
+    from engine.spec.connections import load_connections
+    from engine.spec.secrets import Secrets
+
+    path = path or (Path(os.environ["CONNECTIONS_FILE"]) if os.environ.get("CONNECTIONS_FILE") else None)
+    named = parse_file(path, load_connections) if path is not None else {}
+    return Connections(Secrets(os.environ), named=named)
 
 
 def open_router(path: Path) -> ChatClient:

@@ -9,9 +9,9 @@ from engine.results import SqliteResultStore
 from engine.results.answer_cache import AnswerCache
 from engine.run.estimate import Estimate, estimate_run
 from engine.sources import open_source
+from engine.sources.mysql_connection import Connections
 from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
-from engine.spec.secrets import Secrets
 
 
 def candidates(spec: WorkflowSpec, gateway: GatewayConfig | None, model: str | None) -> list[Deployment]:
@@ -23,10 +23,10 @@ def candidates(spec: WorkflowSpec, gateway: GatewayConfig | None, model: str | N
 
 
 async def estimate_spec(spec: WorkflowSpec, *, base_dir: Path, work_dir: Path, deployments: list[Deployment],
-                        secrets: Secrets, cache: AnswerCache | None = None) -> Estimate:
+                        connections: Connections, cache: AnswerCache | None = None) -> Estimate:
     """The estimate over the spec's source; rows already done in `work_dir` (a resume) and rows the answer
     cache would answer are not counted."""
-    source = await open_source(spec, paths=PathPolicy(base_dir), secrets=secrets)
+    source = await open_source(spec, paths=PathPolicy(base_dir), connections=connections)
     store = SqliteResultStore(work_dir / "results.sqlite") if (work_dir / "results.sqlite").exists() else None
     try:
         earlier = await store.mean_tokens_out() if store is not None else None

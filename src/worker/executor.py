@@ -30,7 +30,7 @@ from core.gateway_router import gateway_identity
 from core.job_records import event_row
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.settings import Settings
-from core.spec_policy import job_secrets, path_policy, spec_checks
+from core.spec_policy import job_connections, path_policy, scrub_secrets, spec_checks
 from core.step_counts import step_counts
 from engine.errors import EngineError
 from engine.events import EventKind
@@ -124,8 +124,7 @@ class JobRun:
         self.ctx = ctx
         self.job = job
         self.job_id: int = job.id
-        self.secrets = job_secrets(ctx.settings)
-        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage(), scrub=self.secrets.scrub)
+        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage(), scrub=scrub_secrets)
 
     async def run(self) -> None:
         """Run under the job's trace, then move the job to where the run left it."""
@@ -183,8 +182,8 @@ class JobRun:
         try:
             return await run_spec(spec, client=client, base_dir=paths.base_dir, work_dir=self._job_dir(),
                                   store=store, output=output, on_progress=self.recorder.on_progress,
-                                  on_event=self.recorder.on_event, stop=stop, paths=paths, secrets=self.secrets,
-                                  cache=self.ctx.answers)
+                                  on_event=self.recorder.on_event, stop=stop, paths=paths,
+                                  connections=job_connections(settings), cache=self.ctx.answers)
         finally:
             if self.ctx.answers is not None:  # a job right after this one (on any worker) finds its answers
                 await self.ctx.answers.flush()
@@ -238,7 +237,7 @@ class JobRun:
         expected = isinstance(exc, EngineError | OSError)
         if not expected:
             log.exception("job %s failed", self.job_id)
-        message = self.secrets.scrub(str(exc) if expected else f"{type(exc).__name__}: {exc}")
+        message = scrub_secrets(str(exc) if expected else f"{type(exc).__name__}: {exc}")
         target = JobStatus.CANCELLED if self.recorder.holding is JobStatus.CANCELLING else JobStatus.FAILED
         kind = EventKind.CANCELLED if target is JobStatus.CANCELLED else EventKind.FAILED
         await self._finish(target, kind, f"{target}: {message}", error=message)

@@ -19,7 +19,7 @@ from core.models import Job, JobItem, JobStatus
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate
 from core.settings import Settings
-from core.spec_policy import job_secrets, path_policy
+from core.spec_policy import job_connections, path_policy
 from engine.errors import InputError
 from engine.gateway.config import GatewayConfig
 from engine.results import RowStatus
@@ -51,7 +51,7 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Sett
     assert workflow.id is not None
     earlier = await _earlier_output_tokens(session, workflow.id)
     try:  # the source is opened and read here, as a worker would: its problems are the request's
-        source = await open_source(spec, paths=path_policy(settings), secrets=job_secrets(settings))
+        source = await open_source(spec, paths=path_policy(settings), connections=job_connections(settings))
         try:
             return await estimate_run(spec, source=source, deployments=deployments, earlier_output_tokens=earlier,
                                       cache=cache, stored_before=stored_before)

@@ -12,9 +12,9 @@ import polars as pl
 from engine.errors import InputError
 from engine.retrieval.index import Hit, KnowledgeIndex
 from engine.sources.base import Source, check_columns
+from engine.sources.mysql_connection import Connections
 from engine.sources.open import open_table
 from engine.spec.paths import PathPolicy
-from engine.spec.secrets import Secrets
 from engine.spec.step_models import Knowledge
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
@@ -34,9 +34,9 @@ class KnowledgeTable:
         return [[(self.ids[h.position], self.texts[h.position], h.score) for h in hits] for hits in found]
 
 
-async def open_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secrets, field: str) -> Source:
+async def open_knowledge(config: Knowledge, *, paths: PathPolicy, connections: Connections, field: str) -> Source:
     """The table at `config` (spec location `field`), opened, with its text and id columns checked."""
-    source = await open_table(config.source, paths=paths, secrets=secrets, field=f"{field}.source")
+    source = await open_table(config.source, paths=paths, connections=connections, field=f"{field}.source")
     try:
         check_columns(source, [config.text, *([config.id] if config.id else [])], what="knowledge text or id")
     except BaseException:
@@ -45,10 +45,10 @@ async def open_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secre
     return source
 
 
-async def load_knowledge(config: Knowledge, *, paths: PathPolicy, secrets: Secrets, field: str,
+async def load_knowledge(config: Knowledge, *, paths: PathPolicy, connections: Connections, field: str,
                          embed: Embed) -> KnowledgeTable:
     """Read the table at `config` (spec location `field`), embed its texts with `embed`, index the vectors."""
-    source = await open_knowledge(config, paths=paths, secrets=secrets, field=field)
+    source = await open_knowledge(config, paths=paths, connections=connections, field=field)
     try:
         ids: list[Any] = []
         texts: list[str] = []

@@ -15,10 +15,10 @@ from engine.run.embedder import Embedder
 from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse
 from engine.run.step_runs import EmbedRun, FilterRun, PromptRun, RetrieveRun, StepRun
+from engine.sources.mysql_connection import Connections
 from engine.spec.flow import RunStep, pipeline, vector_steps, written_columns
 from engine.spec.models import EmbedStep, FilterStep, PromptStep, WorkflowSpec
 from engine.spec.paths import PathPolicy
-from engine.spec.secrets import Secrets
 
 Durable = Callable[[list[RowResult]], Awaitable[None]]
 
@@ -36,7 +36,7 @@ class RowPipeline:
     """The steps of a multi-step workflow, ready to run rows (many at once: each row in its own task)."""
 
     def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate, reuse: AnswerReuse | None, *,
-                 paths: PathPolicy, secrets: Secrets) -> None:
+                 paths: PathPolicy, connections: Connections) -> None:
         steps = pipeline(spec)
         embedders = {step.id: Embedder(client, model=step.model, batch_size=step.batch_size,
                                        retry=step.retry or spec.retry, gate=gate, reuse=reuse)
@@ -55,7 +55,7 @@ class RowPipeline:
             elif isinstance(step, FilterStep):
                 self.runs.append(FilterRun(step))
             else:
-                retrieve = RetrieveRun(step, embedders[vectors[step.query].id], paths=paths, secrets=secrets,
+                retrieve = RetrieveRun(step, embedders[vectors[step.query].id], paths=paths, connections=connections,
                                        field=f"steps.{index}.knowledge")
                 self.retrieves.append(retrieve)
                 self.runs.append(retrieve)

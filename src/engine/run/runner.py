@@ -31,6 +31,7 @@ from engine.run.reuse import AnswerReuse
 from engine.run.selection import rows_to_send
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
+from engine.sources.mysql_connection import Connections
 from engine.spec.flow import first_prompt
 from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
@@ -76,7 +77,7 @@ class Runner:
     def __init__(self, spec: WorkflowSpec, *, client: ChatClient, store: ResultStore, source: Source, sink: Sink,
                  on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
                  stop: asyncio.Event | None = None, cache: AnswerCache | None = None,
-                 paths: PathPolicy | None = None, secrets: Secrets | None = None) -> None:
+                 paths: PathPolicy | None = None, connections: Connections | None = None) -> None:
         self.spec = spec
         self.store = store
         self.source = source
@@ -99,7 +100,7 @@ class Runner:
             self.processor = RowProcessor(step, client, self.gate, reuse)
         else:
             self.pipeline = RowPipeline(spec, client, self.gate, reuse, paths=paths or PathPolicy(Path.cwd()),
-                                        secrets=secrets or Secrets(os.environ))
+                                        connections=connections or Connections(Secrets(os.environ)))
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: EventKind, message: str, **data: Any) -> None:
@@ -310,23 +311,24 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
                    store: ResultStore | None = None, output: Path | None = None,
                    on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
                    stop: asyncio.Event | None = None, paths: PathPolicy | None = None,
-                   secrets: Secrets | None = None, cache: AnswerCache | None = None) -> RunOutcome:
+                   connections: Connections | None = None, cache: AnswerCache | None = None) -> RunOutcome:
     """Every input check happens before the first request; results go to `store` (default: work_dir).
 
     `paths` decides which files the run may read and write (checked as each is opened) and where relative paths
-    start (default: any file, relative to `base_dir`). `secrets` resolves `${NAME}` references (default: any
+    start (default: any file, relative to `base_dir`). `connections` opens the databases the spec names (default:
+    inline ones to any host, their `${NAME}` references resolved from any
     variable of this process's environment). `cache` keeps answers by request, for the spec's `cache` setting.
     """
     paths = paths or PathPolicy(base_dir)
-    secrets = secrets or Secrets(os.environ)
-    source = await open_source(spec, paths=paths, secrets=secrets)
+    connections = connections or Connections(Secrets(os.environ))
+    source = await open_source(spec, paths=paths, connections=connections)
     try:
-        sink = await open_sink(spec, paths=paths, secrets=secrets, output=output)
+        sink = await open_sink(spec, paths=paths, connections=connections, output=output)
         results = store or SqliteResultStore(work_dir / "results.sqlite")
         try:
             runner = Runner(spec, client=client, store=results, source=source, sink=sink,
                             on_progress=on_progress, on_event=on_event, stop=stop, cache=cache, paths=paths,
-                            secrets=secrets)
+                            connections=connections)
             return await runner.run()
         finally:
             if store is None:

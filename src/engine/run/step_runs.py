@@ -20,10 +20,10 @@ from engine.run.attempts import RowProcessor
 from engine.run.batching import Batcher
 from engine.run.embedder import Embedded, Embedder, EmbedFailed
 from engine.run.prompts import PromptRenderer
+from engine.sources.mysql_connection import Connections
 from engine.spec.flow import RunStep, compare_columns, model_columns
 from engine.spec.models import EmbedStep, FilterStep, Prompt, RetrieveStep
 from engine.spec.paths import PathPolicy
-from engine.spec.secrets import Secrets
 
 SEARCH_BATCH = 64  # queries scored in one pass over the knowledge table
 SEARCH_WAIT_S = 0.001  # how long a query waits for others to share its pass
@@ -152,14 +152,14 @@ class EmbedRun:
 class RetrieveRun:
     """A retrieve step: the knowledge table's nearest rows to the row's vector, as a context column."""
 
-    def __init__(self, step: RetrieveStep, embedder: Embedder, *, paths: PathPolicy, secrets: Secrets,
+    def __init__(self, step: RetrieveStep, embedder: Embedder, *, paths: PathPolicy, connections: Connections,
                  field: str) -> None:
         self.step = step
         self.id = step.id
         self.units = [(self.id, "")]
         self.embedder = embedder  # the query's embed step's: the table is embedded by the same model
         self.paths = paths
-        self.secrets = secrets
+        self.connections = connections
         self.field = field
         self._table: asyncio.Task[tuple[KnowledgeTable, Embedded | None]] | None = None
         self._build_paid = False
@@ -172,7 +172,8 @@ class RetrieveRun:
 
     async def check(self) -> None:
         """The knowledge table opens and has its columns (before any request is sent)."""
-        source = await open_knowledge(self.step.knowledge, paths=self.paths, secrets=self.secrets, field=self.field)
+        source = await open_knowledge(self.step.knowledge, paths=self.paths, connections=self.connections,
+                                      field=self.field)
         await source.close()
 
     async def table(self) -> tuple[KnowledgeTable, Embedded | None]:
@@ -193,8 +194,8 @@ class RetrieveRun:
             bought.extend(m for m in made if not m.cached)
             return [m.vector for m in made]
 
-        table = await load_knowledge(self.step.knowledge, paths=self.paths, secrets=self.secrets, field=self.field,
-                                     embed=embed)
+        table = await load_knowledge(self.step.knowledge, paths=self.paths, connections=self.connections,
+                                     field=self.field, embed=embed)
         spent = Embedded([], bought[0].model, sum(m.tokens for m in bought), sum(m.cost for m in bought)) \
             if bought else None
         return table, spent

@@ -10,10 +10,10 @@ from engine.results import ResultStore
 from engine.results.settled import SettledRows
 from engine.sinks.base import cell_text
 from engine.sources.base import Source
-from engine.sources.mysql_connection import connect, quote, table_columns
+from engine.sources.mysql_connection import Connections, quote, table_columns
 from engine.spec.flow import output_fields
-from engine.spec.models import MysqlConnection, MysqlSinkSpec, MysqlSourceSpec, WorkflowSpec
-from engine.spec.secrets import Secrets
+from engine.spec.io_models import Connection
+from engine.spec.models import MysqlSinkSpec, MysqlSourceSpec, WorkflowSpec
 
 BATCH = 1_000
 
@@ -21,18 +21,19 @@ BATCH = 1_000
 class MysqlWriteBack:
     """UPDATE table SET <output columns> WHERE key = ... for every done row."""
 
-    def __init__(self, connection: MysqlConnection, table: str, key: str, outputs: dict[str, str], *,
-                 secrets: Secrets) -> None:
+    def __init__(self, connection: Connection, table: str, key: str, outputs: dict[str, str], *,
+                 connections: Connections) -> None:
         self.connection = connection
-        self.secrets = secrets
+        self.connections = connections
+        self.database = connections.settings(connection)[0].database
         self.table = table
         self.key = key
         self.outputs = outputs
-        self.description = f"mysql {connection.database}.{table}"
+        self.description = f"mysql {self.database}.{table}"
         self._checked = False
 
     @classmethod
-    def from_spec(cls, spec: WorkflowSpec, secrets: Secrets) -> MysqlWriteBack:
+    def from_spec(cls, spec: WorkflowSpec, connections: Connections) -> MysqlWriteBack:
         """The sink's settings, defaulting to the MySQL source's connection, table and key."""
         sink = spec.sink if isinstance(spec.sink, MysqlSinkSpec) else MysqlSinkSpec(kind="mysql")
         source = spec.source if isinstance(spec.source, MysqlSourceSpec) else None
@@ -41,13 +42,13 @@ class MysqlWriteBack:
         key = sink.key or (source.key if source else None)
         if connection is None or table is None or key is None:
             raise InputError("sink: a mysql sink needs connection, table and key")
-        return cls(connection, table, key, output_fields(spec, lists_kept=False), secrets=secrets)
+        return cls(connection, table, key, output_fields(spec, lists_kept=False), connections=connections)
 
     async def check(self) -> None:
         """The table has the key and every output column."""
-        connection = await connect(self.connection, self.secrets)
+        connection = await self.connections.connect(self.connection)
         try:
-            columns = await table_columns(connection, self.connection.database, self.table)
+            columns = await table_columns(connection, self.database, self.table)
         finally:
             connection.close()
         missing = [c for c in (self.key, *self.outputs.values()) if c not in columns]
@@ -64,7 +65,7 @@ class MysqlWriteBack:
         fields = list(self.outputs)
         assignments = ", ".join(f"{quote(self.outputs[f])} = %s" for f in fields)
         sql = f"UPDATE {quote(self.table)} SET {assignments} WHERE {quote(self.key)} = %s"
-        connection = await connect(self.connection, self.secrets)
+        connection = await self.connections.connect(self.connection)
         try:
             after: str | None = None
             while True:
@@ -72,9 +73,7 @@ class MysqlWriteBack:
                 if not results:
                     break
                 rows: list[tuple[Any, ...]] = [(*(cell_text(r.outputs.get(f)) for f in fields), r.key) for r in results]
-                async with connection.cursor() as cursor:
-                    await cursor.executemany(sql, rows)
-                await connection.commit()
+                await connection.execute_many(sql, rows)
         except BaseException:
             await connection.rollback()
             raise

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine.sinks.base import Sink
 from engine.sinks.files import FileSink
+from engine.sources.mysql_connection import Connections
 from engine.spec.flow import list_columns, output_fields
 from engine.spec.models import (
     CsvSourceSpec,
@@ -17,7 +18,6 @@ from engine.spec.models import (
     WorkflowSpec,
 )
 from engine.spec.paths import PathPolicy
-from engine.spec.secrets import Secrets
 
 LIST_KINDS = ("parquet", "jsonl")  # formats whose cells hold lists of numbers
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "excel": ".xlsx"}
@@ -39,7 +39,8 @@ def file_sink(spec: WorkflowSpec, path: Path, kind: str) -> FileSink:
                     lists=list_columns(spec) if lists_kept else {})
 
 
-async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets, output: Path | None = None) -> Sink:
+async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, connections: Connections,
+                    output: Path | None = None) -> Sink:
     """The spec's sink, checked; `output` (the CLI's flag, or a job's own folder) overrides a file sink's path and is
     checked against the policy like any other."""
     config = spec.sink
@@ -47,7 +48,7 @@ async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets, 
     if isinstance(config, MysqlSinkSpec) or (config is None and isinstance(spec.source, MysqlSourceSpec)):
         from engine.sinks.mysql import MysqlWriteBack
 
-        sink = MysqlWriteBack.from_spec(spec, secrets)
+        sink = MysqlWriteBack.from_spec(spec, connections)
     elif config is None:
         path, kind = default_output(spec, paths)
         sink = file_sink(spec, paths.resolve(str(output or path), field="sink.path"), kind)

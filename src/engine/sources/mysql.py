@@ -9,9 +9,8 @@ import polars as pl
 
 from engine.errors import InputError
 from engine.sources.base import Batch, canonical_key
-from engine.sources.mysql_connection import connect, quote, table_columns
+from engine.sources.mysql_connection import Connections, MysqlSession, quote, table_columns
 from engine.spec.models import MysqlSourceSpec
-from engine.spec.secrets import Secrets
 
 
 class MysqlTableSource:
@@ -20,22 +19,23 @@ class MysqlTableSource:
     parallel_reads = False  # one connection: a second walk would interleave with the first
     first_row: int | None = None  # rows are keyed by the table's key column
 
-    def __init__(self, config: MysqlSourceSpec, connection: Any, columns: list[str]) -> None:
+    def __init__(self, config: MysqlSourceSpec, connection: MysqlSession, columns: list[str], database: str) -> None:
         self.config = config
         self.connection = connection
         self.columns = columns
-        self.description = f"mysql {config.connection.database}.{config.table}"
+        self.description = f"mysql {database}.{config.table}"
         self._from = f"FROM {quote(config.table)}"
         # Every query goes through the driver's %-formatting (args may be empty): a % of the condition is literal.
         self._where = f"({config.where.replace('%', '%%')})" if config.where else "1=1"
 
     @classmethod
-    async def open(cls, config: MysqlSourceSpec, secrets: Secrets) -> MysqlTableSource:
+    async def open(cls, config: MysqlSourceSpec, connections: Connections) -> MysqlTableSource:
         """Connect and read the table's columns; the key column must exist and be unique."""
-        connection = await connect(config.connection, secrets)
+        database = connections.settings(config.connection)[0].database
+        connection = await connections.connect(config.connection)
         try:
-            columns = await table_columns(connection, config.connection.database, config.table)
-            source = cls(config, connection, columns)
+            columns = await table_columns(connection, database, config.table)
+            source = cls(config, connection, columns, database)
             if config.key not in columns:
                 raise InputError(f"{source.description}: key column {config.key!r} not found "
                                  f"(columns: {', '.join(columns)})")
@@ -50,11 +50,8 @@ class MysqlTableSource:
         return source
 
     async def _scalar(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        async with self.connection.cursor() as cursor:
-            await cursor.execute(sql, args)
-            row = await cursor.fetchone()
-        await self.connection.commit()
-        return row[0] if row else None
+        rows = await self.connection.fetch_all(sql, args)
+        return rows[0][0] if rows else None
 
     async def count(self) -> int | None:
         """Rows matching `where`."""
@@ -69,10 +66,7 @@ class MysqlTableSource:
             after = f" AND {key} > %s" if last is not None else ""
             sql = (f"SELECT {columns} {self._from} WHERE {self._where}{after} ORDER BY {key} "
                    f"LIMIT {self.config.batch_size}")
-            async with self.connection.cursor() as cursor:
-                await cursor.execute(sql, (last,) if last is not None else ())
-                rows = list(await cursor.fetchall())
-            await self.connection.commit()  # end the snapshot so later batches see committed write-backs
+            rows = await self.connection.fetch_all(sql, (last,) if last is not None else ())
             if not rows:
                 return
             frame = pl.DataFrame(rows, schema=self.columns, orient="row", infer_schema_length=None)

@@ -8,6 +8,7 @@ from engine.errors import InputError
 from engine.sources.base import Source, check_columns, check_distinct_columns
 from engine.sources.excel import excel_source
 from engine.sources.files import csv_source, inline_source, jsonl_source, parquet_source
+from engine.sources.mysql_connection import Connections
 from engine.spec.flow import pipeline, source_inputs
 from engine.spec.models import (
     CsvSourceSpec,
@@ -20,7 +21,6 @@ from engine.spec.models import (
     WorkflowSpec,
 )
 from engine.spec.paths import PathPolicy
-from engine.spec.secrets import Secrets
 
 
 def _existing_file(path: str, paths: PathPolicy, field: str) -> Path:
@@ -31,10 +31,10 @@ def _existing_file(path: str, paths: PathPolicy, field: str) -> Path:
     return resolved
 
 
-async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets) -> Source:
+async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, connections: Connections) -> Source:
     """The spec's source, opened and checked: file, sheet, input columns, key column."""
     config = spec.source
-    source = await open_table(config, paths=paths, secrets=secrets)
+    source = await open_table(config, paths=paths, connections=connections)
     key = getattr(config, "key", None)
     check_columns(source, [*source_inputs(pipeline(spec)), *([key] if key else [])], what="input or key")
     check_key = getattr(source, "check_key", None)
@@ -43,7 +43,8 @@ async def open_source(spec: WorkflowSpec, *, paths: PathPolicy, secrets: Secrets
     return source
 
 
-async def open_table(config: SourceSpec, *, paths: PathPolicy, secrets: Secrets, field: str = "source") -> Source:
+async def open_table(config: SourceSpec, *, paths: PathPolicy, connections: Connections,
+                     field: str = "source") -> Source:
     """A table of rows (a source, or a retrieve step's knowledge table at `field`), opened: its file or server."""
     source: Source
     if isinstance(config, CsvSourceSpec):
@@ -61,7 +62,7 @@ async def open_table(config: SourceSpec, *, paths: PathPolicy, secrets: Secrets,
     elif isinstance(config, MysqlSourceSpec):
         from engine.sources.mysql import MysqlTableSource
 
-        source = await MysqlTableSource.open(config, secrets)
+        source = await MysqlTableSource.open(config, connections)
     else:  # pragma: no cover - the spec's union is closed
         raise InputError(f"unsupported source kind {config.kind!r}")
     check_distinct_columns(source)

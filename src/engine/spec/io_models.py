@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
@@ -51,8 +52,12 @@ class ExcelSourceSpec(_FileSourceSpec):
     header_row: int = Field(0, ge=0, description="0-based row that holds the column names.")
 
 
+CONNECTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+
+
 class MysqlConnection(StrictModel):
-    """How to reach a MySQL/MariaDB server."""
+    """How to reach a MySQL/MariaDB server, written in the spec (on the platform, only to hosts the operator
+    allows in ALLOWED_DB_HOSTS)."""
 
     host: str = Field("127.0.0.1", description="Server name or address.")
     port: int = Field(3306, ge=1, le=65535, description="Server port.")
@@ -62,11 +67,18 @@ class MysqlConnection(StrictModel):
     database: str = Field(min_length=1, description="Database (schema) that holds the table.")
 
 
+ConnectionName = Annotated[str, Field(pattern=CONNECTION_NAME.pattern, description="The name of a connection the "
+                                      "operator configured (CONNECTIONS_FILE): host, user, password and TLS stay "
+                                      "out of the spec.")]
+Connection = ConnectionName | MysqlConnection
+
+
 class MysqlSourceSpec(StrictModel):
     """Rows from a MySQL/MariaDB table."""
 
     kind: Literal["mysql"] = Field(description="`mysql`: a MySQL/MariaDB table, read in batches by ascending key.")
-    connection: MysqlConnection = Field(description="How to reach the server.")
+    connection: Connection = Field(description="A connection's name (`warehouse`: the operator's), or, where the "
+                                               "operator allows it, how to reach the server.")
     table: str = Field(min_length=1, description="The table to read (and, by default, to write answers back to).")
     key: str = Field(min_length=1, description="Primary-key column; rows are read and written back by it.")
     where: str | None = Field(None, description="Optional SQL condition that limits the rows read: one condition, "
@@ -132,7 +144,8 @@ class MysqlSinkSpec(StrictModel):
 
     kind: Literal["mysql"] = Field(description="`mysql`: each answer written back into its row of a MySQL/MariaDB "
                                                "table, by key.")
-    connection: MysqlConnection | None = Field(None, description="Defaults to the source's connection.")
+    connection: Connection | None = Field(None, description="A connection's name (or an inline one); defaults to "
+                                                            "the source's connection.")
     table: str | None = Field(None, description="Defaults to the source's table.")
     key: str | None = Field(None, description="Column rows are updated by; defaults to the source's key.")
 
