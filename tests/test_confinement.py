@@ -4,6 +4,8 @@ refused at POST with the field's name and place, and checked again when a job op
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from sqlalchemy import update
 
 from core.models import Job
 from core.queue import NoQueue
+from core.server_files import exposed_server_files
 from core.settings import Settings
 from tests.engine_helpers import SPEC
 from tests.fake_upstream import FakeUpstream
@@ -146,3 +149,30 @@ async def test_the_output_route_serves_only_files_inside_the_folders(client: htt
         await session.commit()
     response = await client.get(f"/api/v1/jobs/{job['id']}/output")
     assert response.status_code == 404 and SECRET_LINE not in response.text
+
+
+def test_the_default_data_dir_holds_none_of_the_servers_files() -> None:
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' own argument
+    assert defaults.data_dir == Path("data") and exposed_server_files(defaults) == []
+
+
+def test_server_files_inside_data_dir_or_a_root_are_named(tmp_path: Path) -> None:
+    data, root = tmp_path / "data", tmp_path / "shared"
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{data}/rowloom.db",  # type: ignore[call-arg]
+                        data_dir=data, allowed_roots=[root], secrets_file=root / "secrets.env",
+                        gateway_config=tmp_path / "gateway.yaml", connections_file=data / "sub" / "connections.yaml")
+    assert [problem.split(" ")[0] for problem in exposed_server_files(settings)] == [
+        "DATABASE_URL", "SECRETS_FILE", "CONNECTIONS_FILE"]
+
+
+@pytest.mark.parametrize("data_dir", [".", "data/.."])
+def test_the_server_and_the_worker_refuse_to_start_with_env_inside_data_dir(tmp_path: Path, data_dir: str) -> None:
+    """With DATA_DIR=., a CSV source could read .env and a sink overwrite the database: neither process starts."""
+    (tmp_path / ".env").write_text(f"DATA_DIR={data_dir}\nDATABASE_URL=sqlite+aiosqlite:///{tmp_path}/elsewhere.db\n")
+    rowloom = Path(sys.executable).with_name("rowloom")
+    for command in (["serve", "--no-migrate", "--port", "1"], ["worker"]):
+        ended = subprocess.run([str(rowloom), *command], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                               env={k: v for k, v in os.environ.items() if k not in ("DATA_DIR", "DATABASE_URL")})
+        assert ended.returncode != 0
+        assert "refusing to start: .env (.env) is inside DATA_DIR" in ended.stderr, ended.stderr
+    assert not (tmp_path / "elsewhere.db").exists()

@@ -4,12 +4,16 @@ login gives a password away in clear text."""
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
+import asyncmy
 import httpx
 import pytest
 
+from api_server.main import create_app
+from core.gateway_router import open_router
 from core.settings import Settings
 from engine.errors import InputError, SpecError
 from engine.sources.mysql_connection import Connections
@@ -17,11 +21,12 @@ from engine.spec.connections import host_allowed, load_connections
 from engine.spec.io_models import MysqlConnection
 from engine.spec.secrets import Secrets
 from tests.engine_helpers import SPEC, tickets
-from tests.fake_mysql import ClearTextServer
+from tests.fake_mysql import ClearTextServer, SilentServer
 from tests.fake_upstream import FakeUpstream
+from tests.keys import bearer
 from tests.services import mysql_fields, write_connections
 from tests.test_engine_mysql import execute
-from tests.worker_helpers import platform, wait_status
+from tests.worker_helpers import platform, wait_for, wait_status
 
 PASSWORD = "pw-" + secrets.token_hex(12)
 
@@ -138,3 +143,75 @@ async def test_a_named_connection_runs_and_its_secret_resolves_only_inside_it(
     assert "belongs to a connection the operator named" in refused["error"] and PASSWORD not in refused["error"]
     rows = await execute(named_table, "SELECT COUNT(*) FROM named_tickets WHERE ai_summary IS NOT NULL")
     assert rows[0][0] == 8
+
+
+def _silent(port: int, **timeouts: float) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": port, "user": "u", "database": "d", **timeouts}
+
+
+async def test_a_server_that_never_speaks_fails_the_job_at_its_deadline(database_url: str, tmp_path: Path) -> None:
+    async with SilentServer() as silent, FakeUpstream() as upstream:
+        silent_db = _silent(silent.port, connect_timeout_s=0.5)
+        connections = write_connections(tmp_path / "connections.yaml", silent=silent_db)
+        async with platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                            connections_file=connections) as p:
+            job_id = await p.start_job(yaml=mysql_workflow("silent"))
+            job = await wait_status(p.http, job_id, "failed")
+    assert job["error"] == "mysql connection 'silent': cannot connect: no answer within 0.5s"
+    assert silent.connections >= 1 and upstream.stats.requests == 0
+
+
+async def test_cancel_interrupts_a_run_blocked_on_a_silent_server(database_url: str, tmp_path: Path) -> None:
+    async with SilentServer() as silent, FakeUpstream() as upstream:
+        silent_db = _silent(silent.port, connect_timeout_s=600)
+        connections = write_connections(tmp_path / "connections.yaml", silent=silent_db)
+        # (the job's background estimate ends at its own deadline; the in-process transport waits for it)
+        async with platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                            connections_file=connections, estimate_timeout_s=0.5) as p:
+            job_id = await p.start_job(yaml=mysql_workflow("silent"))
+            await wait_for(lambda: _connected(silent), what="the job to connect")
+            cancelled_at = time.monotonic()
+            assert (await p.http.post(f"/api/v1/jobs/{job_id}/cancel")).status_code == 200
+            await wait_status(p.http, job_id, "cancelled")
+            took = time.monotonic() - cancelled_at
+            events = (await p.http.get(f"/api/v1/jobs/{job_id}/events")).json()["items"]
+    assert took < 5.0, took
+    assert "interrupted after 3 s of waiting for its source or sink" in events[-1]["message"]
+
+
+async def _connected(server: SilentServer) -> bool:
+    return server.connections > 0
+
+
+async def test_an_estimate_answers_within_its_deadline(settings: Settings, database: Any, admin_key: str,
+                                                      tmp_path: Path) -> None:
+    async with SilentServer() as silent:
+        connections = write_connections(tmp_path / "silent.yaml", silent=_silent(silent.port, connect_timeout_s=600))
+        app = create_app(settings.model_copy(update={"connections_file": connections, "estimate_timeout_s": 0.5}),
+                         database, open_router(settings))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                     headers=bearer(admin_key), timeout=30) as http:
+            assert (await http.post("/api/v1/workflows", json={"yaml": mysql_workflow("silent")})).status_code == 201
+            response = await http.post("/api/v1/jobs/estimate", json={"workflow": "triage"})
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "source"
+    assert response.json()["error"]["message"] == "the source did not answer within 0.5s"
+
+
+@pytest.mark.mysql
+async def test_a_query_that_does_not_end_fails_at_the_deadline(database_url: str, tmp_path: Path,
+                                                               named_table: dict[str, Any]) -> None:
+    """Another session holds the table locked: the job's read waits, and fails at the connection's deadline."""
+    warehouse = {**named_table, "query_timeout_s": 1}
+    connections = write_connections(tmp_path / "connections.yaml", warehouse=warehouse)
+    locker = await asyncmy.connect(**named_table, autocommit=True)
+    try:
+        async with locker.cursor() as cursor:
+            await cursor.execute("LOCK TABLES named_tickets WRITE")
+        async with FakeUpstream() as upstream, \
+                platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                         connections_file=connections) as p:
+            job = await wait_status(p.http, await p.start_job(yaml=mysql_workflow("warehouse")), "failed")
+    finally:
+        locker.close()
+    assert job["error"] == "mysql connection 'warehouse': a query did not end within 1s"

@@ -132,7 +132,7 @@ async def test_the_api_estimates_a_job_without_making_one(estimating: httpx.Asyn
 async def test_an_estimate_names_what_stops_it(estimating: httpx.AsyncClient) -> None:
     await make_workflow(estimating)
     missing = await estimating.post("/api/v1/jobs/estimate", json={
-        "workflow": "ticket-triage", "params": {"source": {"path": "data/nope.csv"}}})
+        "workflow": "ticket-triage", "params": {"source": {"path": "nope.csv"}}})
     unknown = await estimating.post("/api/v1/jobs/estimate", json={"workflow": "no-such-flow"})
     outside = await estimating.post("/api/v1/jobs/estimate", json={
         "workflow": "ticket-triage", "params": {"source": {"path": "/etc/passwd"}}})

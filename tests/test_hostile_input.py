@@ -108,7 +108,7 @@ async def test_billion_laughs_is_refused_within_a_second_while_ping_answers(sett
 @pytest.mark.parametrize("where", ["1=1; DROP TABLE tickets", "id > 0 -- everything", "id > 0 # rest",
                                    "id > 0 /*! UNION */", "name = 'open"])
 async def test_a_mysql_where_is_one_condition(client: httpx.AsyncClient, where: str) -> None:
-    yaml = spec_text().replace("source: {kind: csv, path: data/tickets.csv, key: id}", (
+    yaml = spec_text().replace("source: {kind: csv, path: tickets.csv, key: id}", (
         "source:\n  kind: mysql\n  connection: {database: test}\n  table: tickets\n  key: id\n"
         f"  where: {where!r}"))
     error = error_of(await client.post("/api/v1/workflows", json={"yaml": yaml}), 422)
@@ -117,7 +117,7 @@ async def test_a_mysql_where_is_one_condition(client: httpx.AsyncClient, where: 
 
 
 async def test_a_where_with_quotes_and_percent_is_accepted(client: httpx.AsyncClient) -> None:
-    yaml = spec_text().replace("source: {kind: csv, path: data/tickets.csv, key: id}", (
+    yaml = spec_text().replace("source: {kind: csv, path: tickets.csv, key: id}", (
         "source:\n  kind: mysql\n  connection: warehouse\n  table: tickets\n  key: id\n"
         "  where: \"subject LIKE 'a;b%' AND body <> '--'\""))
     assert (await client.post("/api/v1/workflows", json={"yaml": yaml})).status_code == 201

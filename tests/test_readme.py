@@ -58,7 +58,7 @@ async def test_the_readmes_examples_work_as_written(database_url: str, tmp_path:
         assert code == 0, out
         job_id = int(re.findall(r'"id":(\d+),"name":"ticket-triage","workflow_id"', out)[0])  # 1 on a new database
         job: dict[str, Any] = await wait_status(p.http, job_id, "completed")
-        assert job["counts"]["done"] == 4 and job["params"] == {"source": {"path": "data/nov.csv"}}
+        assert job["counts"]["done"] == 4 and job["params"] == {"source": {"path": "nov.csv"}}
         code, out = await bash(AUTH + cost_block.replace("/jobs/1", f"/jobs/{job_id}"), base_url, key,
                                strict=True, cwd=tmp_path)
         assert code == 0, out

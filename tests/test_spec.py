@@ -32,7 +32,7 @@ def test_valid_spec_keeps_text_and_hash() -> None:
 
 
 def test_excel_source_with_sheet_by_name() -> None:
-    text = spec_text().replace("{kind: csv, path: data/tickets.csv, key: id}",
+    text = spec_text().replace("{kind: csv, path: tickets.csv, key: id}",
                                "{kind: excel, path: t.xlsx, sheet: Tickets}")
     source = load_spec(text).spec.source
     assert isinstance(source, ExcelSourceSpec)

@@ -12,12 +12,13 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+ENV_FILE = ".env"  # read from the working directory
 
 
 class Settings(BaseSettings):
     """Process settings; every field can be set as an environment variable of the same name."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
 
     database_url: str = Field(
         "sqlite+aiosqlite:///./rowloom.db",
@@ -37,8 +38,12 @@ class Settings(BaseSettings):
         None, description="A span per upstream HTTP call (httpx instrumentation) in each job's trace. Unset: on "
         "when traces are exported (OTEL_TRACES_EXPORTER), since it costs ~0.3 ms CPU per call.")
     data_dir: Path = Field(
-        Path("."), description="Relative paths in workflow specs start here; job outputs without a sink path "
-        "go to <data_dir>/jobs/<id>/.")
+        Path("data"), description="Relative paths in workflow specs start here; job outputs without a sink path "
+        "go to <data_dir>/jobs/<id>/. It may not hold the database, .env, SECRETS_FILE, GATEWAY_CONFIG or "
+        "CONNECTIONS_FILE (the server refuses to start).")
+    estimate_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="An estimate reads the job's source within this many seconds, or answers "
+        "422 naming the source (a database that does not answer holds no request longer).")
     worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker (or the in-process runner) runs at once.")
     max_running_jobs: int = Field(0, ge=0, description="Running jobs across all workers; 0: no global cap.")
     job_lease_s: float = Field(

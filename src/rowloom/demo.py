@@ -18,9 +18,9 @@ from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEMO_INPUT = "data/tickets.csv"
-NOVEMBER_INPUT = "data/nov.csv"  # the README's "Try it" runs a job over it
-HELP_ARTICLES = "data/kb.csv"  # the knowledge table the steps demo (and the README's steps example) searches
+DEMO_INPUT = "tickets.csv"
+NOVEMBER_INPUT = "nov.csv"  # the README's "Try it" runs a job over it
+HELP_ARTICLES = "kb.csv"  # the knowledge table the steps demo (and the README's steps example) searches
 DEMO_WORKFLOW = f"""# The demo that `rowloom serve --demo` runs: classify support tickets with the built-in mock model.
 name: demo-ticket-triage
 source: {{kind: csv, path: {DEMO_INPUT}, key: id}}

@@ -33,9 +33,12 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def worker_command(args: argparse.Namespace) -> int:
     """`rowloom worker`."""
+    from core.server_files import refuse_exposed_server_files
     from worker.arq_app import run_worker
 
-    run_worker(get_settings())
+    settings = get_settings()
+    refuse_exposed_server_files(settings)
+    run_worker(settings)
     return 0
 
 
@@ -64,9 +67,11 @@ def serve(host: str | None, port: int | None, *, migrate_first: bool = True, dem
     import uvicorn
 
     from api_server.main import BackgroundTask, QueueFactory, create_app
+    from core.server_files import refuse_exposed_server_files
     from core.telemetry import trace_upstream
 
     settings = get_settings()
+    refuse_exposed_server_files(settings)
     host, port = host or settings.api_host, port or settings.api_port
     if not settings.auth_required and not is_loopback(host):
         sys.exit(f"AUTH_REQUIRED=false is refused on {host}: without keys anyone who reaches the port could use "

@@ -1,6 +1,7 @@
 """The worker's fixed timings and names (tunable ones are in core.settings.Settings)."""
 
 RECORD_EVERY_S = 0.5  # progress + heartbeat written, and control (cancel/pause) noticed, this often
+STOP_GRACE_S = 3.0  # after a cancel or pause is noticed, the run may wind down this long; then it is interrupted
 CAP_WAIT_S = 2.0  # at the global running-jobs cap, a job waits this long before trying to claim again
 REQUEUE_BATCH = 500  # jobs the reaper re-offers per sweep
 JOB_TIMEOUT_S = 30 * 24 * 3600  # arq's per-job timeout: a job may run for weeks; leases, not arq, guard it

@@ -43,7 +43,7 @@ from engine.sinks.open import default_output
 from engine.spec import merge_params, validate_spec_data
 from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
-from worker.constants import TRACER
+from worker.constants import STOP_GRACE_S, TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import EarlierUsage, JobRecorder, StopReason
 from worker.store import DbResultStore
@@ -137,7 +137,7 @@ class JobRun:
             stop = asyncio.Event()
             beat = asyncio.create_task(self.recorder.beat(stop))
             try:
-                outcome = await self._run_engine(stop)
+                outcome = await self._run_engine_until_stopped(stop)
             except asyncio.CancelledError:
                 await self._shut_down()
                 raise
@@ -150,6 +150,31 @@ class JobRun:
                 with contextlib.suppress(asyncio.CancelledError):
                     await beat
             await self._ended(outcome)
+
+    async def _run_engine_until_stopped(self, stop: asyncio.Event) -> RunOutcome | None:
+        """The run, interrupted STOP_GRACE_S after a cancel or pause if it has not wound down by then (a source or
+        sink blocked on a server that does not answer); None when interrupted so."""
+        engine = asyncio.create_task(self._run_engine(stop))
+        try:
+            while not engine.done():
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({engine, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if engine.done() or self.recorder.stop_reason is None:
+                    continue  # the run stopped itself (a failure, a budget): it winds down in its own time
+                await asyncio.wait({engine}, timeout=STOP_GRACE_S)
+                if not engine.done():
+                    log.warning("job %s: interrupting a run that did not stop within %ss", self.job_id, STOP_GRACE_S)
+                    engine.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await engine
+                    return None
+            return engine.result()
+        finally:
+            if not engine.done():  # this task itself was cancelled (the worker shuts down)
+                engine.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await engine
 
     async def _earlier_usage(self) -> EarlierUsage:
         """Tokens and cost of earlier runs (their rows are in job_items; a re-run row adds to its own), and what
@@ -197,11 +222,13 @@ class JobRun:
             return None
         return self._job_dir() / default_output(spec, paths)[0].name
 
-    async def _ended(self, outcome: RunOutcome) -> None:
-        p = outcome.progress
-        counts = f"{p.done} done, {p.failed} failed, {p.skipped} skipped"
+    async def _ended(self, outcome: RunOutcome | None) -> None:
+        if outcome is not None:
+            self.recorder.on_progress(outcome.progress)
+        counts = self.recorder.counts_text()
         reason = self.recorder.stop_reason
         if reason is None:
+            assert outcome is not None  # interrupted only for a stop reason
             if outcome.budget is not None:
                 if await self._paused_for_budget(outcome.budget, counts):
                     return
@@ -213,7 +240,9 @@ class JobRun:
             reason = stops.get(status) if status else None
         if reason is StopReason.CANCEL:
             self.recorder.holding = JobStatus.CANCELLING
-            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, f"cancelled ({counts}); partial output kept")
+            kept = "partial output kept" if outcome is not None else \
+                f"interrupted after {STOP_GRACE_S:g} s of waiting for its source or sink"
+            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, f"cancelled ({counts}); {kept}")
         elif reason is StopReason.PAUSE:
             self.recorder.holding = JobStatus.PAUSED
             self.recorder.event(EventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")

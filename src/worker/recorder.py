@@ -77,6 +77,11 @@ class JobRecorder:
         data = {k: self.scrub(v) if isinstance(v, str) else v for k, v in data.items()}
         self.pending_events.append(event_row(self.job.id, kind, self.scrub(message), **data))
 
+    def counts_text(self) -> str:
+        """The newest counts, as a job's events say them."""
+        p = self.latest
+        return f"{p.done if p else 0} done, {p.failed if p else 0} failed, {p.skipped if p else 0} skipped"
+
     def progress_values(self) -> dict[str, Any]:
         """The job columns that show the newest progress."""
         values: dict[str, Any] = {"output": self.output} if self.output else {}

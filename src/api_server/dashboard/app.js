@@ -329,7 +329,7 @@ async function workflowPage(name) {
         location.hash = `#/jobs/${job.id}`;
       } catch (error) { note.textContent = error instanceof SyntaxError ? `params: ${error.message}` : error.message; }
     } }, el("label", {}, "Version", runVersion), el("label", {}, "Priority", priority),
-    el("label", {}, "Params (JSON: overrides of the spec, e.g. {\"source\": {\"path\": \"data/nov.csv\"}})", params),
+    el("label", {}, "Params (JSON: overrides of the spec, e.g. {\"source\": {\"path\": \"nov.csv\"}})", params),
     el("button", { class: "primary", type: "submit" }, "Run"), note));
   shown.textContent = await text(numbers[numbers.length - 1]);
 }

@@ -45,7 +45,7 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
     """Trigger a job of a workflow.
 
     `workflow` is a name or id; `version` defaults to the newest active one. `params` override parts of
-    the spec for this job (for example `{"source": {"path": "data/other.csv"}}`) and are validated with
+    the spec for this job (for example `{"source": {"path": "other.csv"}}`) and are validated with
     it. With an `Idempotency-Key` header, a retry with the same key and body returns the first job (200);
     the same key with a different body is a 409.
 

@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/v1/workflows", tags=["workflows"], responses=err
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 EXAMPLE_YAML = """# Classify support tickets
 name: ticket-triage
-source: {kind: csv, path: data/tickets.csv, key: id}
+source: {kind: csv, path: tickets.csv, key: id}
 columns:
   input: [subject, body]
   output: {category: ai_category}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -51,14 +52,18 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Sett
     assert workflow.id is not None
     earlier = await _earlier_output_tokens(session, workflow.id)
     try:  # the source is opened and read here, as a worker would: its problems are the request's
-        source = await open_source(spec, paths=path_policy(settings), connections=job_connections(settings))
-        try:
-            return await estimate_run(spec, source=source, deployments=deployments, earlier_output_tokens=earlier,
-                                      cache=cache, stored_before=stored_before)
-        finally:
-            await source.close()
+        async with asyncio.timeout(settings.estimate_timeout_s):
+            source = await open_source(spec, paths=path_policy(settings), connections=job_connections(settings))
+            try:
+                return await estimate_run(spec, source=source, deployments=deployments,
+                                          earlier_output_tokens=earlier, cache=cache, stored_before=stored_before)
+            finally:
+                await source.close()
     except InputError as exc:
         raise InvalidInput(str(exc), field="source") from None
+    except TimeoutError:
+        raise InvalidInput(f"the source did not answer within {settings.estimate_timeout_s:g}s", field="source") \
+            from None
 
 
 async def _earlier_output_tokens(session: AsyncSession, workflow_id: int) -> float | None:

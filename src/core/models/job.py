@@ -88,7 +88,7 @@ class JobCreate(SQLModel):
         json_schema_extra={"examples": [{
             "workflow": "ticket-triage",
             "name": "triage november tickets",
-            "params": {"source": {"path": "data/tickets-11.csv"}},
+            "params": {"source": {"path": "tickets-11.csv"}},
             "priority": "high",
         }]},
     )

@@ -107,7 +107,7 @@ class WorkflowCreate(WorkflowMeta):
             "name": "ticket-triage",
             "description": "Classify support tickets",
             "tags": ["support"],
-            "yaml": "source: {kind: csv, path: data/tickets.csv, key: id}\n"
+            "yaml": "source: {kind: csv, path: tickets.csv, key: id}\n"
                     "columns: {input: [question], output: {category: ai_category}}\n"
                     "prompt:\n  template: 'Classify: {record_json}'\n  required_fields: [category]\n"
                     "validation: {category: [technical, business, general]}\n",
