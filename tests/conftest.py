@@ -53,10 +53,12 @@ def mysql_migrated() -> str:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    """A migrated, empty database: SQLite always, MariaDB when the service is there."""
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                 sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite always (in a folder of its own: never inside a test's DATA_DIR, which
+    the server refuses), MariaDB when the service is there."""
     if request.param == "sqlite":
-        path = tmp_path / "rowloom.db"
+        path = tmp_path_factory.mktemp("db") / "rowloom.db"
         shutil.copy(sqlite_template, path)
         yield f"sqlite+aiosqlite:///{path}"
     else:

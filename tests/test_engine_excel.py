@@ -14,6 +14,7 @@ from engine.errors import InputError
 from engine.gateway.openai_client import OpenAIClient
 from engine.run import run_spec
 from engine.sources.excel import excel_source
+from engine.spec.paths import ReadLimits
 from tests.engine_helpers import make_spec
 from tests.fake_upstream import FakeUpstream
 
@@ -95,8 +96,9 @@ async def test_an_excel_output_keeps_every_cell_its_sheet_name_and_the_other_she
 async def test_a_csv_output_from_excel_writes_numbers_and_dates_as_excel_shows_them(tmp_path: Path) -> None:
     workbook(tmp_path / "in.xlsx")
     await run(tmp_path, "{kind: csv, path: out.csv}")
-    first = (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1].split(",")
-    assert first[:9] == ["1", "Printer 0", "Body 0", "5", "2020-01-02", "2020-01-02 03:04:00", "true", "9.5", "R-0"]
+    rows = [line.split(",") for line in (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1:]]
+    assert rows[0][:9] == ["1", "Printer 0", "Body 0", "5", "2020-01-02", "2020-01-02 03:04:00", "true", "9.5", "R-0"]
+    assert [row[8] for row in rows] == ["R-0", "101", "2.5", "true", "2021-01-01", ""]  # a date among texts too
 
 
 def test_sheet_0_is_the_first_visible_sheet_and_a_hidden_one_is_read_by_name(tmp_path: Path) -> None:
@@ -108,3 +110,29 @@ def test_sheet_0_is_the_first_visible_sheet_and_a_hidden_one_is_read_by_name(tmp
     assert first.frame["opened"].dtype == pl.Date and first.frame["price"].dtype == pl.Float64
     with pytest.raises(InputError, match=r"no sheet 2 \(it has 2 visible: Tickets, Notes; a hidden sheet"):
         excel_source(tmp_path / "in.xlsx", sheet=2, header_row=0, key=None, batch_size=10)
+
+
+def sparse_workbook(path: Path) -> None:
+    """1.5 KB on disk: `id` and one row, and one cell at XFD1048576 (the readers would allocate 512 GiB)."""
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["id", "subject", "body"])
+    sheet.write_row(1, 0, [1, "Printer", "Body"])
+    sheet.write(1_048_575, 16_383, "x")
+    book.close()
+
+
+def test_a_sheet_larger_than_the_cell_limit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    sparse_workbook(tmp_path / "sparse.xlsx")
+    with pytest.raises(InputError, match=r"sheet 'Sheet1' spans A1:XFD1048576 \(17,179,869,184 cells\); at most "
+                                         r"20,000,000 are read"):
+        excel_source(tmp_path / "sparse.xlsx", sheet=0, header_row=0, key=None, batch_size=10)
+
+
+def test_a_workbook_that_exhausts_the_readers_memory_ends_the_child_not_the_caller(tmp_path: Path) -> None:
+    """With no cell limit, the readers ask for 512 GiB: the child reaches its memory limit and ends; this
+    process (an API server or a worker in real use) goes on and reports the input."""
+    sparse_workbook(tmp_path / "sparse.xlsx")
+    limits = ReadLimits(excel_cells=2**62, reader_memory_bytes=1 << 30)
+    with pytest.raises(InputError, match=r"the Excel reader stopped before the end \(over its memory limit of 1,024"):
+        excel_source(tmp_path / "sparse.xlsx", sheet=0, header_row=0, key=None, batch_size=10, limits=limits)

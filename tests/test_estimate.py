@@ -19,6 +19,7 @@ from engine.run import run_spec
 from engine.run.estimate import estimate_run
 from engine.run.tokens import count_messages, count_text, tokenizer_name
 from engine.sources import open_source
+from engine.sources.mysql_connection import Connections
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
 from tests.conftest import make_workflow
@@ -67,7 +68,7 @@ async def test_the_estimate_is_within_15_percent_of_what_a_run_costs(tmp_path: P
         await store.close()
 
         tickets(1000).write_csv(tmp_path / "in.csv")
-        source = await open_source(spec, paths=PathPolicy(tmp_path), secrets=Secrets({}))
+        source = await open_source(spec, paths=PathPolicy(tmp_path), connections=Connections(Secrets({})))
         estimate = await estimate_run(spec, source=source, deployments=config.members(spec.model.name),
                                       earlier_output_tokens=earlier)
         await source.close()
@@ -99,8 +100,7 @@ async def estimating(tmp_path: Path, database_url: str, database: Database,
         "     price: {input: 0.15, output: 0.6}}\n"
         "  - {name: big, model: gpt-4.1, provider: mock, weight: 1, safe_rps: 10, price: {input: 2, output: 8}}\n",
         encoding="utf-8")
-    (tmp_path / "data").mkdir()
-    tickets(400).write_csv(tmp_path / "data" / "tickets.csv")
+    tickets(400).write_csv(tmp_path / "tickets.csv")
     settings = Settings(database_url=database_url, redis_url=None, data_dir=tmp_path,
                         gateway_config=tmp_path / "gateway.yaml")
     router = open_router(settings)

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import update
 
 from core.db import Database
-from core.models import Job, JobStatus
+from core.models import Job, JobStatus, Scope
 from core.models.job_states import ACTIONS, TRANSITIONS, JobAction
 from tests.conftest import make_job, make_workflow, spec_text
+from tests.keys import bearer, new_key
 
 
 async def set_status(database: Database, job_id: int, status: JobStatus) -> None:
@@ -128,6 +129,22 @@ async def test_idempotency_key_returns_first_job_and_rejects_other_body(client: 
     assert other.json()["error"]["field"] == "Idempotency-Key"
     listing = (await client.get("/api/v1/jobs", params={"offset": 0})).json()
     assert listing["total"] == 1
+
+
+async def test_an_idempotency_key_belongs_to_the_api_key_that_sent_it(client: httpx.AsyncClient,
+                                                                       database: Database) -> None:
+    """Another key's request with the same Idempotency-Key makes its own job, and never sees the first one."""
+    await make_workflow(client)
+    body = {"workflow": "ticket-triage", "name": "mine"}
+    mine = await client.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "shared-1"})
+    other_key = await new_key(database, Scope.WRITE, name="someone else")
+    theirs = await client.post("/api/v1/jobs", json={**body, "name": "theirs"},
+                               headers={"Idempotency-Key": "shared-1", **bearer(other_key)})
+    again = await client.post("/api/v1/jobs", json={**body, "name": "theirs"},
+                              headers={"Idempotency-Key": "shared-1", **bearer(other_key)})
+    assert mine.status_code == theirs.status_code == 201 and again.status_code == 200
+    assert theirs.json()["id"] != mine.json()["id"] and again.json()["id"] == theirs.json()["id"]
+    assert theirs.json()["name"] == "theirs"
 
 
 async def test_concurrent_posts_with_one_key_make_one_job(client: httpx.AsyncClient) -> None:

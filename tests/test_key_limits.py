@@ -51,7 +51,7 @@ async def two_servers(tmp_path: Path) -> AsyncIterator[tuple[list[str], str]]:
     database = Database(url)
     key = await new_key(database, name="shared", rps=RPS)
     await database.dispose()
-    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url(), "DATA_DIR": str(tmp_path),
+    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": redis_url(), "DATA_DIR": str(tmp_path / "data"),
            "QUEUE_NAME": f"rowloom-test:{uuid.uuid4().hex[:8]}", "LOG_LEVEL": "WARNING"}
     ports = [_free_port() for _ in range(2)]
     servers = [await asyncio.create_subprocess_exec(

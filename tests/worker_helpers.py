@@ -41,11 +41,12 @@ def workflow_spec(in_flight: int = 8) -> WorkflowSpec:
 def write_gateway(data_dir: Path, upstream_url: str, *, safe_rps: float | None = None,
                   price: tuple[float, float] | None = None, extra_models: tuple[str, ...] = ()) -> Path:
     """A gateway config with one model, `fake`, served by the test's fake upstream (price: per 1M in, out), and
-    `extra_models` on the same upstream (each sent upstream as `<name>-model`)."""
+    `extra_models` on the same upstream (each sent upstream as `<name>-model`); beside DATA_DIR, not in it (a
+    server refuses to start with its gateway config where workflows may read it)."""
     limit = f", safe_rps: {safe_rps}" if safe_rps else ""
     if price is not None:
         limit += f", price: {{input: {price[0]}, output: {price[1]}}}"
-    path = data_dir / "gateway.yaml"
+    path = data_dir.parent / f".{data_dir.name}.gateway.yaml"
     root = upstream_url.removesuffix("/v1")  # a channel's api_path (/v1/chat/completions) is added to it
     path.write_text(f"channels:\n  fake: {{base_url: '{root}'}}\n"
                     f"models:\n  - {{name: fake, model: fake-model, channel: fake, timeout: 5{limit}}}\n"

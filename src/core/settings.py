@@ -41,6 +41,15 @@ class Settings(BaseSettings):
         Path("data"), description="Relative paths in workflow specs start here; job outputs without a sink path "
         "go to <data_dir>/jobs/<id>/. It may not hold the database, .env, SECRETS_FILE, GATEWAY_CONFIG or "
         "CONNECTIONS_FILE (the server refuses to start).")
+    excel_max_cells: int = Field(
+        20_000_000, ge=1, description="Cells an Excel sheet may span (first to last cell, as its readers allocate "
+        "them); a larger sheet fails its job before it is parsed.")
+    reader_memory_mb: int = Field(
+        4096, ge=256, description="Memory of the child process that parses an Excel workbook; a workbook that needs "
+        "more fails its job, and the API or worker that opened it goes on.")
+    max_crashed_attempts: int = Field(
+        2, ge=1, description="A job whose worker died this many times while running it (its lease expired) fails "
+        "instead of being re-queued again: an input that crashes its reader cannot loop.")
     estimate_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="An estimate reads the job's source within this many seconds, or answers "
         "422 naming the source (a database that does not answer holds no request longer).")

@@ -18,13 +18,14 @@ from engine.sources.columns import source_column_errors
 from engine.sources.mysql_connection import Connections
 from engine.spec.connections import NamedConnection, connection_errors, load_connections
 from engine.spec.loader import SpecCheck
-from engine.spec.paths import PathPolicy, path_errors
+from engine.spec.paths import PathPolicy, ReadLimits, path_errors
 from engine.spec.secrets import Secrets, secret_errors
 
 
 def path_policy(settings: Settings) -> PathPolicy:
     """Relative paths start at DATA_DIR; every path stays inside it or one of ALLOWED_ROOTS."""
-    return PathPolicy.confined(settings.data_dir, settings.allowed_roots)
+    return PathPolicy.confined(settings.data_dir, settings.allowed_roots,
+                               ReadLimits(settings.excel_max_cells, settings.reader_memory_mb << 20))
 
 
 def spec_checks(settings: Settings) -> tuple[SpecCheck, ...]:

@@ -43,7 +43,8 @@ async def reap_task(ctx: dict[str, Any]) -> None:
     rowloom: WorkerContext = ctx["rowloom"]
     if isinstance(rowloom.client, Router):  # so the API's /metrics shows this worker's upstream calls
         await publish_stats(ctx["redis"], process=rowloom.worker_id, models=snapshot(rowloom.client))
-    await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s)
+    await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s,
+               max_lost_leases=rowloom.settings.max_crashed_attempts)
     if rowloom.budgets is not None:
         await resume_for_budgets(rowloom.database, ctx["queue"], rowloom.budgets)
 

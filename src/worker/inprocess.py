@@ -96,7 +96,8 @@ class InProcessRunner:
         while True:
             await asyncio.sleep(settings.reaper_interval_s)
             try:
-                await reap(self.ctx.database, self, lease_s=settings.job_lease_s)
+                await reap(self.ctx.database, self, lease_s=settings.job_lease_s,
+                           max_lost_leases=settings.max_crashed_attempts)
                 if self.ctx.budgets is not None:
                     await resume_for_budgets(self.ctx.database, self, self.ctx.budgets)
             except Exception:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -102,6 +102,24 @@ async def update_own(database: Database, *, job: Job, statuses: Collection[JobSt
     return applied
 
 
+def _after_lost_lease(source: JobStatus, lost: int, most: int, now: datetime
+                      ) -> tuple[JobStatus, EventKind, dict[str, Any], str]:
+    """Where a job whose worker stopped goes: cancelled (it was cancelling), failed (its workers died `most`
+    times), or queued again to resume."""
+    values: dict[str, Any] = {"updated_at": now, "lost_leases": lost}
+    if source is JobStatus.CANCELLING:
+        return JobStatus.CANCELLED, EventKind.CANCELLED, values | {"status": JobStatus.CANCELLED,
+                                                                   "completed_at": now}, "cancelled"
+    if lost >= most:
+        error = (f"its worker stopped {lost} times while running it (killed, or out of memory: an input may crash "
+                 "its reader); not re-queued again")
+        return JobStatus.FAILED, EventKind.FAILED, values | {"status": JobStatus.FAILED, "completed_at": now,
+                                                             "error": error, "rows_per_s": None, "eta_s": None}, error
+    return JobStatus.QUEUED, EventKind.REQUEUED, values | {"status": JobStatus.QUEUED, "enqueued_at": now,
+                                                           "rows_per_s": None, "eta_s": None}, \
+        "re-queued to resume from its finished rows"
+
+
 async def current_status(database: Database, *, job: Job) -> JobStatus | None:
     """The job's status if this claim still holds it, else None (re-queued and claimed elsewhere)."""
     async with database.session() as session:
@@ -112,29 +130,24 @@ async def current_status(database: Database, *, job: Job) -> JobStatus | None:
     return JobStatus(row[0])
 
 
-async def reap(database: Database, queue: JobQueue, *, lease_s: float) -> list[int]:
-    """Re-queue running jobs whose lease expired, finish abandoned cancellations, re-offer waiting jobs."""
+async def reap(database: Database, queue: JobQueue, *, lease_s: float, max_lost_leases: int) -> list[int]:
+    """Re-queue running jobs whose lease expired (or fail one whose worker died `max_lost_leases` times: an input
+    that kills its worker must not loop), finish abandoned cancellations, re-offer waiting jobs."""
     now = utcnow()
     cutoff = now - timedelta(seconds=lease_s)
     requeued: list[int] = []
     async with database.session() as session:
-        for source, target, kind in ((JobStatus.RUNNING, JobStatus.QUEUED, EventKind.REQUEUED),
-                                     (JobStatus.CANCELLING, JobStatus.CANCELLED, EventKind.CANCELLED)):
-            stale = (await session.exec(select(Job.id, Job.worker_id).where(  # type: ignore[call-overload]
+        for source in (JobStatus.RUNNING, JobStatus.CANCELLING):
+            stale = (await session.exec(select(Job.id, Job.worker_id, Job.lost_leases).where(  # type: ignore[call-overload]
                 col(Job.status) == source, col(Job.heartbeat_at) < cutoff).limit(REQUEUE_BATCH))).all()
-            for job_id, worker_id in stale:
-                values: dict[str, Any] = {"status": target, "updated_at": now}
-                if target is JobStatus.QUEUED:
-                    values |= {"enqueued_at": now, "rows_per_s": None, "eta_s": None}
-                else:
-                    values["completed_at"] = now
+            for job_id, worker_id, lost in stale:
+                target, kind, values, message = _after_lost_lease(source, lost + 1, max_lost_leases, now)
                 result = await session.exec(update(Job).where(
                     col(Job.id) == job_id, col(Job.status).in_(_checked([source], target)),
                     col(Job.heartbeat_at) < cutoff).values(**values))
                 if result.rowcount == 1:
                     await add_events(session, [event_row(
-                        job_id, kind, f"worker {worker_id} stopped sending heartbeats (lease {lease_s:g}s); "
-                        + ("re-queued to resume from its finished rows" if target is JobStatus.QUEUED else "cancelled"),
+                        job_id, kind, f"worker {worker_id} stopped sending heartbeats (lease {lease_s:g}s); {message}",
                         worker=worker_id)])
                     if target is JobStatus.QUEUED:
                         requeued.append(job_id)

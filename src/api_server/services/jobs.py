@@ -74,7 +74,7 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
     the first job (offered once, when it was created). OverBudget if a budget it counts toward is spent."""
     body_hash = request_hash(data)
     if idempotency_key is not None:
-        first = await _job_by_key(session, idempotency_key, body_hash)
+        first = await _job_by_key(session, idempotency_key, body_hash, created_by)
         if first is not None:
             return first, False
     workflow = await get_workflow(session, ref=data.workflow, field="workflow")
@@ -103,7 +103,7 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
         await session.rollback()
         if idempotency_key is None:
             raise
-        first = await _job_by_key(session, idempotency_key, body_hash)
+        first = await _job_by_key(session, idempotency_key, body_hash, created_by)
         if first is None:
             raise
         return first, False
@@ -111,8 +111,10 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
     return job, True
 
 
-async def _job_by_key(session: AsyncSession, key: str, body_hash: str) -> Job | None:
-    job = (await session.exec(select(Job).where(col(Job.idempotency_key) == key))).one_or_none()
+async def _job_by_key(session: AsyncSession, key: str, body_hash: str, created_by: int | None) -> Job | None:
+    """The job an API key made with this Idempotency-Key (another key's use of the same one is its own)."""
+    job = (await session.exec(select(Job).where(col(Job.idempotency_key) == key,
+                                                col(Job.created_by) == created_by))).one_or_none()
     if job is not None and job.request_hash != body_hash:
         raise Conflict("Idempotency-Key was already used with a different request body",
                        field="Idempotency-Key")
@@ -208,7 +210,7 @@ async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: Jo
                        f"can be {_past(action)})", field="status")
     changes: dict[str, Any] = {}
     if action is JobAction.RETRY:
-        changes = {"error": None, "completed_at": None, "rows_per_s": None, "eta_s": None}
+        changes = {"error": None, "completed_at": None, "rows_per_s": None, "eta_s": None, "lost_leases": 0}
     if target is JobStatus.QUEUED:
         changes |= {"enqueued_at": utcnow(), "budget_pause": None}  # resumed by hand: no longer the budget's
     assert job.id is not None

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ConfigDict, StrictInt
-from sqlalchemy import JSON, BigInteger, Column, Double, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, Column, Double, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db.types import MAX_ID, BigIntId, LongText, RankedEnum, UtcDateTime, utcnow
@@ -30,6 +30,7 @@ class Job(SQLModel, table=True):
         Index(None, "started_at", "id"),
         Index(None, "completed_at", "id"),
         Index(None, "status", "priority", "created_at", "id"),
+        UniqueConstraint("created_by", "idempotency_key"),  # a key's Idempotency-Key is its own
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
@@ -65,6 +66,7 @@ class Job(SQLModel, table=True):
 
     worker_id: str | None = Field(default=None, sa_type=String(128))
     attempt: int = 0
+    lost_leases: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # runs whose worker died
     heartbeat_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # the running worker's lease
     enqueued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # last handed to a queue
     output: str | None = Field(default=None, sa_type=String(1024))  # where the sink wrote (path or table)
@@ -72,7 +74,7 @@ class Job(SQLModel, table=True):
     steps: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # per step and model
     error: str | None = Field(default=None, sa_type=LongText)
     trace_id: str | None = Field(default=None, sa_type=String(32))
-    idempotency_key: str | None = Field(default=None, sa_type=String(255), unique=True)
+    idempotency_key: str | None = Field(default=None, sa_type=String(255))
     request_hash: str | None = Field(default=None, sa_type=String(64))
     created_by: int | None = Field(default=None, sa_type=BigIntId)  # the API key that triggered it
 

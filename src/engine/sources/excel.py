@@ -1,14 +1,8 @@
 """An Excel sheet as a source, with its cells' types kept, and the rest of its workbook for an Excel output.
 
-fastexcel reads the sheet column by column (fast enough for millions of rows). Excel stores every number as a
-double and every date as a number with a date format, so two repairs make the columns what the person typed:
-a number column whose values are all whole numbers becomes an integer column (a key `1` stays `1`, not
-`1.0`), and a date-time column whose cells carry a date-only format becomes a date column. The cells' formats
-come from python-calamine, which reads cells one by one (the first rows are enough). Formulas come as the
-values Excel last computed.
-
-A column that mixes text with numbers, dates or booleans is text for the engine (its prompts, CSV, Parquet);
-its cells as they were typed are kept beside it, so that an Excel output writes each one back with its type.
+Every read of a workbook (the sheet, and for an Excel output its other sheets) runs in a child process with a
+memory limit, after a check of the sheets' declared sizes (see engine.sources.excel_process and excel_read):
+a hostile workbook fails its job with a reason, and the API or worker that opened it goes on.
 
 A sheet index counts the visible sheets only, as a person sees the tabs: `sheet: 0` is the first visible
 sheet; a hidden sheet is read by its name.
@@ -16,28 +10,20 @@ sheet; a hidden sheet is read by its name.
 
 from __future__ import annotations
 
-import datetime as dt
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastexcel
 import polars as pl
-import python_calamine
 
 from engine.errors import InputError
+from engine.sources.excel_process import OTHERS, SHEET, ChildFailed, new_out_dir, read_in_child
+from engine.sources.excel_read import SheetInfo
 from engine.sources.files import FrameSource
+from engine.spec.paths import ReadLimits
 
-TYPE_SAMPLE_ROWS = 1000  # cells looked at, a column, for their date formats
-WHOLE_LIMIT = 2**53  # whole numbers a double holds exactly
-
-
-@dataclass(frozen=True)
-class SheetInfo:
-    """A sheet of the workbook: its name and whether it is hidden."""
-
-    name: str
-    hidden: bool
+__all__ = ["SheetInfo", "Workbook", "excel_source"]
 
 
 @dataclass(frozen=True)
@@ -49,90 +35,45 @@ class Workbook:
     sheet: str  # the sheet read
     # A mixed column's cells by row: the text the engine read, and the cell as it was typed.
     typed_cells: dict[str, tuple[list[str | None], list[Any]]] = field(default_factory=dict)
+    limits: ReadLimits = field(default_factory=ReadLimits)
 
     def other_sheets(self) -> list[tuple[SheetInfo, list[list[Any]]]]:
         """Every other sheet's cells, typed (whole numbers as integers), each in its place."""
-        book = python_calamine.CalamineWorkbook.from_path(str(self.path))
-        return [(info, [[whole(v) for v in row] for row in
-                        book.get_sheet_by_name(info.name).to_python(skip_empty_area=False)])
-                for info in self.sheets if info.name != self.sheet]
+        others = [info for info in self.sheets if info.name != self.sheet]
+        if not others:
+            return []
+        rows: list[list[list[Any]]] = _read(OTHERS, self.path, {"names": [o.name for o in others]}, self.limits)
+        return list(zip(others, rows, strict=True))
 
 
-def whole(value: Any) -> Any:
-    """A float that holds a whole number exactly, as an int; anything else as it is."""
-    if type(value) is float and value.is_integer() and abs(value) < WHOLE_LIMIT:
-        return int(value)
-    return value
-
-
-def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | None, batch_size: int) -> FrameSource:
-    """An .xlsx/.xls sheet by name or index among the visible sheets; formulas come as their cached values."""
+def _read(kind: str, path: Path, args: dict[str, Any], limits: ReadLimits, out_dir: Path | None = None) -> Any:
+    """A read in the child; InputError for the workbook's problems, and when the reader could not finish."""
+    out = out_dir or new_out_dir()
     try:
-        reader = fastexcel.read_excel(path)
-        book = python_calamine.CalamineWorkbook.from_path(str(path))
-    except (fastexcel.FastExcelError, python_calamine.CalamineError) as exc:
-        raise InputError(f"{path}: not a readable Excel file: {exc}") from None
-    sheets = tuple(SheetInfo(m.name, m.visible != python_calamine.SheetVisibleEnum.Visible)
-                   for m in book.sheets_metadata)
-    name = _sheet_name(path, sheets, sheet)
+        status, payload = read_in_child(kind, path, args, max_cells=limits.excel_cells,
+                                        memory_bytes=limits.reader_memory_bytes, out_dir=out)
+    except ChildFailed:
+        raise InputError(f"{path}: the Excel reader stopped before the end (over its memory limit of "
+                         f"{limits.reader_memory_bytes >> 20:,} MB, or a file it cannot read)") from None
+    finally:
+        if out_dir is None:
+            shutil.rmtree(out, ignore_errors=True)
+    if status != "ok":
+        raise InputError(f"{path}: {payload}")
+    return payload
+
+
+def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | None, batch_size: int,
+                 limits: ReadLimits = ReadLimits()) -> FrameSource:
+    """An .xlsx/.xls sheet by name or index among the visible sheets; formulas come as their cached values.
+    Blocking (a child process reads it): call it from a thread."""
+    out = new_out_dir()
     try:
-        frame = reader.load_sheet(name, header_row=header_row).to_polars()
-    except fastexcel.FastExcelError as exc:
-        raise InputError(f"{path}: cannot read sheet {name!r}: {exc}") from None
-    sheet_cells = book.get_sheet_by_name(name)
-    sample = sheet_cells.to_python(skip_empty_area=False, nrows=header_row + 1 + TYPE_SAMPLE_ROWS)[header_row + 1:]
-    frame = typed_columns(frame, sample)
-    mixed = [i for i, dtype in enumerate(frame.dtypes) if dtype == pl.Utf8
-             and any(i < len(row) and not isinstance(row[i], str) for row in sample)]
-    typed = mixed_cells(frame, sheet_cells.to_python(skip_empty_area=False)[header_row + 1:], mixed) \
-        if mixed else {}
+        sheets, name, typed = _read(SHEET, path, {"sheet": sheet, "header_row": header_row}, limits, out)
+        frame = pl.read_ipc(out / "sheet.arrow")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
     source = FrameSource(frame, description=f"{path} [{name}]", key=key, batch_size=batch_size,
                          header_rows=header_row + 1)
-    source.workbook = Workbook(path, sheets, name, typed)
+    source.workbook = Workbook(path, sheets, name, typed, limits)
     return source
-
-
-def mixed_cells(frame: pl.DataFrame, rows: list[list[Any]], columns: list[int]
-                ) -> dict[str, tuple[list[str | None], list[Any]]]:
-    """The typed cells of mixed columns, by row; a column whose cells do not line up with the frame's text
-    (every text cell equal, every empty cell null) is left out, and stays text."""
-    typed: dict[str, tuple[list[str | None], list[Any]]] = {}
-    for index in columns:
-        name = frame.columns[index]
-        texts = frame[name].to_list()
-        cells = [row[index] if index < len(row) else "" for row in rows[:len(texts)]]
-        cells += [""] * (len(texts) - len(cells))
-        lined_up = all((cell == "") == (text is None) and (cell == "" or not isinstance(cell, str) or cell == text)
-                       for cell, text in zip(cells, texts, strict=True))
-        if lined_up:
-            typed[name] = (texts, [None if cell == "" else whole(cell) for cell in cells])
-    return typed
-
-
-def _sheet_name(path: Path, sheets: tuple[SheetInfo, ...], sheet: int | str) -> str:
-    names = [s.name for s in sheets]
-    if isinstance(sheet, str):
-        if sheet not in names:
-            raise InputError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(names)})")
-        return sheet
-    visible = [s.name for s in sheets if not s.hidden]
-    if not 0 <= sheet < len(visible):
-        raise InputError(f"{path}: no sheet {sheet} (it has {len(visible)} visible: {', '.join(visible)}; "
-                         f"a hidden sheet is read by its name)")
-    return visible[sheet]
-
-
-def typed_columns(frame: pl.DataFrame, sample: list[list[Any]]) -> pl.DataFrame:
-    """Whole-number columns as integers; date-time columns whose cells are dates (by their format) as dates."""
-    changes = []
-    for index, (name, dtype) in enumerate(frame.schema.items()):
-        column = frame[name]
-        if dtype == pl.Float64 and column.null_count() < frame.height:
-            values = column.drop_nulls()
-            if bool(((values % 1) == 0).all()) and bool((values.abs() < WHOLE_LIMIT).all()):
-                changes.append(column.cast(pl.Int64))
-        elif isinstance(dtype, pl.Datetime):
-            seen = [row[index] for row in sample if index < len(row) and isinstance(row[index], dt.date)]
-            if seen and all(type(v) is dt.date for v in seen):
-                changes.append(column.cast(pl.Date))
-    return frame.with_columns(changes) if changes else frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from engine.errors import InputError
@@ -55,8 +56,9 @@ async def open_table(config: SourceSpec, *, paths: PathPolicy, connections: Conn
     elif isinstance(config, JsonlSourceSpec):
         source = jsonl_source(_existing_file(config.path, paths, field), key=config.key, batch_size=config.batch_size)
     elif isinstance(config, ExcelSourceSpec):
-        source = excel_source(_existing_file(config.path, paths, field), sheet=config.sheet,
-                              header_row=config.header_row, key=config.key, batch_size=config.batch_size)
+        source = await asyncio.to_thread(
+            excel_source, _existing_file(config.path, paths, field), sheet=config.sheet,
+            header_row=config.header_row, key=config.key, batch_size=config.batch_size, limits=paths.limits)
     elif isinstance(config, InlineSourceSpec):
         source = inline_source(config.rows, key=config.key, batch_size=10_000)
     elif isinstance(config, MysqlSourceSpec):

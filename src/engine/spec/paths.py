@@ -13,17 +13,28 @@ from engine.spec.models import Location, WorkflowSpec, io_sections
 
 
 @dataclass(frozen=True)
+class ReadLimits:
+    """How much of a file the readers take on: the cells an Excel sheet may span, and the memory (bytes) of the
+    child process that parses a workbook."""
+
+    excel_cells: int = 20_000_000
+    reader_memory_bytes: int = 4 << 30
+
+
+@dataclass(frozen=True)
 class PathPolicy:
     """How a spec path becomes a file: joined to `base_dir`, and inside one of `roots` unless roots is None."""
 
     base_dir: Path
     roots: tuple[Path, ...] | None = None
+    limits: ReadLimits = ReadLimits()
 
     @classmethod
-    def confined(cls, base_dir: Path, extra_roots: Sequence[Path] = ()) -> PathPolicy:
+    def confined(cls, base_dir: Path, extra_roots: Sequence[Path] = (), limits: ReadLimits = ReadLimits()
+                 ) -> PathPolicy:
         """Paths must stay inside `base_dir` or one of `extra_roots` (both taken after symlinks)."""
         roots = tuple(Path(os.path.realpath(root)) for root in (base_dir, *extra_roots))
-        return cls(Path(os.path.realpath(base_dir)), roots)
+        return cls(Path(os.path.realpath(base_dir)), roots, limits)
 
     def problem(self, path: str) -> str | None:
         """Why `path` may not be used, or None. Never names the server's folders."""
