@@ -215,3 +215,25 @@ async def test_a_query_that_does_not_end_fails_at_the_deadline(database_url: str
     finally:
         locker.close()
     assert job["error"] == "mysql connection 'warehouse': a query did not end within 1s"
+
+
+@pytest.mark.mysql
+async def test_a_database_error_reaches_the_job_as_its_class_and_the_log_as_its_text(
+        database_url: str, tmp_path: Path, named_table: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """The server's text can carry what a query read (an error-based injection's whole point): the job says the
+    class of the problem and the error number; the server's log has the text."""
+    await execute(named_table, "DROP USER IF EXISTS 'rowloom_reader'@'%'",
+                  f"CREATE USER 'rowloom_reader'@'%' IDENTIFIED BY '{PASSWORD}'",
+                  "GRANT SELECT ON test.named_tickets TO 'rowloom_reader'@'%'")
+    reader = {**named_table, "user": "rowloom_reader", "password": PASSWORD}
+    connections = write_connections(tmp_path / "connections.yaml", reader=reader)
+    try:
+        async with FakeUpstream() as upstream, \
+                platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url,
+                         connections_file=connections) as p:
+            job = await wait_status(p.http, await p.start_job(yaml=mysql_workflow("reader")), "failed")
+    finally:
+        await execute(named_table, "DROP USER IF EXISTS 'rowloom_reader'@'%'")
+    assert job["error"] == ("mysql connection 'reader': a write failed (refused by the server, error 1142; details "
+                            "in the server log)")
+    assert any("UPDATE command denied" in record.getMessage() for record in caplog.records)

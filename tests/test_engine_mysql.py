@@ -103,6 +103,29 @@ async def test_table_without_the_key_column_fails_before_any_request(tmp_path: P
     assert up.stats.requests == 0
 
 
+async def test_a_where_reads_exactly_the_rows_it_names(tmp_path: Path, mysql: dict[str, Any]) -> None:
+    """The condition is rebuilt with its values as query parameters: quotes, % and \\ in values mean themselves."""
+    rows = [(i, f"T{i}", subject, "body") for i, subject in enumerate(
+        ["it's 50% off", "50% off", "a\\b", "x", "y", "z", "Printer 1", "Printer 12", "Printer 2", None])]
+    await execute(mysql, "DROP TABLE IF EXISTS engine_tickets",
+                  "CREATE TABLE engine_tickets (id INT PRIMARY KEY, ticket VARCHAR(20), subject VARCHAR(200) NULL, "
+                  "body TEXT NULL, ai_category VARCHAR(40) NULL, ai_summary VARCHAR(200) NULL) CHARSET utf8mb4",
+                  "INSERT INTO engine_tickets (id, ticket, subject, body) VALUES (%s, %s, %s, %s)", rows=rows)
+    where = ("\"subject = 'it''s 50% off' OR subject LIKE 'Printer 1%' OR (id BETWEEN 2 AND 3 AND "
+             "NOT subject IN ('x', 'z')) OR ticket = \\\"T9\\\"\"")
+    spec = make_spec(source=source_flow(mysql, "engine_tickets", f", where: {where}"))
+    async with FakeUpstream() as up:
+        client = OpenAIClient(up.base_url)
+        outcome = await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        unknown = make_spec(source=source_flow(mysql, "engine_tickets", ", where: 'nope = 1 OR id > 0'"))
+        with pytest.raises(InputError, match="where names column\\(s\\) not in the table: 'nope'"):
+            await run_spec(unknown, client=client, base_dir=tmp_path, work_dir=tmp_path / "w2")
+        await client.aclose()
+    answered = await execute(mysql, "SELECT id FROM engine_tickets WHERE ai_summary IS NOT NULL ORDER BY id")
+    assert [row[0] for row in answered] == [0, 2, 6, 7]  # row 9 (T9) has no subject: skipped, not answered
+    assert outcome.progress.total == 5
+
+
 async def test_missing_password_variable_is_named_not_printed(tmp_path: Path, mysql: dict[str, Any],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROWLOOM_TEST_NO_SUCH_PASSWORD", raising=False)

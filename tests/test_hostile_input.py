@@ -106,7 +106,9 @@ async def test_billion_laughs_is_refused_within_a_second_while_ping_answers(sett
 
 
 @pytest.mark.parametrize("where", ["1=1; DROP TABLE tickets", "id > 0 -- everything", "id > 0 # rest",
-                                   "id > 0 /*! UNION */", "name = 'open"])
+                                   "id > 0 /*! UNION */", "name = 'open", "id > 0 UNION SELECT password FROM users",
+                                   "extractvalue(1, concat(0x7e, (SELECT LOAD_FILE('/etc/passwd'))))",
+                                   "id IN (SELECT id FROM other)", "id = sleep(5)", "id = other_column"])
 async def test_a_mysql_where_is_one_condition(client: httpx.AsyncClient, where: str) -> None:
     yaml = spec_text().replace("source: {kind: csv, path: tickets.csv, key: id}", (
         "source:\n  kind: mysql\n  connection: {database: test}\n  table: tickets\n  key: id\n"
@@ -114,12 +116,14 @@ async def test_a_mysql_where_is_one_condition(client: httpx.AsyncClient, where: 
     error = error_of(await client.post("/api/v1/workflows", json={"yaml": yaml}), 422)
     assert error["details"][0]["field"] == "source.where"
     assert error["details"][0]["line"] is not None
+    assert "functions, subqueries and UNION are not allowed" in error["details"][0]["message"]
 
 
 async def test_a_where_with_quotes_and_percent_is_accepted(client: httpx.AsyncClient) -> None:
     yaml = spec_text().replace("source: {kind: csv, path: tickets.csv, key: id}", (
         "source:\n  kind: mysql\n  connection: warehouse\n  table: tickets\n  key: id\n"
-        "  where: \"subject LIKE 'a;b%' AND body <> '--'\""))
+        "  where: \"subject LIKE 'a;b%' AND body <> '--' AND (id IN (1, 2) OR id BETWEEN 5 AND 9) AND NOT x IS "
+        "NULL\""))
     assert (await client.post("/api/v1/workflows", json={"yaml": yaml})).status_code == 201
 
 

@@ -17,6 +17,7 @@ import pytest
 from core.settings import Settings
 from core.spec_policy import RESOLVED, SecretFilter
 from engine.errors import InputError
+from engine.spec.io_models import MysqlConnection
 from engine.spec.secrets import Secrets
 from tests.engine_helpers import SPEC, tickets
 from tests.fake_upstream import FakeUpstream
@@ -162,3 +163,16 @@ async def test_the_secrets_file_setting_reads_name_value_lines(tmp_path: Path) -
     resolver = job_secrets(Settings(secrets_file=path))
     assert resolver.resolve("${ROWLOOM_SECRET_X}") == "from-file"
     assert resolver.resolve("${ROWLOOM_SECRET_Y}") == "quoted value"
+
+
+async def test_an_unset_secret_is_named_in_the_log_not_in_the_job(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A job's error is read by every read key: the name of the missing variable goes to the server's log."""
+    from core.spec_policy import job_connections
+
+    connections = job_connections(Settings(_env_file=None, allowed_db_hosts=["127.0.0.1"]))  # type: ignore[call-arg]
+    inline = MysqlConnection(host="127.0.0.1", password="${ROWLOOM_SECRET_NEVER_SET_ANYWHERE}", database="d")
+    with pytest.raises(InputError) as missing:
+        await connections.connect(inline)
+    assert str(missing.value) == "a secret the spec needs is not set on the server (its log names it)"
+    assert any("ROWLOOM_SECRET_NEVER_SET_ANYWHERE" in r.getMessage() for r in caplog.records)

@@ -56,14 +56,14 @@ def _secret_values(settings: Settings) -> ChainMap[str, str]:
 
 def job_secrets(settings: Settings) -> Secrets:
     """A resolver for one job run: the environment, then SECRETS_FILE, and only names with SECRET_PREFIX."""
-    return Secrets(_secret_values(settings), prefix=settings.secret_prefix, resolved=RESOLVED)
+    return Secrets(_secret_values(settings), prefix=settings.secret_prefix, resolved=RESOLVED, name_missing=False)
 
 
 def job_connections(settings: Settings) -> Connections:
     """The databases one job may open: the operator's by name (their passwords from any variable, for them
     only), and inline ones to ALLOWED_DB_HOSTS (their passwords as the job's secrets)."""
     return Connections(job_secrets(settings), named=operator_connections(settings),
-                       named_secrets=Secrets(_secret_values(settings), resolved=RESOLVED),
+                       named_secrets=Secrets(_secret_values(settings), resolved=RESOLVED, name_missing=False),
                        allowed_hosts=tuple(settings.allowed_db_hosts))
 
 

@@ -11,6 +11,7 @@ from engine.errors import InputError
 from engine.sources.base import Batch, canonical_key
 from engine.sources.mysql_connection import Connections, MysqlSession, quote, table_columns
 from engine.spec.models import MysqlSourceSpec
+from engine.spec.sql_condition import parse_condition
 
 
 class MysqlTableSource:
@@ -25,8 +26,10 @@ class MysqlTableSource:
         self.columns = columns
         self.description = f"mysql {database}.{config.table}"
         self._from = f"FROM {quote(config.table)}"
-        # Every query goes through the driver's %-formatting (args may be empty): a % of the condition is literal.
-        self._where = f"({config.where.replace('%', '%%')})" if config.where else "1=1"
+        condition = parse_condition(config.where) if config.where else None
+        where, self._where_args = condition.sql(quote) if condition else ("1=1", [])
+        self._where = f"({where})"
+        self._where_columns = condition.columns() if condition else []
 
     @classmethod
     async def open(cls, config: MysqlSourceSpec, connections: Connections) -> MysqlTableSource:
@@ -36,6 +39,10 @@ class MysqlTableSource:
         try:
             columns = await table_columns(connection, database, config.table)
             source = cls(config, connection, columns, database)
+            unknown = [c for c in source._where_columns if c not in columns]
+            if unknown:
+                raise InputError(f"{source.description}: where names column(s) not in the table: "
+                                 f"{', '.join(map(repr, unknown))}")
             if config.key not in columns:
                 raise InputError(f"{source.description}: key column {config.key!r} not found "
                                  f"(columns: {', '.join(columns)})")
@@ -55,7 +62,7 @@ class MysqlTableSource:
 
     async def count(self) -> int | None:
         """Rows matching `where`."""
-        return int(await self._scalar(f"SELECT COUNT(*) {self._from} WHERE {self._where}"))
+        return int(await self._scalar(f"SELECT COUNT(*) {self._from} WHERE {self._where}", tuple(self._where_args)))
 
     async def batches(self) -> AsyncIterator[Batch]:
         """Batches by ascending key."""
@@ -66,7 +73,7 @@ class MysqlTableSource:
             after = f" AND {key} > %s" if last is not None else ""
             sql = (f"SELECT {columns} {self._from} WHERE {self._where}{after} ORDER BY {key} "
                    f"LIMIT {self.config.batch_size}")
-            rows = await self.connection.fetch_all(sql, (last,) if last is not None else ())
+            rows = await self.connection.fetch_all(sql, (*self._where_args, *((last,) if last is not None else ())))
             if not rows:
                 return
             frame = pl.DataFrame(rows, schema=self.columns, orient="row", infer_schema_length=None)

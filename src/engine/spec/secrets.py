@@ -6,6 +6,7 @@ connection) and remembers what it resolved, so that no message it records carrie
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from engine.errors import InputError
 from engine.spec.models import Location, MysqlConnection, WorkflowSpec, io_sections
 
+log = logging.getLogger(__name__)
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 HIDDEN = "***"
 
@@ -47,11 +49,13 @@ def secret_errors(spec: WorkflowSpec, prefix: str) -> list[tuple[Location, str]]
 
 @dataclass
 class Secrets:
-    """Resolves `${NAME}` references from `values`; with a prefix, only names that start with it."""
+    """Resolves `${NAME}` references from `values`; with a prefix, only names that start with it. Without
+    `name_missing` (the platform), an unset name goes to the log, not to the error (which a job record shows)."""
 
     values: Mapping[str, str]
     prefix: str | None = None
     resolved: set[str] = field(default_factory=set)
+    name_missing: bool = True
 
     def resolve(self, text: str) -> str:
         """`text` with each reference filled in; InputError names a missing or refused variable, never a value."""
@@ -60,7 +64,10 @@ class Secrets:
             if self.prefix is not None and not name.startswith(self.prefix):
                 raise InputError(not_allowed(name, self.prefix))
             if name not in self.values:
-                raise InputError(f"the secret {name} is not set (needed by the spec)")
+                if self.name_missing:
+                    raise InputError(f"the secret {name} is not set (needed by the spec)")
+                log.warning("the secret %s is not set (a job needs it)", name)
+                raise InputError("a secret the spec needs is not set on the server (its log names it)")
             value = self.values[name]
             if value:
                 self.resolved.add(value)
