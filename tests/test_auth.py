@@ -202,3 +202,32 @@ async def test_a_revocation_made_outside_the_server_is_seen_within_a_second(sett
             return (await http.get("/api/v1/jobs", headers=bearer(secret))).status_code == 401
 
         await wait_for(refused, within_s=5, what="the revoked key to be refused")
+
+
+async def test_without_keys_only_localhost_is_served(settings: Settings, database: Database) -> None:
+    """DNS rebinding: a page of rebind.example resolves its name to 127.0.0.1 and calls the API; its requests
+    still say `Host: rebind.example`, and a server without keys refuses them (it minted an admin key before)."""
+    app = create_app(settings.model_copy(update={"auth_required": False}), database)
+    async with served(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        port = base_url.rsplit(":", 1)[1]
+        answers = {host: await http.post("/admin/keys", json={"name": "rebound", "scopes": ["admin"]},
+                                          headers={"Host": host})
+                   for host in (f"rebind.example:{port}", "rebind.example", f"localhost:{port}",
+                                f"127.0.0.1:{port}", f"[::1]:{port}", "127.0.0.1.rebind.example")}
+    refused = {host for host, answer in answers.items() if answer.status_code == 400}
+    assert refused == {f"rebind.example:{port}", "rebind.example", "127.0.0.1.rebind.example"}
+    error = answers["rebind.example"].json()["error"]
+    assert error["field"] == "Host" and "only localhost is served" in error["message"]
+    assert all(answers[h].status_code == 201 for h in answers if h not in refused)
+
+
+async def test_trusted_hosts_narrow_any_deployment_to_its_names(settings: Settings, database: Database,
+                                                               admin_key: str) -> None:
+    app = create_app(settings.model_copy(update={"trusted_hosts": ["api.example.com", "*.rowloom.example"]}),
+                     database)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), headers=bearer(admin_key)) as http:
+        codes = {host: (await http.get(f"http://{host}/api/v1/jobs")).status_code
+                 for host in ("api.example.com", "eu.rowloom.example", "rowloom.example", "evil.example",
+                              "api.example.com.evil.example")}
+    assert codes == {"api.example.com": 200, "eu.rowloom.example": 200, "rowloom.example": 400, "evil.example": 400,
+                     "api.example.com.evil.example": 400}

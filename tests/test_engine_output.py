@@ -16,6 +16,7 @@ import pytest
 from engine.gateway.openai_client import OpenAIClient
 from engine.results import ResultStore, RowResult, RowStatus, SqliteResultStore
 from engine.results.settled import SettledRows
+from engine.run import run_spec
 from engine.run.runner import Runner
 from engine.sinks.base import WRITE_BEHIND_ROWS
 from engine.sinks.files import FileSink
@@ -176,3 +177,37 @@ def test_an_excel_file_that_cannot_be_written_says_why(tmp_path: Path) -> None:
     writer.write([("id", "text"), (1, "one")])
     with pytest.raises(OSError, match=r"gone/out\.xlsx: writing the Excel file failed: .*No such file"):
         writer.finish()
+
+
+FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-abc", "@SUM(A1)", "\tx", "\rx", "-5", "+1.5e3", "plain", ""]
+
+
+@pytest.mark.parametrize("escape", [True, False])
+async def test_csv_cells_a_spreadsheet_would_run_are_escaped_unless_told_not(tmp_path: Path, escape: bool) -> None:
+    cells = [pl.Series([v]).to_frame().write_csv(include_header=False).removesuffix("\n") for v in FORMULAS]
+    rows = "".join(f"{i},{cell},body\n" for i, cell in enumerate(cells))
+    (tmp_path / "in.csv").write_text("id,subject,body\n" + rows, encoding="utf-8")
+    sink = f"{{kind: csv, path: out.csv{'' if escape else ', escape_formulas: false'}}}"
+    spec = make_spec(source="{kind: csv, path: in.csv, key: id}", sink=sink, extra="select: {require: any}")
+    async with FakeUpstream(reply=lambda _: '{"category": "general", "summary": "=cmd|\' /C calc\'!A0"}') as up:
+        client = OpenAIClient(up.base_url)
+        await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    out = pl.read_csv(tmp_path / "out.csv", infer_schema=False)
+    subjects = [v or "" for v in out["subject"].to_list()]
+    if escape:
+        assert subjects == ["'" + v if i < 6 else v for i, v in enumerate(FORMULAS)]
+        assert set(out["ai_summary"]) == {"'=cmd|' /C calc'!A0"}
+    else:
+        assert subjects == FORMULAS and set(out["ai_summary"]) == {"=cmd|' /C calc'!A0"}
+
+
+async def test_an_excel_output_writes_formula_like_text_as_text(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text('id,subject,body\n1,"=HYPERLINK(""http://x"",""y"")",body\n', encoding="utf-8")
+    spec = make_spec(source="{kind: csv, path: in.csv, key: id}", sink="{kind: excel, path: out.xlsx}")
+    async with FakeUpstream(reply=lambda _: '{"category": "general", "summary": "=1+1"}') as up:
+        client = OpenAIClient(up.base_url)
+        await run_spec(spec, client=client, base_dir=tmp_path, work_dir=tmp_path / "w")
+        await client.aclose()
+    sheet = fastexcel.read_excel(tmp_path / "out.xlsx").load_sheet(0).to_polars()
+    assert sheet["subject"].to_list() == ['=HYPERLINK("http://x","y")'] and sheet["ai_summary"].to_list() == ["=1+1"]

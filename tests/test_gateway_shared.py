@@ -64,7 +64,7 @@ async def test_admin_shows_the_shared_cool_down_and_window_levels() -> None:
         sender = Router(load_gateway(text), shared=SharedLimits.from_url(redis_url(), prefix=prefix))
         watcher = Router(load_gateway(text), shared=SharedLimits.from_url(redis_url(), prefix=prefix))
         app = create_app(Settings(redis_url=None, auth_required=False), router=watcher)  # no database: no keys
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             await http.get("/admin/health")  # FastAPI prepares a router on its first request: not between take and read
             with pytest.raises(RateLimited):  # one request recorded in the windows, then a 5 s cool-down
                 await sender.chat(ChatRequest(model="m", timeout_s=0.5, messages=[{"role": "user", "content": "hi"}]))

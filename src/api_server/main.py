@@ -34,6 +34,7 @@ from api_server.routes import (
     workflows,
 )
 from api_server.telemetry import fastapi_telemetry
+from api_server.trusted_hosts import TrustedHosts
 from core.db import Database
 from core.gateway_router import open_router
 from core.queue import JobQueue, NoQueue, queue_for
@@ -114,6 +115,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     if settings.cors_origins:  # off unless origins are listed: a page elsewhere cannot read the API's answers
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["*"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
+    # Outermost: a request for another name (DNS rebinding) is refused before anything else sees it.
+    app.add_middleware(TrustedHosts, trusted=settings.trusted_hosts, local_only=not settings.auth_required)
     install_error_handlers(app)
     # The gateway routes first: they are the hot path, and routes are matched in order.
     for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,

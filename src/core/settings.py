@@ -77,6 +77,10 @@ class Settings(BaseSettings):
         "API_HOST is a loopback address.")
     metrics_public: bool = Field(False, description="Serve /metrics without a key (for a scraper on a private "
                                                    "network); otherwise it needs an admin key.")
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="The names this server answers to in the Host header (comma-separated; "
+        "`*.example.com` for a domain); unset: any. With AUTH_REQUIRED=false only localhost and loopback addresses "
+        "are served, whatever this says (a page elsewhere could otherwise reach the API by DNS rebinding).")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Browser origins allowed to call the API (comma-separated); none by "
         "default. Cross-site form and text/plain posts are refused either way.")
@@ -106,7 +110,7 @@ class Settings(BaseSettings):
         """BUDGET_TIMEZONE as a zone."""
         return UTC if self.budget_timezone == "UTC" else ZoneInfo(self.budget_timezone)
 
-    @field_validator("allowed_roots", "cors_origins", "allowed_db_hosts", mode="before")
+    @field_validator("allowed_roots", "cors_origins", "allowed_db_hosts", "trusted_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

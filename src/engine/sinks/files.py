@@ -7,6 +7,7 @@ import csv
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,9 @@ Writer = Callable[[Path], "FrameWriter"]
 # Dates and date-times as text, as an Excel output shows them (fractions of a second only when there are some).
 DATE_TEXT = "%Y-%m-%d"
 DATETIME_TEXT = "%Y-%m-%d %H:%M:%S%.f"
+# A spreadsheet runs a cell that starts so as a formula (OWASP's CSV injection); a number is only a number.
+FORMULA_START = r"^[=+\-@\t\r]"
+NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 log = logging.getLogger(__name__)
 
 
@@ -63,12 +67,28 @@ class _TextWriter(FrameWriter):
 
 
 class CsvWriter(_TextWriter):
-    """CSV with one header line."""
+    """CSV with one header line; text cells a spreadsheet would run as formulas get a ' first (unless told not)."""
+
+    def __init__(self, path: Path, *, escape_formulas: bool = True) -> None:
+        super().__init__(path)
+        self.escape_formulas = escape_formulas
 
     def write(self, frame: pl.DataFrame) -> None:
+        if self.escape_formulas:
+            frame = without_formulas(frame)
         frame.write_csv(self.handle, include_header=self.rows == 0 and not self.handle.tell(),
                         date_format=DATE_TEXT, datetime_format=DATETIME_TEXT)
         self.rows += frame.height
+
+
+def without_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that start as a formula does (=, +, -, @, tab, CR) and are not numbers, with a ' before them."""
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.Utf8]
+    if not texts:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(FORMULA_START) & ~pl.col(name).str.contains(NUMBER))
+        .then(pl.lit("'") + pl.col(name)).otherwise(pl.col(name)).alias(name) for name in texts)
 
 
 class JsonlWriter(_TextWriter):
@@ -168,9 +188,10 @@ class FileSink:
     """Writes the source's rows with output columns filled into `path`, atomically."""
 
     def __init__(self, path: Path, kind: str, outputs: Mapping[str, str], *,
-                 lists: Mapping[str, bool] | None = None) -> None:
+                 lists: Mapping[str, bool] | None = None, escape_formulas: bool = True) -> None:
         self.path = path
         self.kind = kind
+        self.escape_formulas = escape_formulas
         self.outputs = dict(outputs)
         self.lists = dict(lists or {})  # columns written as lists (true: of numbers, a vector)
         self.description = str(path)
@@ -185,12 +206,18 @@ class FileSink:
         for stale in await asyncio.to_thread(remove_stale, self.path):
             log.info("removed %s, left by a run that ended before writing it", stale)
 
+    def _writer(self, temp: Path, workbook: Workbook | None) -> FrameWriter:
+        if self.kind == "excel":
+            return ExcelWriter(temp, workbook)
+        if self.kind == "csv":
+            return CsvWriter(temp, escape_formulas=self.escape_formulas)
+        return WRITERS[self.kind](temp)
+
     async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
         """Write the output and the errors file; returns the output path."""
         temp = temp_path(self.path)  # its own: a periodic save may run while the final one is written behind
         workbook = getattr(source, "workbook", None)
-        writer = await asyncio.to_thread(ExcelWriter, temp, workbook) if self.kind == "excel" \
-            else await asyncio.to_thread(WRITERS[self.kind], temp)
+        writer = await asyncio.to_thread(self._writer, temp, workbook)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
         try:
             async for frame in merged_frames(source, store, self.outputs, settled=settled, lists=self.lists):
@@ -226,10 +253,16 @@ async def write_errors(store: ResultStore, path: Path, *, first_row: int | None 
             out.writerow(["key" if first_row is None else "row", "error_class", "reason", "attempts", "model"])
             for f in failures:
                 where = f.key if first_row is None or not isinstance(f.key, int) else f.key + first_row
-                out.writerow([where, f.error_class.value if f.error_class else "", f.error, f.attempts, f.model])
+                out.writerow([where, f.error_class.value if f.error_class else "", formula_safe(f.error), f.attempts,
+                              f.model])
         os.replace(temp, path)
 
     await asyncio.to_thread(write)
+
+
+def formula_safe(text: str | None) -> str | None:
+    """A text a spreadsheet shows as text (a ' before what would start a formula)."""
+    return "'" + text if text and re.match(FORMULA_START, text) and not re.match(NUMBER, text) else text
 
 
 def check_writable(path: Path) -> None:

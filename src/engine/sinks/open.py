@@ -36,7 +36,8 @@ def file_sink(spec: WorkflowSpec, path: Path, kind: str) -> FileSink:
     """A file sink of `kind` for the spec's output columns (vectors as lists where the format holds lists)."""
     lists_kept = kind in LIST_KINDS
     return FileSink(path, kind, output_fields(spec, lists_kept=lists_kept),
-                    lists=list_columns(spec) if lists_kept else {})
+                    lists=list_columns(spec) if lists_kept else {},
+                    escape_formulas=getattr(spec.sink, "escape_formulas", True))
 
 
 async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, connections: Connections,

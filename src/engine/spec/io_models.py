@@ -125,6 +125,10 @@ class CsvSinkSpec(_FileSinkSpec):
     """Output to a CSV file."""
 
     kind: Literal["csv"] = Field(description="`csv`: a CSV file.")
+    escape_formulas: bool = Field(True, description="A text cell that a spreadsheet would run as a formula (it starts "
+                                                    "with =, +, -, @, a tab or a carriage return, and is not a "
+                                                    "number) is written with a ' before it; false writes it as it "
+                                                    "is.")
 
 
 class ParquetSinkSpec(_FileSinkSpec):
