@@ -17,9 +17,9 @@ from core.models import Job
 from core.queue import NoQueue
 from core.server_files import exposed_server_files
 from core.settings import Settings
-from tests.engine_helpers import SPEC
+from tests.engine_helpers import SPEC, read_csv_text
 from tests.fake_upstream import FakeUpstream
-from tests.worker_helpers import platform, wait_status, write_tickets
+from tests.worker_helpers import platform, running_with_rows_done, wait_status, write_tickets
 from worker.inprocess import InProcessRunner
 
 SECRET_LINE = "root:x:0:0:the first line of a file outside"
@@ -128,11 +128,12 @@ async def test_a_symlink_swapped_in_after_post_fails_the_job_before_reading_or_w
 
         (data / "in.csv").unlink()
         (data / "in.csv").write_bytes((data / "tickets.csv").read_bytes())
-        (data / "out.csv").symlink_to(victim)  # the output now points out
+        (data / "jobs").mkdir()
+        (data / "jobs" / str(job.json()["id"])).symlink_to(outside)  # the job's own folder now points out
         retried = await p.http.post(f"/api/v1/jobs/{job.json()['id']}/retry")
         assert retried.status_code == 200
         failed = await wait_status(p.http, job.json()["id"], "failed")
-        assert "sink.path" in failed["error"] and "outside the folders" in failed["error"]
+        assert "not a folder an output can be written in" in failed["error"]
         await runner.aclose()
     assert upstream.stats.requests == 0
     assert victim.read_text() == "keep me\n" and (outside / "secret.csv").read_text().startswith("id,")
@@ -176,3 +177,74 @@ def test_the_server_and_the_worker_refuse_to_start_with_env_inside_data_dir(tmp_
         assert ended.returncode != 0
         assert "refusing to start: .env (.env) is inside DATA_DIR" in ended.stderr, ended.stderr
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+@pytest.mark.parametrize("sink", ["../1/out.csv", "../../jobs", "/etc/out.csv", "a/../../x.csv"])
+async def test_a_sink_outside_the_jobs_own_folder_is_refused_at_post(client: httpx.AsyncClient, sink: str,
+                                                                     folders: tuple[Path, Path]) -> None:
+    problems = _problems(await client.post("/api/v1/workflows", json={"yaml": spec("tickets.csv", sink)}))
+    assert list(problems) == ["sink.path"] and "job's own folder" in problems["sink.path"]["message"]
+
+
+async def test_outputs_land_in_the_jobs_own_folder_and_never_replace_an_input(
+        database_url: str, folders: tuple[Path, Path]) -> None:
+    data, _ = folders
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=data, upstream_url=upstream.base_url) as p:
+        first = await wait_status(p.http, await p.start_job(yaml=spec("tickets.csv", "out.csv")), "completed")
+        chained = spec(f"jobs/{first['id']}/out.csv", "out.csv").replace("name: triage", "name: chained")
+        assert (await p.http.post("/api/v1/workflows", json={"yaml": chained})).status_code == 201
+        second = await wait_status(p.http, (await p.http.post("/api/v1/jobs", json={"workflow": "chained"})).json()[
+            "id"], "completed")
+        own = spec(f"jobs/{second['id'] + 1}/out.csv", "out.csv").replace("name: triage", "name: own")
+        assert (await p.http.post("/api/v1/workflows", json={"yaml": own})).status_code == 201
+        (data / "jobs" / str(second["id"] + 1)).mkdir()
+        (data / "jobs" / str(second["id"] + 1) / "out.csv").write_bytes((data / "tickets.csv").read_bytes())
+        third = await wait_status(p.http, (await p.http.post("/api/v1/jobs", json={"workflow": "own"})).json()["id"],
+                                  "failed")
+    assert Path(first["output"]) == data.resolve() / "jobs" / str(first["id"]) / "out.csv"
+    assert Path(second["output"]).parent.name == str(second["id"])  # job 1's output read, not replaced
+    assert "is an input of this workflow; an output never replaces it" in third["error"]
+    assert (data / "jobs" / str(third["id"]) / "out.csv").read_bytes() == (data / "tickets.csv").read_bytes()
+
+
+async def test_a_folder_swapped_for_a_symlink_mid_run_does_not_redirect_the_output(
+        database_url: str, folders: tuple[Path, Path]) -> None:
+    """The Excel writer's child writes through the folder the run holds open, not through the path."""
+    data, outside = folders
+    async with FakeUpstream(latency_s=0.3) as upstream, \
+            platform(database_url=database_url, data_dir=data, upstream_url=upstream.base_url) as p:
+        job_id = await p.start_job(yaml=spec("tickets.csv", "out.xlsx").replace("kind: csv, path: 'out",
+                                                                                "kind: excel, path: 'out"))
+        folder = data / "jobs" / str(job_id)
+        await running_with_rows_done(p.http, job_id, rows=4)
+        folder.rename(data / "moved")
+        folder.symlink_to(outside)
+        job = await wait_status(p.http, job_id, "completed")
+    assert sorted(os.listdir(outside)) == ["secret.csv"]  # nothing was written through the symlink
+    assert (data / "moved" / "out.xlsx").is_file() and job["counts"]["done"] == 27
+
+
+async def test_in_output_root_a_job_replaces_only_its_own_files(database_url: str, folders: tuple[Path, Path],
+                                                                tmp_path: Path) -> None:
+    data, _ = folders
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    (exports / "theirs.csv").write_text("not Rowloom's\n")
+    shared = spec("tickets.csv", str(exports / "shared.csv"))
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=data, upstream_url=upstream.base_url,
+                     output_root=exports) as p:
+        first = await wait_status(p.http, await p.start_job(yaml=shared), "completed")
+        again = await p.http.post(f"/api/v1/jobs/{first['id']}/retry")
+        assert again.status_code == 409  # completed: nothing to retry; run the same job's twin instead
+        other = await wait_status(p.http, (await p.http.post("/api/v1/jobs", json={"workflow": "triage"})).json()[
+            "id"], "failed")
+        theirs = spec("tickets.csv", str(exports / "theirs.csv")).replace("name: triage", "name: theirs")
+        assert (await p.http.post("/api/v1/workflows", json={"yaml": theirs})).status_code == 201
+        refused = await wait_status(p.http, (await p.http.post("/api/v1/jobs", json={"workflow": "theirs"})).json()[
+            "id"], "failed")
+    assert Path(first["output"]) == exports.resolve() / "shared.csv"
+    assert "is not this job's output" in other["error"] and "is not this job's output" in refused["error"]
+    assert (exports / "theirs.csv").read_text() == "not Rowloom's\n"
+    assert read_csv_text(exports / "shared.csv").height == 30

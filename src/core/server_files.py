@@ -31,7 +31,8 @@ def server_files(settings: Settings) -> dict[str, Path]:
 
 def exposed_server_files(settings: Settings) -> list[str]:
     """Why the server may not start: each of its files that lies inside DATA_DIR or an allowed root."""
-    roots = [("DATA_DIR", settings.data_dir), *(("ALLOWED_ROOTS", root) for root in settings.allowed_roots)]
+    roots = [("DATA_DIR", settings.data_dir), *(("ALLOWED_ROOTS", root) for root in settings.allowed_roots),
+             *([("OUTPUT_ROOT", settings.output_root)] if settings.output_root else [])]
     problems: list[str] = []
     for setting, path in server_files(settings).items():
         real = Path(os.path.realpath(path))

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(
         30.0, gt=0, description="A running job whose heartbeat is older than this is re-queued by the reaper.")
     reaper_interval_s: float = Field(10.0, gt=0, description="How often the reaper looks for expired leases.")
+    output_root: Path | None = Field(
+        None, description="A folder besides each job's own (<DATA_DIR>/jobs/<id>/) that file sinks may write to, "
+        "named by absolute paths inside it; a job replaces there only the files it wrote itself.")
     allowed_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folders besides DATA_DIR that workflow and job file paths may name "
         "(comma-separated); every path must resolve inside one of them after symlinks.")

@@ -23,9 +23,11 @@ from engine.spec.secrets import Secrets, secret_errors
 
 
 def path_policy(settings: Settings) -> PathPolicy:
-    """Relative paths start at DATA_DIR; every path stays inside it or one of ALLOWED_ROOTS."""
+    """Relative paths start at DATA_DIR; every path stays inside it, one of ALLOWED_ROOTS or OUTPUT_ROOT; outputs
+    go to a job's own folder or OUTPUT_ROOT."""
     return PathPolicy.confined(settings.data_dir, settings.allowed_roots,
-                               ReadLimits(settings.excel_max_cells, settings.reader_memory_mb << 20))
+                               ReadLimits(settings.excel_max_cells, settings.reader_memory_mb << 20),
+                               output_roots=[settings.output_root] if settings.output_root else [])
 
 
 def spec_checks(settings: Settings) -> tuple[SpecCheck, ...]:

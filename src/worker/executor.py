@@ -39,10 +39,7 @@ from engine.gateway.router import Router
 from engine.results import RowStatus
 from engine.run import RunOutcome, run_spec
 from engine.run.fingerprint import answer_fingerprint
-from engine.sinks.open import default_output
 from engine.spec import merge_params, validate_spec_data
-from engine.spec.models import WorkflowSpec
-from engine.spec.paths import PathPolicy
 from worker.constants import STOP_GRACE_S, TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import EarlierUsage, JobRecorder, StopReason
@@ -195,8 +192,8 @@ class JobRun:
         settings = self.ctx.settings
         # Checked again here: a version stored before a policy changed, or a path that became a symlink.
         spec = validate_spec_data(merge_params(version.spec, self.job.params), checks=spec_checks(settings))
-        paths = path_policy(settings)  # its base is absolute, so the record names the output unambiguously
-        output = self._default_output(spec, paths)
+        # Its base is absolute, so the record names the output unambiguously; its outputs go to the job's folder.
+        paths = path_policy(settings).for_job(self._job_dir(), owner=f"job {self.job_id}")
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
                               prompt_hash=answer_fingerprint(spec))
         client = self.ctx.client
@@ -206,7 +203,7 @@ class JobRun:
             client = BudgetedClient(client, self.ctx.budgets, subjects)
         try:
             return await run_spec(spec, client=client, base_dir=paths.base_dir, work_dir=self._job_dir(),
-                                  store=store, output=output, on_progress=self.recorder.on_progress,
+                                  store=store, on_progress=self.recorder.on_progress,
                                   on_event=self.recorder.on_event, stop=stop, paths=paths,
                                   connections=job_connections(settings), cache=self.ctx.answers)
         finally:
@@ -215,12 +212,6 @@ class JobRun:
 
     def _job_dir(self) -> Path:
         return self.ctx.settings.data_dir.resolve() / "jobs" / str(self.job_id)
-
-    def _default_output(self, spec: WorkflowSpec, paths: PathPolicy) -> Path | None:
-        """Without a sink, output goes to the job's own folder (jobs of one workflow never overwrite each other)."""
-        if spec.sink is not None or spec.source.kind == "mysql":
-            return None
-        return self._job_dir() / default_output(spec, paths)[0].name
 
     async def _ended(self, outcome: RunOutcome | None) -> None:
         if outcome is not None:

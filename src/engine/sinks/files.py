@@ -20,6 +20,7 @@ from engine.errors import InputError
 from engine.results import ResultStore
 from engine.results.settled import SettledRows
 from engine.sinks.base import merged_frames
+from engine.sinks.output_dir import OutputDir, folder_of
 from engine.sinks.temp_files import remove_stale, temp_path
 from engine.sinks.xlsx_process import OUTPUT_SHEET, XlsxProcess
 from engine.sources.base import Source
@@ -185,26 +186,40 @@ WRITERS: dict[str, type[FrameWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter,
 
 
 class FileSink:
-    """Writes the source's rows with output columns filled into `path`, atomically."""
+    """Writes the source's rows with output columns filled into `path`, atomically, through a held folder.
+
+    With an `owner` (a job writing in a folder that jobs share, OUTPUT_ROOT), an existing file is replaced only
+    if that owner wrote it: a job cannot replace another job's output, or a file Rowloom did not write.
+    """
 
     def __init__(self, path: Path, kind: str, outputs: Mapping[str, str], *,
-                 lists: Mapping[str, bool] | None = None, escape_formulas: bool = True) -> None:
-        self.path = path
+                 lists: Mapping[str, bool] | None = None, escape_formulas: bool = True,
+                 folder: OutputDir | None = None, owner: str | None = None) -> None:
+        self.path = path  # where it is: for messages and the job record
         self.kind = kind
         self.escape_formulas = escape_formulas
         self.outputs = dict(outputs)
         self.lists = dict(lists or {})  # columns written as lists (true: of numbers, a vector)
         self.description = str(path)
-        self.errors_path = path.with_name(f"{path.stem}.errors.csv")
+        self.folder = folder
+        self.owner = owner
+
+    def _target(self) -> Path:
+        """The output's name inside its held folder (opened on first use)."""
+        if self.folder is None:
+            self.folder = folder_of(self.path)
+        return self.folder.path(self.path.name)
 
     async def check(self) -> None:
-        """The folder can be created and written, and the target is not a folder or read-only.
-
-        Temp files a killed run left beside the output are removed.
-        """
-        await asyncio.to_thread(check_writable, self.path)
-        for stale in await asyncio.to_thread(remove_stale, self.path):
-            log.info("removed %s, left by a run that ended before writing it", stale)
+        """The folder can be created and written, and the target is not a folder, read-only, or (with an owner)
+        someone else's file. Temp files a killed run left beside the output are removed."""
+        target = await asyncio.to_thread(self._target)
+        await asyncio.to_thread(check_writable, target, shown=self.path)
+        if self.owner is not None and not await asyncio.to_thread(owned_by, target, self.owner):
+            raise InputError(f"{self.path}: the file exists and is not this job's output (another job's, or one "
+                             "Rowloom did not write): choose another path")
+        for stale in await asyncio.to_thread(remove_stale, target):
+            log.info("removed %s, left by a run that ended before writing it", stale.name)
 
     def _writer(self, temp: Path, workbook: Workbook | None) -> FrameWriter:
         if self.kind == "excel":
@@ -215,7 +230,8 @@ class FileSink:
 
     async def save(self, source: Source, store: ResultStore, *, settled: SettledRows | None = None) -> str:
         """Write the output and the errors file; returns the output path."""
-        temp = temp_path(self.path)  # its own: a periodic save may run while the final one is written behind
+        target = await asyncio.to_thread(self._target)
+        temp = temp_path(target)  # its own: a periodic save may run while the final one is written behind
         workbook = getattr(source, "workbook", None)
         writer = await asyncio.to_thread(self._writer, temp, workbook)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
@@ -223,7 +239,9 @@ class FileSink:
             async for frame in merged_frames(source, store, self.outputs, settled=settled, lists=self.lists):
                 await asyncio.to_thread(writer.write, frame)
             await asyncio.to_thread(writer.finish, columns)
-            await asyncio.to_thread(os.replace, temp, self.path)
+            if self.owner is not None:
+                await asyncio.to_thread(owner_mark(target).write_text, self.owner, encoding="utf-8")
+            await asyncio.to_thread(os.replace, temp, target)
         except BaseException:
             writer.abort()
             raise
@@ -231,8 +249,21 @@ class FileSink:
             temp.unlink(missing_ok=True)
         if settled is not None:
             await settled.until(math.inf)  # a source with no rows left has nothing to wait for
-        await write_errors(store, self.errors_path, first_row=source.first_row)
+        await write_errors(store, target.with_name(f"{target.stem}.errors.csv"), first_row=source.first_row)
         return str(self.path)
+
+
+def owner_mark(target: Path) -> Path:
+    """The file beside an output in a shared folder that names who wrote it."""
+    return target.with_name(f".{target.name}.owner")
+
+
+def owned_by(target: Path, owner: str) -> bool:
+    """Whether `target` may be replaced by `owner`: it does not exist yet, or `owner` wrote it."""
+    if not target.exists():
+        return True
+    mark = owner_mark(target)
+    return mark.is_file() and mark.read_text(encoding="utf-8", errors="replace") == owner
 
 
 async def write_errors(store: ResultStore, path: Path, *, first_row: int | None = None) -> None:
@@ -265,17 +296,17 @@ def formula_safe(text: str | None) -> str | None:
     return "'" + text if text and re.match(FORMULA_START, text) and not re.match(NUMBER, text) else text
 
 
-def check_writable(path: Path) -> None:
-    """InputError unless a file can be written at `path` (folder creatable, not a folder, not read-only)."""
+def check_writable(path: Path, *, shown: Path | None = None) -> None:
+    """InputError unless a file can be written at `path` (not a folder, not read-only), named as `shown`."""
+    shown = shown or path
     if path.is_dir():
-        raise InputError(f"{path}: output path is a folder")
+        raise InputError(f"{shown}: output path is a folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".rowloom-probe-", delete=True)  # noqa: SIM115
         probe.close()
     except OSError as exc:
-        raise InputError(f"{path}: cannot write the output there: {exc.strerror or exc}") from None
+        raise InputError(f"{shown}: cannot write the output there: {exc.strerror or exc}") from None
     if path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f"{path}: output file is read-only or locked")
+        raise InputError(f"{shown}: output file is read-only or locked")
 
 

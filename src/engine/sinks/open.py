@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
+from engine.errors import InputError
 from engine.sinks.base import Sink
 from engine.sinks.files import FileSink
+from engine.sinks.output_dir import OutputDir
 from engine.sources.mysql_connection import Connections
 from engine.spec.flow import list_columns, output_fields
 from engine.spec.models import (
@@ -17,33 +21,49 @@ from engine.spec.models import (
     ParquetSourceSpec,
     WorkflowSpec,
 )
-from engine.spec.paths import PathPolicy
+from engine.spec.paths import PathPolicy, path_fields
 
 LIST_KINDS = ("parquet", "jsonl")  # formats whose cells hold lists of numbers
 _SUFFIX = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet", "excel": ".xlsx"}
 
 
-def default_output(spec: WorkflowSpec, paths: PathPolicy) -> tuple[Path, str]:
-    """Without a sink: a file of the source's kind beside it, named `<stem>.rowloom<suffix>`."""
+def default_output(spec: WorkflowSpec, paths: PathPolicy) -> tuple[str, str]:
+    """Without a sink: a file of the source's kind named `<stem>.rowloom<suffix>`, beside the input on the user's
+    own machine, in the job's own folder on the platform."""
     source = spec.source
     if isinstance(source, CsvSourceSpec | JsonlSourceSpec | ParquetSourceSpec | ExcelSourceSpec):
-        path = paths.resolve(source.path, field="source.path")
-        return path.with_name(f"{path.stem}.rowloom{_SUFFIX[source.kind]}"), source.kind
-    return paths.base_dir / f"{spec.name or 'output'}.rowloom.jsonl", "jsonl"
+        name = f"{Path(source.path).stem}.rowloom{_SUFFIX[source.kind]}"
+        if paths.roots is not None:
+            return name, source.kind
+        return str(paths.resolve(source.path, field="source.path").with_name(name)), source.kind
+    name = f"{spec.name or 'output'}.rowloom.jsonl"
+    return (name if paths.roots is not None else str(paths.base_dir / name)), "jsonl"
 
 
-def file_sink(spec: WorkflowSpec, path: Path, kind: str) -> FileSink:
-    """A file sink of `kind` for the spec's output columns (vectors as lists where the format holds lists)."""
+async def file_sink(spec: WorkflowSpec, paths: PathPolicy, path: str, kind: str) -> FileSink:
+    """A file sink of `kind` for the spec's output columns (vectors as lists where the format holds lists), in its
+    folder held open; never over one of the spec's own input files."""
+    root, parts, name = paths.output(path, field="sink.path")
+    folder = await asyncio.to_thread(OutputDir, root, parts)
+    target = folder.real / name
+    if await asyncio.to_thread(_is_an_input, spec, paths, target):
+        raise InputError(f"sink.path: {paths.shown(path)} is an input of this workflow; an output never replaces it")
     lists_kept = kind in LIST_KINDS
-    return FileSink(path, kind, output_fields(spec, lists_kept=lists_kept),
+    return FileSink(target, kind, output_fields(spec, lists_kept=lists_kept),
                     lists=list_columns(spec) if lists_kept else {},
-                    escape_formulas=getattr(spec.sink, "escape_formulas", True))
+                    escape_formulas=getattr(spec.sink, "escape_formulas", True), folder=folder,
+                    owner=paths.owner if paths.in_output_root(path) else None)
+
+
+def _is_an_input(spec: WorkflowSpec, paths: PathPolicy, target: Path) -> bool:
+    inputs = {os.path.realpath(paths.resolve(p, field=".".join(map(str, where))))
+              for where, p in path_fields(spec) if where[0] != "sink"}
+    return os.path.realpath(target) in inputs
 
 
 async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, connections: Connections,
                     output: Path | None = None) -> Sink:
-    """The spec's sink, checked; `output` (the CLI's flag, or a job's own folder) overrides a file sink's path and is
-    checked against the policy like any other."""
+    """The spec's sink, checked; `output` (the CLI's flag) overrides a file sink's path, under the same rules."""
     config = spec.sink
     sink: Sink
     if isinstance(config, MysqlSinkSpec) or (config is None and isinstance(spec.source, MysqlSourceSpec)):
@@ -52,8 +72,8 @@ async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, connections: Conne
         sink = MysqlWriteBack.from_spec(spec, connections)
     elif config is None:
         path, kind = default_output(spec, paths)
-        sink = file_sink(spec, paths.resolve(str(output or path), field="sink.path"), kind)
+        sink = await file_sink(spec, paths, str(output or path), kind)
     else:
-        sink = file_sink(spec, paths.resolve(str(output or config.path), field="sink.path"), config.kind)
+        sink = await file_sink(spec, paths, str(output or config.path), config.kind)
     await sink.check()
     return sink

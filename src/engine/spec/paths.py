@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from engine.errors import InputError
@@ -28,13 +28,61 @@ class PathPolicy:
     base_dir: Path
     roots: tuple[Path, ...] | None = None
     limits: ReadLimits = ReadLimits()
+    # Where a confined run writes: a relative sink path inside `output_dir` (the job's own folder, under
+    # base_dir), an absolute one inside one of `output_roots` (OUTPUT_ROOT), there replacing only `owner`'s files.
+    output_dir: Path | None = None
+    output_roots: tuple[Path, ...] = ()
+    owner: str | None = None
 
     @classmethod
-    def confined(cls, base_dir: Path, extra_roots: Sequence[Path] = (), limits: ReadLimits = ReadLimits()
-                 ) -> PathPolicy:
+    def confined(cls, base_dir: Path, extra_roots: Sequence[Path] = (), limits: ReadLimits = ReadLimits(), *,
+                 output_roots: Sequence[Path] = ()) -> PathPolicy:
         """Paths must stay inside `base_dir` or one of `extra_roots` (both taken after symlinks)."""
-        roots = tuple(Path(os.path.realpath(root)) for root in (base_dir, *extra_roots))
-        return cls(Path(os.path.realpath(base_dir)), roots, limits)
+        roots = tuple(Path(os.path.realpath(root)) for root in (base_dir, *extra_roots, *output_roots))
+        return cls(Path(os.path.realpath(base_dir)), roots, limits,
+                   output_roots=tuple(Path(os.path.realpath(root)) for root in output_roots))
+
+    def for_job(self, job_dir: Path, owner: str) -> PathPolicy:
+        """The policy of one job: its relative outputs in `job_dir` (inside base_dir), written as `owner`."""
+        return replace(self, output_dir=job_dir, owner=owner)
+
+    def output_problem(self, path: str) -> str | None:
+        """Why a sink may not write `path`, or None: a confined run writes a relative path inside its own folder,
+        an absolute one only inside OUTPUT_ROOT."""
+        if "\x00" in path:
+            return "a path may not contain a NUL byte"
+        if self.roots is None:
+            return None
+        if Path(path).is_absolute():
+            real = Path(os.path.normpath(path))
+            if any(real == root or root in real.parents for root in self.output_roots):
+                return None
+            return (f"{path!r}: an output is written in the job's own folder (give a relative path)"
+                    + (" or inside OUTPUT_ROOT" if self.output_roots else ""))
+        if os.path.normpath(path).split(os.sep)[0] == "..":
+            return f"{path!r}: an output path may not lead out of the job's own folder"
+        return None
+
+    def output(self, path: str, *, field: str) -> tuple[Path, tuple[str, ...], str]:
+        """Where a sink writes `path`: a trusted folder to start from, the folders below it, and the file name."""
+        problem = self.output_problem(path)
+        if problem is not None:
+            raise InputError(f"{field}: {problem}")
+        if self.roots is None:  # the user's own machine: anywhere, relative to the spec's folder
+            full = Path(os.path.abspath(self._joined(path)))
+            return full.parent, (), full.name
+        candidate = Path(os.path.normpath(path))
+        if candidate.is_absolute():
+            root = next(r for r in self.output_roots if candidate == r or r in candidate.parents)
+            return root, candidate.parent.relative_to(root).parts, candidate.name
+        if self.output_dir is None:
+            raise InputError(f"{field}: outputs are written by jobs, in their own folders")
+        below = Path(os.path.abspath(self.output_dir)).relative_to(self.base_dir).parts
+        return self.base_dir, (*below, *candidate.parent.parts), candidate.name
+
+    def in_output_root(self, path: str) -> bool:
+        """Whether `path` goes to OUTPUT_ROOT (shared by jobs: only `owner`'s files there are replaced)."""
+        return self.roots is not None and Path(path).is_absolute()
 
     def problem(self, path: str) -> str | None:
         """Why `path` may not be used, or None. Never names the server's folders."""
@@ -78,6 +126,7 @@ def path_fields(spec: WorkflowSpec) -> list[tuple[Location, str]]:
 
 
 def path_errors(spec: WorkflowSpec, policy: PathPolicy) -> list[tuple[Location, str]]:
-    """Each path of the spec that the policy refuses, with the reason."""
+    """Each path of the spec that the policy refuses, with the reason (a sink's by the rule of outputs)."""
     return [(location, problem) for location, path in path_fields(spec)
-            if (problem := policy.problem(path)) is not None]
+            if (problem := (policy.output_problem(path) if location[0] == "sink" else policy.problem(path)))
+            is not None]
