@@ -6,7 +6,9 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -231,3 +233,49 @@ async def test_trusted_hosts_narrow_any_deployment_to_its_names(settings: Settin
                               "api.example.com.evil.example")}
     assert codes == {"api.example.com": 200, "eu.rowloom.example": 200, "rowloom.example": 400, "evil.example": 400,
                      "api.example.com.evil.example": 400}
+
+
+async def test_revoking_a_key_ends_its_open_streams(database_url: str, tmp_path: Path) -> None:
+    """A progress stream and a jobs watch opened with a key end once the key is revoked (the revocation
+    arrives through the API, and through the database as `rowloom keys revoke` writes it)."""
+    from tests.fake_upstream import FakeUpstream
+    from tests.worker_helpers import platform, write_tickets
+
+    write_tickets(tmp_path, 400)
+    async with FakeUpstream(latency_s=0.5) as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path, upstream_url=upstream.base_url) as p, \
+            served(p.app) as base_url:
+        await p.app.state.keys.start()  # the revocation watch, as the served app's lifespan starts it
+        job_id = await p.start_job()
+        ended: dict[str, float] = {}
+        opened: dict[str, asyncio.Event] = {}
+
+        async def follow(name: str, path: str, secret: str) -> None:
+            first = opened[name]
+            async with httpx.AsyncClient(base_url=base_url, headers=bearer(secret), timeout=60) as http, \
+                    http.stream("GET", path) as stream:
+                assert stream.status_code == 200
+                async for _ in stream.aiter_lines():
+                    first.set()
+            ended[name] = time.monotonic()
+
+        by_api, by_cli = [await new_key(p.database, Scope.READ, name=n) for n in ("api", "cli")]
+        opened.update({f"{who} {kind}": asyncio.Event() for who in ("api", "cli") for kind in ("progress", "changes")})
+        streams = [asyncio.create_task(follow(f"{who} {kind}", path, secret))
+                   for who, secret in (("api", by_api), ("cli", by_cli))
+                   for kind, path in (("progress", f"/api/v1/jobs/{job_id}/progress"),
+                                      ("changes", f"/api/v1/jobs/changes?ids={job_id}"))]
+        async with p.database.session() as session:
+            keys = {k.name: k.id for k in (await session.exec(select(ApiKey))).all()}
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in opened.values())), timeout=30)
+        revoked_at = time.monotonic()
+        assert (await p.http.delete(f"/admin/keys/{keys['api']}")).status_code in (200, 204)
+        async with p.database.session() as session:  # as the CLI does: the database only
+            from api_server.services.keys import revoke_key
+
+            await revoke_key(session, key_id=keys["cli"])
+        await asyncio.wait_for(asyncio.gather(*streams), timeout=30)
+        running = (await p.http.get(f"/api/v1/jobs/{job_id}")).json()["status"]
+        await p.app.state.keys.aclose()
+    assert running == "running"  # the streams ended for the key, not because the job did
+    assert max(ended.values()) - revoked_at < 1.0, {k: v - revoked_at for k, v in ended.items()}

@@ -27,8 +27,8 @@ from tests.worker_helpers import job_of, platform, wait_for, write_tickets
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """The operator names one connection, `warehouse`."""
-    return Settings(database_url=database_url, redis_url=None, max_body_bytes=64 * 1024,
+    """The operator names one connection, `warehouse`; bodies up to the default 1 MiB."""
+    return Settings(database_url=database_url, redis_url=None,
                     connections_file=write_connections(tmp_path / "connections.yaml", warehouse=mysql_fields()))
 
 
@@ -179,3 +179,18 @@ async def test_a_fenced_answer_of_spaces_does_not_hold_the_server(database_url: 
         job = await wait_for(finished, within_s=60, what="the job to end")
     assert job["counts"]["failed"] == 6 and upstream.stats.requests == 12  # each row asked twice (one re-ask)
     assert max(pings) < 1.0, max(pings)
+
+
+async def test_a_workflow_has_at_most_64_steps_and_bounded_templates(client: httpx.AsyncClient) -> None:
+    """Ten thousand filter steps cost seconds of CPU to check: they are refused at the 65th."""
+    steps = "".join(f"  - {{id: f{i}, kind: filter, column: a, equals: x}}\n" for i in range(10_000))
+    started = time.perf_counter()
+    response = await client.post("/api/v1/workflows", content="name: many\nsource: {kind: inline, rows: [{a: x}]}\n"
+                                 "steps:\n" + steps, headers={"Content-Type": "application/yaml"})
+    took = time.perf_counter() - started
+    [detail] = error_of(response, 422)["details"]
+    assert (detail["field"], detail["message"], detail["line"]) == ("steps", "at most 64 items", 68)
+    assert took < 1.0, took
+    huge = spec_text().replace('template: "', 'template: "' + "x" * 100_001)
+    [detail] = error_of(await client.post("/api/v1/workflows", json={"yaml": huge}), 422)["details"]
+    assert detail["field"] == "prompt.template" and "at most 100000 characters" in detail["message"]

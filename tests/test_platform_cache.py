@@ -30,7 +30,7 @@ async def test_a_second_identical_job_sends_nothing_and_gives_the_same_output(da
     assert abs(second["usage"]["cost_saved"] - first["usage"]["cost"]) < 1e-9
     assert all(i["cached"] and i["cost"] == 0 and i["attempts"] == 0 for i in items)
     assert not any(i["cached"] for i in first_items)
-    assert pl.read_csv(first["output"]).equals(pl.read_csv(second["output"]))
+    assert pl.read_csv(tmp_path / first["output"]).equals(pl.read_csv(tmp_path / second["output"]))
 
 
 async def test_a_job_whose_rows_repeat_100_prompts_sends_100_requests(database_url: str, tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ async def test_a_job_whose_rows_repeat_100_prompts_sends_100_requests(database_u
         job = await wait_status(p.http, await p.start_job(), "completed", within_s=60)
     assert upstream.stats.requests == 100
     assert job["counts"]["done"] == 1000 and job["counts"]["cached"] == 900
-    out = pl.read_csv(job["output"])
+    out = pl.read_csv(tmp_path / job["output"])
     assert out.group_by("subject").agg(pl.col("ai_summary").n_unique())["ai_summary"].to_list() == [1] * 100
 
 

@@ -76,7 +76,7 @@ async def test_a_multi_step_job_reports_each_step_and_model(database_url: str, t
     assert len(rows) == 40 and all(r["step"] == "" and r["cost"] == 0 for r in rows)
     assert len(mb) == 40 and {(i["step"], i["target"], i["model"]) for i in mb} == {("triage", "mb", "mb")}
     assert all(len(i["outputs"]["vector"]) == 4 for i in embedded)
-    out = pl.read_ndjson(Path(job["output"]))
+    out = pl.read_ndjson((tmp_path / job["output"]))
     by_key = {r["key"]: r["outputs"] for r in rows}
     for row in out.iter_rows(named=True):
         assert row["category_mb"] == {i["key"]: i["outputs"]["category"] for i in mb}[row["id"]]
@@ -134,7 +134,7 @@ async def test_the_start_demo_runs_a_job_of_steps(database_url: str, tmp_path: P
         job = (await p.http.get(f"/api/v1/jobs/{listed['id']}")).json()
     printed = capsys.readouterr().out
     assert printed.count("completed: 8 rows done, 0 failed") == 2, printed
-    out = pl.read_csv(job["output"])
+    out = pl.read_csv(tmp_path / job["output"])
     assert "ticket_vector" not in out.columns and out["ai_reply"].null_count() == 0
     assert set(job["usage"]["models"]) == {"fake"}  # the deployment that answered, never the name asked (auto)
     assert out["article_ids"].null_count() == 0 and out["articles"].str.contains(r"^\[").all()

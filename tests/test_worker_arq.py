@@ -109,7 +109,7 @@ async def test_an_arq_worker_runs_a_job_end_to_end(database_url: str, tmp_path: 
             return text if 'process="arq@' in text else None
 
         metrics = await wait_for(worker_in_metrics, what="the worker's statistics in /metrics")
-    check_output(Path(job["output"]), frame, workflow_spec())
+    check_output((tmp_path / job["output"]), frame, workflow_spec())
     assert job["counts"] == {"total": 60, "done": 54, "failed": 0, "skipped": 6, "cached": 0}
     assert job["worker_id"].startswith("arq@") and len(job["trace_id"]) == 32
     assert job["usage"]["tokens_in"] > 0
@@ -169,8 +169,8 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
     kinds = [e["kind"] for e in events]
     assert kinds.count("claimed") == 2 and "requeued" in kinds, kinds
     assert job["attempt"] == 2 and job["counts"]["done"] == 450
-    check_output(Path(job["output"]), frame, spec)  # every row once, each with its own answer
-    assert not [p.name for p in Path(job["output"]).parent.iterdir() if p.name.endswith(".tmp")]  # killed run's
+    check_output((tmp_path / job["output"]), frame, spec)  # every row once, each with its own answer
+    assert not [p.name for p in (tmp_path / job["output"]).parent.iterdir() if p.name.endswith(".tmp")]  # killed run's
     assert len(durable) >= 120
     assert all(upstream.stats.attempts[prompt] == 1 for prompt in durable)  # finished rows: sent once
     # Resent: only rows in flight at the kill, or answered but not yet made durable (one flush window).
@@ -198,7 +198,7 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back(
     requeued = next(e for e in events if e["kind"] == "requeued")
     assert "shut down" in requeued["message"]
     assert job["attempt"] == 2 and job["counts"]["done"] == 360
-    check_output(Path(job["output"]), frame, workflow_spec(8))
+    check_output((tmp_path / job["output"]), frame, workflow_spec(8))
     assert len(durable) >= 60 and all(upstream.stats.attempts[prompt] == 1 for prompt in durable)
 
 
@@ -268,7 +268,7 @@ async def test_a_job_killed_between_steps_resends_no_finished_row_step_and_model
     assert all(upstream.stats.asked[asked] == 1 for asked in durable)  # finished (row, step, model): sent once
     assert job["counts"]["done"] == 300 and job["attempt"] == 2
     assert {t: c["done"] for t, c in job["steps"]["compare"].items()} == {"ma": 300, "mb": 300}
-    out = pl.read_csv(job["output"], infer_schema=False)
+    out = pl.read_csv(tmp_path / job["output"], infer_schema=False)
     for row in out.iter_rows(named=True):
         prompt = f"Urgent? {row['subject']} ({row['category']})"
         body = {"response_format": {"json_schema": {"schema": {"properties": {"urgent": {"enum": ["yes", "no"]}}}}}}

@@ -57,7 +57,7 @@ async def test_cancel_stops_sending_within_two_seconds_and_keeps_partial_output(
         kinds = [e["kind"] for e in await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")]
     assert last_arrival(upstream) < asked + CONTROL_S
     assert 20 <= job["counts"]["done"] == items < 198
-    assert check_output(Path(job["output"]), frame, workflow_spec(), complete=False) == items
+    assert check_output((tmp_path / job["output"]), frame, workflow_spec(), complete=False) == items
     assert kinds[-3:] == ["cancel_requested", "output_written", "cancelled"]
     assert job["completed_at"] is not None
 
@@ -102,7 +102,7 @@ async def test_pause_stops_within_two_seconds_and_resume_sends_no_done_row_again
     assert stopped_at < asked + CONTROL_S
     assert at_pause["status"] == "paused" and at_pause["counts"]["done"] == items_at_pause < 198
     assert job["counts"]["done"] == 198 and job["attempt"] == 2
-    check_output(Path(job["output"]), frame, workflow_spec())
+    check_output((tmp_path / job["output"]), frame, workflow_spec())
     assert max(upstream.stats.ok.values()) == 1  # no row answered twice
 
 
@@ -123,7 +123,7 @@ async def test_retry_sends_only_failed_and_unsent_rows(database_url: str, tmp_pa
     assert retried["status"] == "queued" and failed_first and done_first
     assert first_run["counts"]["failed"] == len(failed_first)
     assert job["counts"] == {"total": ROWS, "done": 198, "failed": 0, "skipped": 22, "cached": 0}
-    check_output(Path(job["output"]), frame, workflow_spec())
+    check_output((tmp_path / job["output"]), frame, workflow_spec())
     # The retry sent each row that was not done exactly once more, and no done row at all.
     assert sum(upstream.stats.attempts.values()) - sent_first == 198 - len(done_first)
     assert max(upstream.stats.ok.values()) == 1

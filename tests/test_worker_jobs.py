@@ -54,7 +54,7 @@ async def test_a_job_runs_end_to_end_and_its_record_shows_it(database_url: str, 
         download = await p.http.get(f"/api/v1/jobs/{job_id}/output")
         progress = await p.http.get(f"/api/v1/jobs/{job_id}/progress")
     spec = workflow_spec()
-    output = Path(job["output"])
+    output = (tmp_path / job["output"])
     assert output.is_absolute() and output.parts[-3:] == ("jobs", str(job_id), "tickets.rowloom.csv")
     assert check_output(output, frame, spec) == 108
     assert job["counts"] == {"total": 120, "done": 108, "failed": 0, "skipped": 12, "cached": 0}
@@ -136,7 +136,7 @@ async def test_failed_rows_are_listed_with_reasons_and_left_unfilled(database_ur
     assert deleted.status_code == 204 and items_after.status_code == 404 and left == 0
     assert all(e["error_class"] == "content_error" and "category" in e["error"] for e in errors)
     assert all(e["attempts"] == 2 for e in errors)  # content_error: 1 retry
-    answered = check_output(Path(job["output"]), frame, workflow_spec(), complete=False)
+    answered = check_output((tmp_path / job["output"]), frame, workflow_spec(), complete=False)
     assert answered == job["counts"]["done"]
 
 
@@ -170,7 +170,7 @@ async def test_a_job_whose_model_is_down_fails_with_the_reason_and_a_retry_finis
     assert failed["counts"]["failed"] == len(failed_items) > 0  # the record counts what /errors lists
     assert retried.status_code == 200
     assert job["counts"]["done"] == 54 and job["counts"]["failed"] == 0
-    assert check_output(Path(job["output"]), frame, workflow_spec()) == 54
+    assert check_output((tmp_path / job["output"]), frame, workflow_spec()) == 54
 
 
 async def test_urgent_jobs_are_picked_before_older_normal_and_low_ones(database_url: str, tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ async def test_a_job_whose_worker_vanished_is_requeued_and_resumed(database_url:
     assert kinds == ["created", "requeued", "claimed", "output_written", "completed"]
     assert "dead-worker" in events[1]["message"]
     assert job["attempt"] == 2 and job["counts"]["done"] == 27
-    check_output(Path(job["output"]), frame, spec)
+    check_output((tmp_path / job["output"]), frame, spec)
     sent = set(upstream.stats.attempts)
     assert len(sent) == 17 and all(max(upstream.stats.ok.values()) == 1 for _ in sent)
 

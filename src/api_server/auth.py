@@ -7,6 +7,7 @@ unknown key is a 401, a key without the route's scope a 403, both in the API's o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from core.models import ApiKey, Scope
 
 log = logging.getLogger(__name__)
 CACHE_S = 5.0  # without the revocation watch running (an app used without its lifespan): look keys up again
-WATCH_S = 1.0  # how often a server reads the revocations in the database (`rowloom keys revoke` from a shell)
+WATCH_S = 0.5  # how often a server reads the revocations in the database (`rowloom keys revoke` from a shell)
 REVOKED_CHANNEL = "rowloom:keys:revoked"  # Redis pub/sub: every server process drops its cache at once
 
 
@@ -59,6 +60,7 @@ class KeyRing:
     def __init__(self, database: Database | None, *, redis_url: str | None = None, required: bool = True) -> None:
         self.database = database
         self.required = required
+        self._revocation = asyncio.Event()  # set (and replaced) at each revocation: long streams wake on it
         self.redis = Redis.from_url(redis_url) if redis_url else None
         self._cache: dict[str, tuple[Caller, float]] = {}
         self._lookups: dict[str, asyncio.Future[Caller | None]] = {}
@@ -113,9 +115,20 @@ class KeyRing:
             key = await key_by_secret(session, secret=secret)
         return Caller.of(key) if key is not None else None
 
+    def _forget(self) -> None:
+        """Drop every cached key, and wake whoever waits for a revocation."""
+        self._cache.clear()
+        self._revocation.set()
+        self._revocation = asyncio.Event()
+
+    async def until_revocation(self, timeout_s: float) -> None:
+        """Sleep `timeout_s`, or less if a key is revoked meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._revocation.wait(), timeout=timeout_s)
+
     async def revoked(self) -> None:
         """A key was revoked: forget every cached key here, and tell the other processes."""
-        self._cache.clear()
+        self._forget()
         if self.redis is not None:
             try:
                 await self.redis.publish(REVOKED_CHANNEL, b"1")
@@ -129,7 +142,7 @@ class KeyRing:
                 async with database.session() as session:
                     latest = await revocations(session)
                 if seen is not None and latest != seen:
-                    self._cache.clear()
+                    self._forget()
                 seen = latest
             except asyncio.CancelledError:
                 raise
@@ -144,10 +157,10 @@ class KeyRing:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(REVOKED_CHANNEL)
-                    self._cache.clear()  # anything revoked while we were not listening
+                    self._forget()  # anything revoked while we were not listening
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            self._cache.clear()
+                            self._forget()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -173,6 +186,20 @@ async def optional_caller(request: Request, _: Credentials) -> Caller | None:
     # `Credentials` only documents the scheme in OpenAPI: the header is read as the /v1 fast path reads it
     keys: KeyRing = request.app.state.keys
     return await keys.caller(request.headers.get("authorization"))
+
+
+async def still_allowed(request: Request, scope: Scope) -> bool:
+    """Whether the request's key still grants `scope` (a long stream asks again as it goes: a revoked key's streams
+    end within a poll of the revocation)."""
+    keys: KeyRing = request.app.state.keys
+    caller = await keys.caller(request.headers.get("authorization"))
+    return caller is not None and scope.granted_by(caller.scopes)
+
+
+async def stream_pause(request: Request, seconds: float) -> None:
+    """A stream's wait between polls, cut short by a key's revocation."""
+    keys: KeyRing = request.app.state.keys
+    await keys.until_revocation(seconds)
 
 
 def require(scope: Scope) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import ChainMap
+from collections.abc import Callable
 from functools import partial
 
 from dotenv import dotenv_values
@@ -72,6 +73,17 @@ def job_connections(settings: Settings) -> Connections:
 def scrub_secrets(text: str) -> str:
     """`text` with every secret any job of this process resolved replaced by ***."""
     return Secrets({}, resolved=RESOLVED).scrub(text) if RESOLVED else text
+
+
+def shown_to_users(settings: Settings) -> Callable[[str], str]:
+    """Text as a job's record, events and errors show it: no secret, and paths inside DATA_DIR relative to it
+    (the server's own folders are nobody's business)."""
+    root = os.path.realpath(settings.data_dir) + os.sep
+
+    def show(text: str) -> str:
+        return scrub_secrets(text).replace(root, "")
+
+    return show
 
 
 class SecretFilter(logging.Filter):

@@ -30,7 +30,7 @@ from core.gateway_router import gateway_identity
 from core.job_records import event_row
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.settings import Settings
-from core.spec_policy import job_connections, path_policy, scrub_secrets, spec_checks
+from core.spec_policy import job_connections, path_policy, shown_to_users, spec_checks
 from core.step_counts import step_counts
 from engine.errors import EngineError
 from engine.events import EventKind
@@ -121,7 +121,8 @@ class JobRun:
         self.ctx = ctx
         self.job = job
         self.job_id: int = job.id
-        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage(), scrub=scrub_secrets)
+        self.shown = shown_to_users(ctx.settings)
+        self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage(), scrub=self.shown)
 
     async def run(self) -> None:
         """Run under the job's trace, then move the job to where the run left it."""
@@ -257,7 +258,7 @@ class JobRun:
         expected = isinstance(exc, EngineError | OSError)
         if not expected:
             log.exception("job %s failed", self.job_id)
-        message = scrub_secrets(str(exc) if expected else f"{type(exc).__name__}: {exc}")
+        message = self.shown(str(exc) if expected else f"{type(exc).__name__}: {exc}")
         target = JobStatus.CANCELLED if self.recorder.holding is JobStatus.CANCELLING else JobStatus.FAILED
         kind = EventKind.CANCELLED if target is JobStatus.CANCELLED else EventKind.FAILED
         await self._finish(target, kind, f"{target}: {message}", error=message)

@@ -52,7 +52,7 @@ class JobRecorder:
     def __init__(self, database: Database, job: Job, *, earlier: EarlierUsage,
                  scrub: Callable[[str], str] = str) -> None:
         self.database = database
-        self.scrub = scrub  # no event carries a secret the run resolved
+        self.scrub = scrub  # no event carries a secret the run resolved, or the server's folders
         self.job = job
         self.earlier = earlier
         self.latest: Progress | None = None
@@ -68,7 +68,7 @@ class JobRecorder:
     def on_event(self, kind: EventKind, message: str, data: dict[str, Any]) -> None:
         """Engine callback: queue an event for the next write."""
         if isinstance(data.get("output"), str):
-            self.output = data["output"]
+            self.output = self.scrub(data["output"])
         self.event(kind, message, **data)
 
     def event(self, kind: EventKind, message: str, **data: Any) -> None:

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api_server.auth import require
+from api_server.auth import require, still_allowed, stream_pause
 from api_server.deps import DatabaseDep, SessionDep, SettingsDep
 from api_server.http_errors import ErrorResponse, error_responses
 from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, JobId, ListPage, NoQueryDep
@@ -100,15 +100,15 @@ async def list_events(job_id: ExistingJobId, session: SessionDep,
 
 @router.get("/{job_id}/progress", response_class=EventSourceResponse, responses={
     404: {"model": ErrorResponse, "description": "Not found", "content": {"application/json": {}}}})
-async def stream_progress(job_id: ExistingJobId, database: DatabaseDep,
+async def stream_progress(job_id: ExistingJobId, database: DatabaseDep, request: Request,
                           _: NoQueryDep) -> AsyncIterator[ServerSentEvent]:
     """Follow a job's progress as server-sent events.
 
     A `progress` event (the job as GET returns it, without params) whenever it changes, and a last `end` event
-    when the job is completed, failed or cancelled.
+    when the job is completed, failed or cancelled. The stream ends when its API key is revoked.
     """
     seen: Any = None
-    while True:
+    while await still_allowed(request, Scope.READ):
         async with database.session() as session:
             job = await get_job(session, job_id=job_id)
         if job.updated_at != seen:
@@ -118,7 +118,7 @@ async def stream_progress(job_id: ExistingJobId, database: DatabaseDep,
         if JobStatus(job.status) in FINISHED:
             yield ServerSentEvent(event="end", data={"id": job_id, "status": job.status})
             return
-        await asyncio.sleep(PROGRESS_POLL_S)
+        await stream_pause(request, PROGRESS_POLL_S)
 
 
 OUTPUT_TYPES = {".csv": "text/csv", ".jsonl": "application/jsonl", ".parquet": "application/vnd.apache.parquet",
@@ -141,9 +141,10 @@ async def download_output(job_id: JobId, session: SessionDep, settings: Settings
     if job.output.startswith("mysql "):
         raise Conflict(f"job {job_id} wrote its results to {job.output}; there is no file to download",
                        field="job_id")
-    path = Path(job.output)
     # The job's own output only, and only while it is where files may be (a symlink swapped in since counts).
-    allowed = await asyncio.to_thread(path_policy(settings).problem, job.output) is None
+    policy = path_policy(settings)
+    allowed = await asyncio.to_thread(policy.problem, job.output) is None
+    path = policy.resolve(job.output, field="output") if allowed else Path()
     if not allowed or not await asyncio.to_thread(path.is_file):
         raise NotFound(f"job {job_id}'s output is no longer there", field="job_id")
     return FileResponse(path, filename=path.name, media_type=OUTPUT_TYPES.get(path.suffix, "application/octet-stream"))

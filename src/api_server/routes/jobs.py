@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api_server.auth import AdminKey, ReadKey, WriteKey
+from api_server.auth import AdminKey, ReadKey, WriteKey, still_allowed, stream_pause
 from api_server.deps import BudgetsDep, DatabaseDep, QueueDep, RouterDep, SessionDep, SettingsDep, SpecChecksDep
 from api_server.http_errors import error_responses
 from api_server.queries import JobId, JobListQuery, ListPage, NoQueryDep
@@ -20,7 +19,7 @@ from api_server.services import jobs as service
 from core.answer_store import DbAnswerCache
 from core.db.types import MAX_ID
 from core.gateway_router import gateway_identity
-from core.models import JobAction
+from core.models import JobAction, Scope
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate, JobPublic, JobSummary
 
@@ -125,17 +124,17 @@ class WatchQuery(BaseModel):
 
 
 @router.get("/changes", response_class=EventSourceResponse, responses=error_responses(422))
-async def watch_jobs(database: DatabaseDep, _caller: ReadKey,
+async def watch_jobs(database: DatabaseDep, _caller: ReadKey, request: Request,
                      query: Annotated[WatchQuery, Query()]) -> AsyncIterator[ServerSentEvent]:
     """Follow a list of jobs as server-sent events: what a jobs page needs to stay current.
 
     A `job` event (the job as lists show it) each time one of `ids` changes, and a `created` event (with
     the newest id) when jobs newer than `since_id` appear. Each check reads the followed jobs by id and the
-    newest id, so it costs the same with a million jobs as with ten.
+    newest id, so it costs the same with a million jobs as with ten. The stream ends when its API key is revoked.
     """
     seen: dict[int, object] = {}
     newest = query.since_id
-    while True:
+    while await still_allowed(request, Scope.READ):
         async with database.session() as session:
             jobs, latest = await service.jobs_by_id(session, ids=query.ids)
         for job in jobs:
@@ -145,7 +144,7 @@ async def watch_jobs(database: DatabaseDep, _caller: ReadKey,
         if latest > newest:
             newest = latest
             yield ServerSentEvent(event="created", data={"newest_id": latest})
-        await asyncio.sleep(WATCH_POLL_S)
+        await stream_pause(request, WATCH_POLL_S)
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404, 422))

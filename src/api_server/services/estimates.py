@@ -20,7 +20,7 @@ from core.models import Job, JobItem, JobStatus
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate
 from core.settings import Settings
-from core.spec_policy import job_connections, path_policy
+from core.spec_policy import job_connections, path_policy, shown_to_users
 from engine.errors import InputError
 from engine.gateway.config import GatewayConfig
 from engine.results import RowStatus
@@ -60,7 +60,7 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Sett
             finally:
                 await source.close()
     except InputError as exc:
-        raise InvalidInput(str(exc), field="source") from None
+        raise InvalidInput(shown_to_users(settings)(str(exc)), field="source") from None
     except TimeoutError:
         raise InvalidInput(f"the source did not answer within {settings.estimate_timeout_s:g}s", field="source") \
             from None

@@ -161,7 +161,8 @@ class JobPublic(JobSummary):
     heartbeat_at: datetime | None
     error: str | None
     trace_id: str | None
-    output: str | None = Field(description="Where the output was written: a file path or a MySQL table.")
+    output: str | None = Field(description="Where the output was written: a file path (relative to DATA_DIR, or "
+                                           "inside OUTPUT_ROOT) or a MySQL table.")
     created_by: int | None = Field(description="The id of the API key that triggered the job.")
     estimate: dict[str, Any] | None = Field(
         description="The estimate made when the job was triggered (as POST /jobs/estimate gives it; null until "

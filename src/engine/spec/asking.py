@@ -20,11 +20,16 @@ class FieldType(StrEnum):
     OBJECT = "object"
 
 
+MAX_TEMPLATE = 100_000  # characters of a prompt's template or system message
+
+
 class Prompt(StrictModel):
     """What each row asks, and what its answer must be."""
 
-    system: str = Field("", description="The system message sent before each row's prompt (none if empty).")
-    template: str = Field(min_length=1, description="Uses {record_json} and {column} placeholders.")
+    system: str = Field("", max_length=MAX_TEMPLATE, description="The system message sent before each row's prompt "
+                                                                 "(none if empty).")
+    template: str = Field(min_length=1, max_length=MAX_TEMPLATE,
+                          description="Uses {record_json} and {column} placeholders.")
     required_fields: list[str] = Field(default_factory=list,
                                        description="Answer fields that must be present and non-empty; default: every "
                                                    "output field.")

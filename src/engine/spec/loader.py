@@ -14,7 +14,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from engine.errors import ErrorDetail, SpecError
-from engine.spec.models import DEFER_REFERENCES, Location, WorkflowSpec, field_names, reference_errors
+from engine.spec.models import DEFER_REFERENCES, MAX_STEPS, Location, WorkflowSpec, field_names, reference_errors
 from engine.spec.yaml_limits import YamlLimitError, check_shape
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,14 +37,16 @@ def sha256_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, *, item_limits: dict[str, int] | None = None) -> Any:
     """Parse YAML with ruamel's round-trip loader, which keeps positions for error messages; documents over
-    the limits of `yaml_limits` (depth, size after aliases) are refused before anything is built."""
+    the limits of `yaml_limits` (depth, size after aliases, items of a top-level list) are refused before
+    anything is built."""
     try:
-        check_shape(text)
+        check_shape(text, item_limits=item_limits)
         return YAML(typ="rt").load(text)
     except YamlLimitError as exc:
-        raise SpecError([ErrorDetail("", f"YAML too large: {exc}", exc.mark.line + 1, exc.mark.column + 1)]) from None
+        raise SpecError([ErrorDetail(exc.field, f"{'' if exc.field else 'YAML too large: '}{exc}", exc.mark.line + 1,
+                                     exc.mark.column + 1)]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
@@ -69,7 +71,7 @@ def to_plain(node: Any) -> Any:
 
 def load_spec(text: str, *, checks: Sequence[SpecCheck] = ()) -> LoadedSpec:
     """Parse and validate a workflow's YAML text (and `checks`); raises SpecError naming line and column."""
-    tree = parse_yaml(text)
+    tree = parse_yaml(text, item_limits={"steps": MAX_STEPS})
     if tree is None:
         raise SpecError([ErrorDetail("", "the document is empty; a workflow spec is a mapping", 1, 1)])
     if not isinstance(tree, CommentedMap):

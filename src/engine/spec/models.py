@@ -36,6 +36,9 @@ __all__ = ["PLACEHOLDER", "RECORD_JSON", "CsvSinkSpec", "CsvSourceSpec", "EmbedS
            "StrictModel"]
 
 
+MAX_STEPS = 64  # a workflow's steps: each is checked against every earlier one at POST
+
+
 class RequireMode(StrEnum):
     """Whether all input columns, or any, must be filled."""
 
@@ -107,7 +110,7 @@ class WorkflowSpec(StrictModel):
                                                       "columns its answers go to (with `prompt`; or use `steps`).")
     prompt: Prompt | None = Field(None, description="A one-step workflow: what each row asks, and the answer it "
                                                     "must give (with `columns`).")
-    steps: list[Step] | None = Field(None, min_length=1, description=(
+    steps: list[Step] | None = Field(None, min_length=1, max_length=MAX_STEPS, description=(
         "A multi-step workflow (instead of `columns` and `prompt`): each row goes through these steps in order, "
         "each reading columns of the source or of earlier steps and writing its own."))
     validation: dict[str, list[str | int | float | bool]] = Field(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from engine.spec.asking import ModelChoice, Prompt, Retry
+from engine.spec.asking import MAX_TEMPLATE, ModelChoice, Prompt, Retry
 from engine.spec.base import StrictModel
 from engine.spec.io_models import SourceSpec
 
@@ -80,7 +80,8 @@ class EmbedStep(_Step):
 
     kind: Literal["embed"] = Field(description="`embed`: an embedding vector a row.")
     input: str | None = Field(None, description="The text column embedded (from the source or an earlier step).")
-    template: str | None = Field(None, description="Instead of `input`: a text made of {column} placeholders.")
+    template: str | None = Field(None, max_length=MAX_TEMPLATE,
+                                 description="Instead of `input`: a text made of {column} placeholders.")
     output: str = Field(min_length=1, description="The column the vector goes to.")
     model: str = Field("auto", min_length=1, description="The embedding model: a name, a group, or `auto`.")
     batch_size: int = Field(64, ge=1, le=2048, description="Rows embedded in one request, at most.")
