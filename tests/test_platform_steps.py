@@ -76,7 +76,7 @@ async def test_a_multi_step_job_reports_each_step_and_model(database_url: str, t
     assert len(rows) == 40 and all(r["step"] == "" and r["cost"] == 0 for r in rows)
     assert len(mb) == 40 and {(i["step"], i["target"], i["model"]) for i in mb} == {("triage", "mb", "mb")}
     assert all(len(i["outputs"]["vector"]) == 4 for i in embedded)
-    out = pl.read_ndjson((tmp_path / job["output"]))
+    out = pl.read_ndjson(tmp_path / job["output"])
     by_key = {r["key"]: r["outputs"] for r in rows}
     for row in out.iter_rows(named=True):
         assert row["category_mb"] == {i["key"]: i["outputs"]["category"] for i in mb}[row["id"]]
