@@ -70,6 +70,7 @@ def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | No
     out = new_out_dir()
     try:
         sheets, name, typed = _read(SHEET, path, {"sheet": sheet, "header_row": header_row}, limits, out)
+        sheets = tuple(SheetInfo(sheet_name, hidden) for sheet_name, hidden in sheets)
         frame = pl.read_ipc(out / "sheet.arrow")
     finally:
         shutil.rmtree(out, ignore_errors=True)
