@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from types import TracebackType
+from typing import Self
 
 CAPABILITIES = 0x0001 | 0x0008 | 0x0200 | 0x8000 | 0x80000  # long password, with db, 4.1, secure, plugin auth
 SALT = b"abcdefghijklmnopqrst"
@@ -25,18 +26,16 @@ def _handshake() -> bytes:
             + b"mysql_native_password\x00")
 
 
-class ClearTextServer:
-    """Answers every login with an auth switch to `plugin`; `received` holds what clients sent after it."""
+class Listener:
+    """A TCP server on a free port of 127.0.0.1 for the block (`port`); connections still open at its end close."""
 
-    def __init__(self, plugin: str = "mysql_clear_password") -> None:
-        self.plugin = plugin
-        self.received: list[bytes] = []
-        self.logins = 0
+    def __init__(self) -> None:
         self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
         self.port = 0
 
-    async def __aenter__(self) -> ClearTextServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -44,7 +43,26 @@ class ClearTextServer:
                         trace: TracebackType | None) -> None:
         assert self._server is not None
         self._server.close()
+        for writer in self._writers:
+            writer.close()
         await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        await self._handle(reader, writer)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class ClearTextServer(Listener):
+    """Answers every login with an auth switch to `plugin`; `received` holds what clients sent after it."""
+
+    def __init__(self, plugin: str = "mysql_clear_password") -> None:
+        super().__init__()
+        self.plugin = plugin
+        self.received: list[bytes] = []
+        self.logins = 0
 
     async def _read_packet(self, reader: asyncio.StreamReader) -> bytes:
         header = await reader.readexactly(4)
@@ -70,29 +88,13 @@ class ClearTextServer:
             writer.close()
 
 
-class SilentServer:
+class SilentServer(Listener):
     """Accepts connections and never sends a byte; `connections` counts them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        self.port = 0
-
-    async def __aenter__(self) -> SilentServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        self._writers.append(writer)
         await reader.read()  # until the client gives up
