@@ -69,7 +69,9 @@ class KeyRing:
     async def start(self) -> None:
         """Watch for revocations: in the database, and through Redis when configured."""
         if self.database is not None:
-            self._tasks.append(asyncio.create_task(self._watch_database(self.database)))
+            # The first reading is taken now, not by the watch later: a revocation right after the start counts.
+            self._tasks.append(asyncio.create_task(self._watch_database(self.database,
+                                                                        await self._revocations(self.database))))
         if self.redis is not None:
             self._tasks.append(asyncio.create_task(self._follow_revocations()))
 
@@ -135,9 +137,18 @@ class KeyRing:
             except Exception:  # the revocation is in the database: other processes see it within WATCH_S
                 log.warning("could not announce a key revocation through Redis", exc_info=True)
 
-    async def _watch_database(self, database: Database) -> None:
-        seen: tuple[int, Any] | None = None
+    @staticmethod
+    async def _revocations(database: Database) -> tuple[int, Any] | None:
+        try:
+            async with database.session() as session:
+                return await revocations(session)
+        except Exception:  # the database is down: the watch reads it again
+            log.warning("could not read key revocations", exc_info=True)
+            return None
+
+    async def _watch_database(self, database: Database, seen: tuple[int, Any] | None) -> None:
         while True:
+            await asyncio.sleep(WATCH_S)
             try:
                 async with database.session() as session:
                     latest = await revocations(session)
@@ -149,7 +160,6 @@ class KeyRing:
             except Exception:  # the database is down: no key is found anyway until it is back
                 log.warning("could not read key revocations; trying again", exc_info=True)
                 self._cache.clear()
-            await asyncio.sleep(WATCH_S)
 
     async def _follow_revocations(self) -> None:
         assert self.redis is not None
