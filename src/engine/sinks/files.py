@@ -181,8 +181,8 @@ class ExcelWriter(FrameWriter):
         self.process.abort()
 
 
-WRITERS: dict[str, type[FrameWriter]] = {"csv": CsvWriter, "jsonl": JsonlWriter, "parquet": ParquetWriter,
-                                         "excel": ExcelWriter}
+# The writers made from a path alone; CSV (formula escaping) and Excel (the source's workbook) take more.
+WRITERS: dict[str, type[FrameWriter]] = {"jsonl": JsonlWriter, "parquet": ParquetWriter}
 
 
 class FileSink:

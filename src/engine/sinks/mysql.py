@@ -48,7 +48,7 @@ class MysqlWriteBack:
         """The table has the key and every output column."""
         connection = await self.connections.connect(self.connection)
         try:
-            columns = await table_columns(connection, self.database, self.table)
+            columns = await table_columns(connection, self.table)
         finally:
             connection.close()
         missing = [c for c in (self.key, *self.outputs.values()) if c not in columns]

@@ -62,14 +62,6 @@ class OutputDir:
             self.fd = None
 
 
-def output_parts(relative: Path) -> tuple[str, ...]:
-    """The folders of a relative output path, refusing any that would lead out ('..')."""
-    parts = tuple(p for p in relative.parts if p not in ("", "."))
-    if any(p == ".." for p in parts) or relative.is_absolute():
-        raise InputError(f"{str(relative)!r}: an output path may not lead out of its folder")
-    return parts
-
-
 def folder_of(path: Path) -> OutputDir:
     """The folder of an output path given whole (the user's own machine, or a test), made if missing."""
     return OutputDir(path.parent, ())

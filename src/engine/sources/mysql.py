@@ -34,11 +34,10 @@ class MysqlTableSource:
     @classmethod
     async def open(cls, config: MysqlSourceSpec, connections: Connections) -> MysqlTableSource:
         """Connect and read the table's columns; the key column must exist and be unique."""
-        database = connections.settings(config.connection)[0].database
         connection = await connections.connect(config.connection)
         try:
-            columns = await table_columns(connection, database, config.table)
-            source = cls(config, connection, columns, database)
+            columns = await table_columns(connection, config.table)
+            source = cls(config, connection, columns, connection.database)
             unknown = [c for c in source._where_columns if c not in columns]
             if unknown:
                 raise InputError(f"{source.description}: where names column(s) not in the table: "

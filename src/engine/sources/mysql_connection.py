@@ -103,7 +103,8 @@ class Connections:
         except Exception as exc:  # asyncmy raises several unrelated types for refused, auth, unknown db
             log.warning("%s: cannot connect: %s", label, self.scrub(repr(exc)))
             raise InputError(f"{label}: cannot connect ({_problem_class(exc)}; details in the server log)") from None
-        return MysqlSession(raw, label=label, timeout_s=config.query_timeout_s, scrub=self.scrub)
+        return MysqlSession(raw, label=label, database=config.database, timeout_s=config.query_timeout_s,
+                            scrub=self.scrub)
 
 
 def _tls_context(config: NamedConnection) -> ssl.SSLContext | None:
@@ -131,9 +132,10 @@ def _problem_class(exc: BaseException) -> str:
 class MysqlSession:
     """One connection: each query within the connection's deadline; errors as a short InputError."""
 
-    def __init__(self, raw: Any, *, label: str, timeout_s: float, scrub: Any) -> None:
+    def __init__(self, raw: Any, *, label: str, database: str, timeout_s: float, scrub: Any) -> None:
         self.raw = raw
         self.label = label
+        self.database = database  # the schema the connection opened
         self.timeout_s = timeout_s
         self._scrub = scrub
 
@@ -182,10 +184,10 @@ class MysqlSession:
         self.raw.close()
 
 
-async def table_columns(session: MysqlSession, database: str, table: str) -> list[str]:
+async def table_columns(session: MysqlSession, table: str) -> list[str]:
     """The table's columns in order; InputError if there is no such table."""
     rows = await session.fetch_all("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
-                                   "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (database, table))
+                                   "AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (session.database, table))
     if not rows:
-        raise InputError(f"mysql {database}.{table}: no such table")
+        raise InputError(f"mysql {session.database}.{table}: no such table")
     return [row[0] for row in rows]
