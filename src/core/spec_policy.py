@@ -57,16 +57,19 @@ def _secret_values(settings: Settings) -> ChainMap[str, str]:
     return ChainMap(dict(os.environ), from_file)
 
 
-def job_secrets(settings: Settings) -> Secrets:
-    """A resolver for one job run: the environment, then SECRETS_FILE, and only names with SECRET_PREFIX."""
-    return Secrets(_secret_values(settings), prefix=settings.secret_prefix, resolved=RESOLVED, name_missing=False)
+def job_secrets(settings: Settings, values: ChainMap[str, str] | None = None) -> Secrets:
+    """A resolver for one job run: the environment, then SECRETS_FILE (or `values` read from them), and only names
+    with SECRET_PREFIX."""
+    return Secrets(values if values is not None else _secret_values(settings), prefix=settings.secret_prefix,
+                   resolved=RESOLVED, name_missing=False)
 
 
 def job_connections(settings: Settings) -> Connections:
     """The databases one job may open: the operator's by name (their passwords from any variable, for them
     only), and inline ones to ALLOWED_DB_HOSTS (their passwords as the job's secrets)."""
-    return Connections(job_secrets(settings), named=operator_connections(settings),
-                       named_secrets=Secrets(_secret_values(settings), resolved=RESOLVED, name_missing=False),
+    values = _secret_values(settings)  # SECRETS_FILE read once for both resolvers
+    return Connections(job_secrets(settings, values), named=operator_connections(settings),
+                       named_secrets=Secrets(values, resolved=RESOLVED, name_missing=False),
                        allowed_hosts=tuple(settings.allowed_db_hosts))
 
 
