@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+from sqlalchemy import update
+from sqlmodel import col
+
+from core.db import Database
+from core.db.types import utcnow
+from core.models import Job
+from engine.events import EventKind
+from tests.conftest import make_job, make_workflow
 from tests.fake_upstream import FakeUpstream, first_attempts
 from tests.worker_helpers import (
     Platform,
@@ -20,6 +30,8 @@ from tests.worker_helpers import (
     workflow_yaml,
     write_tickets,
 )
+from worker.lease import ClaimOutcome, claim
+from worker.recorder import EarlierUsage, JobRecorder
 
 CONTROL_S = 2.0
 ROWS = 220  # 198 to send; at 0.05 s each, 4 at a time, a run takes ~2.5 s: long enough to act mid-run
@@ -127,3 +139,29 @@ async def test_retry_sends_only_failed_and_unsent_rows(database_url: str, tmp_pa
     # The retry sent each row that was not done exactly once more, and no done row at all.
     assert sum(upstream.stats.attempts.values()) - sent_first == 198 - len(done_first)
     assert max(upstream.stats.ok.values()) == 1
+
+
+async def test_an_event_taken_by_a_held_up_heartbeat_is_stored_when_the_run_ends(
+        client: httpx.AsyncClient, database: Database) -> None:
+    """The heartbeat that carries the last events is let finish as the run ends, never cut short."""
+    await make_workflow(client)
+    job_id = (await make_job(client))["id"]
+    outcome, job = await claim(database, job_id=job_id, worker_id="w-1", max_running=0)
+    assert outcome is ClaimOutcome.CLAIMED and job is not None
+    recorder = JobRecorder(database, job, earlier=EarlierUsage())
+    recorder.event(EventKind.OUTPUT_WRITTEN, "output written")
+    stop, ended = asyncio.Event(), asyncio.Event()
+    async with database.session() as holder:  # holds the job's row (MySQL) or the write lock (SQLite)
+        await holder.exec(update(Job).where(col(Job.id) == job_id).values(updated_at=utcnow()))
+        beat = asyncio.create_task(recorder.beat(stop, ended))
+
+        async def event_taken() -> bool:
+            return not recorder.pending_events
+
+        await wait_for(event_taken, what="a heartbeat that took the event")
+        ended.set()
+        await holder.rollback()
+    await beat
+    await recorder.write()  # what the run's last write does with anything still queued
+    events = [e["kind"] for e in (await client.get(f"/api/v1/jobs/{job_id}/events")).json()["items"]]
+    assert events.count("output_written") == 1

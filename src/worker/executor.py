@@ -132,8 +132,8 @@ class JobRun:
             self.recorder.earlier = await self._earlier_usage()
             if not await self.recorder.write(trace_id=trace_id_of(span)):
                 return  # cancelled or taken over between the claim and now
-            stop = asyncio.Event()
-            beat = asyncio.create_task(self.recorder.beat(stop))
+            stop, ended = asyncio.Event(), asyncio.Event()
+            beat = asyncio.create_task(self.recorder.beat(stop, ended))
             try:
                 outcome = await self._run_engine_until_stopped(stop)
             except asyncio.CancelledError:
@@ -144,9 +144,8 @@ class JobRun:
                 await self._failed(exc)
                 return
             finally:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
+                ended.set()
+                await beat
             await self._ended(outcome)
 
     async def _run_engine_until_stopped(self, stop: asyncio.Event) -> RunOutcome | None:

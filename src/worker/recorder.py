@@ -7,6 +7,7 @@ job was cancelled, paused or taken over, and the run is told to stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,10 +101,13 @@ class JobRecorder:
     async def write(self, **values: Any) -> bool:
         """Write progress, heartbeat, queued events and `values` if our claim still holds the job."""
         events, self.pending_events = self.pending_events, []
-        applied = await update_own(self.database, job=self.job, statuses=[self.holding], events=events,
-                                   values={"heartbeat_at": utcnow(), **self.progress_values(), **values})
-        if not applied:
-            self.pending_events = events + self.pending_events
+        applied = False
+        try:
+            applied = await update_own(self.database, job=self.job, statuses=[self.holding], events=events,
+                                       values={"heartbeat_at": utcnow(), **self.progress_values(), **values})
+        finally:
+            if not applied:  # refused or failed: the events go with the next write
+                self.pending_events = events + self.pending_events
         return applied
 
     async def tick(self) -> None:
@@ -120,10 +124,14 @@ class JobRecorder:
         elif status is not JobStatus.RUNNING:
             self.stop_reason = StopReason.LEASE_LOST
 
-    async def beat(self, stop: asyncio.Event) -> None:
-        """Tick every RECORD_EVERY_S until cancelled; set `stop` once a stop reason appears."""
-        while True:
-            await asyncio.sleep(RECORD_EVERY_S)
+    async def beat(self, stop: asyncio.Event, ended: asyncio.Event) -> None:
+        """Tick every RECORD_EVERY_S until `ended` is set; set `stop` once a stop reason appears.
+
+        Ended rather than cancelled: a write cut short would lose the events it had taken from the queue."""
+        while not ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), RECORD_EVERY_S)
+                return
             try:
                 await self.tick()
             except Exception:  # a database hiccup: try again next tick (the lease outlasts many of them)
