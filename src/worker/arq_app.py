@@ -20,7 +20,7 @@ from core.spec_policy import configure_logging
 from core.telemetry import trace_upstream
 from engine import event_loop
 from engine.gateway.router import Router
-from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES
+from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES, POLL_DELAY_S
 from worker.executor import Outcome, WorkerContext, execute_job
 from worker.lease import reap
 from worker.tracing import setup_tracing
@@ -94,6 +94,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "cron_jobs": [cron(reap_task, second=set(range(0, 60, every)), run_at_startup=True, keep_result=0)],
         "queue_name": settings.queue_name, "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "max_jobs": settings.worker_max_jobs, "job_timeout": JOB_TIMEOUT_S, "keep_result": 0,
+        "poll_delay": POLL_DELAY_S,
         "on_startup": startup, "on_shutdown": shutdown,
     }
     options |= overrides

@@ -97,7 +97,7 @@ async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
     """Claim the job and run it to its end (or until it is cancelled, paused or its lease is lost)."""
     claimed, job = await claim(ctx.database, job_id=job_id, worker_id=ctx.worker_id,
                                max_running=ctx.settings.max_running_jobs)
-    if claimed is ClaimOutcome.AT_CAPACITY:
+    if claimed in {ClaimOutcome.AT_CAPACITY, ClaimOutcome.LOCK_BUSY}:
         return Outcome.WAIT
     if job is None:
         return Outcome.FINISHED

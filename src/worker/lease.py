@@ -25,7 +25,7 @@ from core.models import Job, JobStatus
 from core.models.job_states import can_transition
 from core.queue import JobQueue, offer
 from engine.events import EventKind
-from worker.constants import REQUEUE_BATCH
+from worker.constants import CLAIM_LOCK, CLAIM_LOCK_WAIT_S, REQUEUE_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"
     NOT_QUEUED = "not_queued"  # cancelled, paused, or already claimed by someone else
     AT_CAPACITY = "at_capacity"  # MAX_RUNNING_JOBS jobs are running
+    LOCK_BUSY = "lock_busy"  # other claims held the claim lock too long: try again
 
 
 def _checked(source: Collection[JobStatus], target: JobStatus) -> list[str]:
@@ -45,16 +46,19 @@ def _checked(source: Collection[JobStatus], target: JobStatus) -> list[str]:
 
 
 @asynccontextmanager
-async def _claim_lock(session: AsyncSession, database: Database) -> AsyncIterator[None]:
-    """Serialise claims on MySQL so the global cap holds (SQLite serialises every write already)."""
+async def _claim_lock(session: AsyncSession, database: Database) -> AsyncIterator[bool]:
+    """Serialise claims on MySQL so the global cap holds (SQLite serialises every write already); yields whether
+    the lock is held. The session must be pinned: MySQL's lock belongs to the connection that took it."""
     if database.backend != "mysql":
-        yield
+        yield True
         return
-    await session.exec(text("SELECT GET_LOCK('rowloom.claim', 10)"))  # type: ignore[call-overload]
+    taken = (await session.exec(text(  # type: ignore[call-overload]
+        f"SELECT GET_LOCK('{CLAIM_LOCK}', {CLAIM_LOCK_WAIT_S})"))).scalar()
     try:
-        yield
+        yield taken == 1
     finally:
-        await session.exec(text("SELECT RELEASE_LOCK('rowloom.claim')"))  # type: ignore[call-overload]
+        if taken == 1:
+            await session.exec(text(f"SELECT RELEASE_LOCK('{CLAIM_LOCK}')"))  # type: ignore[call-overload]
 
 
 async def claim(database: Database, *, job_id: int, worker_id: str,
@@ -67,8 +71,12 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
         running = select(func.count()).select_from(
             select(col(Job.id)).where(col(Job.status) == JobStatus.RUNNING).subquery()).scalar_subquery()
         statement = statement.where(running < max_running)
-    async with database.session() as session:
-        async with _claim_lock(session, database):
+    async with database.pinned_session() as session:
+        async with _claim_lock(session, database) as locked:
+            if not locked:
+                log.warning("job %s: the claim lock stayed taken for %ss; trying again later", job_id,
+                            CLAIM_LOCK_WAIT_S)
+                return ClaimOutcome.LOCK_BUSY, None
             result = await session.exec(statement.values(
                 status=JobStatus.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
                 updated_at=now, started_at=func.coalesce(col(Job.started_at), now), completed_at=None,

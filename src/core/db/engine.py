@@ -74,6 +74,14 @@ class Database:
             return [_rows(await connection.execute(statement, params)) for statement, params in statements]
 
     @asynccontextmanager
+    async def pinned_session(self) -> AsyncIterator[AsyncSession]:
+        """A session that keeps one connection for the whole block, across commits: what a lock held by a
+        connection (MySQL's GET_LOCK) needs, since a plain session hands its connection back at each commit."""
+        async with self.engine.connect() as connection, \
+                AsyncSession(bind=connection, expire_on_commit=False) as session:
+            yield session
+
+    @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session that rolls back if the block raises."""
         async with self.sessions() as session:
