@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ from core.settings import Settings
 from tests.keys import bearer, new_key
 from tests.served import served
 from tests.services import mysql_url
+
+# Estimates in a thread: a process per app would start (and import the engine) in every test that makes a
+# job. tests/test_estimate.py runs them in processes, as a server does by default.
+os.environ.setdefault("ESTIMATE_PROCESSES", "0")
 
 
 async def _migrate(url: str, *, fresh: bool) -> None:

@@ -102,7 +102,7 @@ async def estimating(tmp_path: Path, database_url: str, database: Database,
         encoding="utf-8")
     tickets(400).write_csv(tmp_path / "tickets.csv")
     settings = Settings(database_url=database_url, redis_url=None, data_dir=tmp_path,
-                        gateway_config=tmp_path / "gateway.yaml")
+                        gateway_config=tmp_path / "gateway.yaml", estimate_processes=1)
     router = open_router(settings)
     transport = httpx.ASGITransport(app=create_app(settings, database, router), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test",

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.key_limits import KeyLimits
+from api_server.services.estimate_runner import EstimateRunner
 from core.budgets import open_guard
 from core.budgets.guard import BudgetGuard
 from core.db import Database
@@ -74,6 +75,12 @@ async def get_budgets(request: Request) -> BudgetGuard:
     return budget_guard(request.app)
 
 
+async def get_estimates(request: Request) -> EstimateRunner:
+    """Where estimates are made: off the event loop."""
+    runner: EstimateRunner = request.app.state.estimates
+    return runner
+
+
 async def get_spec_checks(request: Request) -> Sequence[SpecCheck]:
     """What every stored workflow and job must pass besides the spec itself: paths, secrets, and model names
     the gateway knows."""
@@ -89,4 +96,5 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 KeyLimitsDep = Annotated[KeyLimits, Depends(get_key_limits)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 BudgetsDep = Annotated[BudgetGuard, Depends(get_budgets)]
+EstimatesDep = Annotated[EstimateRunner, Depends(get_estimates)]
 SpecChecksDep = Annotated[Sequence[SpecCheck], Depends(get_spec_checks)]

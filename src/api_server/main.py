@@ -33,6 +33,7 @@ from api_server.routes import (
     usage,
     workflows,
 )
+from api_server.services.estimate_runner import EstimateRunner
 from api_server.telemetry import fastapi_telemetry
 from api_server.trusted_hosts import TrustedHosts
 from core.db import Database
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if getattr(app.state, "budgets", None) is not None:
                 await app.state.budgets.aclose()
                 app.state.budgets = None
+            app.state.estimates.close()
             if owned:
                 await app.state.database.dispose()
             if router is None:
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
     app.state.key_limits = KeyLimits()
     app.state.budgets = None  # made on first use (api_server.deps.budget_guard)
+    app.state.estimates = EstimateRunner(settings)  # its processes start with the first estimate
     # Usable without running the lifespan (httpx's ASGI transport skips it).
     app.state.keys = KeyRing(database, required=settings.auth_required)
     if database is not None:

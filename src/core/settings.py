@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     estimate_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="An estimate reads the job's source within this many seconds, or answers "
         "422 naming the source (a database that does not answer holds no request longer).")
+    estimate_processes: int = Field(
+        1, ge=0, le=64, description="Estimates run in this many processes beside the API, at most this many at "
+        "once (the rest wait), so a big one holds up no other request; 0: one at a time in a thread of the API.")
     worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker (or the in-process runner) runs at once.")
     max_running_jobs: int = Field(0, ge=0, description="Running jobs across all workers; 0: no global cap.")
     job_lease_s: float = Field(

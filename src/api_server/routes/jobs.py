@@ -10,15 +10,21 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api_server.auth import AdminKey, ReadKey, WriteKey, still_allowed, stream_pause
-from api_server.deps import BudgetsDep, DatabaseDep, QueueDep, RouterDep, SessionDep, SettingsDep, SpecChecksDep
+from api_server.deps import (
+    BudgetsDep,
+    DatabaseDep,
+    EstimatesDep,
+    QueueDep,
+    RouterDep,
+    SessionDep,
+    SpecChecksDep,
+)
 from api_server.http_errors import error_responses
 from api_server.queries import JobId, JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
 from api_server.services import estimates
 from api_server.services import jobs as service
-from core.answer_store import DbAnswerCache
 from core.db.types import MAX_ID
-from core.gateway_router import gateway_identity
 from core.models import JobAction, Scope
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate, JobPublic, JobSummary
@@ -38,7 +44,7 @@ IdempotencyKey = Annotated[
              responses={200: {"model": JobPublic, "description": "Same Idempotency-Key and body: the first job"},
                         **error_responses(409, 413, 422, 429)})
 async def create_job(data: JobCreate, response: Response, session: SessionDep, queue: QueueDep, caller: WriteKey,
-                     checks: SpecChecksDep, budgets: BudgetsDep, database: DatabaseDep, settings: SettingsDep,
+                     checks: SpecChecksDep, budgets: BudgetsDep, database: DatabaseDep, runner: EstimatesDep,
                      gateway: RouterDep, background: BackgroundTasks, _: NoQueryDep,
                      idempotency_key: IdempotencyKey = None) -> JobPublic:
     """Trigger a job of a workflow.
@@ -57,7 +63,7 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
                                             budgets=budgets)
     if created:
         assert job.id is not None
-        background.add_task(estimates.record_estimate, database, job_id=job.id, data=data, settings=settings,
+        background.add_task(estimates.record_estimate, database, job_id=job.id, data=data, runner=runner,
                             created=job.created_at.timestamp(), gateway=gateway.config, checks=checks)
     else:
         response.status_code = status.HTTP_200_OK
@@ -67,8 +73,7 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
 
 @router.post("/estimate", response_model=EstimatePublic, responses=error_responses(404, 409, 413, 422))
 async def estimate_job(data: JobCreate, session: SessionDep, _caller: WriteKey, checks: SpecChecksDep,
-                       settings: SettingsDep, gateway: RouterDep, database: DatabaseDep,
-                       _: NoQueryDep) -> EstimatePublic:
+                       runner: EstimatesDep, gateway: RouterDep, _: NoQueryDep) -> EstimatePublic:
     """Estimate a job without triggering it: no job is made and no model is called.
 
     The body is what `POST /api/v1/jobs` takes. The answer: the rows that would be sent (after `select`, and
@@ -77,9 +82,8 @@ async def estimate_job(data: JobCreate, session: SessionDep, _caller: WriteKey, 
     recent jobs, else from the answer's fields; `max_tokens` is the high end), cost low / expected / high by
     each model's routing weight and price, and the time the models' `safe_rps` and `tpm` imply.
     """
-    cache = DbAnswerCache(database, scope=gateway_identity(gateway.config))
-    estimate = await estimates.estimate_job(session, data=data, settings=settings, gateway=gateway.config,
-                                            checks=checks, cache=cache)
+    estimate = await estimates.estimate_job(session, data=data, runner=runner, gateway=gateway.config,
+                                            checks=checks)
     return EstimatePublic.from_estimate(estimate)
 
 

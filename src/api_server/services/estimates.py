@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -11,22 +10,18 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api_server.services.errors import DomainError, InvalidInput
+from api_server.services.estimate_runner import EstimateRunner, SourceUnreadable
 from api_server.services.jobs import check_params, runnable_version
 from api_server.services.workflows import get_workflow
-from core.answer_store import DbAnswerCache
 from core.db import Database
 from core.gateway_router import gateway_identity
 from core.models import Job, JobItem, JobStatus
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate
-from core.settings import Settings
-from core.spec_policy import job_connections, path_policy, shown_to_users
 from engine.errors import InputError
 from engine.gateway.config import GatewayConfig
 from engine.results import RowStatus
-from engine.results.answer_cache import AnswerCache
-from engine.run.estimate import Estimate, estimate_run, estimated_step
-from engine.sources import open_source
+from engine.run.estimate import Estimate, estimated_step
 from engine.spec.loader import SpecCheck
 
 log = logging.getLogger(__name__)
@@ -34,9 +29,8 @@ log = logging.getLogger(__name__)
 EARLIER_JOBS = 5  # the workflow's most recent completed jobs whose answers set the expected output tokens
 
 
-async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Settings, gateway: GatewayConfig,
-                       checks: Sequence[SpecCheck] = (), cache: AnswerCache | None = None,
-                       stored_before: float | None = None) -> Estimate:
+async def estimate_job(session: AsyncSession, *, data: JobCreate, runner: EstimateRunner, gateway: GatewayConfig,
+                       checks: Sequence[SpecCheck] = (), stored_before: float | None = None) -> Estimate:
     """What `data` would send and cost as a job; InvalidInput names what stops it (as POST /jobs would).
     Answers stored since `stored_before` are not counted on (the job's own, when it is already running)."""
     workflow = await get_workflow(session, ref=data.workflow, field="workflow")
@@ -51,19 +45,11 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, settings: Sett
         raise InvalidInput(f"unknown model {spec.model.name!r}", field="params.model.name")
     assert workflow.id is not None
     earlier = await _earlier_output_tokens(session, workflow.id)
-    try:  # the source is opened and read here, as a worker would: its problems are the request's
-        async with asyncio.timeout(settings.estimate_timeout_s):
-            source = await open_source(spec, paths=path_policy(settings), connections=job_connections(settings))
-            try:
-                return await estimate_run(spec, source=source, deployments=deployments,
-                                          earlier_output_tokens=earlier, cache=cache, stored_before=stored_before)
-            finally:
-                await source.close()
-    except InputError as exc:
-        raise InvalidInput(shown_to_users(settings)(str(exc)), field="source") from None
-    except TimeoutError:
-        raise InvalidInput(f"the source did not answer within {settings.estimate_timeout_s:g}s", field="source") \
-            from None
+    try:
+        return await runner.estimate(spec=spec, deployments=deployments, earlier_output_tokens=earlier,
+                                     cache_scope=gateway_identity(gateway), stored_before=stored_before)
+    except SourceUnreadable as exc:
+        raise InvalidInput(str(exc), field="source") from None
 
 
 async def _earlier_output_tokens(session: AsyncSession, workflow_id: int) -> float | None:
@@ -79,15 +65,14 @@ async def _earlier_output_tokens(session: AsyncSession, workflow_id: int) -> flo
     return None if value is None else float(value)
 
 
-async def record_estimate(database: Database, *, job_id: int, created: float, data: JobCreate, settings: Settings,
-                          gateway: GatewayConfig, checks: Sequence[SpecCheck] = ()) -> None:
+async def record_estimate(database: Database, *, job_id: int, created: float, data: JobCreate,
+                          runner: EstimateRunner, gateway: GatewayConfig, checks: Sequence[SpecCheck] = ()) -> None:
     """Estimate a job just triggered and keep it on its record, beside the actuals its runs add up (a job
     whose source cannot be read now keeps none: its run reports the problem)."""
-    cache = DbAnswerCache(database, scope=gateway_identity(gateway))
     try:
         async with database.session() as session:
-            estimate = await estimate_job(session, data=data, settings=settings, gateway=gateway, checks=checks,
-                                          cache=cache, stored_before=created)
+            estimate = await estimate_job(session, data=data, runner=runner, gateway=gateway, checks=checks,
+                                          stored_before=created)
             await session.exec(update(Job).where(col(Job.id) == job_id).values(
                 estimate=EstimatePublic.from_estimate(estimate).model_dump(mode="json")))
             await session.commit()
@@ -95,5 +80,3 @@ async def record_estimate(database: Database, *, job_id: int, created: float, da
         log.info("job %s: no estimate (%s)", job_id, exc.message)
     except Exception:
         log.warning("job %s: the estimate failed", job_id, exc_info=True)
-    finally:
-        await cache.close()
