@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,7 +16,8 @@ from sqlalchemy.engine import Connection
 
 from core.db import Database
 from core.db.migrate import only_rowloom_tables
-from core.models import metadata
+from core.models import JobItem, metadata
+from tests.conftest import make_job, make_workflow
 from tests.services import mysql_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +66,27 @@ def test_downgrade_to_base_and_up_again_on_mariadb(mysql_migrated: str) -> None:
     import asyncio
 
     asyncio.run(_assert_models_match(url))
+
+
+def _alembic(url: str, *step: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "alembic", *step], cwd=ROOT,
+                            env={"DATABASE_URL": url, "PATH": ""}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+async def test_usage_hours_are_filled_from_the_results_stored_before_them(client: httpx.AsyncClient,
+                                                                          database: Database) -> None:
+    """Upgrading to the hourly rollups keeps every result stored before counted, in its hour."""
+    await make_workflow(client, "triage")
+    job_id = (await make_job(client, "triage"))["id"]
+    async with database.session() as session:
+        for i, (model, hour, minute) in enumerate([("small", 9, 5), ("small", 9, 59), (None, 10, 0)]):
+            session.add(JobItem(job_id=job_id, row_key=str(i), key_json=str(i), status="done", model=model,
+                                attempts=1, tokens_in=10 * (i + 1), cost=0.5,
+                                updated_at=datetime(2026, 11, 28, hour, minute, 30, 7, tzinfo=UTC)))
+        await session.commit()
+    _alembic(database.url, "downgrade", "0006")
+    _alembic(database.url, "upgrade", "head")
+    usage = (await client.get("/api/v1/usage", params={"group_by": "hour,model"})).json()["items"]
+    assert [(g["hour"], g["model"], g["rows"], g["tokens_in"], g["cost"]) for g in usage] == [
+        ("2026-11-28 10", None, 1, 30, 0.5), ("2026-11-28 09", "small", 2, 30, 1.0)]

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 import httpx
 
 from core.db import Database
-from core.models import JobItem
+from core.usage_rollup import UsageSubject
+from engine.results import RowResult, RowStatus
 from tests.conftest import make_job, make_workflow
+from worker.store import DbResultStore
 
 ROWS = [  # (job, model, finished at, tokens in, tokens out, cost)
     (0, "small", datetime(2026, 11, 28, 9, 30, tzinfo=UTC), 100, 10, 0.001),
@@ -19,16 +21,17 @@ ROWS = [  # (job, model, finished at, tokens in, tokens out, cost)
 
 
 async def spent(client: httpx.AsyncClient, database: Database) -> list[int]:
-    """Two workflows, a job each, and the job rows above."""
+    """Two workflows, a job each, and the job rows above, stored as a worker stores them."""
     await make_workflow(client, "triage")
     await make_workflow(client, "summaries")
-    jobs = [(await make_job(client, "triage"))["id"], (await make_job(client, "summaries"))["id"]]
-    async with database.session() as session:
-        for i, (job, model, at, tokens_in, tokens_out, cost) in enumerate(ROWS):
-            session.add(JobItem(job_id=jobs[job], row_key=str(i), key_json=str(i), status="done", model=model,
-                                attempts=1, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost, updated_at=at))
-        await session.commit()
-    return jobs
+    jobs = [await make_job(client, "triage"), await make_job(client, "summaries")]
+    for i, (job, model, at, tokens_in, tokens_out, cost) in enumerate(ROWS):
+        store = DbResultStore(database, job_id=jobs[job]["id"], workflow_version_id=1, prompt_hash="x",
+                              usage=UsageSubject(jobs[job]["workflow_name"], jobs[job]["created_by"]),
+                              clock=lambda at=at: at)
+        await store.write([RowResult(key=i, status=RowStatus.DONE, model=model, attempts=1, tokens_in=tokens_in,
+                                     tokens_out=tokens_out, cost=cost)])
+    return [job["id"] for job in jobs]
 
 
 async def test_usage_adds_up_by_day_model_workflow_and_key(client: httpx.AsyncClient, database: Database) -> None:
@@ -46,9 +49,15 @@ async def test_usage_adds_up_by_day_model_workflow_and_key(client: httpx.AsyncCl
 
 async def test_usage_filters_and_pages(client: httpx.AsyncClient, database: Database) -> None:
     await spent(client, database)
-    since = (await client.get("/api/v1/usage", params={"group_by": "model", "since": "2026-11-28T09:40:00Z",
+    since = (await client.get("/api/v1/usage", params={"group_by": "model", "since": "2026-11-28T10:00:00Z",
                                                       "until": "2026-11-29"})).json()
-    assert [(g["model"], g["rows"]) for g in since["items"]] == [("big", 1), ("small", 1)]
+    assert [(g["model"], g["rows"]) for g in since["items"]] == [("big", 1)]
+    within = (await client.get("/api/v1/usage", params={"group_by": "model", "since": "2026-11-28T09:40:00+00:00",
+                                                       "until": "2026-11-28T10:05:00Z"})).json()
+    assert (within["since"], within["until"]) == ("2026-11-28T09:00:00Z", "2026-11-28T11:00:00Z")  # whole hours
+    assert [(g["model"], g["rows"]) for g in within["items"]] == [("big", 1), ("small", 2)]
+    zoned = (await client.get("/api/v1/usage", params={"since": "2026-11-29T15:30:00+02:00"})).json()
+    assert zoned["since"] == "2026-11-29T13:00:00Z" and [g["rows"] for g in zoned["items"]] == [1]
     one_workflow = (await client.get("/api/v1/usage", params={"group_by": "model", "workflow": "triage",
                                                              "model": "small"})).json()
     assert [(g["model"], g["rows"], g["cost"]) for g in one_workflow["items"]] == [("small", 2, 0.003)]

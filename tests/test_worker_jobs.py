@@ -18,6 +18,7 @@ from sqlmodel import col
 
 from core.models import Job, JobItem
 from core.queue import NoQueue
+from core.usage_rollup import UsageSubject
 from engine.results import RowResult, RowStatus
 from tests.engine_helpers import expected_summary, tickets
 from tests.fake_upstream import FakeUpstream, first_attempts
@@ -218,7 +219,8 @@ async def test_a_job_whose_worker_vanished_is_requeued_and_resumed(database_url:
                             queue=NoQueue()) as p:
             job_id = await p.start_job()
             # A worker claimed it, finished ten rows, and died: running, heartbeat older than the lease.
-            store = DbResultStore(p.database, job_id=job_id, workflow_version_id=1, prompt_hash="x")
+            store = DbResultStore(p.database, job_id=job_id, workflow_version_id=1, prompt_hash="x",
+                                  usage=UsageSubject("triage", None))
             await store.write([RowResult(key=row["id"], status=RowStatus.DONE, model="fake", attempts=1,
                                          outputs={"category": "general", "summary": expected_summary(spec, row)})
                                for row in rows[:10]])

@@ -32,6 +32,7 @@ from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.settings import Settings
 from core.spec_policy import job_connections, path_policy, shown_to_users, spec_checks
 from core.step_counts import step_counts
+from core.usage_rollup import UsageSubject
 from engine.errors import EngineError
 from engine.events import EventKind
 from engine.gateway import BudgetExceeded, ChatClient
@@ -195,7 +196,8 @@ class JobRun:
         # Its base is absolute, so the record names the output unambiguously; its outputs go to the job's folder.
         paths = path_policy(settings).for_job(self._job_dir(), owner=f"job {self.job_id}")
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
-                              prompt_hash=answer_fingerprint(spec))
+                              prompt_hash=answer_fingerprint(spec),
+                              usage=UsageSubject(self.job.workflow_name, self.job.created_by))
         client = self.ctx.client
         if self.ctx.budgets is not None:
             await self.ctx.budgets.reload()  # a budget set just before the job holds from its first request

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, select
-from sqlalchemy.dialects import mysql, sqlite
 
 from core.db import Database
 from core.db.types import utcnow
+from core.db.upserts import CompiledUpsert, adding_upsert
 from core.models import JobItem
 from core.models.job_item import MAX_ROW_KEY
+from core.usage_rollup import UsageSubject
 from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit, encode_key, stored_key
 
 ITEMS = JobItem.__table__  # type: ignore[attr-defined]
@@ -41,18 +43,21 @@ def _lookup(encoded: str) -> str:
 class DbResultStore:
     """One job's finished rows in `job_items`, stamped with the workflow version and prompt they ran under."""
 
-    def __init__(self, database: Database, *, job_id: int, workflow_version_id: int, prompt_hash: str) -> None:
+    def __init__(self, database: Database, *, job_id: int, workflow_version_id: int, prompt_hash: str,
+                 usage: UsageSubject, clock: Callable[[], datetime] = utcnow) -> None:
         self.database = database
         self.job_id = job_id
         self.workflow_version_id = workflow_version_id
         self.prompt_hash = prompt_hash
-        self._compiled: tuple[str, list[str], list[Any]] | None = None
+        self.usage = usage
+        self.clock = clock
+        self._compiled: CompiledUpsert | None = None
 
     async def write(self, results: Sequence[RowResult]) -> None:
-        """Upsert a batch in one transaction."""
+        """Upsert a batch, and add it to its hour's usage, in one transaction."""
         if not results:
             return
-        now = utcnow()
+        now = self.clock()
         encoded = [encode_key(r.key) for r in results]
         rows = [{"job_id": self.job_id, "row_key": _lookup(stored_key(key_json, r.unit)), "key_json": key_json,
                  "step": r.step, "target": r.target, "status": r.status.value, "outputs": r.outputs,
@@ -61,36 +66,23 @@ class DbResultStore:
                  "tokens_out": r.tokens_out, "cost": r.cost, "cached": r.cached,
                  "workflow_version_id": self.workflow_version_id, "prompt_hash": self.prompt_hash, "updated_at": now}
                 for r, key_json in zip(results, encoded, strict=True)]
-        # The driver's executemany with each value converted once by its column's type: SQLAlchemy's own
-        # executemany converts the same values through more layers, a third of a write's cost.
+        # The driver's executemany: SQLAlchemy's own converts the same values through more layers, a third of a
+        # write's cost.
         in_thread = self.database.thread_engine
-        sql, columns, processors = self._compiled_upsert((in_thread or self.database.engine).dialect)
-        params = [tuple(p(row[c]) if p else row[c] for c, p in zip(columns, processors, strict=True)) for row in rows]
+        dialect = (in_thread or self.database.engine).dialect
+        upsert = self._compiled_upsert(dialect)
+        statements = [(upsert.sql, upsert.params(rows)), self.usage.added(results, at=now, dialect=dialect)]
         if in_thread is not None:
-            await asyncio.to_thread(_execute_many, in_thread, sql, params)
+            await asyncio.to_thread(_execute_many, in_thread, statements)
             return
         async with self.database.engine.begin() as connection:
-            await connection.exec_driver_sql(sql, params)
+            for statement, values in statements:
+                await connection.exec_driver_sql(statement, values)
 
-    def _compiled_upsert(self, dialect: Any) -> tuple[str, list[str], list[Any]]:
-        """The upsert as this dialect's SQL, its parameters' columns in order, and their types' converters."""
+    def _compiled_upsert(self, dialect: Any) -> CompiledUpsert:
         if self._compiled is None:
-            compiled = self._upsert().compile(dialect=dialect)
-            columns = list(compiled.positiontup or [])
-            self._compiled = (compiled.string, columns,
-                              [ITEMS.c[c].type.bind_processor(dialect) for c in columns])
+            self._compiled = adding_upsert(ITEMS, dialect, keys=("job_id", "row_key"), replaced=REPLACED, added=ADDED)
         return self._compiled
-
-    def _upsert(self) -> Any:
-        if self.database.backend == "mysql":
-            statement = mysql.insert(ITEMS)
-            new = statement.inserted
-            return statement.on_duplicate_key_update(
-                {**{c: new[c] for c in REPLACED}, **{c: ITEMS.c[c] + new[c] for c in ADDED}})
-        lite = sqlite.insert(ITEMS)
-        return lite.on_conflict_do_update(
-            index_elements=["job_id", "row_key"],
-            set_={**{c: lite.excluded[c] for c in REPLACED}, **{c: ITEMS.c[c] + lite.excluded[c] for c in ADDED}})
 
     async def _rows_for(self, keys: Sequence[Key], *columns: str, done_only: bool = False,
                         units: Sequence[Unit] = (("", ""),)) -> list[tuple[Key, Any]]:
@@ -148,10 +140,11 @@ class DbResultStore:
         """Nothing to release: connections return to the database's pool after each call."""
 
 
-def _execute_many(engine: Engine, sql: str, params: list[tuple[Any, ...]]) -> None:
+def _execute_many(engine: Engine, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
     """One transaction, in the calling (worker) thread."""
     with engine.begin() as connection:
-        connection.exec_driver_sql(sql, params)
+        for sql, params in statements:
+            connection.exec_driver_sql(sql, params)
 
 
 def _result(row: Any) -> RowResult:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from api_server.auth import ReadKey
 from api_server.deps import SessionDep
 from api_server.http_errors import error_responses
 from api_server.queries import Moment, split_commas
-from api_server.services.usage import UsageDimension, UsageFilters, usage
+from api_server.services.usage import UsageDimension, UsageFilters, hour_window, usage
 from core.db.types import MAX_ID
 from core.models.job import shown_cost
 
@@ -57,14 +57,19 @@ class UsagePage(BaseModel):
     limit: int
     offset: int
     total: int
+    since: AwareDatetime | None = Field(description="The start of the hours counted: `since`, to the start of its "
+                                                    "hour (usage is kept by hour).")
+    until: AwareDatetime | None = Field(description="The end of the hours counted: `until`, to the end of its hour.")
 
 
 @router.get("", response_model=UsagePage, responses=error_responses(422))
 async def get_usage(session: SessionDep, _caller: ReadKey, query: Annotated[UsageQuery, Query()]) -> UsagePage:
     """Spend and tokens of jobs' rows, added up by day or hour (UTC), model, workflow and API key.
 
-    A row counts when it was last written (a retried row adds its new attempts' cost there). Filter by time
-    (`since`, `until`), `workflow`, `model` and `key_id`; page with `limit` and `offset`. Requests made
+    Usage is added up by UTC hour as results are stored: a result counts in the hour it was stored, and a
+    failed row retried counts again, with its new attempts' tokens and cost, in the hour of the retry. Filter
+    by time (`since`, `until`: whole hours, from the start of since's hour to the end of until's; the answer
+    says which), `workflow`, `model` and `key_id`; page with `limit` and `offset`. Requests made
     directly to `/v1` are not jobs' rows and are not counted here. In a workflow of steps, tokens and cost are
     on the step results that bought them (grouped by the model that answered each), not on the row's own.
     """
@@ -72,7 +77,8 @@ async def get_usage(session: SessionDep, _caller: ReadKey, query: Annotated[Usag
                            key_id=query.key_id)
     groups, total = await usage(session, group_by=query.group_by, filters=filters, limit=query.limit,
                                 offset=query.offset)
+    since, until = hour_window(filters)
     items = [UsageGroup(**(g | {"rows": int(g["rows"]), "tokens_in": int(g["tokens_in"] or 0),
                                 "tokens_out": int(g["tokens_out"] or 0), "cost": shown_cost(float(g["cost"] or 0))}))
              for g in groups]
-    return UsagePage(items=items, limit=query.limit, offset=query.offset, total=total)
+    return UsagePage(items=items, limit=query.limit, offset=query.offset, total=total, since=since, until=until)

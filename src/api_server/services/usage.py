@@ -1,9 +1,10 @@
-"""Spend and tokens of jobs' rows, added up by period (UTC day or hour), model, workflow and API key."""
+"""Spend and tokens of jobs' results, added up by period (UTC day or hour), model, workflow and API key, from the
+hourly rollups (`core.usage_rollup`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -11,7 +12,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.models import Job, JobItem
+from core.models import UsageHour
+from core.models.usage_hour import NO_KEY, NO_MODEL
+from core.usage_rollup import hour_of
 
 
 class UsageDimension(StrEnum):
@@ -26,7 +29,7 @@ class UsageDimension(StrEnum):
 
 @dataclass(frozen=True)
 class UsageFilters:
-    """Which rows count: finished in [since, until), of a workflow (by name), a model, a key."""
+    """Which results count: stored in the hours from since's to until's, of a workflow (by name), a model, a key."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -36,8 +39,8 @@ class UsageFilters:
 
 
 def _period(dimension: UsageDimension, dialect: str) -> ColumnElement[Any]:
-    """The row's UTC day (`2026-11-29`) or hour (`2026-11-29 14`) as text, the same on every backend."""
-    stamp = col(JobItem.updated_at)
+    """The hour's UTC day (`2026-11-29`) or hour (`2026-11-29 14`) as text, the same on every backend."""
+    stamp = col(UsageHour.hour)
     if dialect == "mysql":
         return func.date_format(stamp, "%Y-%m-%d" if dimension is UsageDimension.DAY else "%Y-%m-%d %H")
     return func.substr(stamp, 1, 10 if dimension is UsageDimension.DAY else 13)
@@ -47,10 +50,26 @@ def _column(dimension: UsageDimension, dialect: str) -> ColumnElement[Any]:
     if dimension in (UsageDimension.DAY, UsageDimension.HOUR):
         return _period(dimension, dialect)
     columns: dict[UsageDimension, Any] = {
-        UsageDimension.MODEL: col(JobItem.model), UsageDimension.WORKFLOW: col(Job.workflow_name),
-        UsageDimension.KEY: col(Job.created_by)}
+        UsageDimension.MODEL: func.nullif(col(UsageHour.model), NO_MODEL),
+        UsageDimension.WORKFLOW: col(UsageHour.workflow_name),
+        UsageDimension.KEY: func.nullif(col(UsageHour.key_id), NO_KEY)}
     chosen: ColumnElement[Any] = columns[dimension]
     return chosen
+
+
+def hour_window(filters: UsageFilters) -> tuple[datetime | None, datetime | None]:
+    """The hours `since` and `until` select: from the start of since's hour to the end of until's (usage is kept
+    by hour)."""
+    since = hour_of(_utc(filters.since)) if filters.since is not None else None
+    until = _utc(filters.until) if filters.until is not None else None
+    if until is not None and until != hour_of(until):
+        until = hour_of(until) + timedelta(hours=1)
+    return since, until
+
+
+def _utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (a time without a zone is UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 async def usage(session: AsyncSession, *, group_by: list[UsageDimension], filters: UsageFilters, limit: int,
@@ -59,20 +78,22 @@ async def usage(session: AsyncSession, *, group_by: list[UsageDimension], filter
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     dimensions = list(dict.fromkeys(group_by))  # each once, in the order asked
     columns = [_column(d, dialect).label(d.value) for d in dimensions]
+    since, until = hour_window(filters)
     conditions: list[ColumnElement[bool]] = []
-    if filters.since is not None:
-        conditions.append(col(JobItem.updated_at) >= filters.since)
-    if filters.until is not None:
-        conditions.append(col(JobItem.updated_at) < filters.until)
+    if since is not None:
+        conditions.append(col(UsageHour.hour) >= since)
+    if until is not None:
+        conditions.append(col(UsageHour.hour) < until)
     if filters.workflow is not None:
-        conditions.append(col(Job.workflow_name) == filters.workflow)
+        conditions.append(col(UsageHour.workflow_name) == filters.workflow)
     if filters.model is not None:
-        conditions.append(col(JobItem.model) == filters.model)
+        conditions.append(col(UsageHour.model) == filters.model)
     if filters.key_id is not None:
-        conditions.append(col(Job.created_by) == filters.key_id)
-    grouped = (select(*columns, func.count().label("rows"), func.sum(JobItem.tokens_in).label("tokens_in"),
-                      func.sum(JobItem.tokens_out).label("tokens_out"), func.sum(JobItem.cost).label("cost"))
-               .join(Job, col(Job.id) == col(JobItem.job_id)).where(*conditions).group_by(*columns))
+        conditions.append(col(UsageHour.key_id) == filters.key_id)
+    grouped = (select(*columns, func.sum(UsageHour.results).label("rows"),
+                      func.sum(UsageHour.tokens_in).label("tokens_in"),
+                      func.sum(UsageHour.tokens_out).label("tokens_out"), func.sum(UsageHour.cost).label("cost"))
+               .where(*conditions).group_by(*columns))
     order = [c.desc() if d in (UsageDimension.DAY, UsageDimension.HOUR) else c.asc()
              for d, c in zip(dimensions, columns, strict=True)]
     total = (await session.exec(select(func.count()).select_from(grouped.subquery()))).one()  # type: ignore[call-overload]

@@ -18,6 +18,7 @@ from core.models.job import Job  # noqa: E402
 from core.models.job_event import JobEvent  # noqa: E402
 from core.models.job_item import JobItem  # noqa: E402
 from core.models.job_states import JobAction, JobStatus, Priority  # noqa: E402
+from core.models.usage_hour import UsageHour  # noqa: E402
 from core.models.workflow import Workflow, WorkflowTag, WorkflowVersion  # noqa: E402
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "JobStatus",
     "Priority",
     "Scope",
+    "UsageHour",
     "Workflow",
     "WorkflowTag",
     "WorkflowVersion",
