@@ -63,6 +63,9 @@ async def test_usage_filters_and_pages(client: httpx.AsyncClient, database: Data
     assert [(g["model"], g["rows"], g["cost"]) for g in one_workflow["items"]] == [("small", 2, 0.003)]
     page = (await client.get("/api/v1/usage", params={"group_by": "hour", "limit": 1, "offset": 1})).json()
     assert page["total"] == 3 and [g["hour"] for g in page["items"]] == ["2026-11-28 10"]
+    last = (await client.get("/api/v1/usage", params={"group_by": "hour", "limit": 2, "offset": 2})).json()
+    past = (await client.get("/api/v1/usage", params={"group_by": "hour", "offset": 5})).json()
+    assert (last["total"], len(last["items"]), past["total"], past["items"]) == (3, 1, 3, [])
 
 
 async def test_bad_usage_queries_name_the_parameter(client: httpx.AsyncClient) -> None:

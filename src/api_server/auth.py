@@ -15,13 +15,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from redis.asyncio import Redis
 
 from api_server.services.errors import Forbidden, Unauthenticated
 from api_server.services.keys import digest, key_by_secret, revocations
 from core.background import cancel_and_wait
 from core.db import Database
 from core.models import ApiKey, Scope
+from core.outages import backoff_s, database_outage, is_database_outage, is_redis_outage, redis_outage
+from core.redis_retry import API_PATIENCE_S, patient_redis
 
 log = logging.getLogger(__name__)
 CACHE_S = 5.0  # without the revocation watch running (an app used without its lifespan): look keys up again
@@ -61,7 +62,7 @@ class KeyRing:
         self.database = database
         self.required = required
         self._revocation = asyncio.Event()  # set (and replaced) at each revocation: long streams wake on it
-        self.redis = Redis.from_url(redis_url) if redis_url else None
+        self.redis = patient_redis(redis_url, patience_s=API_PATIENCE_S) if redis_url else None
         self._cache: dict[str, tuple[Caller, float]] = {}
         self._lookups: dict[str, asyncio.Future[Caller | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,31 +153,41 @@ class KeyRing:
             try:
                 async with database.session() as session:
                     latest = await revocations(session)
+                database_outage.recovered()
                 if seen is not None and latest != seen:
                     self._forget()
                 seen = latest
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the database is down: no key is found anyway until it is back
-                log.warning("could not read key revocations; trying again", exc_info=True)
+            except Exception as exc:  # the database is down: no key is found anyway until it is back
+                if not is_database_outage(exc):
+                    log.warning("could not read key revocations; trying again", exc_info=True)
+                database_outage.failed(exc)
                 self._cache.clear()
 
     async def _follow_revocations(self) -> None:
         assert self.redis is not None
+        failures = 0
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(REVOKED_CHANNEL)
+                    failures = 0
+                    redis_outage.recovered()
                     self._forget()  # anything revoked while we were not listening
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self._forget()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("lost the Redis subscription to key revocations; retrying", exc_info=True)
+            except Exception as exc:
+                if is_redis_outage(exc):
+                    redis_outage.failed(exc)
+                else:
+                    log.warning("lost the Redis subscription to key revocations; retrying", exc_info=True)
                 self._cache.clear()
-                await asyncio.sleep(1)
+                failures += 1
+                await asyncio.sleep(backoff_s(failures))
 
     async def aclose(self) -> None:
         """Stop watching revocations and close Redis."""

@@ -22,6 +22,7 @@ from api_server.services.errors import (
     TooManyRequests,
     Unauthenticated,
 )
+from core.outages import Outage, database_outage, is_database_outage, is_redis_outage, redis_outage
 from engine.errors import ErrorDetail
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "Bad request", 401: "No API key, or an unknown or revoked one", 403: "The API key lacks the scope",
             404: "Not found", 409: "Conflict with the resource's state",
             413: "Request body too large", 415: "Unsupported media type", 422: "Invalid input",
-            429: "A limit of the API key is reached, or a budget has no room (see Retry-After)"}
+            429: "A limit of the API key is reached, or a budget has no room (see Retry-After)",
+            503: "The database or Redis is unreachable; try again (see Retry-After)"}
     # The content type is named: a route that answers another type (a file, a stream) still errs in JSON.
     return {s: {"model": ErrorResponse, "description": text.get(s, "Error"), "content": {"application/json": {}}}
             for s in statuses}
@@ -116,5 +118,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        if (outage := _outage_of(exc)) is not None:  # logged once for the process, not once a request
+            outage.failed(exc)
+            return error_response(503, "unavailable", f"{outage.name} is unreachable; try again shortly",
+                                  headers={"Retry-After": "1"})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal", "internal server error; the server log has the details")
+
+
+def _outage_of(exc: BaseException) -> Outage | None:
+    """The dependency `exc` says is away (the database, Redis), if it says so."""
+    for error in (exc, exc.__cause__):
+        if error is not None and is_database_outage(error):
+            return database_outage
+        if error is not None and is_redis_outage(error):
+            return redis_outage
+    return None

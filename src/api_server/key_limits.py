@@ -7,9 +7,13 @@ known, the token estimate is settled.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api_server.auth import Caller
 from api_server.services.errors import TooManyRequests
@@ -37,10 +41,14 @@ class KeyLimits:
         if caller.key_id is None or not (caller.rps or caller.tpm):
             return None
         admission = Admission(uuid.uuid4().hex)
+        wait: float | None = None
         if self.shared is not None:
-            wait = await self.shared.take(self._name(caller), rps=caller.rps, tpm=caller.tpm, tokens=tokens,
-                                          ticket=admission.ticket)
-        else:
+            try:
+                wait = await self.shared.take(self._name(caller), rps=caller.rps, tpm=caller.tpm, tokens=tokens,
+                                              ticket=admission.ticket)
+            except (RedisConnectionError, RedisTimeoutError):  # Redis is down: this process's windows meanwhile
+                wait = None
+        if wait is None:
             wait, admission = self._take_local(caller, tokens, admission)
         if wait > 0:
             raise TooManyRequests(f"API key {caller.name}: over its limit of "
@@ -53,8 +61,9 @@ class KeyLimits:
         """Replace the request's estimated tokens by what it really used."""
         if admission is None or not caller.tpm or not used:
             return
-        if self.shared is not None:
-            await self.shared.settle_tokens(self._name(caller), ticket=admission.ticket, tokens=used)
+        if self.shared is not None and admission.entry is None:
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError):  # the estimate stays: on the safe side
+                await self.shared.settle_tokens(self._name(caller), ticket=admission.ticket, tokens=used)
             return
         tokens = self._windows(caller)[1]
         if tokens is not None and admission.entry is not None:

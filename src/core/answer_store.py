@@ -91,6 +91,7 @@ class DbAnswerCache:
                     for future in asked.values():
                         if not future.done():
                             future.set_exception(exc)
+                            future.exception()  # retrieved: a look-up made ahead that no row asks for stays quiet
                     if not asked:
                         raise
                     continue

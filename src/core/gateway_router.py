@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from core.redis_retry import API_PATIENCE_S
 from core.settings import Settings
 from core.shared_limits import SharedLimits
 from engine.gateway.config import GatewayConfig, load_gateway
@@ -18,8 +19,10 @@ def gateway_identity(config: GatewayConfig) -> str:
     return "gateway " + hashlib.sha256(config.model_dump_json().encode()).hexdigest()
 
 
-def open_router(settings: Settings, *, trace_upstream: bool = False) -> Router:
-    """The router from GATEWAY_CONFIG (or one local mock model); limits shared in Redis if REDIS_URL is set."""
+def open_router(settings: Settings, *, trace_upstream: bool = False,
+                redis_patience_s: float | None = API_PATIENCE_S) -> Router:
+    """The router from GATEWAY_CONFIG (or one local mock model); limits shared in Redis if REDIS_URL is set (a
+    call waits out a Redis outage for `redis_patience_s`, None: for ever)."""
     text = settings.gateway_config.read_text(encoding="utf-8") if settings.gateway_config else DEFAULT_GATEWAY
-    shared = SharedLimits.from_url(settings.redis_url) if settings.redis_url else None
+    shared = SharedLimits.from_url(settings.redis_url, patience_s=redis_patience_s) if settings.redis_url else None
     return Router(load_gateway(text), shared=shared, trace_upstream=trace_upstream)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from core.models.job_states import Priority
+from core.redis_retry import API_PATIENCE_S, patient_settings
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,11 @@ class NoQueue:
 class ArqQueue:
     """Job ids on an arq queue in Redis, ordered by priority, then by time."""
 
-    def __init__(self, redis_url: str, queue_name: str = QUEUE_NAME) -> None:
+    def __init__(self, redis_url: str, queue_name: str = QUEUE_NAME, *, patience_s: float | None = API_PATIENCE_S
+                 ) -> None:
         self.redis_url = redis_url
         self.queue_name = queue_name
+        self.patience_s = patience_s  # a call waits out a Redis outage this long (None: for ever)
         self._pool: object | None = None
 
     async def start(self) -> None:
@@ -82,10 +85,10 @@ class ArqQueue:
 
     async def _arq(self) -> Any:
         from arq import create_pool
-        from arq.connections import RedisSettings
 
         if self._pool is None:
-            self._pool = await create_pool(RedisSettings.from_dsn(self.redis_url), default_queue_name=self.queue_name)
+            self._pool = await create_pool(patient_settings(self.redis_url, self.patience_s),
+                                           default_queue_name=self.queue_name)
         return self._pool
 
     async def enqueue(self, job_id: int, priority: Priority, *, attempt: int = 0, delay_s: float = 0.0) -> None:
@@ -116,6 +119,6 @@ async def offer(queue: JobQueue, job_id: int, priority: Priority, attempt: int) 
     """Enqueue, but never fail the request over it: the job is safely queued in the database already."""
     try:
         await queue.enqueue(job_id, priority, attempt=attempt)
-    except Exception:  # e.g. Redis down; a worker's reaper re-offers jobs left waiting
-        log.warning("could not enqueue job %s; a worker will pick it up from the database", job_id,
-                    exc_info=True)
+    except Exception as exc:  # e.g. Redis down; a worker's reaper re-offers jobs left waiting
+        log.warning("could not enqueue job %s (%s); a worker's reaper offers it from the database", job_id,
+                    f"{type(exc).__name__}: {exc}"[:200])

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     estimate_processes: int = Field(
         1, ge=0, le=64, description="Estimates run in this many processes beside the API, at most this many at "
         "once (the rest wait), so a big one holds up no other request; 0: one at a time in a thread of the API.")
+    db_outage_s: float = Field(
+        90.0, ge=0, le=86400, description="A worker rides out a database outage this long: its writes and reads "
+        "are tried again with backoff and its jobs go on where they were. Longer, a job's run stops and the job is "
+        "re-queued when the database is back (nothing is lost: it resumes from its stored rows).")
     worker_max_jobs: int = Field(4, ge=1, description="Jobs one worker (or the in-process runner) runs at once.")
     max_running_jobs: int = Field(0, ge=0, description="Running jobs across all workers; 0: no global cap.")
     job_lease_s: float = Field(

@@ -13,6 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from core.redis_retry import API_PATIENCE_S, patient_redis
 from engine.gateway.capacity import SharedLevels
 from engine.gateway.limits import (
     EXPIRY_EPSILON_S,
@@ -120,9 +121,10 @@ class SharedLimits:
         self._levels = redis.register_script(_LEVELS)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "rowloom:gw") -> SharedLimits:
-        """Connect lazily to a Redis URL."""
-        return cls(Redis.from_url(url), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "rowloom:gw", patience_s: float | None = API_PATIENCE_S
+                 ) -> SharedLimits:
+        """Connect lazily to a Redis URL; a call waits out an outage for `patience_s` (None: for ever)."""
+        return cls(patient_redis(url, patience_s=patience_s), prefix=prefix)
 
     def _key(self, name: str, what: str) -> str:
         return f"{self.prefix}:{name}:{what}"

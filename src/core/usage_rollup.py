@@ -38,13 +38,14 @@ class UsageSubject:
         writers lock the same rows in the same order)."""
         by_model: dict[str, dict[str, Any]] = {}
         hour = hour_of(at)
+        day = hour.strftime("%Y-%m-%d")
         for result in results:
             model = result.model or NO_MODEL
             group = by_model.get(model)
             if group is None:
-                group = by_model[model] = {"hour": hour, "workflow_name": self.workflow_name, "model": model,
-                                           "key_id": self.key_id or NO_KEY, "results": 0, "tokens_in": 0,
-                                           "tokens_out": 0, "cost": 0.0}
+                group = by_model[model] = {"hour": hour, "day": day, "workflow_name": self.workflow_name,
+                                           "model": model, "key_id": self.key_id or NO_KEY, "results": 0,
+                                           "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
             group["results"] += 1
             group["tokens_in"] += result.tokens_in
             group["tokens_out"] += result.tokens_out

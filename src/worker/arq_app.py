@@ -7,14 +7,15 @@ import logging
 from typing import Any
 
 from arq import Retry, cron
-from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from core.budgets.resume import resume_for_budgets
 from core.db import Database
 from core.gateway_router import open_router
 from core.gateway_stats import publish_stats, snapshot
+from core.outages import quiet_outage
 from core.queue import EXECUTE_JOB, ArqQueue
+from core.redis_retry import patient_settings
 from core.settings import Settings
 from core.spec_policy import configure_logging
 from core.telemetry import trace_upstream
@@ -43,10 +44,11 @@ async def reap_task(ctx: dict[str, Any]) -> None:
     rowloom: WorkerContext = ctx["rowloom"]
     if isinstance(rowloom.client, Router):  # so the API's /metrics shows this worker's upstream calls
         await publish_stats(ctx["redis"], process=rowloom.worker_id, models=snapshot(rowloom.client))
-    await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s,
-               max_lost_leases=rowloom.settings.max_crashed_attempts)
-    if rowloom.budgets is not None:
-        await resume_for_budgets(rowloom.database, ctx["queue"], rowloom.budgets)
+    with quiet_outage():
+        await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s,
+                   max_lost_leases=rowloom.settings.max_crashed_attempts)
+        if rowloom.budgets is not None:
+            await resume_for_budgets(rowloom.database, ctx["queue"], rowloom.budgets)
 
 
 class RowloomWorker(Worker):
@@ -74,9 +76,10 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
     async def startup(ctx: dict[str, Any]) -> None:
         setup_tracing()
-        router = open_router(settings, trace_upstream=trace_upstream(settings.trace_upstream_calls))
+        router = open_router(settings, trace_upstream=trace_upstream(settings.trace_upstream_calls),
+                             redis_patience_s=None)  # a job waits for Redis rather than failing its rows
         ctx["rowloom"] = await WorkerContext.open(Database(settings.database_url), router, settings, "arq")
-        ctx["queue"] = ArqQueue(settings.redis_url or "", options["queue_name"])
+        ctx["queue"] = ArqQueue(settings.redis_url or "", options["queue_name"], patience_s=None)
         log.info("worker %s ready (max_jobs %s)", ctx["rowloom"].worker_id, settings.worker_max_jobs)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
@@ -92,7 +95,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "functions": [func(execute_job_task, name=EXECUTE_JOB, timeout=JOB_TIMEOUT_S, max_tries=MAX_CLAIM_TRIES,
                            keep_result=0)],
         "cron_jobs": [cron(reap_task, second=set(range(0, 60, every)), run_at_startup=True, keep_result=0)],
-        "queue_name": settings.queue_name, "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "queue_name": settings.queue_name, "redis_settings": patient_settings(settings.redis_url),
         "max_jobs": settings.worker_max_jobs, "job_timeout": JOB_TIMEOUT_S, "keep_result": 0,
         "poll_delay": POLL_DELAY_S,
         "on_startup": startup, "on_shutdown": shutdown,

@@ -25,6 +25,7 @@ from core.budgets.client import BudgetedClient
 from core.budgets.guard import BudgetGuard
 from core.budgets.windows import subjects_of
 from core.db import Database
+from core.db.retry import DatabaseUnavailable
 from core.db.types import utcnow
 from core.gateway_router import gateway_identity
 from core.job_records import event_row
@@ -79,9 +80,10 @@ class WorkerContext:
     async def open(cls, database: Database, client: ChatClient, settings: Settings, kind: str) -> WorkerContext:
         """The context of a worker process; with the gateway router, its answer cache and started budget guard."""
         name = worker_id(kind)
+        database = database.with_patience(settings.db_outage_s)
         if not isinstance(client, Router):
             return cls(database, client, settings, name)
-        budgets = open_guard(settings, database, client.config, holder=name)
+        budgets = open_guard(settings, database, client.config, holder=name, redis_patience_s=None)
         await budgets.start()
         return cls(database, client, settings, name,
                    answers=DbAnswerCache(database, scope=gateway_identity(client.config)), budgets=budgets)
@@ -96,8 +98,11 @@ class WorkerContext:
 
 async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
     """Claim the job and run it to its end (or until it is cancelled, paused or its lease is lost)."""
-    claimed, job = await claim(ctx.database, job_id=job_id, worker_id=ctx.worker_id,
-                               max_running=ctx.settings.max_running_jobs)
+    try:
+        claimed, job = await claim(ctx.database, job_id=job_id, worker_id=ctx.worker_id,
+                                   max_running=ctx.settings.max_running_jobs)
+    except DatabaseUnavailable:
+        return Outcome.WAIT  # offered again once the database is back
     if claimed in {ClaimOutcome.AT_CAPACITY, ClaimOutcome.LOCK_BUSY}:
         return Outcome.WAIT
     if job is None:
@@ -109,9 +114,12 @@ async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
 
 
 async def _is_queued(database: Database, job_id: int) -> bool:
-    async with database.session() as session:
-        job = await session.get(Job, job_id)
-        return job is not None and job.status == JobStatus.QUEUED
+    async def read() -> bool:
+        async with database.session() as session:
+            job = await session.get(Job, job_id)
+            return job is not None and job.status == JobStatus.QUEUED
+
+    return await database.retrying(read, for_ever=True)
 
 
 class JobRun:
@@ -140,6 +148,9 @@ class JobRun:
             except asyncio.CancelledError:
                 await self._shut_down()
                 raise
+            except DatabaseUnavailable as exc:
+                await self._after_outage(exc)
+                return
             except Exception as exc:
                 span.record_exception(exc)
                 await self._failed(exc)
@@ -178,17 +189,24 @@ class JobRun:
         """Tokens and cost of earlier runs (their rows are in job_items; a re-run row adds to its own), and what
         their cached rows saved (kept on the job: a cached item costs nothing)."""
         cached = (col(JobItem.cached) & (col(JobItem.status) == RowStatus.DONE.value))
+
+        async def read() -> EarlierUsage:
+            async with self.ctx.database.session() as session:
+                row = (await session.exec(select(  # type: ignore[call-overload]
+                    func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
+                    func.coalesce(func.sum(JobItem.cost), 0.0), func.coalesce(func.sum(case((cached, 1), else_=0)), 0))
+                    .where(col(JobItem.job_id) == self.job_id))).one()
+                counts = await step_counts(session, job_id=self.job_id)
+            return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved, counts)
+
+        return await self.ctx.database.retrying(read)
+
+    async def _version(self) -> WorkflowVersion | None:
         async with self.ctx.database.session() as session:
-            row = (await session.exec(select(  # type: ignore[call-overload]
-                func.coalesce(func.sum(JobItem.tokens_in), 0), func.coalesce(func.sum(JobItem.tokens_out), 0),
-                func.coalesce(func.sum(JobItem.cost), 0.0), func.coalesce(func.sum(case((cached, 1), else_=0)), 0))
-                .where(col(JobItem.job_id) == self.job_id))).one()
-            counts = await step_counts(session, job_id=self.job_id)
-        return EarlierUsage(int(row[0]), int(row[1]), float(row[2]), int(row[3]), self.job.cost_saved, counts)
+            return await session.get(WorkflowVersion, self.job.workflow_version_id)
 
     async def _run_engine(self, stop: asyncio.Event) -> RunOutcome:
-        async with self.ctx.database.session() as session:
-            version = await session.get(WorkflowVersion, self.job.workflow_version_id)
+        version = await self.ctx.database.retrying(self._version)
         assert version is not None and version.id is not None
         settings = self.ctx.settings
         # Checked again here: a version stored before a policy changed, or a path that became a symlink.
@@ -249,11 +267,21 @@ class JobRun:
 
     async def _shut_down(self) -> None:
         """The worker is shutting down mid-run: hand the job to another worker (or end a cancel)."""
+        await self._hand_back("the worker shut down")
+
+    async def _after_outage(self, exc: DatabaseUnavailable) -> None:
+        """The database stayed away longer than DB_OUTAGE_S: the run has stopped; once the database is back (the
+        write waits for it), the job is queued again to resume from its stored rows."""
+        log.warning("job %s: stopped its run (%s); re-queued once the database is back", self.job_id, exc)
+        await self._hand_back(f"its run stopped: {exc}")
+
+    async def _hand_back(self, why: str) -> None:
+        """Re-queue the job to resume from its finished rows (or end a cancel)."""
         if self.recorder.holding is JobStatus.RUNNING:
-            await self._finish(JobStatus.QUEUED, EventKind.REQUEUED, "worker shut down; re-queued to resume",
+            await self._finish(JobStatus.QUEUED, EventKind.REQUEUED, f"{why}; re-queued to resume",
                                enqueued_at=utcnow(), rows_per_s=None, eta_s=None)
         elif self.recorder.holding is JobStatus.CANCELLING:
-            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, "cancelled (the worker shut down meanwhile)")
+            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, f"cancelled ({why} meanwhile)")
 
     async def _failed(self, exc: Exception) -> None:
         expected = isinstance(exc, EngineError | OSError)
@@ -271,7 +299,8 @@ class JobRun:
         if target in {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}:
             changes["completed_at"] = utcnow()
         applied = await update_own(self.ctx.database, job=self.job, statuses=[self.recorder.holding],
-                                   values={**self.recorder.progress_values(), **changes}, events=events)
+                                   values={**self.recorder.progress_values(), **changes}, events=events,
+                                   for_ever=True)  # the run's last word: it waits for a database that is away
         if applied:
             self.recorder.pending_events = []
             log.info("job %s %s", self.job_id, message)  # completed: counts, failed: reason, requeued, ...

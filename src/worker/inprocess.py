@@ -16,6 +16,7 @@ from core.background import cancel_and_wait
 from core.budgets.resume import resume_for_budgets
 from core.db import Database
 from core.models import Job, JobStatus, Priority
+from core.outages import quiet_outage
 from core.queue import PRIORITY_RANK
 from core.settings import Settings
 from engine.gateway import ChatClient
@@ -96,9 +97,10 @@ class InProcessRunner:
         while True:
             await asyncio.sleep(settings.reaper_interval_s)
             try:
-                await reap(self.ctx.database, self, lease_s=settings.job_lease_s,
-                           max_lost_leases=settings.max_crashed_attempts)
-                if self.ctx.budgets is not None:
-                    await resume_for_budgets(self.ctx.database, self, self.ctx.budgets)
+                with quiet_outage():
+                    await reap(self.ctx.database, self, lease_s=settings.job_lease_s,
+                               max_lost_leases=settings.max_crashed_attempts)
+                    if self.ctx.budgets is not None:
+                        await resume_for_budgets(self.ctx.database, self, self.ctx.budgets)
             except Exception:
                 log.warning("reaper run failed; trying again in %ss", settings.reaper_interval_s, exc_info=True)

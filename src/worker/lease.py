@@ -21,8 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core.db import Database
 from core.db.types import utcnow
 from core.job_records import add_events, event_row
-from core.models import Job, JobStatus
+from core.models import Job, JobStatus, Priority
 from core.models.job_states import can_transition
+from core.outages import database_outage
 from core.queue import JobQueue, offer
 from engine.events import EventKind
 from worker.constants import CLAIM_LOCK, CLAIM_LOCK_WAIT_S, REQUEUE_BATCH
@@ -71,23 +72,31 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
         running = select(func.count()).select_from(
             select(col(Job.id)).where(col(Job.status) == JobStatus.RUNNING).subquery()).scalar_subquery()
         statement = statement.where(running < max_running)
-    async with database.pinned_session() as session:
-        async with _claim_lock(session, database) as locked:
-            if not locked:
-                log.warning("job %s: the claim lock stayed taken for %ss; trying again later", job_id,
-                            CLAIM_LOCK_WAIT_S)
-                return ClaimOutcome.LOCK_BUSY, None
-            result = await session.exec(statement.values(
-                status=JobStatus.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
-                updated_at=now, started_at=func.coalesce(col(Job.started_at), now), completed_at=None,
-                error=None))
-            claimed = result.rowcount == 1
-            if claimed:
-                await add_events(session, [event_row(job_id, EventKind.CLAIMED, f"claimed by worker {worker_id}",
-                                                     worker=worker_id)])
-            await session.commit()
-        job = await session.get(Job, job_id)
-    if claimed and job is not None:
+
+    async def transaction() -> tuple[bool | None, Job | None]:
+        async with database.pinned_session() as session:
+            async with _claim_lock(session, database) as locked:
+                if not locked:
+                    log.warning("job %s: the claim lock stayed taken for %ss; trying again later", job_id,
+                                CLAIM_LOCK_WAIT_S)
+                    return None, None
+                result = await session.exec(statement.values(
+                    status=JobStatus.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
+                    updated_at=now, started_at=func.coalesce(col(Job.started_at), now), completed_at=None,
+                    error=None))
+                claimed = result.rowcount == 1
+                if claimed:
+                    await add_events(session, [event_row(job_id, EventKind.CLAIMED, f"claimed by worker {worker_id}",
+                                                         worker=worker_id)])
+                await session.commit()
+            job = await session.get(Job, job_id)
+        return claimed, job
+
+    claimed, job = await database.retrying(transaction)
+    if claimed is None:
+        return ClaimOutcome.LOCK_BUSY, None
+    # (claimed by us all the same: a try whose commit landed but whose answer was lost to an outage)
+    if job is not None and (claimed or (job.status == JobStatus.RUNNING and job.worker_id == worker_id)):
         return ClaimOutcome.CLAIMED, job
     if job is not None and job.status == JobStatus.QUEUED:
         return ClaimOutcome.AT_CAPACITY, None
@@ -95,19 +104,24 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
 
 
 async def update_own(database: Database, *, job: Job, statuses: Collection[JobStatus], values: dict[str, Any],
-                     events: list[dict[str, Any]] | None = None) -> bool:
-    """Update the job if this claim (worker + attempt) still holds it in one of `statuses`."""
+                     events: list[dict[str, Any]] | None = None, for_ever: bool = False) -> bool:
+    """Update the job if this claim (worker + attempt) still holds it in one of `statuses` (riding out a database
+    outage, `for_ever` for a write that must land)."""
     target = values.get("status")
     allowed = _checked(statuses, target) if target is not None else [s.value for s in statuses]
-    async with database.session() as session:
-        result = await session.exec(update(Job).where(
-            col(Job.id) == job.id, col(Job.worker_id) == job.worker_id, col(Job.attempt) == job.attempt,
-            col(Job.status).in_(allowed)).values(updated_at=utcnow(), **values))
-        applied: bool = result.rowcount == 1
-        if applied and events:
-            await add_events(session, events)
-        await session.commit()
-    return applied
+
+    async def transaction() -> bool:
+        async with database.session() as session:
+            result = await session.exec(update(Job).where(
+                col(Job.id) == job.id, col(Job.worker_id) == job.worker_id, col(Job.attempt) == job.attempt,
+                col(Job.status).in_(allowed)).values(updated_at=utcnow(), **values))
+            applied: bool = result.rowcount == 1
+            if applied and events:
+                await add_events(session, events)
+            await session.commit()
+        return applied
+
+    return await database.retrying(transaction, for_ever=for_ever)
 
 
 def _after_lost_lease(source: JobStatus, lost: int, most: int, now: datetime
@@ -130,9 +144,12 @@ def _after_lost_lease(source: JobStatus, lost: int, most: int, now: datetime
 
 async def current_status(database: Database, *, job: Job) -> JobStatus | None:
     """The job's status if this claim still holds it, else None (re-queued and claimed elsewhere)."""
-    async with database.session() as session:
-        row = (await session.exec(select(Job.status, Job.worker_id, Job.attempt)  # type: ignore[call-overload]
-                                  .where(col(Job.id) == job.id))).one_or_none()
+    async def read() -> Any:
+        async with database.session() as session:
+            return (await session.exec(select(Job.status, Job.worker_id, Job.attempt)  # type: ignore[call-overload]
+                                       .where(col(Job.id) == job.id))).one_or_none()
+
+    row = await database.retrying(read)
     if row is None or row[1] != job.worker_id or row[2] != job.attempt:
         return None
     return JobStatus(row[0])
@@ -143,33 +160,47 @@ async def reap(database: Database, queue: JobQueue, *, lease_s: float, max_lost_
     that kills its worker must not loop), finish abandoned cancellations, re-offer waiting jobs."""
     now = utcnow()
     cutoff = now - timedelta(seconds=lease_s)
-    requeued: list[int] = []
-    async with database.session() as session:
-        for source in (JobStatus.RUNNING, JobStatus.CANCELLING):
-            stale = (await session.exec(select(Job.id, Job.worker_id, Job.lost_leases).where(  # type: ignore[call-overload]
-                col(Job.status) == source, col(Job.heartbeat_at) < cutoff).limit(REQUEUE_BATCH))).all()
-            for job_id, worker_id, lost in stale:
-                target, kind, values, message = _after_lost_lease(source, lost + 1, max_lost_leases, now)
-                result = await session.exec(update(Job).where(
-                    col(Job.id) == job_id, col(Job.status).in_(_checked([source], target)),
-                    col(Job.heartbeat_at) < cutoff).values(**values))
-                if result.rowcount == 1:
-                    await add_events(session, [event_row(
-                        job_id, kind, f"worker {worker_id} stopped sending heartbeats (lease {lease_s:g}s); {message}",
-                        worker=worker_id)])
-                    if target is JobStatus.QUEUED:
-                        requeued.append(job_id)
-                await session.commit()
-        waiting = (await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
-            col(Job.status) == JobStatus.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
+
+    async def sweep() -> tuple[list[int], dict[int, tuple[Priority, int]]]:
+        async with database.session() as session:
+            # Just after a database outage no heartbeat is fresh (none could be written): leases are judged
+            # again once every worker had a lease's time to write one.
+            requeued = [] if database_outage.ended_within(lease_s) else await _expire_leases(
+                session, now=now, lease_s=lease_s, max_lost_leases=max_lost_leases)
+            waiting = (await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
+                col(Job.status) == JobStatus.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
+            jobs = {row[0]: (row[1], row[2]) for row in waiting}
+            for job_id in requeued:
+                job = await session.get(Job, job_id)
+                if job is not None:
+                    jobs[job_id] = (job.priority, job.attempt)
+        return requeued, jobs
+
+    requeued, jobs = await database.retrying(sweep)
     if requeued:
         log.warning("re-queued jobs with expired leases: %s", requeued)
-    async with database.session() as session:
-        jobs = {row[0]: (row[1], row[2]) for row in waiting}
-        for job_id in requeued:
-            job = await session.get(Job, job_id)
-            if job is not None:
-                jobs[job_id] = (job.priority, job.attempt)
     for job_id, (priority, attempt) in jobs.items():
         await offer(queue, job_id, priority, attempt)
+    return requeued
+
+
+async def _expire_leases(session: AsyncSession, *, now: datetime, lease_s: float, max_lost_leases: int) -> list[int]:
+    """Move running and cancelling jobs whose heartbeat is older than the lease on; the ids re-queued."""
+    cutoff = now - timedelta(seconds=lease_s)
+    requeued: list[int] = []
+    for source in (JobStatus.RUNNING, JobStatus.CANCELLING):
+        stale = (await session.exec(select(Job.id, Job.worker_id, Job.lost_leases).where(  # type: ignore[call-overload]
+            col(Job.status) == source, col(Job.heartbeat_at) < cutoff).limit(REQUEUE_BATCH))).all()
+        for job_id, worker_id, lost in stale:
+            target, kind, values, message = _after_lost_lease(source, lost + 1, max_lost_leases, now)
+            result = await session.exec(update(Job).where(
+                col(Job.id) == job_id, col(Job.status).in_(_checked([source], target)),
+                col(Job.heartbeat_at) < cutoff).values(**values))
+            if result.rowcount == 1:
+                await add_events(session, [event_row(
+                    job_id, kind, f"worker {worker_id} stopped sending heartbeats (lease {lease_s:g}s); {message}",
+                    worker=worker_id)])
+                if target is JobStatus.QUEUED:
+                    requeued.append(job_id)
+            await session.commit()
     return requeued

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from core.db import Database
+from core.db.retry import DatabaseUnavailable
 from core.db.types import utcnow
 from core.job_records import event_row
 from core.models import Job, JobStatus
@@ -134,7 +135,9 @@ class JobRecorder:
                 return
             try:
                 await self.tick()
-            except Exception:  # a database hiccup: try again next tick (the lease outlasts many of them)
+            except DatabaseUnavailable:  # logged once for the process; the run's own writes decide what happens
+                pass
+            except Exception:  # a hiccup: try again next tick (the lease outlasts many of them)
                 log.warning("could not record progress of job %s", self.job.id, exc_info=True)
             if self.stop_reason is not None and not stop.is_set():
                 log.info("job %s: stopping (%s)", self.job.id, self.stop_reason)

@@ -72,12 +72,16 @@ class DbResultStore:
         dialect = (in_thread or self.database.engine).dialect
         upsert = self._compiled_upsert(dialect)
         statements = [(upsert.sql, upsert.params(rows)), self.usage.added(results, at=now, dialect=dialect)]
-        if in_thread is not None:
-            await asyncio.to_thread(_execute_many, in_thread, statements)
-            return
-        async with self.database.engine.begin() as connection:
-            for statement, values in statements:
-                await connection.exec_driver_sql(statement, values)
+
+        async def transaction() -> None:
+            if in_thread is not None:
+                await asyncio.to_thread(_execute_many, in_thread, statements)
+                return
+            async with self.database.engine.begin() as connection:
+                for statement, values in statements:
+                    await connection.exec_driver_sql(statement, values)
+
+        await self.database.retrying(transaction)
 
     def _compiled_upsert(self, dialect: Any) -> CompiledUpsert:
         if self._compiled is None:
@@ -89,14 +93,18 @@ class DbResultStore:
         """(key, row of `columns`) for the stored results among these keys, of these units (default: the rows'
         own)."""
         by_lookup = {lookup_key(k, unit): k for k in keys for unit in units}
-        found: list[tuple[Key, Any]] = []
-        async with self.database.engine.connect() as connection:
-            for chunk in _chunks(list(by_lookup), IN_CHUNK):
-                query = self._select("row_key", *columns).where(ITEMS.c.row_key.in_(chunk))
-                if done_only:
-                    query = query.where(ITEMS.c.status == RowStatus.DONE.value)
-                found += [(by_lookup[row[0]], row) for row in await connection.execute(query)]
-        return found
+
+        async def read() -> list[tuple[Key, Any]]:
+            found: list[tuple[Key, Any]] = []
+            async with self.database.engine.connect() as connection:
+                for chunk in _chunks(list(by_lookup), IN_CHUNK):
+                    query = self._select("row_key", *columns).where(ITEMS.c.row_key.in_(chunk))
+                    if done_only:
+                        query = query.where(ITEMS.c.status == RowStatus.DONE.value)
+                    found += [(by_lookup[row[0]], row) for row in await connection.execute(query)]
+            return found
+
+        return await self.database.retrying(read)
 
     def _select(self, *columns: str) -> Select[Any]:
         return select(*(ITEMS.c[c] for c in columns)).where(ITEMS.c.job_id == self.job_id)
@@ -124,17 +132,23 @@ class DbResultStore:
     async def failures(self) -> list[RowResult]:
         """Every failed row, by stored key."""
         query = self._select(*RESULT_COLUMNS).where(ITEMS.c.status == RowStatus.FAILED.value, ITEMS.c.step == "")
-        async with self.database.engine.connect() as connection:
-            return [_result(row) for row in await connection.execute(query.order_by(ITEMS.c.row_key))]
+        rows = await self._read(query.order_by(ITEMS.c.row_key))
+        return [_result(row) for row in rows]
 
     async def done_page(self, *, after: str | None, limit: int) -> tuple[list[RowResult], str | None]:
         """Done results by stored key, `limit` at a time."""
         query = (self._select("row_key", *RESULT_COLUMNS)
                  .where(ITEMS.c.status == RowStatus.DONE.value, ITEMS.c.step == "", ITEMS.c.row_key > (after or ""))
                  .order_by(ITEMS.c.row_key).limit(limit))
-        async with self.database.engine.connect() as connection:
-            rows = list(await connection.execute(query))
+        rows = await self._read(query)
         return [_result(row[1:]) for row in rows], (rows[-1][0] if rows else None)
+
+    async def _read(self, query: Select[Any]) -> list[Any]:
+        async def read() -> list[Any]:
+            async with self.database.engine.connect() as connection:
+                return list(await connection.execute(query))
+
+        return await self.database.retrying(read)
 
     async def close(self) -> None:
         """Nothing to release: connections return to the database's pool after each call."""

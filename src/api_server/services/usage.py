@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, func, select
 from sqlmodel import col
@@ -40,10 +40,12 @@ class UsageFilters:
 
 def _period(dimension: UsageDimension, dialect: str) -> ColumnElement[Any]:
     """The hour's UTC day (`2026-11-29`) or hour (`2026-11-29 14`) as text, the same on every backend."""
+    if dimension is UsageDimension.DAY:
+        return cast(ColumnElement[Any], col(UsageHour.day))
     stamp = col(UsageHour.hour)
     if dialect == "mysql":
-        return func.date_format(stamp, "%Y-%m-%d" if dimension is UsageDimension.DAY else "%Y-%m-%d %H")
-    return func.substr(stamp, 1, 10 if dimension is UsageDimension.DAY else 13)
+        return func.date_format(stamp, "%Y-%m-%d %H")
+    return func.substr(stamp, 1, 13)
 
 
 def _column(dimension: UsageDimension, dialect: str) -> ColumnElement[Any]:
@@ -90,12 +92,14 @@ async def usage(session: AsyncSession, *, group_by: list[UsageDimension], filter
         conditions.append(col(UsageHour.model) == filters.model)
     if filters.key_id is not None:
         conditions.append(col(UsageHour.key_id) == filters.key_id)
-    grouped = (select(*columns, func.sum(UsageHour.results).label("rows"),
-                      func.sum(UsageHour.tokens_in).label("tokens_in"),
-                      func.sum(UsageHour.tokens_out).label("tokens_out"), func.sum(UsageHour.cost).label("cost"))
-               .where(*conditions).group_by(*columns))
+    sums = [func.sum(UsageHour.results).label("rows"), func.sum(UsageHour.tokens_in).label("tokens_in"),
+            func.sum(UsageHour.tokens_out).label("tokens_out"), func.sum(UsageHour.cost).label("cost")]
+    grouped = select(*columns, *sums).where(*conditions).group_by(*columns)
     order = [c.desc() if d in (UsageDimension.DAY, UsageDimension.HOUR) else c.asc()
              for d, c in zip(dimensions, columns, strict=True)]
-    total = (await session.exec(select(func.count()).select_from(grouped.subquery()))).one()  # type: ignore[call-overload]
-    rows = (await session.exec(grouped.order_by(*order).limit(limit).offset(offset))).all()  # type: ignore[call-overload]
-    return [dict(row._mapping) for row in rows], int(total[0])
+    page = grouped.order_by(*order).limit(limit).offset(offset)
+    rows = [dict(row._mapping) for row in (await session.exec(page)).all()]  # type: ignore[call-overload]
+    if 0 < len(rows) < limit or (not rows and offset == 0):  # the last page: the groups are counted already
+        return rows, offset + len(rows)
+    total = (await session.exec(select(func.count()).select_from(grouped.subquery()))).one()[0]  # type: ignore[call-overload]
+    return rows, int(total)

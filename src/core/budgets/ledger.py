@@ -116,10 +116,13 @@ class DbLedger:
             async with self.database.engine.begin() as connection:  # apart: its own short transaction
                 await connection.execute(mysql.insert(SPEND).prefix_with("IGNORE"), [{"counter": LOCK, "spent": 0}])
             self._sentinel = True
-        async with self.database.engine.begin() as connection:
-            if self.database.backend == "mysql":
-                await connection.execute(select(SPEND.c.counter).where(SPEND.c.counter == LOCK).with_for_update())
-            outcomes = await self._apply(connection, holder, lease_s, settlement, reservations, checked, now)
+        async def transaction() -> list[Refusal | None]:
+            async with self.database.engine.begin() as connection:
+                if self.database.backend == "mysql":
+                    await connection.execute(select(SPEND.c.counter).where(SPEND.c.counter == LOCK).with_for_update())
+                return await self._apply(connection, holder, lease_s, settlement, reservations, checked, now)
+
+        outcomes = await self.database.retrying(transaction)  # a worker's rides out an outage; the API's does not
         self._made.update(checked, settlement.spent)  # committed: their rows exist
         return outcomes
 

@@ -14,6 +14,7 @@ import orjson
 from redis.asyncio import Redis
 
 from core.budgets.ledger import EPSILON, Refusal, Reservation, Settlement
+from core.redis_retry import API_PATIENCE_S, patient_redis
 
 PREFIX = "rowloom:budget:"
 
@@ -100,9 +101,9 @@ class RedisLedger:
         self._figures = redis.register_script(_FIGURES)
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = PREFIX) -> RedisLedger:
-        """A ledger on the Redis at `url`."""
-        return cls(Redis.from_url(url), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = PREFIX, patience_s: float | None = API_PATIENCE_S) -> RedisLedger:
+        """A ledger on the Redis at `url`; a call waits out an outage for `patience_s` (None: for ever)."""
+        return cls(patient_redis(url, patience_s=patience_s), prefix=prefix)
 
     async def apply(self, holder: str, lease_s: float, settlement: Settlement,
                     reservations: list[Reservation]) -> list[Refusal | None]:

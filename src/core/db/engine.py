@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import CursorResult, Engine, Executable, Row, event
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.db.retry import retrying
+
+T = TypeVar("T")
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -38,13 +43,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Database:
-    """One engine and its session factory; the app and the worker each hold one."""
+    """One engine and its session factory; the app and the worker each hold one.
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    `outage_s` is how long a transaction run through `retrying` rides out the database being unreachable: 0 in
+    the API (a request answers 503 at once), DB_OUTAGE_S in a worker (its jobs go on where they were)."""
+
+    def __init__(self, url: str, *, echo: bool = False, outage_s: float | None = 0) -> None:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self._thread_engine: Engine | None = None
+        self.outage_s = outage_s
+
+    def with_patience(self, outage_s: float | None) -> Database:
+        """The same connections, with transactions riding out an outage for `outage_s` (None: for ever)."""
+        self.thread_engine  # noqa: B018  # made now, so both share it (and dispose closes it)
+        patient = copy.copy(self)
+        patient.outage_s = outage_s
+        return patient
+
+    async def retrying(self, transaction: Callable[[], Awaitable[T]], *, for_ever: bool = False) -> T:
+        """Run `transaction` (all of it again on each try) while the database is unreachable, for `outage_s` (or
+        `for_ever`: a write that must land, such as a job's final status), then DatabaseUnavailable."""
+        return await retrying(transaction, within_s=None if for_ever else self.outage_s)
 
     @property
     def thread_engine(self) -> Engine | None:
@@ -66,12 +87,15 @@ class Database:
 
     async def execute_all(self, statements: Sequence[tuple[Executable, Sequence[dict[str, Any]] | None]]
                           ) -> list[list[Row[Any]]]:
-        """Run statements in one transaction (the rows of each that returns any): in a worker thread on the
-        thread engine with SQLite (see `thread_engine`), on the async engine otherwise."""
-        if (engine := self.thread_engine) is not None:
-            return await asyncio.to_thread(_execute_all, engine, statements)
-        async with self.engine.begin() as connection:
-            return [_rows(await connection.execute(statement, params)) for statement, params in statements]
+        """Run statements in one transaction (the rows of each that returns any), `retrying`: in a worker thread on
+        the thread engine with SQLite (see `thread_engine`), on the async engine otherwise."""
+        async def transaction() -> list[list[Row[Any]]]:
+            if (engine := self.thread_engine) is not None:
+                return await asyncio.to_thread(_execute_all, engine, statements)
+            async with self.engine.begin() as connection:
+                return [_rows(await connection.execute(statement, params)) for statement, params in statements]
+
+        return await self.retrying(transaction)
 
     @asynccontextmanager
     async def pinned_session(self) -> AsyncIterator[AsyncSession]:
