@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from tests.worker_helpers import (
     job_of,
     platform,
     running_with_rows_done,
+    start_worker_process,
     wait_for,
     wait_status,
     workflow_spec,
@@ -130,26 +129,6 @@ async def durable_prompts(p: Platform, job_id: int, frame: pl.DataFrame) -> set[
             for row in frame.iter_rows(named=True) if json.dumps(row["id"]) in keys}
 
 
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
-           "QUEUE_NAME": settings.queue_name, "GATEWAY_CONFIG": str(settings.gateway_config),
-           "DATA_DIR": str(settings.data_dir), "JOB_LEASE_S": "2", "REAPER_INTERVAL_S": "1", "LOG_LEVEL": "INFO"}
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "rowloom.cli", "worker"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Worker processes started by a test; whatever is left is stopped."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
 async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
         database_url: str, tmp_path: Path, queue_name: str, processes: list[subprocess.Popen[bytes]]) -> None:
     frame = write_tickets(tmp_path, 500)
@@ -158,12 +137,12 @@ async def test_a_killed_worker_loses_no_row_and_sends_no_finished_row_twice(
     async with FakeUpstream(latency_s=0.04) as upstream, \
             arq_platform(database_url, tmp_path, upstream, queue_name) as p:
         job_id = await p.start_job(yaml=workflow_yaml(8))
-        processes.append(_start_worker(p.settings, log))
+        processes.append(start_worker_process(p.settings, log))
         await running_with_rows_done(p.http, job_id, rows=120)
         processes[0].send_signal(signal.SIGKILL)
         processes[0].wait(timeout=10)
         durable = await durable_prompts(p, job_id, frame)  # what was stored when the worker died
-        processes.append(_start_worker(p.settings, log))
+        processes.append(start_worker_process(p.settings, log))
         job = await wait_status(p.http, job_id, "completed", within_s=60)
         events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
     kinds = [e["kind"] for e in events]
@@ -185,13 +164,13 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back(
     async with FakeUpstream(latency_s=0.04) as upstream, \
             arq_platform(database_url, tmp_path, upstream, queue_name) as p:
         job_id = await p.start_job(yaml=workflow_yaml(8))
-        processes.append(_start_worker(p.settings, log))
+        processes.append(start_worker_process(p.settings, log))
         await running_with_rows_done(p.http, job_id, rows=60)
         processes[0].send_signal(signal.SIGTERM)
         assert processes[0].wait(timeout=20) == 0
         handed_back = await job_of(p.http, job_id)
         durable = await durable_prompts(p, job_id, frame)
-        processes.append(_start_worker(p.settings, log))
+        processes.append(start_worker_process(p.settings, log))
         job = await wait_status(p.http, job_id, "completed", within_s=60)
         events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
     assert handed_back["status"] == "queued"  # at once: no lease had to expire
@@ -243,7 +222,7 @@ async def test_a_job_killed_between_steps_resends_no_finished_row_step_and_model
     async with FakeUpstream(latency_s=0.03, model_answers=True) as upstream, \
             arq_platform(database_url, tmp_path, upstream, queue_name, extra_models=("ma", "mb")) as p:
         job_id = await p.start_job(yaml=TWO_STEPS)
-        processes.append(_start_worker(p.settings, log))
+        processes.append(start_worker_process(p.settings, log))
 
         async def some_rows_between_steps() -> bool | None:
             steps = (await job_of(p.http, job_id))["steps"]
@@ -257,7 +236,7 @@ async def test_a_job_killed_between_steps_resends_no_finished_row_step_and_model
             units = (await session.exec(select(JobItem.key_json, JobItem.step, JobItem.target, JobItem.outputs)
                                         .where(col(JobItem.job_id) == job_id, col(JobItem.step) != "",
                                                col(JobItem.status) == "done"))).all()
-        processes.append(_start_worker(p.settings, log))
+        processes.append(start_worker_process(p.settings, log))
         job = await wait_status(p.http, job_id, "completed", within_s=60)
     categories = {json.loads(key): out["category"] for key, step, _, out in units if step == "classify"}
     durable = {(f"Classify: {subjects[json.loads(key)]}", "fake-model") for key, step, _, _ in units

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -184,3 +187,14 @@ async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queu
             await app.state.budgets.aclose()
         await router.aclose()
         await database.dispose()
+
+
+def start_worker_process(settings: Settings, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`rowloom worker` with the platform's settings (a 2 s lease, the reaper every second), its output in `log`."""
+    variables = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url or "",
+                 "QUEUE_NAME": settings.queue_name, "GATEWAY_CONFIG": str(settings.gateway_config),
+                 "DATA_DIR": str(settings.data_dir), "JOB_LEASE_S": "2", "REAPER_INTERVAL_S": "1", "LOG_LEVEL": "INFO",
+                 **env}
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "rowloom.cli", "worker"], env=variables, stdout=out,
+                                stderr=subprocess.STDOUT)

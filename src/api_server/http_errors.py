@@ -10,6 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from api_server.services.errors import (
@@ -22,6 +25,7 @@ from api_server.services.errors import (
     TooManyRequests,
     Unauthenticated,
 )
+from core.db.retry import DatabaseUnavailable
 from core.outages import Outage, database_outage, is_database_outage, is_redis_outage, redis_outage
 from engine.errors import ErrorDetail
 
@@ -116,14 +120,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail), field="body" if exc.status_code == 413 else None,
                               headers=dict(exc.headers) if exc.headers else None)
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    async def _dependency(request: Request, exc: Exception) -> JSONResponse:
         if (outage := _outage_of(exc)) is not None:  # logged once for the process, not once a request
             outage.failed(exc)
             return error_response(503, "unavailable", f"{outage.name} is unreachable; try again shortly",
                                   headers={"Retry-After": "1"})
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "internal server error; the server log has the details")
+        return _internal(request)
+
+    # Registered by class, not under Exception: Starlette re-raises what reaches its last-resort handler (so
+    # the server logs a stack trace for every request of an outage).
+    for error in (DBAPIError, DatabaseUnavailable, RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(error, _dependency)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        return _internal(request)
+
+
+def _internal(request: Request) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal server error; the server log has the details")
 
 
 def _outage_of(exc: BaseException) -> Outage | None:

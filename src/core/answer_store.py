@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -19,6 +20,8 @@ from sqlalchemy.dialects import mysql, sqlite
 from core.db import Database
 from core.models import Answer
 from engine.results.answer_cache import CachedAnswer
+
+log = logging.getLogger(__name__)
 
 ANSWERS = Answer.__table__  # type: ignore[attr-defined]
 IN_CHUNK = 500  # keys per IN (...) lookup
@@ -92,8 +95,9 @@ class DbAnswerCache:
                         if not future.done():
                             future.set_exception(exc)
                             future.exception()  # retrieved: a look-up made ahead that no row asks for stays quiet
-                    if not asked:
-                        raise
+                    if not asked:  # only writes: they stay pending, and are tried again a little later
+                        log.warning("could not store answers in the cache (%s); trying again", exc)
+                        await asyncio.sleep(WRITE_EVERY_S)
                     continue
                 self._written(writes)
                 for key, future in asked.items():

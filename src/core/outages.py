@@ -21,7 +21,7 @@ BACKOFF_CAP_S = 2.0  # up to this: a dependency that comes back is in use again 
 # 2003), gone away (2006), lost the connection (2013, 2055), too many connections (1040), shutting down (1053),
 # connection killed (1927), lock wait timeout (1205), deadlock (1213).
 MYSQL_TRANSIENT = frozenset({2002, 2003, 2006, 2013, 2055, 1040, 1053, 1927, 1205, 1213})
-SQLITE_TRANSIENT = ("database is locked", "database is busy", "unable to open database file")
+SQLITE_TRANSIENT = ("database is locked", "database is busy")
 
 
 def backoff_s(failures: int) -> float:
@@ -41,8 +41,9 @@ class Outage:
         """A call could not reach it (the first such call of an outage logs it)."""
         if self.since is None:
             self.since = time.monotonic()
+            first_line = (str(error).splitlines() or [""])[0]
             log.warning("%s is unreachable (%s); waiting and reconnecting with backoff", self.name,
-                        f"{type(error).__name__}: {error}"[:300])
+                        f"{type(error).__name__}: {first_line}"[:300])
 
     def recovered(self) -> None:
         """A call reached it (the first after an outage logs it)."""

@@ -42,7 +42,7 @@ from engine.results import RowStatus
 from engine.run import RunOutcome, run_spec
 from engine.run.fingerprint import answer_fingerprint
 from engine.spec import merge_params, validate_spec_data
-from worker.constants import STOP_GRACE_S, TRACER
+from worker.constants import RECORD_EVERY_S, STOP_GRACE_S, TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import EarlierUsage, JobRecorder, StopReason
 from worker.store import DbResultStore
@@ -169,8 +169,11 @@ class JobRun:
                 stopping = asyncio.create_task(stop.wait())
                 await asyncio.wait({engine, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 stopping.cancel()
-                if engine.done() or self.recorder.stop_reason is None:
-                    continue  # the run stopped itself (a failure, a budget): it winds down in its own time
+                if engine.done():
+                    break
+                if self.recorder.stop_reason is None:  # the run stopped itself (a failure, a budget): it winds
+                    await asyncio.wait({engine}, timeout=RECORD_EVERY_S)  # down in its own time, unless told to
+                    continue
                 await asyncio.wait({engine}, timeout=STOP_GRACE_S)
                 if not engine.done():
                     log.warning("job %s: interrupting a run that did not stop within %ss", self.job_id, STOP_GRACE_S)

@@ -45,6 +45,7 @@ async def estimate_job(session: AsyncSession, *, data: JobCreate, runner: Estima
         raise InvalidInput(f"unknown model {spec.model.name!r}", field="params.model.name")
     assert workflow.id is not None
     earlier = await _earlier_output_tokens(session, workflow.id)
+    await session.close()  # its connection goes back to the pool: the estimate may wait its turn a while
     try:
         return await runner.estimate(spec=spec, deployments=deployments, earlier_output_tokens=earlier,
                                      cache_scope=gateway_identity(gateway), stored_before=stored_before)

@@ -26,6 +26,7 @@ from core.budgets.windows import Subject, Window, counter, keep_s, window
 from core.db import Database
 from core.db.types import utcnow
 from core.models import Budget, BudgetPeriod, BudgetScope
+from core.outages import quiet_outage
 from engine.gateway import BudgetExceeded, ChatRequest
 from engine.gateway.config import GatewayConfig
 
@@ -301,9 +302,10 @@ class BudgetGuard:
                 del self._last_use[held]
                 self._give_back(held)  # the figures show it free, and other processes can take it
             try:
-                await self.ledger.renew(self.holder, self.lease_s)
-                await self.reload()
-            except Exception as exc:  # a hiccup: the lease outlasts a few beats
+                with quiet_outage():  # an outage is logged once for the process; the lease outlasts a few beats
+                    await self.ledger.renew(self.holder, self.lease_s)
+                    await self.reload()
+            except Exception as exc:
                 log.warning("budget beat failed: %s", exc)
 
     async def aclose(self) -> None:

@@ -232,6 +232,9 @@ class Runner:
                 except BudgetExceeded as exc:
                     self._over_budget(exc)
                     continue  # unsent: the row goes on resume
+                except Exception as exc:  # the store or cache failed under the row: the run fails with it
+                    self._stop_with(exc)  # (a worker that died here would leave the others waiting on it)
+                    continue
                 if (down := self.outage.saw((result,))) is not None:
                     self._stop_with(down)  # as each row ends, not when the writer gets to it
                 await results.put(result)
@@ -257,7 +260,7 @@ class Runner:
         try:
             await self._write_until_done(results, tracker)
         except Exception as exc:
-            log.exception("writing results failed; stopping the run")
+            log.error("writing results failed; stopping the run: %s", exc)  # the run fails with it: logged there
             self._failure = exc  # wins over any earlier error: it says which rows are not durable
             self.stop.set()
             while not self._results_ended:  # keep the queue moving so no worker blocks on it

@@ -1,0 +1,181 @@
+"""Outages mid-job: a private Redis or MariaDB is killed and started again while an arq worker process runs a job.
+
+The job completes with every row right, no worker process exits, the upstream sees no more repeats than the
+requests in flight, and while the outage lasts /health says degraded (and, for the database, the API's reads
+answer 503 in the one error shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from core.db import Database
+from core.db.migrate import upgrade
+from core.queue import ArqQueue
+from tests.fake_upstream import FakeUpstream
+from tests.private_services import PrivateMariaDB, PrivateRedis, PrivateServer
+from tests.services import redis_url
+from tests.worker_helpers import Platform, check_output, platform, start_worker_process, workflow_spec, write_tickets
+
+pytestmark = [pytest.mark.redis, pytest.mark.mysql]
+
+ROWS = 400  # 360 to send
+IN_FLIGHT = 8
+LATENCY_S = 0.05  # a run takes ~2.5 s without an outage
+SAFE_RPS = 10_000  # never limiting, but every request takes its turn from the shared window in Redis
+
+
+@contextlib.asynccontextmanager
+async def private_mariadb(folder: Path) -> AsyncIterator[PrivateMariaDB]:
+    """A private MariaDB with the platform's schema in its database `rowloom`."""
+    server = PrivateMariaDB(folder)
+    await server.install()
+    await server.start()
+    try:
+        setup = Database(server.url.removesuffix("/rowloom") + "/mysql")
+        async with setup.engine.begin() as connection:
+            await connection.execute(text("CREATE DATABASE rowloom"))
+        await setup.dispose()
+        database = Database(server.url)
+        await upgrade(database.engine)
+        await database.dispose()
+        yield server
+    finally:
+        await server.aclose()
+
+
+@contextlib.asynccontextmanager
+async def private_redis(folder: Path) -> AsyncIterator[PrivateRedis]:
+    """A private Redis, empty."""
+    server = PrivateRedis(folder)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.aclose()
+
+
+async def settled(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
+    """The body of a GET, or None while the API answers 503 (a dependency is away)."""
+    answer = await http.get(url)
+    if answer.status_code == 503:
+        return None
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def until_rows_done(p: Platform, job_id: int, rows: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        job = await settled(p.http, f"/api/v1/jobs/{job_id}")
+        if job is not None and job["counts"]["done"] >= rows:
+            return
+        assert time.monotonic() < deadline, f"the job did not reach {rows} rows done: {job}"
+        await asyncio.sleep(0.02)
+
+
+async def until_completed(p: Platform, job_id: int, within_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within_s
+    while True:
+        job = await settled(p.http, f"/api/v1/jobs/{job_id}")
+        if job is not None and job["status"] in {"completed", "failed", "cancelled"}:
+            return job
+        assert time.monotonic() < deadline, f"the job did not end within {within_s}s: {job}"
+        await asyncio.sleep(0.05)
+
+
+async def outage(server: PrivateServer, p: Platform, *, down_s: float) -> list[httpx.Response]:
+    """Kill the server, keep it down `down_s` (asking /health and a job list meanwhile), start it again."""
+    await server.stop()
+    seen: list[httpx.Response] = []
+    back_at = time.monotonic() + down_s
+    while time.monotonic() < back_at:
+        if len(seen) < 20:
+            seen += [await p.http.get("/health"), await p.http.get("/api/v1/jobs")]
+        await asyncio.sleep(min(0.05, max(0.0, back_at - time.monotonic())))
+    await server.start()
+    return seen
+
+
+async def drill(tmp_path: Path, *, redis: str, database_url: str, server: PrivateServer, down_s: float,
+                processes: list[subprocess.Popen[bytes]], **worker_env: str
+                ) -> tuple[dict[str, Any], list[httpx.Response], FakeUpstream, str, Platform]:
+    """Run a job on a worker process, with the server down `down_s` seconds once a third of its rows are done."""
+    data = tmp_path / "data"
+    data.mkdir()
+    frame = write_tickets(data, ROWS)
+    queue_name = f"rowloom-test:{uuid.uuid4().hex[:12]}"
+    log = tmp_path / "worker.log"
+    async with FakeUpstream(latency_s=LATENCY_S) as upstream, \
+            platform(database_url=database_url, data_dir=data, upstream_url=upstream.base_url,
+                     queue=ArqQueue(redis, queue_name), redis_url=redis, queue_name=queue_name,
+                     safe_rps=SAFE_RPS) as p:
+        processes.append(start_worker_process(p.settings, log, JOB_LEASE_S="10", **worker_env))
+        job_id = await p.start_job()
+        await until_rows_done(p, job_id, ROWS // 3)
+        seen = await outage(server, p, down_s=down_s)
+        job = await until_completed(p, job_id, within_s=120)
+        events = [(e["kind"], e["message"]) for e in (await p.http.get(f"/api/v1/jobs/{job_id}/events",
+                                                                        params={"limit": 500})).json()["items"]]
+        job["events"] = events
+    assert job["status"] == "completed", (job, log.read_text()[-3000:])
+    assert job["counts"]["done"] == 360
+    check_output(data / job["output"], frame, workflow_spec())
+    assert processes[-1].poll() is None, "the worker process exited"
+    repeats = [prompt for prompt, count in upstream.stats.attempts.items() if count > 1]
+    assert len(repeats) <= IN_FLIGHT, repeats
+    return job, seen, upstream, log.read_text(), p
+
+
+@pytest.mark.parametrize("down_s", [5.0, 60.0])
+async def test_a_worker_rides_out_a_redis_outage(tmp_path: Path, processes: list[subprocess.Popen[bytes]],
+                                                 sqlite_template: Path, down_s: float) -> None:
+    database = tmp_path / "rowloom.db"
+    shutil.copyfile(sqlite_template, database)
+    async with private_redis(tmp_path / "redis") as server:
+        job, seen, _, log, _ = await drill(tmp_path, redis=server.url, database_url=f"sqlite+aiosqlite:///{database}",
+                                           server=server, down_s=down_s, processes=processes)
+    assert "requeued" not in [kind for kind, _ in job["events"]]  # the job went on: never handed back
+    health = [r for r in seen if r.url.path == "/health"]
+    assert health and all(r.status_code == 503 and r.json()["status"] == "degraded" for r in health)
+    assert log.count("Redis is unreachable") == 1 and log.count("Redis is reachable again") == 1, log[-3000:]
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("down_s", [0.3, 5.0, 60.0])
+async def test_a_worker_rides_out_a_database_outage(tmp_path: Path, processes: list[subprocess.Popen[bytes]],
+                                                    down_s: float) -> None:
+    async with private_mariadb(tmp_path / "mariadb") as server:
+        job, seen, _, log, _ = await drill(tmp_path, redis=redis_url(), database_url=server.url, server=server,
+                                           down_s=down_s, processes=processes)
+    assert "requeued" not in [kind for kind, _ in job["events"]]  # the run went on where it was
+    if down_s >= 1:
+        health = [r for r in seen if r.url.path == "/health"]
+        reads = [r for r in seen if r.url.path == "/api/v1/jobs"]
+        assert health and all(r.status_code == 503 and r.json()["status"] == "degraded" for r in health)
+        assert reads and all(r.status_code == 503 and r.headers["Retry-After"] == "1" for r in reads)
+        assert all(r.json()["error"]["code"] == "unavailable" for r in reads)
+    assert log.count("the database is unreachable") <= 1 and "Traceback" not in log, log[-3000:]
+
+
+async def test_a_database_outage_longer_than_its_bound_hands_the_job_back(
+        tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    async with private_mariadb(tmp_path / "mariadb") as server:
+        job, _, _, log, _ = await drill(tmp_path, redis=redis_url(), database_url=server.url, server=server,
+                                        down_s=6.0, processes=processes, DB_OUTAGE_S="2")
+    requeued = [message for kind, message in job["events"] if kind == "requeued"]
+    assert len(requeued) == 1 and "unreachable for more than 2s" in requeued[0], job["events"]
+    assert job["attempt"] == 2 and "Traceback" not in log
