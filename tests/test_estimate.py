@@ -15,8 +15,11 @@ from core.settings import Settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router, usage_total
 from engine.results import SqliteResultStore
+from engine.results.answer_cache import CachedAnswer, SqliteAnswerCache
 from engine.run import run_spec
-from engine.run.estimate import estimate_run
+from engine.run.estimate import Estimate, estimate_run, estimated_step
+from engine.run.estimate_rows import CachedRows, EstimateMemo, counted_batches
+from engine.run.prompts import PromptRenderer
 from engine.run.tokens import count_messages, count_text, tokenizer_name
 from engine.sources import open_source
 from engine.sources.mysql_connection import Connections
@@ -139,3 +142,39 @@ async def test_an_estimate_names_what_stops_it(estimating: httpx.AsyncClient) ->
     assert missing.status_code == 422 and "nope.csv" in json.dumps(missing.json())
     assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "workflow"
     assert outside.status_code == 422 and "passwd" not in json.dumps(outside.json()).replace("/etc/passwd", "")
+
+
+async def test_a_repeated_estimate_counts_from_memory_and_still_asks_the_cache(tmp_path: Path) -> None:
+    """The same file and spec: the same estimate from the memo, with the rows the cache answers by now; a
+    changed file is counted afresh."""
+    spec = make_spec(source="{kind: csv, path: in.csv, key: id}", in_flight=8)
+    deployments = load_gateway("models:\n  - {name: m, model: gpt-4o-mini, provider: mock}\n").members("m")
+    tickets(300).write_csv(tmp_path / "in.csv")
+    cache = SqliteAnswerCache(tmp_path / "answers.sqlite", scope="test")
+    memo = EstimateMemo()
+
+    async def estimate(*, with_memo: bool) -> Estimate:
+        source = await open_source(spec, paths=PathPolicy(tmp_path), connections=Connections(Secrets({})))
+        try:
+            return await estimate_run(spec, source=source, deployments=deployments, cache=cache,
+                                      memo=memo if with_memo else None)
+        finally:
+            await source.close()
+
+    first = await estimate(with_memo=True)
+    step = estimated_step(spec)
+    source = await open_source(spec, paths=PathPolicy(tmp_path), connections=Connections(Secrets({})))
+    batches = counted_batches(source, spec, None, PromptRenderer(step.step.prompt), CachedRows(step, spec, cache),
+                              {"o200k_base": "gpt-4o-mini"})
+    keys = [key async for batch in batches for key in batch.keys or []][:25]
+    await source.close()
+    for key in keys:  # answers stored since: the repeat must not count those rows as sent
+        await cache.put(key, CachedAnswer("{}", "m", 1, 1, 0.0, 1.0))
+    repeat, fresh = await estimate(with_memo=True), await estimate(with_memo=False)
+    tickets(310).write_csv(tmp_path / "in.csv")  # another file under the same name
+    changed, changed_fresh = await estimate(with_memo=True), await estimate(with_memo=False)
+    await cache.close()
+    assert first.rows_cached == 0 and repeat.rows_cached == len(keys) == 25
+    assert repeat == fresh and repeat.input_tokens < first.input_tokens
+    assert changed.rows_total == 310 and changed == changed_fresh
+    assert memo.hits == 1  # the repeat alone

@@ -22,6 +22,7 @@ from core.spec_policy import job_connections, path_policy, shown_to_users
 from engine.errors import InputError
 from engine.gateway.config import Deployment
 from engine.run.estimate import Estimate, estimate_run
+from engine.run.estimate_rows import EstimateMemo
 from engine.sources import open_source
 from engine.spec.models import WorkflowSpec
 
@@ -90,6 +91,7 @@ class EstimateRunner:
 
 
 _child: dict[str, Any] = {}  # in a child process: its event loop and its Database per URL, kept between tasks
+_memo = EstimateMemo()  # this process's (a child's, or the API's with ESTIMATE_PROCESSES=0: one thread uses it)
 
 
 def _start_child() -> None:
@@ -123,7 +125,7 @@ async def _estimate(task: EstimateTask, database: Database) -> Estimate | Source
             try:
                 return await estimate_run(task.spec, source=source, deployments=task.deployments,
                                           earlier_output_tokens=task.earlier_output_tokens, cache=cache,
-                                          stored_before=task.stored_before)
+                                          stored_before=task.stored_before, memo=_memo)
             finally:
                 await source.close()
     except InputError as exc:

@@ -11,19 +11,16 @@ them. Re-asked answers (content errors) and retries are not in it.
 
 from __future__ import annotations
 
-import asyncio
-from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from engine.errors import InputError
 from engine.gateway.config import Deployment, Price
 from engine.results import ResultStore
 from engine.results.answer_cache import AnswerCache
-from engine.run.attempts import response_format_of, row_cache_key
+from engine.run.estimate_rows import CachedRows, CountedBatch, EstimateMemo, counted_batches
 from engine.run.prompts import PromptRenderer
-from engine.run.reuse import AnswerReuse
-from engine.run.selection import rows_to_send
-from engine.run.tokens import count_messages, count_text, tokenizer_name
+from engine.run.tokens import count_text, tokenizer_name
 from engine.sources import Source
 from engine.spec.flow import RunStep, first_prompt
 from engine.spec.models import WorkflowSpec
@@ -94,30 +91,28 @@ def cost_of(price: Price, input_tokens: float, output_tokens: float) -> float:
 
 async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[Deployment],
                        store: ResultStore | None = None, earlier_output_tokens: float | None = None,
-                       cache: AnswerCache | None = None, stored_before: float | None = None) -> Estimate:
+                       cache: AnswerCache | None = None, stored_before: float | None = None,
+                       memo: EstimateMemo | None = None) -> Estimate:
     """The estimate for `spec` over `source`, sent to `deployments` (the candidates of its model) by weight;
-    rows `cache` would answer (with an answer stored before `stored_before`, if given) are not sent."""
+    rows `cache` would answer (with an answer stored before `stored_before`, if given) are not sent. With
+    `memo`, the rows' counts are kept, and taken from it when the source file and spec are unchanged."""
     step = estimated_step(spec)
-    renderer = PromptRenderer(step.step.prompt)
-    cached = CachedRows(step, spec, cache, stored_before)
     weights = [max(0.0, d.weight) for d in deployments]
     shares = [w / sum(weights) if sum(weights) else 1 / len(deployments) for w in weights]
     tokenizers = {d.model: tokenizer_name(d.model) for d in deployments}
     counted_by: dict[str, str] = {}  # each tokenizer once a row, through one of its models
     for model, tokenizer in tokenizers.items():
         counted_by.setdefault(tokenizer, model)
-    input_by_tokenizer: Counter[str] = Counter()
-    total = skipped = done = to_send = from_cache = 0
-    async for selected in rows_to_send(source, spec, store):
-        total += selected.height
-        skipped += selected.skipped
-        done += selected.done
-        batch = [renderer.messages(record) for _, _, record in selected.rows]
-        sent = await cached.to_send(batch)
-        from_cache += len(batch) - len(sent)
-        to_send += len(sent)
-        # In a thread: tokenizing a batch takes long enough to hold up everything else the loop serves.
-        input_by_tokenizer += await asyncio.to_thread(_input_tokens, sent, counted_by)
+    cached = CachedRows(step, spec, cache, stored_before)
+    key = memo.key(source, spec, counted_by, cached.scope) if memo is not None and store is None else None
+    kept = memo.get(key) if memo is not None and key is not None else None
+    batches = _replayed(kept) if kept is not None else counted_batches(
+        source, spec, store, PromptRenderer(step.step.prompt), cached, counted_by)
+    tally = await _tally(batches, cached, len(counted_by), keep=key is not None and kept is None)
+    if memo is not None and key is not None and kept is None:
+        memo.put(key, tally.counted)
+    total, skipped, done, to_send, from_cache = tally.total, tally.skipped, tally.done, tally.to_send, tally.cached
+    input_by_tokenizer = dict(zip(counted_by, tally.tokens, strict=True))
     low, expected, high, basis = output_per_row(step, earlier_output_tokens)
     models = []
     for deployment, share in zip(deployments, shares, strict=True):
@@ -129,7 +124,7 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
             cost_low=cost_of(deployment.price, tokens_in, rows * low),
             cost_expected=cost_of(deployment.price, tokens_in, rows * expected),
             cost_high=cost_of(deployment.price, tokens_in, rows * high)))
-    input_tokens = sum(m.input_tokens for m in models)
+    input_tokens = sum(m.input_tokens for m in models)  # (by share: each model's tokenizer counts its rows)
     seconds, seconds_basis = limits_time(deployments, to_send, (input_tokens + to_send * expected) / max(1, to_send))
     return Estimate(
         rows_total=total, rows_skipped=skipped, rows_done=done, rows_to_send=to_send, rows_cached=from_cache,
@@ -149,15 +144,6 @@ def estimated_step(spec: WorkflowSpec) -> RunStep:
     return step
 
 
-def _input_tokens(batch: list[list[dict[str, str]]], counted_by: dict[str, str]) -> Counter[str]:
-    """Input tokens of the batch's messages, by tokenizer (each counted through one of its models)."""
-    tokens: Counter[str] = Counter()
-    for messages in batch:
-        for tokenizer, model in counted_by.items():
-            tokens[tokenizer] += count_messages(messages, model)
-    return tokens
-
-
 def limits_time(deployments: list[Deployment], rows: int, tokens_per_row: float) -> tuple[float | None, str]:
     """Seconds the candidates' limits need for `rows` (None when some candidate has no limit)."""
     if not rows:
@@ -172,32 +158,39 @@ def limits_time(deployments: list[Deployment], rows: int, tokens_per_row: float)
     return None, "no limit on some model: as fast as the models answer"
 
 
-class CachedRows:
-    """Which rows' requests the answer cache would answer: one stored (and usable under the workflow's `cache`
-    setting), or met earlier in the run (identical requests go upstream once)."""
+@dataclass
+class _Tally:
+    """What the batches add up to."""
 
-    def __init__(self, step: RunStep, spec: WorkflowSpec, cache: AnswerCache | None,
-                 stored_before: float | None = None) -> None:
-        self.step = step
-        self.stored_before = stored_before
-        self.reuse = AnswerReuse.of(cache, spec.cache)
-        self.response_format = response_format_of(step)
-        self.seen: set[str] = set()
+    total: int = 0
+    skipped: int = 0
+    done: int = 0
+    to_send: int = 0
+    cached: int = 0
+    tokens: list[int] = field(default_factory=list)  # input tokens of the rows to send, by tokenizer
+    counted: list[CountedBatch] = field(default_factory=list)  # the batches, when kept for a memo
 
-    async def to_send(self, batch: list[list[dict[str, str]]]) -> list[list[dict[str, str]]]:
-        """The messages of `batch` that would be sent."""
-        reuse = self.reuse
-        if reuse is None:
-            return batch
-        keys = [row_cache_key(self.step, messages, scope=reuse.cache.scope, response_format=self.response_format)
-                for messages in batch]
-        fresh = [key for key in dict.fromkeys(keys) if key not in self.seen]
-        stored = await asyncio.gather(*(reuse.usable(key) for key in fresh))
-        known = {key for key, answer in zip(fresh, stored, strict=True)
-                 if answer is not None and (self.stored_before is None or answer.stored_at < self.stored_before)}
-        sent = []
-        for key, messages in zip(keys, batch, strict=True):
-            if key not in self.seen and key not in known:
-                sent.append(messages)
-            self.seen.add(key)
-        return sent
+
+async def _tally(batches: AsyncIterator[CountedBatch], cached: CachedRows, tokenizers: int, *, keep: bool) -> _Tally:
+    tally = _Tally(tokens=[0] * tokenizers)
+    sums = tally.tokens
+    async for batch in batches:
+        if keep:
+            tally.counted.append(batch)
+        tally.total += batch.height
+        tally.skipped += batch.skipped
+        tally.done += batch.done
+        sent = await cached.sent(batch.keys) if batch.keys is not None else [True] * len(batch.tokens)
+        for row, send in zip(batch.tokens, sent, strict=True):
+            if send:
+                for i, count in enumerate(row):
+                    sums[i] += count
+        sending = sum(sent)
+        tally.to_send += sending
+        tally.cached += len(sent) - sending
+    return tally
+
+
+async def _replayed(batches: list[CountedBatch]) -> AsyncIterator[CountedBatch]:
+    for batch in batches:
+        yield batch
