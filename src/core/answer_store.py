@@ -19,7 +19,7 @@ from sqlalchemy.dialects import mysql, sqlite
 
 from core.db import Database
 from core.models import Answer
-from engine.results.answer_cache import CachedAnswer
+from engine.results.answer_cache import STORED_AT_CHUNK, CachedAnswer
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,17 @@ class DbAnswerCache:
             future = self._asked[key] = asyncio.get_running_loop().create_future()
             self._run()
         return future
+
+    async def stored_at(self, keys: list[str]) -> dict[str, float]:
+        """When each of these keys' answer was stored (a key without one is absent), in one transaction."""
+        found = {key: self._pending[key].stored_at for key in keys if key in self._pending}
+        wanted = [key for key in keys if key not in found]
+        statements: list[tuple[Any, None]] = [
+            (select(ANSWERS.c.key, ANSWERS.c.stored_at).where(ANSWERS.c.key.in_(wanted[start:start + STORED_AT_CHUNK])),
+             None) for start in range(0, len(wanted), STORED_AT_CHUNK)]
+        for rows in await self.database.execute_all(statements) if statements else []:
+            found.update((row[0], row[1]) for row in rows)
+        return found
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
         """Store (or replace) the answer under `key`: served at once, written within WRITE_EVERY_S."""

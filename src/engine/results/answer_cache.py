@@ -18,6 +18,8 @@ import orjson
 
 from engine.gateway.types import ChatRequest
 
+STORED_AT_CHUNK = 5000  # keys one look-up of stored_at asks (SQLite takes 32,766 parameters since 3.32)
+
 
 @dataclass(frozen=True)
 class CachedAnswer:
@@ -47,6 +49,11 @@ class AnswerCache(Protocol):
 
     def prefetch(self, keys: list[str]) -> None:
         """Start looking these keys up: they are about to be asked for (a hint; it may do nothing)."""
+        ...
+
+    async def stored_at(self, keys: list[str]) -> dict[str, float]:
+        """When each of these keys' answer was stored (a key without one is absent): what an estimate needs to
+        know, without the answers themselves."""
         ...
 
     async def close(self) -> None:
@@ -105,6 +112,17 @@ class SqliteAnswerCache:
 
     def prefetch(self, keys: list[str]) -> None:
         """Nothing: a lookup in a local file is quicker than keeping the answers around."""
+
+    async def stored_at(self, keys: list[str]) -> dict[str, float]:
+        """When each of these keys' answer was stored (a key without one is absent)."""
+        found = {key: self._pending[key].stored_at for key in keys if key in self._pending}
+        db = self._connection()
+        for start in range(0, len(keys), STORED_AT_CHUNK):
+            chunk = keys[start:start + STORED_AT_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found |= {key: at for key, at in db.execute(
+                f"SELECT key, stored_at FROM answers WHERE key IN ({marks})", chunk) if key not in found}
+        return found
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
         """Store (or replace) the answer under `key`."""

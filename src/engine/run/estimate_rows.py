@@ -69,9 +69,7 @@ class CachedRows:
         """Whether each row's request would be sent: not answered by the cache, nor met earlier in the run."""
         assert self.reuse is not None
         fresh = [key for key in dict.fromkeys(keys) if key not in self.seen]
-        stored = await asyncio.gather(*(self.reuse.usable(key) for key in fresh))
-        known = {key for key, answer in zip(fresh, stored, strict=True)
-                 if answer is not None and (self.stored_before is None or answer.stored_at < self.stored_before)}
+        known = await self.reuse.usable_keys(fresh, before=self.stored_before)
         sent = []
         for key in keys:
             sent.append(key not in self.seen and key not in known)

@@ -47,13 +47,18 @@ class AnswerReuse:
         """Store an answer that passed the workflow's checks."""
         await self.cache.put(key, CachedAnswer(content, model, tokens_in, tokens_out, cost, now()))
 
+    async def usable_keys(self, keys: list[str], *, before: float | None = None) -> set[str]:
+        """Which of `keys` have a stored answer (stored before `before`, if given) that the workflow's `cache`
+        setting lets this run take."""
+        stored = await self.cache.stored_at(keys)
+        return {key for key, at in stored.items() if self._takes(at) and (before is None or at < before)}
+
+    def _takes(self, stored_at: float) -> bool:
+        if self.setting.mode is CacheMode.REFRESH and stored_at < self.started:
+            return False
+        return self.setting.ttl_s is None or stored_at + self.setting.ttl_s >= now()
+
     async def usable(self, key: str) -> CachedAnswer | None:
         """The stored answer under `key` if the workflow's `cache` setting lets this run take it."""
         answer = await self.cache.get(key)
-        if answer is None:
-            return None
-        if self.setting.mode is CacheMode.REFRESH and answer.stored_at < self.started:
-            return None
-        if self.setting.ttl_s is not None and answer.stored_at + self.setting.ttl_s < now():
-            return None
-        return answer
+        return answer if answer is not None and self._takes(answer.stored_at) else None
