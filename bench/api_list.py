@@ -54,25 +54,11 @@ def job_rows(count: int) -> Iterator[tuple[Any, ...]]:
 
 def fill(path: Path, count: int) -> None:
     """Create and fill the database unless it already holds `count` jobs."""
-    if path.exists():
-        with sqlite3.connect(path) as db:
-            try:
-                if db.execute("SELECT count(*) FROM jobs").fetchone()[0] == count:
-                    return
-            except sqlite3.Error:
-                pass
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    if holds(path, "jobs", count):
+        return
     started = time.perf_counter()
     with sqlite3.connect(path) as db:
-        now = datetime(2025, 1, 1)
-        db.executemany("INSERT INTO workflows (id, name, description, is_active, latest_version, created_at, "
-                       "updated_at) VALUES (?, ?, '', 1, 1, ?, ?)",
-                       [(i, f"wf-{i:02d}", now, now) for i in range(1, WORKFLOWS + 1)])
-        db.executemany("INSERT INTO workflow_versions (id, workflow_id, version, yaml, spec, sha256, is_active, "
-                       "created_at) VALUES (?, ?, 1, '', '{}', ?, 1, ?)",
-                       [(i, i, f"{i:064d}", now) for i in range(1, WORKFLOWS + 1)])
+        insert_workflows(db, WORKFLOWS, datetime(2025, 1, 1))
         db.executemany("INSERT INTO jobs (workflow_id, workflow_version_id, workflow_name, version, name, params, "
                        "priority, status, rows_total, rows_done, rows_failed, rows_skipped, tokens_in, tokens_out, "
                        "cost, created_at, updated_at, started_at, completed_at, attempt) "
@@ -81,19 +67,46 @@ def fill(path: Path, count: int) -> None:
     print(f"filled {count:,} jobs in {time.perf_counter() - started:.1f}s")
 
 
+def holds(path: Path, table: str, count: int) -> bool:
+    """Whether the SQLite file at `path` holds `count` rows in `table`; if not, a new migrated file is made there
+    (to fill)."""
+    if path.exists():
+        with sqlite3.connect(path) as db:
+            try:
+                if db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == count:
+                    return True
+            except sqlite3.Error:
+                pass
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return False
+
+
+def insert_workflows(db: sqlite3.Connection, count: int, at: datetime) -> None:
+    """Workflows `wf-01`... with one version each (ids 1...), made at `at`."""
+    ids = range(1, count + 1)
+    db.executemany("INSERT INTO workflows (id, name, description, is_active, latest_version, created_at, "
+                   "updated_at) VALUES (?, ?, '', 1, 1, ?, ?)", [(i, f"wf-{i:02d}", at, at) for i in ids])
+    db.executemany("INSERT INTO workflow_versions (id, workflow_id, version, yaml, spec, sha256, is_active, "
+                   "created_at) VALUES (?, ?, 1, '', '{}', ?, 1, ?)", [(i, i, f"{i:064d}", at) for i in ids])
+
+
 async def _migrate(url: str) -> None:
     database = Database(url)
     await upgrade(database.engine)
     await database.dispose()
 
 
-async def timed(client: httpx.AsyncClient, params: dict[str, Any], repeat: int) -> tuple[float, float, dict[str, Any]]:
+async def timed(client: httpx.AsyncClient, params: dict[str, Any], repeat: int, *, path: str = "/api/v1/jobs"
+                ) -> tuple[float, float, dict[str, Any]]:
+    """p50 and p95 milliseconds of `repeat` GETs of `path` (after 3 to warm up), and the last answer's body."""
     for _ in range(3):  # warm caches and the connection pool
-        body = (await client.get("/api/v1/jobs", params=params)).raise_for_status().json()
+        body = (await client.get(path, params=params)).raise_for_status().json()
     samples = []
     for _ in range(repeat):
         t = time.perf_counter()
-        response = await client.get("/api/v1/jobs", params=params)
+        response = await client.get(path, params=params)
         samples.append((time.perf_counter() - t) * 1000)
         assert response.status_code == 200
     samples.sort()

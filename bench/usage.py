@@ -16,18 +16,16 @@ import argparse
 import asyncio
 import random
 import sqlite3
-import statistics
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 from sqlalchemy.dialects import sqlite
 
 from api_server.main import create_app
-from bench.api_list import _cores, _cpu_model, _migrate
+from bench.api_list import _cores, _cpu_model, holds, insert_workflows, timed
 from core.db import Database
 from core.settings import Settings
 from core.usage_rollup import UsageSubject
@@ -51,29 +49,15 @@ def jobs() -> Iterator[tuple[int, int, int, datetime]]:
 
 def fill(path: Path, count: int) -> None:
     """Create and fill the database unless it already holds `count` results."""
-    if path.exists():
-        with sqlite3.connect(path) as db:
-            try:
-                if db.execute("SELECT count(*) FROM job_items").fetchone()[0] == count // JOBS * JOBS:
-                    return
-            except sqlite3.Error:
-                pass
-        path.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    if holds(path, "job_items", count // JOBS * JOBS):
+        return
     started = time.perf_counter()
     every = list(jobs())
     per_job = count // len(every)
     rng = random.Random(1)
     dialect = sqlite.dialect()
     with sqlite3.connect(path) as db:
-        now = START.replace(tzinfo=None)
-        db.executemany("INSERT INTO workflows (id, name, description, is_active, latest_version, created_at, "
-                       "updated_at) VALUES (?, ?, '', 1, 1, ?, ?)",
-                       [(i, f"wf-{i:02d}", now, now) for i in range(1, WORKFLOWS + 1)])
-        db.executemany("INSERT INTO workflow_versions (id, workflow_id, version, yaml, spec, sha256, is_active, "
-                       "created_at) VALUES (?, ?, 1, '', '{}', ?, 1, ?)",
-                       [(i, i, f"{i:064d}", now) for i in range(1, WORKFLOWS + 1)])
+        insert_workflows(db, WORKFLOWS, START.replace(tzinfo=None))
         db.executemany("INSERT INTO jobs (id, workflow_id, workflow_version_id, workflow_name, version, name, params, "
                        "priority, status, rows_total, rows_done, rows_failed, rows_skipped, tokens_in, tokens_out, "
                        "cost, created_at, updated_at, started_at, completed_at, attempt, created_by) "
@@ -105,19 +89,6 @@ def fill(path: Path, count: int) -> None:
     print(f"filled {written:,} results in {time.perf_counter() - started:.0f}s")
 
 
-async def timed(client: httpx.AsyncClient, params: dict[str, Any], repeat: int) -> tuple[float, float, int]:
-    for _ in range(3):  # warm caches and the connection pool
-        body = (await client.get("/api/v1/usage", params=params)).raise_for_status().json()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        response = await client.get("/api/v1/usage", params=params)
-        samples.append((time.perf_counter() - t) * 1000)
-        assert response.status_code == 200
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1], int(body["total"])
-
-
 async def run(path: Path, repeat: int) -> None:
     url = f"sqlite+aiosqlite:///{path}"
     database = Database(url)
@@ -133,7 +104,8 @@ async def run(path: Path, repeat: int) -> None:
     ]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         for label, params in cases:
-            p50, p95, groups = await timed(client, params, repeat)
+            p50, p95, body = await timed(client, params, repeat, path="/api/v1/usage")
+            groups = body["total"]
             print(f"{label:<40} p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   ({groups:,} groups)", flush=True)
     await database.dispose()
     with sqlite3.connect(path) as db:

@@ -71,7 +71,7 @@ class DbAnswerCache:
             (select(ANSWERS.c.key, ANSWERS.c.stored_at).where(ANSWERS.c.key.in_(wanted[start:start + STORED_AT_CHUNK])),
              None) for start in range(0, len(wanted), STORED_AT_CHUNK)]
         for rows in await self.database.execute_all(statements) if statements else []:
-            found.update((row[0], row[1]) for row in rows)
+            found.update(tuple(row) for row in rows)
         return found
 
     async def put(self, key: str, answer: CachedAnswer) -> None:
