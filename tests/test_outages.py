@@ -21,9 +21,13 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api_server.auth import Caller
+from api_server.key_limits import KeyLimits
+from api_server.services.errors import TooManyRequests
 from core.db import Database
 from core.db.migrate import upgrade
 from core.queue import ArqQueue
+from core.shared_limits import SharedLimits
 from tests.fake_upstream import FakeUpstream
 from tests.private_services import PrivateMariaDB, PrivateRedis, PrivateServer
 from tests.services import redis_url
@@ -128,10 +132,11 @@ async def drill(tmp_path: Path, *, redis: str, database_url: str, server: Privat
         await until_rows_done(p, job_id, ROWS // 3)
         seen = await outage(server, p, down_s=down_s)
         job = await until_completed(p, job_id, within_s=120)
+        after = await until_completed(p, await p.start_job(), within_s=60)  # offered and run after the outage
         events = [(e["kind"], e["message"]) for e in (await p.http.get(f"/api/v1/jobs/{job_id}/events",
                                                                         params={"limit": 500})).json()["items"]]
         job["events"] = events
-    assert job["status"] == "completed", (job, log.read_text()[-3000:])
+    assert job["status"] == after["status"] == "completed", (job, log.read_text()[-3000:])
     assert job["counts"]["done"] == 360
     check_output(data / job["output"], frame, workflow_spec())
     assert processes[-1].poll() is None, "the worker process exited"
@@ -153,6 +158,20 @@ async def test_a_worker_rides_out_a_redis_outage(tmp_path: Path, processes: list
     assert health and all(r.status_code == 503 and r.json()["status"] == "degraded" for r in health)
     assert log.count("Redis is unreachable") == 1 and log.count("Redis is reachable again") == 1, log[-3000:]
     assert "Traceback" not in log
+
+
+async def test_a_keys_limits_count_in_the_server_while_redis_is_away(tmp_path: Path) -> None:
+    """Redis away: a key's requests are still admitted, up to its limit, by this process's windows."""
+    async with private_redis(tmp_path / "redis") as server:
+        limits = KeyLimits(SharedLimits.from_url(server.url))
+        caller = Caller(key_id=7, name="limited", scopes=frozenset(), rps=2.0, tpm=None)
+        assert await limits.admit(caller, 10) is not None
+        await server.stop()
+        admitted = [await limits.admit(caller, 10), await limits.admit(caller, 10)]
+        with pytest.raises(TooManyRequests):
+            await limits.admit(caller, 10)
+        await limits.aclose()
+    assert all(a is not None for a in admitted)
 
 
 @pytest.mark.parametrize("down_s", [0.3, 5.0, 60.0])

@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api_server.auth import Caller
 from api_server.services.errors import TooManyRequests
+from core.outages import BACKOFF_CAP_S
 from core.shared_limits import SharedLimits
 from engine.gateway.limits import REQUEST_WINDOW_S, TOKEN_WINDOW_S, SlidingWindow, WindowEntry
 
@@ -34,6 +35,7 @@ class KeyLimits:
 
     def __init__(self, shared: SharedLimits | None = None) -> None:
         self.shared = shared
+        self._shared_after = 0.0  # after a Redis outage is seen, requests count here until then
         self._local: dict[int, tuple[SlidingWindow | None, SlidingWindow | None]] = {}
 
     async def admit(self, caller: Caller, tokens: float) -> Admission | None:
@@ -42,12 +44,12 @@ class KeyLimits:
             return None
         admission = Admission(uuid.uuid4().hex)
         wait: float | None = None
-        if self.shared is not None:
+        if self.shared is not None and time.monotonic() >= self._shared_after:
             try:
                 wait = await self.shared.take(self._name(caller), rps=caller.rps, tpm=caller.tpm, tokens=tokens,
                                               ticket=admission.ticket)
-            except (RedisConnectionError, RedisTimeoutError):  # Redis is down: this process's windows meanwhile
-                wait = None
+            except (RedisConnectionError, RedisTimeoutError):  # Redis is away: this process's windows meanwhile,
+                self._shared_after = time.monotonic() + BACKOFF_CAP_S  # and Redis asked again in a while
         if wait is None:
             wait, admission = self._take_local(caller, tokens, admission)
         if wait > 0:

@@ -18,7 +18,7 @@ import orjson
 
 from engine.gateway.types import ChatRequest
 
-STORED_AT_CHUNK = 5000  # keys one look-up of stored_at asks (SQLite takes 32,766 parameters since 3.32)
+STORED_AT_CHUNK = 20_000  # keys one look-up of stored_at asks (SQLite takes 32,766 parameters since 3.32)
 
 
 @dataclass(frozen=True)
