@@ -49,7 +49,7 @@ ROWLOOM = [sys.executable, "-m", "rowloom.cli"]
 
 
 def gateway(folder: Path, base_url: str, safe_rps: float | None) -> Path:
-    path = folder / f"gateway-{safe_rps or 'free'}.yaml"
+    path = folder.parent / f"{folder.name}-gateway-{safe_rps or 'free'}.yaml"  # beside DATA_DIR, not in it
     limit = f", safe_rps: {safe_rps}" if safe_rps else ""
     root = base_url.removesuffix("/v1")  # channels take the server's root; api_path adds /v1/chat/completions
     path.write_text(f"channels:\n  fakellm: {{base_url: '{root}'}}\n"
@@ -89,7 +89,7 @@ def platform_processes(folder: Path, env: dict[str, str], workers: int
 
 
 def start_job(http: httpx.Client, name: str, path: Path, in_flight: int, *, cache: bool = True) -> int:
-    spec = SPEC.format(kind="excel", path=path, in_flight=in_flight, out=path.with_name(f"{name}.out.xlsx"))
+    spec = SPEC.format(kind="excel", path=path, in_flight=in_flight, out=f"{name}.out.xlsx")  # in the job's folder
     spec += "" if cache else "cache: {mode: off}\n"  # the engine-alone run has no answer cache
     http.post("/api/v1/workflows", json={"yaml": spec.replace("name: bench", f"name: {name}")}).raise_for_status()
     response = http.post("/api/v1/jobs", json={"workflow": name})
@@ -136,7 +136,7 @@ def part_one(args: argparse.Namespace, folder: Path, base_url: FakeLLM, env: dic
         worker_cpu_ms = (cpu_seconds_with_children(worker.pid) - cpu_before) / job["counts"]["done"] * 1000
     seen = stats(base_url)
     rows = job["counts"]["done"]
-    output = pl.read_excel(job["output"])
+    output = pl.read_excel(folder / job["output"])  # the record names it under DATA_DIR
     missing = output["ai_summary"].null_count()
     if output.height != args.rows or missing or job["counts"]["failed"]:
         raise SystemExit(f"the output is incomplete: {output.height} rows, {missing} unanswered; {job['counts']}")
@@ -178,7 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rowloom-e2e-"))
     env = {**os.environ, "REDIS_URL": args.redis_url, "QUEUE_NAME": f"rowloom-bench:{uuid.uuid4().hex[:8]}",
-           "DATABASE_URL": args.database_url or f"sqlite+aiosqlite:///{folder / 'rowloom.db'}",
+           "DATABASE_URL": args.database_url or f"sqlite+aiosqlite:///{folder}.db",  # beside DATA_DIR, not in it
            "DATA_DIR": str(folder), "LOG_LEVEL": "WARNING", "AUTH_REQUIRED": "false"}  # on loopback
     try:
         with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms)) as base_url:
@@ -190,6 +190,8 @@ def main() -> None:
                 part_two(args, folder, base_url, env)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        for beside in folder.parent.glob(f"{folder.name}[-.]*"):  # its database and gateway configs
+            beside.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
