@@ -20,6 +20,7 @@ from core.db import Database
 from core.db.migrate import upgrade
 from core.gateway_router import open_router
 from core.models import metadata
+from core.outages import database_outage, redis_outage
 from core.settings import Settings
 from tests.keys import bearer, new_key
 from tests.served import served
@@ -156,3 +157,12 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_outage_seen() -> Iterator[None]:
+    """Each test starts with the database and Redis reachable as far as this process knows (an outage test's
+    apps mark them away; the reaper then judges no lease for a while)."""
+    yield
+    for outage in (database_outage, redis_outage):
+        outage.since = outage.ended_at = None
