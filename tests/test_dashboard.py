@@ -95,7 +95,8 @@ async def test_a_job_page_follows_the_run_live_to_completed(database_url: str, t
         await d.page.goto(f"{d.base_url}/#/jobs/{job_id}")
         await d.page.evaluate("window.__sameDocument = true")
         await d.page.wait_for_function(  # part way: the bar moved and is not full
-            "() => { const v = document.getElementById('job-progress').value; return v > 0 && v < 100; }")
+            "() => { const bar = document.getElementById('job-progress');"
+            " return bar !== null && bar.value > 0 && bar.value < 100; }")  # (null until the page is drawn)
         partway = await d.page.eval_on_selector("#job-progress", "bar => bar.value")
         await d.shot("job-running")
         await d.page.wait_for_selector("#job-status .badge.completed")
