@@ -26,7 +26,7 @@ from api_server.services.errors import (
     Unauthenticated,
 )
 from core.db.retry import DatabaseUnavailable
-from core.outages import Outage, database_outage, is_database_outage, is_redis_outage, redis_outage
+from core.outages import outage_of
 from engine.errors import ErrorDetail
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
                               headers=dict(exc.headers) if exc.headers else None)
 
     async def _dependency(request: Request, exc: Exception) -> JSONResponse:
-        if (outage := _outage_of(exc)) is not None:  # logged once for the process, not once a request
+        if (outage := outage_of(exc)) is not None:  # logged once for the process, not once a request
             outage.failed(exc)
             return error_response(503, "unavailable", f"{outage.name} is unreachable; try again shortly",
                                   headers={"Retry-After": "1"})
@@ -141,12 +141,3 @@ def _internal(request: Request) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal", "internal server error; the server log has the details")
 
-
-def _outage_of(exc: BaseException) -> Outage | None:
-    """The dependency `exc` says is away (the database, Redis), if it says so."""
-    for error in (exc, exc.__cause__):
-        if error is not None and is_database_outage(error):
-            return database_outage
-        if error is not None and is_redis_outage(error):
-            return redis_outage
-    return None

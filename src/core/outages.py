@@ -3,16 +3,20 @@ recognised by their errors."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 BACKOFF_BASE_S = 0.05  # the first wait before trying an unreachable dependency again; it doubles from there
 BACKOFF_CAP_S = 2.0  # up to this: a dependency that comes back is in use again within this long
@@ -78,6 +82,41 @@ def is_database_outage(error: BaseException) -> bool:
     return isinstance(error, ConnectionError | TimeoutError)  # the driver's socket, before SQLAlchemy wraps it
 
 
+async def ride_out(call: Callable[[], Awaitable[T]], *, outage: Outage, retried: Callable[[BaseException], bool],
+                   within_s: float | None, on_failure: Callable[[Any], Awaitable[Any]] | None = None) -> T:
+    """Call until it succeeds; while it fails with an error `retried` says is `outage`'s, again after backoff
+    (`backoff_s`) for up to `within_s` seconds (None: for ever), then that error goes on up."""
+    deadline = None if within_s is None else time.monotonic() + within_s
+    failures = 0
+    while True:
+        try:
+            result = await call()
+        except Exception as exc:
+            if not retried(exc):
+                raise
+            failures += 1
+            outage.failed(exc)
+            if on_failure is not None:
+                await on_failure(exc)
+            pause = backoff_s(failures)
+            if deadline is not None and time.monotonic() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+        else:
+            outage.recovered()
+            return result
+
+
+def outage_of(error: BaseException) -> Outage | None:
+    """The dependency `error` (or the error that caused it) says is away, if it says so."""
+    for said in (error, error.__cause__):
+        if said is not None and is_database_outage(said):
+            return database_outage
+        if said is not None and is_redis_outage(said):
+            return redis_outage
+    return None
+
+
 @contextmanager
 def quiet_outage() -> Iterator[None]:
     """A periodic task's block: an outage of the database or Redis ends it quietly (logged once for the process;
@@ -85,12 +124,9 @@ def quiet_outage() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if is_redis_outage(exc):
-            redis_outage.failed(exc)
-        elif is_database_outage(exc) or is_database_outage(exc.__cause__ or exc):
-            database_outage.failed(exc)
-        else:
+        if (outage := outage_of(exc)) is None:
             raise
+        outage.failed(exc)
 
 
 def is_redis_outage(error: BaseException) -> bool:

@@ -9,18 +9,16 @@ reaper, a key's limit falls back to this process's windows).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from core.outages import BACKOFF_BASE_S, BACKOFF_CAP_S, redis_outage
+from core.outages import redis_outage, ride_out
 
 T = TypeVar("T")
 API_PATIENCE_S = 1.0
@@ -28,32 +26,18 @@ RETRIED = (ConnectionError, TimeoutError, OSError)  # BusyLoadingError (Redis lo
 
 
 class PatientRetry(Retry):
-    """redis-py's Retry that waits out an outage (for `patience_s`, or for ever when None)."""
+    """redis-py's Retry that waits out an outage (for `patience_s`, or for ever when None), as the database's
+    transactions do (`core.outages.ride_out`, whose backoff this is; redis-py's own is not asked)."""
 
     def __init__(self, patience_s: float | None = None) -> None:
-        super().__init__(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), -1, RETRIED)  # type: ignore[arg-type]
+        super().__init__(NoBackoff(), -1, RETRIED)  # type: ignore[arg-type]
         self.patience_s = patience_s
 
     async def call_with_retry(self, do: Callable[[], Awaitable[T]],
                               fail: Callable[[RedisError], Any]) -> T:
         """Call `do` until it succeeds, backing off between tries; re-raise once patience runs out."""
-        self._backoff.reset()  # type: ignore[no-untyped-call]
-        failures = 0
-        deadline = None if self.patience_s is None else time.monotonic() + self.patience_s
-        while True:
-            try:
-                result = await do()
-            except self._supported_errors as error:
-                failures += 1
-                redis_outage.failed(error)
-                await fail(error)
-                pause = self._backoff.compute(failures)
-                if deadline is not None and time.monotonic() + pause > deadline:
-                    raise
-                await asyncio.sleep(pause)
-            else:
-                redis_outage.recovered()
-                return result
+        return await ride_out(do, outage=redis_outage, retried=lambda error: isinstance(error, self._supported_errors),
+                              within_s=self.patience_s, on_failure=fail)
 
 
 def patient_redis(url: str, *, patience_s: float | None = None, **options: Any) -> Redis:

@@ -8,7 +8,6 @@ that many run at once and the rest wait their turn.
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -25,8 +24,6 @@ from engine.run.estimate import Estimate, estimate_run
 from engine.run.estimate_rows import EstimateMemo
 from engine.sources import open_source
 from engine.spec.models import WorkflowSpec
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from core.outages import backoff_s, database_outage, is_database_outage
+from core.outages import database_outage, is_database_outage, ride_out
 
 T = TypeVar("T")
 
@@ -21,22 +20,10 @@ async def retrying(transaction: Callable[[], Awaitable[T]], *, within_s: float |
 
     A transaction whose commit was sent but not acknowledged is run again: what it adds (a result's attempts,
     tokens and cost) may then be added twice. That needs the connection to drop in the moment of the commit."""
-    loop = asyncio.get_running_loop()
-    deadline = None if within_s is None else loop.time() + within_s
-    failures = 0
-    while True:
-        try:
-            result = await transaction()
-        except Exception as exc:
-            if not is_database_outage(exc):
-                raise
-            failures += 1
-            database_outage.failed(exc)
-            pause = backoff_s(failures)
-            if deadline is not None and loop.time() + pause > deadline:
-                raise DatabaseUnavailable(f"the database was unreachable for more than {within_s:g}s "
-                                          f"({type(exc).__name__})") from exc
-            await asyncio.sleep(pause)
-        else:
-            database_outage.recovered()
-            return result
+    try:
+        return await ride_out(transaction, outage=database_outage, retried=is_database_outage, within_s=within_s)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        raise DatabaseUnavailable(f"the database was unreachable for more than {within_s:g}s "
+                                  f"({type(exc).__name__})") from exc
