@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,15 @@ from core.shared_limits import SharedLimits
 from tests.fake_upstream import FakeUpstream
 from tests.private_services import PrivateMariaDB, PrivateRedis, PrivateServer
 from tests.services import redis_url
-from tests.worker_helpers import Platform, check_output, platform, start_worker_process, workflow_spec, write_tickets
+from tests.worker_helpers import (
+    Platform,
+    check_output,
+    platform,
+    start_worker_process,
+    wait_for,
+    workflow_spec,
+    write_tickets,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.mysql]
 
@@ -81,24 +89,18 @@ async def settled(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
     return body
 
 
-async def until_rows_done(p: Platform, job_id: int, rows: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+async def job_when(p: Platform, job_id: int, ready: Callable[[dict[str, Any]], bool], *, within_s: float,
+                   what: str) -> dict[str, Any]:
+    """The job's record once `ready` says so (polled; a 503 while a dependency is away counts as not yet)."""
+    async def probe() -> dict[str, Any] | None:
         job = await settled(p.http, f"/api/v1/jobs/{job_id}")
-        if job is not None and job["counts"]["done"] >= rows:
-            return
-        assert time.monotonic() < deadline, f"the job did not reach {rows} rows done: {job}"
-        await asyncio.sleep(0.02)
+        return job if job is not None and ready(job) else None
+
+    return await wait_for(probe, within_s=within_s, what=what)
 
 
-async def until_completed(p: Platform, job_id: int, within_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + within_s
-    while True:
-        job = await settled(p.http, f"/api/v1/jobs/{job_id}")
-        if job is not None and job["status"] in {"completed", "failed", "cancelled"}:
-            return job
-        assert time.monotonic() < deadline, f"the job did not end within {within_s}s: {job}"
-        await asyncio.sleep(0.05)
+def ended(job: dict[str, Any]) -> bool:
+    return job["status"] in {"completed", "failed", "cancelled"}
 
 
 async def outage(server: PrivateServer, p: Platform, *, down_s: float) -> list[httpx.Response]:
@@ -129,10 +131,12 @@ async def drill(tmp_path: Path, *, redis: str, database_url: str, server: Privat
                      safe_rps=SAFE_RPS) as p:
         processes.append(start_worker_process(p.settings, log, JOB_LEASE_S="10", **worker_env))
         job_id = await p.start_job()
-        await until_rows_done(p, job_id, ROWS // 3)
+        await job_when(p, job_id, lambda job: job["counts"]["done"] >= ROWS // 3, within_s=60,
+                       what="a third of the rows done")
         seen = await outage(server, p, down_s=down_s)
-        job = await until_completed(p, job_id, within_s=120)
-        after = await until_completed(p, await p.start_job(), within_s=60)  # offered and run after the outage
+        job = await job_when(p, job_id, ended, within_s=120, what="the job's end")
+        after = await job_when(p, await p.start_job(), ended, within_s=60,  # offered and run after the outage
+                               what="the end of a job triggered after the outage")
         events = [(e["kind"], e["message"]) for e in (await p.http.get(f"/api/v1/jobs/{job_id}/events",
                                                                         params={"limit": 500})).json()["items"]]
         job["events"] = events
