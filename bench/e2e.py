@@ -57,6 +57,13 @@ def gateway(folder: Path, base_url: str, safe_rps: float | None) -> Path:
     return path
 
 
+def remove_run_folder(folder: Path) -> None:
+    """A run's temporary folder (DATA_DIR), and its database and gateway configs beside it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for beside in folder.parent.glob(f"{folder.name}[-.]*"):
+        beside.unlink(missing_ok=True)
+
+
 @contextmanager
 def platform(folder: Path, env: dict[str, str], workers: int) -> Iterator[httpx.Client]:
     """`rowloom serve` (API only: REDIS_URL is set) and `workers` x `rowloom worker`, as separate processes."""
@@ -189,9 +196,7 @@ def main() -> None:
             if args.skip != "two":
                 part_two(args, folder, base_url, env)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        for beside in folder.parent.glob(f"{folder.name}[-.]*"):  # its database and gateway configs
-            beside.unlink(missing_ok=True)
+        remove_run_folder(folder)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -34,7 +33,7 @@ import polars as pl
 from sqlalchemy import text
 
 from bench._fakellm import DEFAULT, fakellm
-from bench.e2e import platform_processes
+from bench.e2e import gateway, platform_processes, remove_run_folder
 from core.db import Database
 
 ESTIMATE_ROWS = (1_000, 5_000, 20_000)
@@ -229,7 +228,7 @@ def main() -> None:
            "AUTH_REQUIRED": "false"}  # on loopback
     try:
         with fakellm(args.fakellm, "--latency-ms", str(args.latency_ms)) as base_url:
-            env["GATEWAY_CONFIG"] = str(_gateway(folder, base_url))
+            env["GATEWAY_CONFIG"] = str(gateway(folder, base_url, None))
             tickets(folder / "soak.csv", args.job_rows, 1)
             with platform_processes(folder, env, workers=1) as (http, workers):
                 for rows in ESTIMATE_ROWS:
@@ -247,16 +246,7 @@ def main() -> None:
                       flush=True)
                 asyncio.run(soak(args, str(http.base_url).rstrip("/"), {"API": api, "worker": workers[0].pid}))
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _gateway(folder: Path, base_url: str) -> Path:
-    """The gateway config beside DATA_DIR (a server refuses one inside it)."""
-    path = folder.parent / f"{folder.name}-gateway.yaml"
-    root = base_url.removesuffix("/v1")
-    path.write_text(f"channels:\n  fakellm: {{base_url: '{root}'}}\n"
-                    f"models:\n  - {{name: fake, model: fake-small, channel: fakellm}}\n")
-    return path
+        remove_run_folder(folder)
 
 
 if __name__ == "__main__":
