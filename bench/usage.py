@@ -7,7 +7,8 @@ Fills a migrated SQLite file once (kept for reruns): 10 workflows, 5 API keys, 3
 key a day for 90 days, and the results spread over those days. Each batch of results is written with the
 usage rollup the worker adds (`UsageSubject.added`), in the batch's transaction. Then times p50/p95 of the
 usage queries a dashboard makes: by day (all history), by hour and model (the last week), by workflow and key
-(the last 30 days), and one workflow's model split.
+(the last 30 days), and one workflow's model split. With the build before first on the path
+(`PYTHONPATH=<worktree>/src`), the same file times its queries (it reads job_items).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from api_server.main import create_app
 from bench.api_list import _cores, _cpu_model, holds, insert_workflows, timed
 from core.db import Database
 from core.settings import Settings
-from core.usage_rollup import UsageSubject
-from engine.results import RowResult, RowStatus
 
 WORKFLOWS, KEYS, MODELS, DAYS = 10, 5, ["small", "big", "embed"], 90
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -51,6 +50,10 @@ def fill(path: Path, count: int) -> None:
     """Create and fill the database unless it already holds `count` results."""
     if holds(path, "job_items", count // JOBS * JOBS):
         return
+    # Imported only to fill: the build before (in a worktree, on PYTHONPATH) times its queries on the same file.
+    from core.usage_rollup import UsageSubject
+    from engine.results import RowResult, RowStatus
+
     started = time.perf_counter()
     every = list(jobs())
     per_job = count // len(every)
