@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from core.budgets.ledger import DbLedger, Ledger, Reservation, Settlement
+from core.budgets.ledger import DbLedger, Ledger, HoldRequest, Settlement
 from core.budgets.redis_ledger import RedisLedger
 from core.db import Database
 
@@ -23,7 +23,7 @@ async def main(where: str, counter: str, limit: float, amount: float, lease_s: f
         ledger = RedisLedger.from_url(url, prefix=prefix)
     else:
         ledger = DbLedger(Database(where))
-    outcome = await ledger.apply("doomed", lease_s, Settlement(), [Reservation(amount, ((counter, limit),))])
+    outcome = await ledger.apply("doomed", lease_s, Settlement(), [HoldRequest(amount, ((counter, limit),))])
     assert outcome == [None], outcome
     print("held", flush=True)
     while True:  # alive until killed

@@ -14,7 +14,7 @@ from sqlmodel import col
 from core.db import Database
 from core.db.types import utcnow
 from core.models import Job
-from engine.events import EventKind
+from engine import RunEvent
 from tests.conftest import make_job, make_workflow
 from tests.fake_upstream import FakeUpstream, first_attempts
 from tests.worker_helpers import (
@@ -149,7 +149,7 @@ async def test_an_event_taken_by_a_held_up_heartbeat_is_stored_when_the_run_ends
     outcome, job = await claim(database, job_id=job_id, worker_id="w-1", max_running=0)
     assert outcome is ClaimOutcome.CLAIMED and job is not None
     recorder = JobRecorder(database, job, earlier=EarlierUsage())
-    recorder.event(EventKind.OUTPUT_WRITTEN, "output written")
+    recorder.event(RunEvent.OUTPUT_WRITTEN, "output written")
     stop, ended = asyncio.Event(), asyncio.Event()
     async with database.session() as holder:  # holds the job's row (MySQL) or the write lock (SQLite)
         await holder.exec(update(Job).where(col(Job.id) == job_id).values(updated_at=utcnow()))

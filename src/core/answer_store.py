@@ -18,12 +18,12 @@ from sqlalchemy import select
 from sqlalchemy.dialects import mysql, sqlite
 
 from core.db import Database
-from core.models import Answer
+from core.models import StoredAnswer
 from engine.results.answer_cache import STORED_AT_CHUNK, CachedAnswer
 
 log = logging.getLogger(__name__)
 
-ANSWERS = Answer.__table__  # type: ignore[attr-defined]
+ANSWERS = StoredAnswer.__table__  # type: ignore[attr-defined]
 IN_CHUNK = 500  # keys per IN (...) lookup
 WRITE_GROUP = 256  # answers that make a write due at once
 WRITE_EVERY_S = 0.5  # the longest a bought answer waits for a write (other workers see it after that)

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db.types import utcnow
 from core.models import JobEvent
-from engine.events import EventKind
+from core.models.job_event import EventKind
 
 
 def event_row(job_id: int, kind: EventKind, message: str, *, key_id: int | None = None, **data: Any) -> dict[str, Any]:

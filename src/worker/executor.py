@@ -30,12 +30,12 @@ from core.db.types import utcnow
 from core.gateway_router import gateway_identity
 from core.job_records import event_row
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
+from core.models.job_event import EventKind, JobEventKind
 from core.settings import Settings
 from core.spec_policy import job_connections, path_policy, shown_to_users, spec_checks
 from core.step_counts import step_counts
 from core.usage_rollup import UsageSubject
 from engine.errors import EngineError
-from engine.events import EventKind
 from engine.gateway import BudgetExceeded, ChatClient
 from engine.gateway.router import Router
 from engine.results import RowStatus
@@ -246,7 +246,7 @@ class JobRun:
             if outcome.budget is not None:
                 if await self._paused_for_budget(outcome.budget, counts):
                     return
-            elif await self._finish(JobStatus.COMPLETED, EventKind.COMPLETED, f"completed: {counts}"):
+            elif await self._finish(JobStatus.COMPLETED, JobEventKind.COMPLETED, f"completed: {counts}"):
                 return
             # cancelled or paused in the last moment: treat it like a stop
             status = await current_status(self.ctx.database, job=self.job)
@@ -256,15 +256,15 @@ class JobRun:
             self.recorder.holding = JobStatus.CANCELLING
             kept = "partial output kept" if outcome is not None else \
                 f"interrupted after {STOP_GRACE_S:g} s of waiting for its source or sink"
-            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, f"cancelled ({counts}); {kept}")
+            await self._finish(JobStatus.CANCELLED, JobEventKind.CANCELLED, f"cancelled ({counts}); {kept}")
         elif reason is StopReason.PAUSE:
             self.recorder.holding = JobStatus.PAUSED
-            self.recorder.event(EventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")
+            self.recorder.event(JobEventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")
             await self.recorder.write()
 
     async def _paused_for_budget(self, budget: BudgetExceeded, counts: str) -> bool:
         """Pause the job (not a failure): it resumes by itself when the budget resets or is raised."""
-        return await self._finish(JobStatus.PAUSED, EventKind.PAUSED,
+        return await self._finish(JobStatus.PAUSED, JobEventKind.PAUSED,
                                   f"paused by a budget ({counts}); resumes when the budget resets or is raised",
                                   budget_pause=budget.details, rows_per_s=None, eta_s=None)
 
@@ -281,10 +281,10 @@ class JobRun:
     async def _hand_back(self, why: str) -> None:
         """Re-queue the job to resume from its finished rows (or end a cancel)."""
         if self.recorder.holding is JobStatus.RUNNING:
-            await self._finish(JobStatus.QUEUED, EventKind.REQUEUED, f"{why}; re-queued to resume",
+            await self._finish(JobStatus.QUEUED, JobEventKind.REQUEUED, f"{why}; re-queued to resume",
                                enqueued_at=utcnow(), rows_per_s=None, eta_s=None)
         elif self.recorder.holding is JobStatus.CANCELLING:
-            await self._finish(JobStatus.CANCELLED, EventKind.CANCELLED, f"cancelled ({why} meanwhile)")
+            await self._finish(JobStatus.CANCELLED, JobEventKind.CANCELLED, f"cancelled ({why} meanwhile)")
 
     async def _failed(self, exc: Exception) -> None:
         expected = isinstance(exc, EngineError | OSError)
@@ -292,7 +292,7 @@ class JobRun:
             log.exception("job %s failed", self.job_id)
         message = self.shown(str(exc) if expected else f"{type(exc).__name__}: {exc}")
         target = JobStatus.CANCELLED if self.recorder.holding is JobStatus.CANCELLING else JobStatus.FAILED
-        kind = EventKind.CANCELLED if target is JobStatus.CANCELLED else EventKind.FAILED
+        kind = JobEventKind.CANCELLED if target is JobStatus.CANCELLED else JobEventKind.FAILED
         await self._finish(target, kind, f"{target}: {message}", error=message)
 
     async def _finish(self, target: JobStatus, kind: EventKind, message: str, **values: Any) -> bool:

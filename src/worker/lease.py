@@ -22,10 +22,10 @@ from core.db import Database
 from core.db.types import utcnow
 from core.job_records import add_events, event_row
 from core.models import Job, JobStatus, Priority
+from core.models.job_event import EventKind, JobEventKind
 from core.models.job_states import can_transition
 from core.outages import database_outage
 from core.queue import JobQueue, offer
-from engine.events import EventKind
 from worker.constants import CLAIM_LOCK, CLAIM_LOCK_WAIT_S, REQUEUE_BATCH
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
                     error=None))
                 claimed = result.rowcount == 1
                 if claimed:
-                    await add_events(session, [event_row(job_id, EventKind.CLAIMED, f"claimed by worker {worker_id}",
+                    await add_events(session, [event_row(job_id, JobEventKind.CLAIMED, f"claimed by worker {worker_id}",
                                                          worker=worker_id)])
                 await session.commit()
             job = await session.get(Job, job_id)
@@ -130,14 +130,14 @@ def _after_lost_lease(source: JobStatus, lost: int, most: int, now: datetime
     times), or queued again to resume."""
     values: dict[str, Any] = {"updated_at": now, "lost_leases": lost}
     if source is JobStatus.CANCELLING:
-        return JobStatus.CANCELLED, EventKind.CANCELLED, values | {"status": JobStatus.CANCELLED,
+        return JobStatus.CANCELLED, JobEventKind.CANCELLED, values | {"status": JobStatus.CANCELLED,
                                                                    "completed_at": now}, "cancelled"
     if lost >= most:
         error = (f"its worker stopped {lost} times while running it (killed, or out of memory: an input may crash "
                  "its reader); not re-queued again")
-        return JobStatus.FAILED, EventKind.FAILED, values | {"status": JobStatus.FAILED, "completed_at": now,
+        return JobStatus.FAILED, JobEventKind.FAILED, values | {"status": JobStatus.FAILED, "completed_at": now,
                                                              "error": error, "rows_per_s": None, "eta_s": None}, error
-    return JobStatus.QUEUED, EventKind.REQUEUED, values | {"status": JobStatus.QUEUED, "enqueued_at": now,
+    return JobStatus.QUEUED, JobEventKind.REQUEUED, values | {"status": JobStatus.QUEUED, "enqueued_at": now,
                                                            "rows_per_s": None, "eta_s": None}, \
         "re-queued to resume from its finished rows"
 

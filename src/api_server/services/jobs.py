@@ -23,10 +23,10 @@ from core.db.types import utcnow
 from core.job_records import add_events, event_row
 from core.models import Job, JobAction, JobStatus, Priority, Workflow, WorkflowVersion
 from core.models.job import SUMMARY_COLUMNS, JobCreate
+from core.models.job_event import JobEventKind
 from core.models.job_states import ACTIONS, FINISHED, can_transition
 from core.queue import JobQueue, offer
 from engine.errors import ErrorDetail, SpecError
-from engine.events import EventKind
 from engine.spec import WorkflowSpec, merge_params, validate_spec_data
 from engine.spec.loader import SpecCheck
 
@@ -95,7 +95,7 @@ async def create_job(session: AsyncSession, *, queue: JobQueue, data: JobCreate,
     try:
         await session.flush()
         assert job.id is not None
-        await add_events(session, [event_row(job.id, EventKind.CREATED, f"created from {workflow.name} "
+        await add_events(session, [event_row(job.id, JobEventKind.CREATED, f"created from {workflow.name} "
                                              f"v{version.version} with priority {data.priority}",
                                              key_id=created_by)])
         await session.commit()
@@ -223,11 +223,11 @@ async def act(session: AsyncSession, *, queue: JobQueue, job_id: int, action: Jo
 
 
 _ACTION_EVENTS = {
-    (JobAction.CANCEL, JobStatus.CANCELLED): EventKind.CANCELLED,
-    (JobAction.CANCEL, JobStatus.CANCELLING): EventKind.CANCEL_REQUESTED,
-    (JobAction.PAUSE, JobStatus.PAUSED): EventKind.PAUSED,
-    (JobAction.RESUME, JobStatus.QUEUED): EventKind.RESUMED,
-    (JobAction.RETRY, JobStatus.QUEUED): EventKind.RETRIED,
+    (JobAction.CANCEL, JobStatus.CANCELLED): JobEventKind.CANCELLED,
+    (JobAction.CANCEL, JobStatus.CANCELLING): JobEventKind.CANCEL_REQUESTED,
+    (JobAction.PAUSE, JobStatus.PAUSED): JobEventKind.PAUSED,
+    (JobAction.RESUME, JobStatus.QUEUED): JobEventKind.RESUMED,
+    (JobAction.RETRY, JobStatus.QUEUED): JobEventKind.RETRIED,
 }
 
 

@@ -1,7 +1,7 @@
 """The budget guard: a request's maximum cost is held against every budget it counts toward before it is sent,
 and its real cost settled after; one per process, shared by its jobs (and the API's /v1 routes).
 
-Reservations and settlements are gathered and sent to the ledger together (one call for all the rows that ask
+Hold requests and settlements are gathered and sent to the ledger together (one call for all the rows that ask
 in one turn of the event loop), so a budget costs a worker a fraction of a round trip a row. A request refused
 only because of what requests in flight hold waits for them to settle; one refused by what is already spent
 raises `BudgetExceeded`, and the job pauses.
@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from sqlmodel import select
 
 from core.background import cancel_and_wait
-from core.budgets.ledger import EPSILON, Ledger, Refusal, Reservation, Settlement
+from core.budgets.ledger import EPSILON, HoldRequest, Ledger, Refusal, Settlement
 from core.budgets.windows import Subject, Window, counter, keep_s, window
 from core.db import Database
 from core.db.types import utcnow
@@ -32,7 +32,7 @@ from engine.gateway.config import GatewayConfig
 
 log = logging.getLogger(__name__)
 
-SETTLE_EVERY_S = 0.1  # settlements with no reservation waiting are sent this often
+SETTLE_EVERY_S = 0.1  # settlements with no request waiting are sent this often
 HOLD_RECHECK_S = 0.25  # a request waiting for others' holds asks again this often
 RELOAD_EVERY_S = 2.0  # budgets set through the API reach every process within this
 LEDGER_TRIES = 5  # failed ledger calls in a row before the requests waiting on them fail
@@ -97,7 +97,7 @@ class BudgetGuard:
         self.default_output_tokens = default_output_tokens
         self._budgets: dict[Subject, list[Budget]] = {}
         self._prices: dict[str, tuple[float, float]] = {}
-        self._asks: list[tuple[Reservation, asyncio.Future[Refusal | None]]] = []
+        self._asks: list[tuple[HoldRequest, asyncio.Future[Refusal | None]]] = []
         self._settlement = Settlement()
         self._wake = asyncio.Event()
         self._asked = asyncio.Event()
@@ -173,7 +173,7 @@ class BudgetGuard:
         while (short := amount - self._credit.get(held, 0.0)) > EPSILON:
             released = self._released
             for want in (short + amount * (BLOCK_REQUESTS - 1), short):
-                refusal = await self._ask(Reservation(want, checks))
+                refusal = await self._ask(HoldRequest(want, checks))
                 if refusal is None:
                     self._credit[held] = self._credit.get(held, 0.0) + want
                     break
@@ -187,9 +187,9 @@ class BudgetGuard:
             with contextlib.suppress(TimeoutError):  # held by requests in flight: wait until some settle
                 await asyncio.wait_for(released.wait(), HOLD_RECHECK_S)
 
-    async def _ask(self, reservation: Reservation) -> Refusal | None:
+    async def _ask(self, request: HoldRequest) -> Refusal | None:
         future: asyncio.Future[Refusal | None] = asyncio.get_running_loop().create_future()
-        self._asks.append((reservation, future))
+        self._asks.append((request, future))
         self._wake.set()
         self._asked.set()
         return await future
@@ -230,7 +230,7 @@ class BudgetGuard:
             self._wake.set()
 
     async def figures(self, budgets: Iterable[Budget]) -> list[BudgetFigures]:
-        """Each budget's spent and held amounts in its current window (what reservations are decided on)."""
+        """Each budget's spent and held amounts in its current window (what requests are decided on)."""
         await self.start()
         windows = self._windows()
         current = [(b, windows[BudgetPeriod(b.period)]) for b in budgets]
@@ -254,7 +254,7 @@ class BudgetGuard:
     async def _send(self) -> None:
         while True:
             await self._wake.wait()
-            if not self._asks:  # only settlements: let them gather a while (a reservation cuts it short)
+            if not self._asks:  # only settlements: let them gather a while (a request cuts it short)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._asked.wait(), SETTLE_EVERY_S)
             self._wake.clear()

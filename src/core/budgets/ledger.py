@@ -1,7 +1,7 @@
 """Where budget counters live: what each window spent, and what live processes hold for requests in flight.
 
 `apply` is the one write: settle what ended (release its holds, add its real cost), then try the new
-reservations in order, atomically, so no two processes can both take the last of a budget. A holder's holds
+requests in order, atomically, so no two processes can both take the last of a budget. A holder's holds
 count only while the holder is alive (renewed with every call and by the guard's beat); a crashed process's
 holds are void a lease after its last sign of life. The database ledger is used without Redis.
 """
@@ -26,7 +26,7 @@ EPSILON = 1e-9  # float sums of prices: a request that exactly fills a budget is
 
 
 @dataclass(frozen=True)
-class Reservation:
+class HoldRequest:
     """A request's maximum cost, to hold against each budgeted counter (with its limit) it counts toward."""
 
     amount: float
@@ -58,8 +58,8 @@ class Ledger(Protocol):
     """The counters' store (Redis or the database)."""
 
     async def apply(self, holder: str, lease_s: float, settlement: Settlement,
-                    reservations: list[Reservation]) -> list[Refusal | None]:
-        """Settle, then reserve in order; for each reservation None (held) or why not."""
+                    requests: list[HoldRequest]) -> list[Refusal | None]:
+        """Settle, then reserve in order; for each request None (held) or why not."""
         ...
 
     async def figures(self, counters: list[str]) -> dict[str, tuple[float, float]]:
@@ -75,21 +75,21 @@ class Ledger(Protocol):
         ...
 
 
-def decide(reservations: list[Reservation], totals: dict[str, float],
+def decide(requests: list[HoldRequest], totals: dict[str, float],
            spent: dict[str, float]) -> tuple[list[Refusal | None], dict[str, float]]:
-    """Try each reservation against `totals` (spent + held by counter, updated as it goes): the outcomes, and
+    """Try each request against `totals` (spent + held by counter, updated as it goes): the outcomes, and
     the amounts newly held by counter."""
     outcomes: list[Refusal | None] = []
     held: dict[str, float] = {}
-    for reservation in reservations:
+    for request in requests:
         refusal = next((Refusal(i, spent.get(c, 0.0), totals.get(c, 0.0) - spent.get(c, 0.0))
-                        for i, (c, limit) in enumerate(reservation.checks)
-                        if totals.get(c, 0.0) + reservation.amount > limit + EPSILON), None)
+                        for i, (c, limit) in enumerate(request.checks)
+                        if totals.get(c, 0.0) + request.amount > limit + EPSILON), None)
         outcomes.append(refusal)
         if refusal is None:
-            for c, _ in reservation.checks:
-                totals[c] = totals.get(c, 0.0) + reservation.amount
-                held[c] = held.get(c, 0.0) + reservation.amount
+            for c, _ in request.checks:
+                totals[c] = totals.get(c, 0.0) + request.amount
+                held[c] = held.get(c, 0.0) + request.amount
     return outcomes, held
 
 
@@ -108,10 +108,10 @@ class DbLedger:
         self._made: set[str] = set()  # counters whose rows exist
 
     async def apply(self, holder: str, lease_s: float, settlement: Settlement,
-                    reservations: list[Reservation]) -> list[Refusal | None]:
-        """Settle, then reserve in order; for each reservation None (held) or why not."""
+                    requests: list[HoldRequest]) -> list[Refusal | None]:
+        """Settle, then reserve in order; for each request None (held) or why not."""
         now = time.time()
-        checked = sorted({c for r in reservations for c, _ in r.checks})
+        checked = sorted({c for r in requests for c, _ in r.checks})
         if self.database.backend == "mysql" and not self._sentinel:
             async with self.database.engine.begin() as connection:  # apart: its own short transaction
                 await connection.execute(mysql.insert(SPEND).prefix_with("IGNORE"), [{"counter": LOCK, "spent": 0}])
@@ -120,14 +120,14 @@ class DbLedger:
             async with self.database.engine.begin() as connection:
                 if self.database.backend == "mysql":
                     await connection.execute(select(SPEND.c.counter).where(SPEND.c.counter == LOCK).with_for_update())
-                return await self._apply(connection, holder, lease_s, settlement, reservations, checked, now)
+                return await self._apply(connection, holder, lease_s, settlement, requests, checked, now)
 
         outcomes = await self.database.retrying(transaction)  # a worker's rides out an outage; the API's does not
         self._made.update(checked, settlement.spent)  # committed: their rows exist
         return outcomes
 
     async def _apply(self, connection: AsyncConnection, holder: str, lease_s: float, settlement: Settlement,
-                     reservations: list[Reservation], checked: list[str], now: float) -> list[Refusal | None]:
+                     requests: list[HoldRequest], checked: list[str], now: float) -> list[Refusal | None]:
         await self._ensure(connection, sorted({*checked, *settlement.spent}))
         for counter, amount in settlement.spent.items():
             await connection.execute(update(SPEND).where(SPEND.c.counter == counter)
@@ -137,10 +137,10 @@ class DbLedger:
             await connection.execute(update(HOLDS).where(HOLDS.c.counter == counter, HOLDS.c.holder == holder)
                                      .values(amount=case((left < EPSILON, 0.0), else_=left)))
         await connection.execute(update(HOLDS).where(HOLDS.c.holder == holder).values(expires_at=now + lease_s))
-        if not reservations:
+        if not requests:
             return []
         spent, held = await self._read(connection, checked, now)
-        outcomes, taken = decide(reservations, {c: spent[c] + held.get(c, 0.0) for c in checked}, spent)
+        outcomes, taken = decide(requests, {c: spent[c] + held.get(c, 0.0) for c in checked}, spent)
         if taken:
             await connection.execute(self._add_holds(), [
                 {"counter": c, "holder": holder, "amount": amount, "expires_at": now + lease_s}

@@ -1,4 +1,4 @@
-"""Budget counters in Redis, shared by every worker and API process: one Lua script a call, so reservations of
+"""Budget counters in Redis, shared by every worker and API process: one Lua script a call, so requests of
 all processes are decided one after another.
 
 Keys (under the prefix): `spent:<counter>` the settled cost (expiring with its window), `held:<counter>` a hash
@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from core.budgets.ledger import EPSILON, Refusal, Reservation, Settlement
+from core.budgets.ledger import EPSILON, HoldRequest, Refusal, Settlement
 from core.redis_retry import API_PATIENCE_S, patient_redis
 
 PREFIX = "rowloom:budget:"
 
-# Totals of counters (spent + live holds), computed once a call and kept up to date as reservations are taken.
+# Totals of counters (spent + live holds), computed once a call and kept up to date as requests are taken.
 _TOTALS_LUA = """
 local prefix = ARGV[1]
 local totals, spent = {}, {}
@@ -40,8 +40,8 @@ local function total(counter)
 end
 """
 
-# ARGV: prefix, holder, lease ms, settlement {released, spent, keep_s}, reservations [[amount, [[counter, limit]]]]
-# Returns one entry a reservation: "" (held) or "check index|spent|held".
+# ARGV: prefix, holder, lease ms, settlement {released, spent, keep_s}, requests [[amount, [[counter, limit]]]]
+# Returns one entry a request: "" (held) or "check index|spent|held".
 _APPLY = _TOTALS_LUA + f"""
 local holder = ARGV[2]
 redis.call('SET', prefix .. 'alive:' .. holder, '1', 'PX', ARGV[3])
@@ -106,10 +106,10 @@ class RedisLedger:
         return cls(patient_redis(url, patience_s=patience_s), prefix=prefix)
 
     async def apply(self, holder: str, lease_s: float, settlement: Settlement,
-                    reservations: list[Reservation]) -> list[Refusal | None]:
-        """Settle, then reserve in order; for each reservation None (held) or why not."""
+                    requests: list[HoldRequest]) -> list[Refusal | None]:
+        """Settle, then reserve in order; for each request None (held) or why not."""
         settle = [settlement.released, settlement.spent, settlement.keep_s]
-        wanted = [[r.amount, [list(check) for check in r.checks]] for r in reservations]
+        wanted = [[r.amount, [list(check) for check in r.checks]] for r in requests]
         answer: Any = await self._apply(args=[self.prefix, holder, max(1, round(lease_s * 1000)),
                                               orjson.dumps(settle), orjson.dumps(wanted) if wanted else "[]"])
         return [_refusal(item) for item in (answer if isinstance(answer, list) else [])]

@@ -14,8 +14,8 @@ from core.db import Database
 from core.db.types import utcnow
 from core.job_records import add_events, event_row
 from core.models import Budget, Job, JobStatus
+from core.models.job_event import JobEventKind
 from core.queue import JobQueue, offer
-from engine.events import EventKind
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,6 @@ async def _resume(database: Database, job_id: int, why: str) -> bool:
             .values(status=JobStatus.QUEUED, budget_pause=None, enqueued_at=now, updated_at=now))
         if result.rowcount != 1:
             return False
-        await add_events(session, [event_row(job_id, EventKind.RESUMED, f"resumed: {why}")])
+        await add_events(session, [event_row(job_id, JobEventKind.RESUMED, f"resumed: {why}")])
         await session.commit()
         return True

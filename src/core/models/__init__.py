@@ -11,7 +11,7 @@ SQLModel.metadata.naming_convention = {
 }
 metadata = SQLModel.metadata
 
-from core.models.answer import Answer  # noqa: E402
+from core.models.answer import StoredAnswer  # noqa: E402
 from core.models.api_key import ApiKey, Scope  # noqa: E402
 from core.models.budget import Budget, BudgetHold, BudgetPeriod, BudgetScope, BudgetSpend  # noqa: E402
 from core.models.job import Job  # noqa: E402
@@ -22,7 +22,6 @@ from core.models.usage_hour import UsageHour  # noqa: E402
 from core.models.workflow import Workflow, WorkflowTag, WorkflowVersion  # noqa: E402
 
 __all__ = [
-    "Answer",
     "ApiKey",
     "Budget",
     "BudgetHold",
@@ -36,6 +35,7 @@ __all__ = [
     "JobStatus",
     "Priority",
     "Scope",
+    "StoredAnswer",
     "UsageHour",
     "Workflow",
     "WorkflowTag",

@@ -8,7 +8,7 @@ from sqlmodel import Field, SQLModel
 from core.db.types import LongText
 
 
-class Answer(SQLModel, table=True):
+class StoredAnswer(SQLModel, table=True):
     """One answer that passed its workflow's checks, under the sha256 of everything that decided it."""
 
     __tablename__ = "answers"

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
 from core.db.types import BigIntId, LongText, UtcDateTime, utcnow
-from engine.events import EventKind
+from engine import RunEvent
+
+
+class JobEventKind(StrEnum):
+    """What happened in a job's life: made, claimed, stopped, resumed, ended (the platform's own events)."""
+
+    CREATED = "created"
+    CLAIMED = "claimed"
+    CANCEL_REQUESTED = "cancel_requested"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    RETRIED = "retried"
+    REQUEUED = "requeued"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+EventKind = JobEventKind | RunEvent  # a job event is of its life or of what one of its runs reported
 
 
 class JobEvent(SQLModel, table=True):

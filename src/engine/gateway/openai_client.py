@@ -29,7 +29,7 @@ from engine.gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from engine.gateway.transport import Answer, UpstreamTransport
+from engine.gateway.transport import UpstreamReply, UpstreamTransport
 from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage
 
 REJECTED = frozenset({400, 401, 403, 404, 413, 422})
@@ -80,7 +80,7 @@ class OpenAIClient:
         request.read()  # the body is in memory already: the transport sends it as bytes
         return request
 
-    async def _post(self, url: _Target, body: dict[str, Any], model: str, seconds: float) -> Answer:
+    async def _post(self, url: _Target, body: dict[str, Any], model: str, seconds: float) -> UpstreamReply:
         """POST a JSON body and read the whole answer; failures mapped onto the gateway's exception tree."""
         content = encode_body(body)
         with _transport_errors(model, seconds):
@@ -93,7 +93,7 @@ class OpenAIClient:
                     await response.aread()
                 finally:
                     await response.aclose()
-                answer = Answer.of(response)
+                answer = UpstreamReply.of(response)
         raise_for_status(answer, model)
         return answer
 
@@ -116,7 +116,7 @@ class OpenAIClient:
             try:
                 if response.status_code >= 300:
                     await response.aread()
-                    raise_for_status(Answer.of(response), model)
+                    raise_for_status(UpstreamReply.of(response), model)
                 async for event in _sse_events(response):
                     yield event
             finally:
@@ -189,7 +189,7 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[ChatDelta]:
                             usage=usage_of(usage) if usage else None)
 
 
-def raise_for_status(answer: Answer, model: str) -> None:
+def raise_for_status(answer: UpstreamReply, model: str) -> None:
     """Raise the gateway error matching an upstream's non-2xx status."""
     status = answer.status
     if status < 300:
@@ -204,7 +204,7 @@ def raise_for_status(answer: Answer, model: str) -> None:
     raise GatewayError(detail, status=status, model=model)
 
 
-def retry_after(answer: Answer) -> float | None:
+def retry_after(answer: UpstreamReply) -> float | None:
     """Seconds from a Retry-After header given in seconds (an HTTP date is ignored)."""
     value = answer.headers.get("retry-after")
     try:
@@ -213,7 +213,7 @@ def retry_after(answer: Answer) -> float | None:
         return None
 
 
-def parse_completion(answer: Answer, model: str, latency_s: float) -> ChatResult:
+def parse_completion(answer: UpstreamReply, model: str, latency_s: float) -> ChatResult:
     """Content and usage of a chat.completion body."""
     try:
         body: dict[str, Any] = orjson.loads(answer.body)

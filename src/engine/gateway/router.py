@@ -37,7 +37,7 @@ SHARED_TOKENS_RECHECK_S = 0.25
 
 
 @dataclass(slots=True)
-class Reservation:
+class TokenHold:
     """What a request took from its deployment's token window, settled once its real usage is known."""
 
     estimate: float
@@ -113,7 +113,7 @@ class Router:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         """Answer through the best available deployment, failing over on retryable errors."""
-        async def attempt(state: DeploymentState, taken: Reservation, adapted: ChatRequest) -> ChatResult:
+        async def attempt(state: DeploymentState, taken: TokenHold, adapted: ChatRequest) -> ChatResult:
             result = await state.client.chat(adapted)
             cost = await self._succeeded(state, result.usage, result.latency_s, taken)
             usage = result.usage  # built directly: dataclasses.replace costs more than the routing around it
@@ -127,8 +127,8 @@ class Router:
         """Stream through the best available deployment; failover happens only before the first piece."""
         started = self.clock()
 
-        async def attempt(state: DeploymentState, taken: Reservation, adapted: ChatRequest
-                          ) -> tuple[DeploymentState, Reservation, float, AsyncIterator[ChatDelta], ChatDelta]:
+        async def attempt(state: DeploymentState, taken: TokenHold, adapted: ChatRequest
+                          ) -> tuple[DeploymentState, TokenHold, float, AsyncIterator[ChatDelta], ChatDelta]:
             sent_at = self.clock()  # after any wait for capacity: what a later failure is counted against
             pieces = state.client.stream(adapted)
             return state, taken, sent_at, pieces, await anext(pieces)  # failures up to here fail over
@@ -156,7 +156,7 @@ class Router:
         """Embeddings through the best available deployment (same routing, limits and failover)."""
         probe = ChatRequest(model=model, messages=[{"role": "user", "content": "".join(inputs)}])
 
-        async def attempt(state: DeploymentState, taken: Reservation, _: ChatRequest) -> EmbeddingResult:
+        async def attempt(state: DeploymentState, taken: TokenHold, _: ChatRequest) -> EmbeddingResult:
             started = self.clock()
             result = await state.client.embed(inputs, model=state.config.model)
             cost = await self._succeeded(state, result.usage, self.clock() - started, taken)
@@ -165,7 +165,7 @@ class Router:
         return await self._routed(probe, attempt)
 
     async def _routed(self, request: ChatRequest,
-                      attempt: Callable[[DeploymentState, Reservation, ChatRequest], Awaitable[T]]) -> T:
+                      attempt: Callable[[DeploymentState, TokenHold, ChatRequest], Awaitable[T]]) -> T:
         """Run `attempt` on a deployment with capacity; retryable failures move it to the next candidate."""
         pool = self.candidates(request.model)
         deadline = self.clock() + (request.timeout_s or DEFAULT_WAIT_S)
@@ -185,7 +185,7 @@ class Router:
                                       status=429, retry_after_s=round(wait, 3) if math.isfinite(wait) else 1.0)
                 await self._wait_for_change(min(wait, remaining))
                 continue
-            taken = Reservation(estimate)
+            taken = TokenHold(estimate)
             if self.shared is not None and self._ask_shared(state):
                 config = state.config
                 taken.ticket = next(self._tickets)
@@ -248,7 +248,7 @@ class Router:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    def _take(self, state: DeploymentState, taken: Reservation) -> None:
+    def _take(self, state: DeploymentState, taken: TokenHold) -> None:
         now = self.clock()
         if state.requests is not None:
             state.requests.take(1, now)
@@ -271,7 +271,7 @@ class Router:
         if self.shared is not None and deadline > now:
             await self.shared.cool_down(state.config.name, deadline - now)
 
-    async def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, taken: Reservation) -> float:
+    async def _succeeded(self, state: DeploymentState, usage: Usage, latency_s: float, taken: TokenHold) -> float:
         """Count a success, settle the token estimate, end any back-off; returns the cost."""
         used = usage.prompt_tokens + usage.completion_tokens
         if used and state.tokens is not None and taken.entry is not None:

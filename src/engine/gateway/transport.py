@@ -23,7 +23,7 @@ from yarl import URL
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class UpstreamReply:
     """An upstream's whole answer: status, headers (case-insensitive) and body."""
 
     status: int
@@ -36,7 +36,7 @@ class Answer:
         return self.body.decode("utf-8", "replace")
 
     @classmethod
-    def of(cls, response: httpx.Response) -> Answer:
+    def of(cls, response: httpx.Response) -> UpstreamReply:
         """The answer of an httpx response that has been read."""
         return cls(response.status_code, response.headers, response.content)
 
@@ -60,11 +60,11 @@ class UpstreamTransport(AiohttpTransport):
         """Whether `post_whole` applies (proxied requests take the httpx path, which knows proxies)."""
         return self.proxy is None
 
-    async def post_whole(self, url: URL, headers: CIMultiDict[str], body: bytes, seconds: float) -> Answer:
+    async def post_whole(self, url: URL, headers: CIMultiDict[str], body: bytes, seconds: float) -> UpstreamReply:
         """POST `body` and read the whole answer; aiohttp's errors raised as httpx's, like the httpx path."""
         if not isinstance(self.client, aiohttp.ClientSession):
             self.client = self.get_client()
         with map_aiohttp_exceptions():
             async with self.client.post(url, headers=headers, data=body, allow_redirects=False,
                                         compress=False, timeout=_timeout(seconds)) as response:
-                return Answer(response.status, response.headers, await response.read())
+                return UpstreamReply(response.status, response.headers, await response.read())

@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry import trace
 
 from engine.errors import InputError
-from engine.events import EventKind
+from engine.events import RunEvent
 from engine.gateway import BudgetExceeded, ChatClient
 from engine.results import Key, ResultStore, RowResult, SettledRows, SqliteResultStore
 from engine.results.answer_cache import AnswerCache
@@ -40,7 +40,7 @@ from engine.spec.secrets import Secrets
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(TRACER)
 
-EventCallback = Callable[[EventKind, str, dict[str, Any]], None]
+EventCallback = Callable[[RunEvent, str, dict[str, Any]], None]
 # Group commit: every result ready is written as soon as the previous write ends, so an answer waits for at
 # most one write before it is durable (and is not bought again after a crash). Writes take this many at most.
 WRITE_ROWS = 1024
@@ -103,12 +103,12 @@ class Runner:
                                         connections=connections or Connections(Secrets(os.environ)))
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
-    def _event(self, kind: EventKind, message: str, **data: Any) -> None:
+    def _event(self, kind: RunEvent, message: str, **data: Any) -> None:
         if self.on_event is not None:
             self.on_event(kind, message, data)
 
     def _paused(self, cause: str, seconds: float) -> None:
-        self._event(EventKind.PAUSED_FOR_API_ERRORS, f"all requests paused {seconds:g}s after: {cause}", cause=cause,
+        self._event(RunEvent.PAUSED_FOR_API_ERRORS, f"all requests paused {seconds:g}s after: {cause}", cause=cause,
                     seconds=seconds)
 
     async def run(self) -> RunOutcome:
@@ -152,7 +152,7 @@ class Runner:
             stopped = self.stop.is_set()
             progress = tracker.current(finished=True)
             self._emit(progress)
-            self._event(EventKind.OUTPUT_WRITTEN, f"output written to {output}", output=output)
+            self._event(RunEvent.OUTPUT_WRITTEN, f"output written to {output}", output=output)
             span.set_attributes({"rowloom.rows.done": progress.done, "rowloom.rows.failed": progress.failed,
                                  "rowloom.rows.skipped": progress.skipped, "rowloom.stopped": stopped})
             return RunOutcome(progress=progress, output=output, stopped=stopped, budget=self._budget)
@@ -242,7 +242,7 @@ class Runner:
     def _over_budget(self, exc: BudgetExceeded) -> None:
         if self._budget is None:
             self._budget = exc
-            self._event(EventKind.PAUSED_FOR_BUDGET, str(exc), **exc.details)
+            self._event(RunEvent.PAUSED_FOR_BUDGET, str(exc), **exc.details)
             self.stop.set()
 
     async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
@@ -291,7 +291,7 @@ class Runner:
                 reported_at = now
             if not finished and now - saved_at >= self.spec.concurrency.save_interval_s:
                 output = await self.sink.save(self.source, self.store)
-                self._event(EventKind.OUTPUT_SAVED, f"partial output saved to {output}", output=output)
+                self._event(RunEvent.OUTPUT_SAVED, f"partial output saved to {output}", output=output)
                 saved_at = time.monotonic()
 
     @staticmethod
