@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from core.budgets.ledger import DbLedger, Ledger, HoldRequest, Settlement
+from core.budgets.ledger import DbLedger, HoldRequest, Ledger, Settlement
 from core.budgets.redis_ledger import RedisLedger
 from core.db import Database
 

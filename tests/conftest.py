@@ -18,7 +18,7 @@ from api_server.main import create_app
 from api_server.routes.workflows import EXAMPLE_YAML
 from core.db import Database
 from core.db.migrate import upgrade
-from core.gateway_router import open_router
+from core.gateway_router import process_router
 from core.models import metadata
 from core.outages import database_outage, redis_outage
 from core.settings import Settings
@@ -107,7 +107,7 @@ async def admin_key(database: Database) -> str:
 @pytest.fixture
 async def client(settings: Settings, database: Database, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client calling the app in process (the default gateway: one mock model), with an admin key."""
-    router = open_router(settings)
+    router = process_router(settings)
     app = create_app(settings, database, router)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test",
@@ -119,7 +119,7 @@ async def client(settings: Settings, database: Database, admin_key: str) -> Asyn
 @pytest.fixture
 async def served_url(settings: Settings, database: Database) -> AsyncIterator[str]:
     """The app (default gateway: one mock model) served by uvicorn on 127.0.0.1; its base URL."""
-    router = open_router(settings)
+    router = process_router(settings)
     async with served(create_app(settings, database, router)) as url:
         yield url
     await router.aclose()

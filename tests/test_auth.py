@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from api_server.main import create_app
 from core.db import Database
-from core.gateway_router import open_router
+from core.gateway_router import process_router
 from core.models import ApiKey, Scope
 from core.settings import Settings
 from tests.conftest import _migrate, make_job, make_workflow, spec_text
@@ -42,7 +42,7 @@ def routes(app: Any) -> list[tuple[str, str, str]]:
 @pytest.fixture
 async def app(settings: Settings, database: Database) -> AsyncIterator[Any]:
     """The app with the default gateway (one mock model)."""
-    router = open_router(settings)
+    router = process_router(settings)
     yield create_app(settings, database, router)
     await router.aclose()
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api_server.main import create_app
-from core.gateway_router import open_router
+from core.gateway_router import process_router
 from core.settings import Settings
 from engine.errors import InputError, SpecError
 from engine.sources.mysql_connection import Connections
@@ -188,7 +188,7 @@ async def test_an_estimate_answers_within_its_deadline(settings: Settings, datab
     async with SilentServer() as silent:
         connections = write_connections(tmp_path / "silent.yaml", silent=_silent(silent.port, connect_timeout_s=600))
         app = create_app(settings.model_copy(update={"connections_file": connections, "estimate_timeout_s": 0.5}),
-                         database, open_router(settings))
+                         database, process_router(settings))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
                                      headers=bearer(admin_key), timeout=30) as http:
             assert (await http.post("/api/v1/workflows", json={"yaml": mysql_workflow("silent")})).status_code == 201

@@ -95,7 +95,7 @@ async def estimating(tmp_path: Path, database_url: str, database: Database,
                      admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """The app with a gateway of two priced models (weights 3:1, limits) and a data folder."""
     from api_server.main import create_app
-    from core.gateway_router import open_router
+    from core.gateway_router import process_router
 
     (tmp_path / "gateway.yaml").write_text(
         "models:\n"
@@ -106,7 +106,7 @@ async def estimating(tmp_path: Path, database_url: str, database: Database,
     tickets(400).write_csv(tmp_path / "tickets.csv")
     settings = Settings(database_url=database_url, redis_url=None, data_dir=tmp_path,
                         gateway_config=tmp_path / "gateway.yaml", estimate_processes=1)
-    router = open_router(settings)
+    router = process_router(settings)
     transport = httpx.ASGITransport(app=create_app(settings, database, router), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://rowloom.test",
                                  headers=bearer(admin_key)) as http:

@@ -14,7 +14,7 @@ import pytest
 
 from api_server.main import create_app
 from core.db import Database
-from core.gateway_router import open_router
+from core.gateway_router import process_router
 from core.settings import Settings
 from engine.gateway.router import Router
 from tests.conftest import spec_text
@@ -35,7 +35,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def router(settings: Settings) -> AsyncIterator[Router]:
     """The default gateway (one mock model)."""
-    gateway = open_router(settings)
+    gateway = process_router(settings)
     yield gateway
     await gateway.aclose()
 

@@ -26,9 +26,9 @@ CHAT = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
 
 async def test_a_key_over_its_rate_gets_429_with_retry_after(settings: Settings, database: Database) -> None:
     from api_server.main import create_app
-    from core.gateway_router import open_router
+    from core.gateway_router import process_router
 
-    router = open_router(settings)
+    router = process_router(settings)
     app = create_app(settings, database, router)
     limited = await new_key(database, name="limited", rps=RPS)
     free = await new_key(database, name="free")

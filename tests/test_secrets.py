@@ -14,8 +14,8 @@ import asyncmy
 import httpx
 import pytest
 
+from core.job_secrets import RESOLVED, SecretFilter
 from core.settings import Settings
-from core.spec_policy import RESOLVED, SecretFilter
 from engine.errors import InputError
 from engine.spec.io_models import MysqlConnection
 from engine.spec.secrets import Secrets
@@ -156,7 +156,7 @@ async def test_a_job_resolves_its_secret_and_no_route_shows_it(database_url: str
 
 
 async def test_the_secrets_file_setting_reads_name_value_lines(tmp_path: Path) -> None:
-    from core.spec_policy import job_secrets
+    from core.job_secrets import job_secrets
 
     path = tmp_path / "secrets.env"
     path.write_text("ROWLOOM_SECRET_X=from-file\nROWLOOM_SECRET_Y='quoted value'\n")
@@ -168,7 +168,7 @@ async def test_the_secrets_file_setting_reads_name_value_lines(tmp_path: Path) -
 async def test_an_unset_secret_is_named_in_the_log_not_in_the_job(tmp_path: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     """A job's error is read by every read key: the name of the missing variable goes to the server's log."""
-    from core.spec_policy import job_connections
+    from core.job_secrets import job_connections
 
     connections = job_connections(Settings(_env_file=None, allowed_db_hosts=["127.0.0.1"]))  # type: ignore[call-arg]
     inline = MysqlConnection(host="127.0.0.1", password="${ROWLOOM_SECRET_NEVER_SET_ANYWHERE}", database="d")

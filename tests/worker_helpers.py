@@ -18,7 +18,7 @@ import polars as pl
 
 from api_server.main import create_app
 from core.db import Database
-from core.gateway_router import open_router
+from core.gateway_router import process_router
 from core.queue import JobQueue
 from core.settings import Settings
 from engine.gateway.router import Router
@@ -171,7 +171,7 @@ async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queu
     settings = Settings(database_url=database_url, redis_url=overrides.pop("redis_url", None), data_dir=data_dir,
                         gateway_config=gateway, **overrides)
     database = Database(database_url)
-    router = open_router(settings, trace_upstream=trace_upstream)
+    router = process_router(settings, trace_upstream=trace_upstream)
     runner = queue or InProcessRunner(database, router, settings)
     app = create_app(settings, database, router)
     app.state.queue = runner

@@ -37,11 +37,12 @@ from api_server.services.estimate_runner import EstimateRunner
 from api_server.telemetry import fastapi_telemetry
 from api_server.trusted_hosts import TrustedHosts
 from core.db import Database
-from core.gateway_router import open_router
+from core.gateway_router import process_router
+from core.logs import configure_logging
 from core.queue import JobQueue, NoQueue, queue_for
 from core.settings import Settings, get_settings
 from core.shared_limits import SharedLimits
-from core.spec_policy import configure_logging, spec_checks
+from core.spec_policy import spec_checks
 from engine.gateway.router import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
         app.state.database = database or Database(settings.database_url, echo=settings.db_echo)
-        app.state.router = router or open_router(settings, trace_upstream=trace_upstream)
+        app.state.router = router or process_router(settings, trace_upstream=trace_upstream)
         app.state.queue = (queue_factory(app.state.database, app.state.router, settings) if queue_factory
                            else queue_for(settings.redis_url, settings.queue_name))
         app.state.keys = KeyRing(app.state.database, redis_url=settings.redis_url, required=settings.auth_required)

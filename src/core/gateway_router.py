@@ -19,7 +19,7 @@ def gateway_identity(config: GatewayConfig) -> str:
     return "gateway " + hashlib.sha256(config.model_dump_json().encode()).hexdigest()
 
 
-def open_router(settings: Settings, *, trace_upstream: bool = False,
+def process_router(settings: Settings, *, trace_upstream: bool = False,
                 redis_patience_s: float | None = API_PATIENCE_S) -> Router:
     """The router from GATEWAY_CONFIG (or one local mock model); limits shared in Redis if REDIS_URL is set (a
     call waits out a Redis outage for `redis_patience_s`, None: for ever)."""

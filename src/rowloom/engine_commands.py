@@ -150,7 +150,7 @@ def run_command(args: argparse.Namespace) -> int:
         return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, upstream=upstream,
                                 connections=local_connections(args.connections))
     if args.gateway:
-        client = open_router(args.gateway)
+        client = router_from_file(args.gateway)
     elif args.upstream:
         key = os.environ.get(args.api_key_env) if args.api_key_env else None
         client = OpenAIClient(args.upstream, api_key=key, model=args.model)
@@ -230,7 +230,7 @@ def local_connections(path: Path | None) -> Connections:
     return Connections(Secrets(os.environ), named=named)
 
 
-def open_router(path: Path) -> ChatClient:
+def router_from_file(path: Path) -> ChatClient:
     """A Router from a gateway YAML file, or exit with its problems (a missing ${VAR} included)."""
     from engine.gateway.config import load_gateway
     from engine.gateway.router import Router

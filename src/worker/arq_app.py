@@ -11,13 +11,13 @@ from arq.worker import Worker, func
 
 from core.budgets.resume import resume_for_budgets
 from core.db import Database
-from core.gateway_router import open_router
+from core.gateway_router import process_router
 from core.gateway_stats import publish_stats, snapshot
+from core.logs import configure_logging
 from core.outages import quiet_outage
 from core.queue import EXECUTE_JOB, ArqQueue
 from core.redis_retry import patient_settings
 from core.settings import Settings
-from core.spec_policy import configure_logging
 from core.telemetry import trace_upstream
 from engine import event_loop
 from engine.gateway.router import Router
@@ -76,7 +76,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
     async def startup(ctx: dict[str, Any]) -> None:
         setup_tracing()
-        router = open_router(settings, trace_upstream=trace_upstream(settings.trace_upstream_calls),
+        router = process_router(settings, trace_upstream=trace_upstream(settings.trace_upstream_calls),
                              redis_patience_s=None)  # a job waits for Redis rather than failing its rows
         ctx["rowloom"] = await WorkerContext.open(Database(settings.database_url), router, settings, "arq")
         ctx["queue"] = ArqQueue(settings.redis_url or "", options["queue_name"], patience_s=None)

@@ -29,10 +29,11 @@ from core.db.retry import DatabaseUnavailable
 from core.db.types import utcnow
 from core.gateway_router import gateway_identity
 from core.job_records import event_row
+from core.job_secrets import job_connections, shown_to_users
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.models.job_event import EventKind, JobEventKind
 from core.settings import Settings
-from core.spec_policy import job_connections, path_policy, shown_to_users, spec_checks
+from core.spec_policy import path_policy, spec_checks
 from core.step_counts import step_counts
 from core.usage_rollup import UsageSubject
 from engine.errors import EngineError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from api_server.queries import ListPage, ListQuery
+from api_server.query_params import ListPage, ListQuery
 from api_server.services.paging import Page, PageRequest, Sortable, fingerprint, parse_order
 
 T = TypeVar("T")

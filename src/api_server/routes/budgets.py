@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Response, status
 from api_server.auth import AdminKey, ReadKey
 from api_server.deps import BudgetsDep, DatabaseDep, QueueDep, SessionDep
 from api_server.http_errors import error_responses
-from api_server.queries import NoQueryDep
+from api_server.query_params import NoQueryDep
 from api_server.services import budgets as service
 from core.budgets.resume import resume_for_budgets
 from core.db.types import MAX_ID

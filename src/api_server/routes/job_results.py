@@ -14,7 +14,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from api_server.auth import require, still_allowed, stream_pause
 from api_server.deps import DatabaseDep, SessionDep, SettingsDep
 from api_server.http_errors import ErrorResponse, error_responses
-from api_server.queries import EventListQuery, ItemListQuery, ItemStatus, JobId, ListPage, NoQueryDep
+from api_server.query_params import EventListQuery, ItemListQuery, ItemStatus, JobId, ListPage, NoQueryDep
 from api_server.services import job_results, job_steps
 from api_server.services.errors import Conflict, NotFound
 from api_server.services.jobs import get_job

@@ -20,7 +20,7 @@ from api_server.deps import (
     SpecChecksDep,
 )
 from api_server.http_errors import error_responses
-from api_server.queries import JobId, JobListQuery, ListPage, NoQueryDep
+from api_server.query_params import JobId, JobListQuery, ListPage, NoQueryDep
 from api_server.routes._paging import list_page, page_request
 from api_server.services import estimates
 from api_server.services import jobs as service

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, status
 from api_server.auth import AdminKey, KeyRing
 from api_server.deps import SessionDep
 from api_server.http_errors import error_responses
-from api_server.queries import KeyId, NoQueryDep
+from api_server.query_params import KeyId, NoQueryDep
 from api_server.services import keys as service
 from core.models.api_key import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from api_server.auth import Caller, authorize, optional_caller
 from api_server.deps import QueueDep, RouterDep, SessionDep, SettingsDep
 from api_server.http_errors import error_responses
-from api_server.queries import NoQueryDep
+from api_server.query_params import NoQueryDep
 from core.gateway_stats import fleet_stats, snapshot
 from core.models import Job, JobStatus, Scope
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 
 from api_server.http_errors import error_responses
-from api_server.queries import NoQueryDep
+from api_server.query_params import NoQueryDep
 from engine.reference import ROOTS, json_schema
 
 router = APIRouter(prefix="/api/v1/schemas", tags=["workflows"])

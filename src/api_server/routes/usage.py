@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from api_server.auth import ReadKey
 from api_server.deps import SessionDep
 from api_server.http_errors import error_responses
-from api_server.queries import Moment, split_commas
+from api_server.query_params import Moment, split_commas
 from api_server.services.usage import UsageDimension, UsageFilters, hour_window, usage
 from core.db.types import MAX_ID
 from core.models.job import shown_cost

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api_server.auth import AdminKey, ReadKey, WriteKey
 from api_server.deps import SessionDep, SpecChecksDep
 from api_server.http_errors import error_responses
-from api_server.queries import ListPage, NoQueryDep, VersionNumber, WorkflowListQuery
+from api_server.query_params import ListPage, NoQueryDep, VersionNumber, WorkflowListQuery
 from api_server.routes._paging import list_page, page_request
 from api_server.services import workflows as service
 from api_server.services.errors import InvalidInput

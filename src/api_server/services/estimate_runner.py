@@ -16,8 +16,9 @@ from typing import Any
 
 from core.answer_store import DbAnswerCache
 from core.db import Database
+from core.job_secrets import job_connections, shown_to_users
 from core.settings import Settings
-from core.spec_policy import job_connections, path_policy, shown_to_users
+from core.spec_policy import path_policy
 from engine.errors import InputError
 from engine.gateway.config import Deployment
 from engine.run.estimate import Estimate, estimate_run

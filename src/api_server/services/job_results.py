@@ -10,7 +10,7 @@ from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api_server.queries import ItemStatus, ListPage
+from api_server.query_params import ItemStatus, ListPage
 from api_server.services.errors import InvalidInput
 from api_server.services.paging import check_one_mode
 from core.models import JobEvent, JobItem
