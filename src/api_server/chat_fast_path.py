@@ -16,9 +16,9 @@ from starlette.types import Scope as AsgiScope
 
 from api_server.auth import KeyRing, authorize
 from api_server.deps import budget_guard
-from api_server.http_errors import domain_error_response
+from api_server.http_errors import domain_error_response, gateway_error
 from api_server.key_limits import KeyLimits
-from api_server.routes.openai_compat import ChatCompletionRequest, answer, completion_body, gateway_error
+from api_server.services.chat import ChatCompletionRequest, answer, completion_body
 from api_server.services.errors import DomainError
 from core.models import Scope
 from engine.gateway import GatewayError

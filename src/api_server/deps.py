@@ -18,7 +18,7 @@ from core.budgets.guard import BudgetGuard
 from core.db import Database
 from core.queue import JobQueue
 from core.settings import Settings
-from engine.gateway.config import model_name_errors
+from core.spec_policy import model_name_errors
 from engine.gateway.router import Router
 from engine.spec.loader import SpecCheck
 

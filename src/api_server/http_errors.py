@@ -28,6 +28,7 @@ from api_server.services.errors import (
 from core.db.retry import DatabaseUnavailable
 from core.outages import outage_of
 from engine.errors import ErrorDetail
+from engine.gateway import BudgetExceeded, GatewayError, RateLimited, RequestRejected
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +142,16 @@ def _internal(request: Request) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal", "internal server error; the server log has the details")
 
+
+def gateway_error(exc: GatewayError) -> JSONResponse:
+    """The router's error as an HTTP error (429 with Retry-After when every deployment is busy or a budget is
+    spent)."""
+    if isinstance(exc, BudgetExceeded):
+        wait = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if exc.retry_after_s else None
+        return error_response(429, "over_budget", str(exc), field="budget", headers=wait)
+    if isinstance(exc, RateLimited):
+        seconds = max(1, round(exc.retry_after_s or 1))
+        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(seconds)})
+    if isinstance(exc, RequestRejected):
+        return error_response(exc.status or 400, "upstream_rejected", str(exc))
+    return error_response(502, "upstream_error", str(exc))

@@ -9,9 +9,12 @@ from __future__ import annotations
 from functools import partial
 
 from core.settings import Settings
+from engine.gateway.config import GatewayConfig
 from engine.sources.columns import source_column_errors
 from engine.spec.connections import NamedConnection, connection_errors, load_connections
+from engine.spec.flow import model_names
 from engine.spec.loader import SpecCheck
+from engine.spec.models import Location, WorkflowSpec
 from engine.spec.paths import PathPolicy, ReadLimits, path_errors
 from engine.spec.secrets import secret_errors
 
@@ -38,3 +41,10 @@ def operator_connections(settings: Settings) -> dict[str, NamedConnection]:
     if settings.connections_file is None:
         return {}
     return load_connections(settings.connections_file.read_text(encoding="utf-8"))
+
+
+def model_name_errors(spec: WorkflowSpec, config: GatewayConfig) -> list[tuple[Location, str]]:
+    """The spec's model names (its steps' too) that are no model or group of the gateway (nor `auto`)."""
+    known = ["auto", *config.groups, *(d.name for d in config.models)]
+    return [(location, f"unknown model {name!r}; the gateway has: {', '.join(known)}")
+            for location, name in model_names(spec) if name not in known]

@@ -3,102 +3,23 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_server.auth import Caller, GatewayKey
+from api_server.auth import GatewayKey
 from api_server.deps import BudgetsDep, KeyLimitsDep, RouterDep
-from api_server.http_errors import ErrorResponse, error_response, error_responses
-from api_server.key_limits import KeyLimits
-from core.budgets.client import BudgetedClient
-from core.budgets.guard import BudgetGuard
-from core.budgets.windows import subjects_of
-from engine.gateway import BudgetExceeded, GatewayError, RateLimited, RequestRejected
-from engine.gateway.router import Router
-from engine.gateway.types import ChatDelta, ChatRequest, ChatResult, Usage, estimate_tokens
+from api_server.http_errors import ErrorResponse, error_responses, gateway_error
+from api_server.services.chat import ChatCompletionRequest, answer, budgeted, completion_body
+from engine.gateway import GatewayError
+from engine.gateway.types import ChatDelta, Usage, estimate_tokens
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=error_responses(401, 403))
-
-
-class ChatMessage(BaseModel):
-    """One message; content parts (OpenAI's list form) are joined as text."""
-
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        """The message's text."""
-        if isinstance(self.content, list):
-            return "".join(str(part.get("text", "")) for part in self.content)
-        return self.content or ""
-
-
-class ChatCompletionRequest(BaseModel):
-    """OpenAI's chat completion request (fields the router does not use are accepted and ignored)."""
-
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"model": "auto", "messages": [{"role": "user", "content": "Reply with a JSON object: {\"ok\": true}"}]}]})
-    model: str = Field(min_length=1, description="A model, a group, or auto.")
-    messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0, le=2, strict=True)  # strict: `false` is no temperature
-    max_tokens: int | None = Field(None, ge=1, strict=True)
-    max_completion_tokens: int | None = Field(None, ge=1, strict=True)
-    response_format: dict[str, Any] | None = None
-    stream: bool = Field(False, strict=True)
-
-    def to_request(self) -> ChatRequest:
-        """The router's request."""
-        return ChatRequest(model=self.model, messages=[{"role": m.role, "content": m.text()} for m in self.messages],
-                           temperature=self.temperature, max_tokens=self.max_tokens or self.max_completion_tokens,
-                           response_format=self.response_format)
-
-
-def budgeted(gateway: Router, budgets: BudgetGuard, caller: Caller) -> BudgetedClient:
-    """The router within the budgets of the platform and the caller's key."""
-    return BudgetedClient(gateway, budgets, subjects_of(key_id=caller.key_id))
-
-
-async def answer(request: ChatRequest, *, caller: Caller, limits: KeyLimits, gateway: Router,
-                 budgets: BudgetGuard) -> ChatResult:
-    """A completion within the caller's key limits (TooManyRequests if over them) and budgets (BudgetExceeded);
-    GatewayError as the router's."""
-    admission = await limits.admit(caller, request.estimated_tokens())
-    result = await budgeted(gateway, budgets, caller).chat(request)
-    await limits.settle(caller, admission, result.usage.prompt_tokens + result.usage.completion_tokens)
-    return result
-
-
-def completion_body(result: ChatResult) -> dict[str, Any]:
-    """A chat.completion object."""
-    usage = result.usage
-    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": result.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.content},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                      "total_tokens": usage.prompt_tokens + usage.completion_tokens}}
-
-
-def gateway_error(exc: GatewayError) -> JSONResponse:
-    """The router's error as an HTTP error (429 with Retry-After when every deployment is busy or a budget is
-    spent)."""
-    if isinstance(exc, BudgetExceeded):
-        wait = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))} if exc.retry_after_s else None
-        return error_response(429, "over_budget", str(exc), field="budget", headers=wait)
-    if isinstance(exc, RateLimited):
-        seconds = max(1, round(exc.retry_after_s or 1))
-        return error_response(429, "rate_limited", str(exc), headers={"Retry-After": str(seconds)})
-    if isinstance(exc, RequestRejected):
-        return error_response(exc.status or 400, "upstream_rejected", str(exc))
-    return error_response(502, "upstream_error", str(exc))
 
 
 UPSTREAM_ANSWERS: dict[int | str, dict[str, Any]] = {

@@ -10,9 +10,8 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from engine.errors import ErrorDetail, SpecError
-from engine.spec.flow import model_names
 from engine.spec.loader import load_yaml_model
-from engine.spec.models import DEFER_REFERENCES, Location, StrictModel, WorkflowSpec
+from engine.spec.models import DEFER_REFERENCES, Location, StrictModel
 
 _ENV = re.compile(r"\$\{(\w+)\}")
 
@@ -125,13 +124,6 @@ def reference_errors(config: GatewayConfig) -> list[tuple[Location, str]]:
             if member not in first:
                 errors.append((("groups", group, position), f"unknown model {member!r} (models: {', '.join(first)})"))
     return errors
-
-
-def model_name_errors(spec: WorkflowSpec, config: GatewayConfig) -> list[tuple[Location, str]]:
-    """The spec's model names (its steps' too) that are no model or group of the gateway (nor `auto`)."""
-    known = ["auto", *config.groups, *(d.name for d in config.models)]
-    return [(location, f"unknown model {name!r}; the gateway has: {', '.join(known)}")
-            for location, name in model_names(spec) if name not in known]
 
 
 def load_gateway(text: str) -> GatewayConfig:

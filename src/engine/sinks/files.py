@@ -24,7 +24,7 @@ from engine.sinks.output_dir import OutputDir, folder_of
 from engine.sinks.temp_files import remove_stale, temp_path
 from engine.sinks.xlsx_process import OUTPUT_SHEET, XlsxProcess
 from engine.sources.base import Source
-from engine.sources.excel import Workbook
+from engine.sources.excel import ExcelSheetSource, Workbook
 
 Writer = Callable[[Path], "FrameWriter"]
 # Dates and date-times as text, as an Excel output shows them (fractions of a second only when there are some).
@@ -232,7 +232,7 @@ class FileSink:
         """Write the output and the errors file; returns the output path."""
         target = await asyncio.to_thread(self._target)
         temp = temp_path(target)  # its own: a periodic save may run while the final one is written behind
-        workbook = getattr(source, "workbook", None)
+        workbook = source.workbook if isinstance(source, ExcelSheetSource) else None
         writer = await asyncio.to_thread(self._writer, temp, workbook)
         columns = list(source.columns) + [c for c in self.outputs.values() if c not in source.columns]
         try:

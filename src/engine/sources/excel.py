@@ -23,7 +23,7 @@ from engine.sources.excel_read import SheetInfo
 from engine.sources.files import FrameSource
 from engine.spec.paths import ReadLimits
 
-__all__ = ["SheetInfo", "Workbook", "excel_source"]
+__all__ = ["ExcelSheetSource", "SheetInfo", "Workbook", "excel_source"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,16 @@ class Workbook:
         return list(zip(others, rows, strict=True))
 
 
+class ExcelSheetSource(FrameSource):
+    """A sheet's rows (read whole, then served in batches) and where the sheet sits in its workbook."""
+
+    def __init__(self, frame: pl.DataFrame, workbook: Workbook, *, key: str | None, batch_size: int,
+                 header_rows: int) -> None:
+        super().__init__(frame, description=f"{workbook.path} [{workbook.sheet}]", key=key, batch_size=batch_size,
+                         header_rows=header_rows)
+        self.workbook = workbook
+
+
 def _read(kind: str, path: Path, args: dict[str, Any], limits: ReadLimits, out_dir: Path | None = None) -> Any:
     """A read in the child; InputError for the workbook's problems, and when the reader could not finish."""
     out = out_dir or new_out_dir()
@@ -64,7 +74,7 @@ def _read(kind: str, path: Path, args: dict[str, Any], limits: ReadLimits, out_d
 
 
 def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | None, batch_size: int,
-                 limits: ReadLimits = ReadLimits()) -> FrameSource:
+                 limits: ReadLimits = ReadLimits()) -> ExcelSheetSource:
     """An .xlsx/.xls sheet by name or index among the visible sheets; formulas come as their cached values.
     Blocking (a child process reads it): call it from a thread."""
     out = new_out_dir()
@@ -74,7 +84,5 @@ def excel_source(path: Path, *, sheet: int | str, header_row: int, key: str | No
         frame = pl.read_ipc(out / "sheet.arrow")
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    source = FrameSource(frame, description=f"{path} [{name}]", key=key, batch_size=batch_size,
-                         header_rows=header_row + 1)
-    source.workbook = Workbook(path, sheets, name, typed, limits)
-    return source
+    return ExcelSheetSource(frame, Workbook(path, sheets, name, typed, limits), key=key, batch_size=batch_size,
+                            header_rows=header_row + 1)

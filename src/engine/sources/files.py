@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -17,9 +17,6 @@ import pyarrow.parquet as pq
 from engine.errors import InputError
 from engine.sources.base import Batch, check_key, check_key_streaming, keyed
 from engine.sources.blocks import GrowingBlocks
-
-if TYPE_CHECKING:
-    from engine.sources.excel import Workbook
 
 
 async def _in_thread(iterator: Iterator[Batch]) -> AsyncIterator[Batch]:
@@ -169,7 +166,6 @@ class FrameSource:
         self.key = key
         self.first_row = None if key is not None else header_rows + 1
         self.batch_size = batch_size
-        self.workbook: Workbook | None = None  # an Excel sheet's workbook, for an Excel output
 
     def check_key(self) -> None:
         """Key column values must be present and unique."""
