@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from core.redis_retry import API_PATIENCE_S
 from core.settings import Settings
 from core.shared_limits import SharedLimits
-from engine.gateway.config import GatewayConfig, load_gateway
+from engine.gateway.config import load_gateway
 from engine.gateway.router import Router
 
 DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
-
-
-def gateway_identity(config: GatewayConfig) -> str:
-    """A name for what answers requests (the deployments, their upstreams and parameters): the answer cache's
-    scope, so a changed gateway never serves answers of the one before."""
-    return "gateway " + hashlib.sha256(config.model_dump_json().encode()).hexdigest()
 
 
 def process_router(settings: Settings, *, trace_upstream: bool = False,

@@ -6,15 +6,18 @@ File paths resolve inside DATA_DIR or ALLOWED_ROOTS (after symlinks), secrets ap
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import partial
+from typing import Any
 
 from core.settings import Settings
 from engine.gateway.config import GatewayConfig
 from engine.sources.columns import source_column_errors
 from engine.spec.connections import NamedConnection, connection_errors, load_connections
 from engine.spec.flow import model_names
-from engine.spec.loader import SpecCheck
+from engine.spec.loader import SpecCheck, validate_spec_data
 from engine.spec.models import Location, WorkflowSpec
+from engine.spec.params import merge_params
 from engine.spec.paths import PathPolicy, ReadLimits, path_errors
 from engine.spec.secrets import secret_errors
 
@@ -34,6 +37,13 @@ def spec_checks(settings: Settings) -> tuple[SpecCheck, ...]:
     return (partial(path_errors, policy=policy), partial(secret_errors, prefix=settings.secret_prefix),
             partial(connection_errors, named=frozenset(named), allowed_hosts=tuple(settings.allowed_db_hosts)),
             partial(source_column_errors, policy=policy))
+
+
+def effective_spec(stored: Mapping[str, Any], params: Mapping[str, Any], *,
+                   checks: Sequence[SpecCheck]) -> WorkflowSpec:
+    """What a job runs: its version's stored spec with the job's params merged in, validated and passing `checks`
+    (the platform's are `spec_checks`); SpecError names each problem's field."""
+    return validate_spec_data(merge_params(stored, params), checks=checks)
 
 
 def operator_connections(settings: Settings) -> dict[str, NamedConnection]:

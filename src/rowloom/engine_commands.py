@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import re
 import shutil
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from engine import event_loop
 from engine.errors import ConfigImportError, InputError, SpecError, UpstreamDown
 from engine.gateway import ChatClient
+from engine.gateway.config import GatewayConfig
 from engine.gateway.mock import MockClient
 from engine.gateway.openai_client import OpenAIClient
 from engine.results.answer_cache import SqliteAnswerCache
-from engine.run import Progress
+from engine.run import Progress, RunOutcome
 from engine.run.fingerprint import answer_fingerprint
 from engine.sources.mysql_connection import Connections
 from engine.spec import LoadedSpec, load_spec
@@ -128,88 +129,119 @@ def validate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """`rowloom run`: 0 when every row ended done or skipped, 1 if some failed, 2 for bad input."""
+@dataclass(frozen=True)
+class Answerer:
+    """Who answers a local run's requests: a gateway config's models, an upstream by URL, or the mock model."""
+
+    scope: str  # the answer cache's scope, and part of the results' fingerprint
+    gateway: GatewayConfig | None
+    client: Callable[[], ChatClient]
+
+
+def answerer(args: argparse.Namespace) -> Answerer:
+    """From `--gateway` or `--upstream` (with `--model` and `--api-key-env`), else the mock; exits on a bad gateway
+    file."""
     import os
 
-    loaded = read_spec(args.spec)
-    spec = loaded.spec
+    if args.gateway:
+        from engine.gateway.config import load_gateway
+
+        config = parse_file(args.gateway, load_gateway)
+        return Answerer(config.identity(), config, lambda: router_of(args.gateway, config))
+    if args.upstream:
+        key = os.environ.get(args.api_key_env) if args.api_key_env else None
+        return Answerer(f"{args.upstream} {args.model or ''}", None,
+                        lambda: OpenAIClient(args.upstream, api_key=key, model=args.model))
+    return Answerer("mock", None, MockClient)
+
+
+def router_of(path: Path, config: GatewayConfig) -> ChatClient:
+    """A Router of a gateway config, or exit with its problems (a missing ${VAR} among them)."""
+    from engine.gateway.router import Router
+
+    try:
+        return Router(config)
+    except SpecError as exc:
+        print_issues(path, exc)
+        sys.exit(1)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """`rowloom run`: 0 when every row ended done or skipped, 1 if some failed, 2 for bad input."""
+    if args.gateway and args.upstream:
+        print("error: give --gateway or --upstream, not both", file=sys.stderr)
+        return 2
+    spec = read_spec(args.spec).spec
     base_dir = args.spec.resolve().parent
     spec_dir = args.work_dir or base_dir / ".rowloom" / (spec.name or args.spec.stem)
     if args.fresh:
         shutil.rmtree(spec_dir, ignore_errors=True)
-    client: ChatClient
-    if args.gateway and args.upstream:
-        print("error: give --gateway or --upstream, not both", file=sys.stderr)
-        return 2
-    upstream = ("gateway " + hashlib.sha256(args.gateway.read_bytes()).hexdigest() if args.gateway
-                else f"{args.upstream} {args.model or ''}" if args.upstream else "mock")
+    who = answerer(args)
     # Results are kept per fingerprint: a changed prompt, model or upstream answers every row anew.
-    work_dir = spec_dir / answer_fingerprint(spec, upstream)[:16]
-    if args.estimate:
-        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, upstream=upstream,
-                                connections=local_connections(args.connections))
-    if args.gateway:
-        client = router_from_file(args.gateway)
-    elif args.upstream:
-        key = os.environ.get(args.api_key_env) if args.api_key_env else None
-        client = OpenAIClient(args.upstream, api_key=key, model=args.model)
-    else:
-        client = MockClient()
+    work_dir = spec_dir / answer_fingerprint(spec, who.scope)[:16]
     connections = local_connections(args.connections)
-    line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
     # Answers by request, shared by every spec run from this folder (a changed prompt is another request).
-    cache = SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=upstream)
+    cache = SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=who.scope)
+    if args.estimate:
+        return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, gateway=who.gateway,
+                                connections=connections, cache=cache)
+    return event_loop.run(run_locally(args, spec, client=who.client(), base_dir=base_dir, work_dir=work_dir,
+                                      connections=connections, cache=cache))
+
+
+async def run_locally(args: argparse.Namespace, spec: WorkflowSpec, *, client: ChatClient, base_dir: Path,
+                      work_dir: Path, connections: Connections, cache: SqliteAnswerCache) -> int:
+    """The run, stopped (to resume later) by Ctrl-C or SIGTERM; its exit code as `run_command`'s."""
     from engine.run import run_spec
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
-                                     on_progress=line.show, stop=stop, cache=cache, connections=connections)
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except UpstreamDown as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 3
-        finally:
-            await client.aclose()
-            await cache.close()
-        line.close()
-        p = outcome.progress
-        state = "stopped (run again to resume)" if outcome.stopped else "finished"
-        reused = ", ".join(part for part in (f"{p.reused} reused from an earlier run" if p.reused else "",
-                                              f"{p.cached} from the answer cache" if p.cached else "") if part)
-        reused = f" ({reused})" if reused else ""
-        print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done{reused}, {p.failed} failed, {p.skipped} skipped"
-              f" of {p.total if p.total is not None else '?'} rows; tokens {p.tokens_in} in / {p.tokens_out} out")
-        print(f"output: {outcome.output}")
-        if p.failed:
-            print(f"failed rows and reasons: {Path(str(outcome.output)).with_suffix('').name}.errors.csv beside it")
-        return 1 if p.failed else 0
+    line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
+                                 on_progress=line.show, stop=stop, cache=cache, connections=connections)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except UpstreamDown as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        await client.aclose()
+        await cache.close()
+    line.close()
+    print_outcome(outcome)
+    return 1 if outcome.progress.failed else 0
 
-    return event_loop.run(main())
+
+def print_outcome(outcome: RunOutcome) -> None:
+    """How the run ended, its counts and tokens, and where its output (and errors file) is."""
+    p = outcome.progress
+    state = "stopped (run again to resume)" if outcome.stopped else "finished"
+    reused = ", ".join(part for part in (f"{p.reused} reused from an earlier run" if p.reused else "",
+                                          f"{p.cached} from the answer cache" if p.cached else "") if part)
+    reused = f" ({reused})" if reused else ""
+    print(f"{state} in {p.elapsed_s:.1f}s: {p.done} done{reused}, {p.failed} failed, {p.skipped} skipped"
+          f" of {p.total if p.total is not None else '?'} rows; tokens {p.tokens_in} in / {p.tokens_out} out")
+    print(f"output: {outcome.output}")
+    if p.failed:
+        print(f"failed rows and reasons: {Path(str(outcome.output)).with_suffix('').name}.errors.csv beside it")
 
 
 def estimate_command(args: argparse.Namespace, spec: WorkflowSpec, *, base_dir: Path, work_dir: Path,
-                     upstream: str, connections: Connections) -> int:
+                     gateway: GatewayConfig | None, connections: Connections, cache: SqliteAnswerCache) -> int:
     """`rowloom run --estimate`: 0 with the estimate printed, 2 for bad input."""
-    from engine.gateway.config import load_gateway
     from rowloom.estimate_command import candidates, estimate_spec, print_estimate
 
-    gateway = parse_file(args.gateway, load_gateway) if args.gateway else None
     deployments = candidates(spec, gateway, args.model)
     if not deployments:
         print(f"error: model {spec.model.name!r} is no model or group of {args.gateway}", file=sys.stderr)
         return 2
     try:
-        estimate = event_loop.run(estimate_spec(
-            spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments, connections=connections,
-            cache=SqliteAnswerCache(base_dir / ".rowloom" / "answers.sqlite", scope=upstream)))
+        estimate = event_loop.run(estimate_spec(spec, base_dir=base_dir, work_dir=work_dir, deployments=deployments,
+                                                connections=connections, cache=cache))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -228,14 +260,6 @@ def local_connections(path: Path | None) -> Connections:
     path = path or (Path(os.environ["CONNECTIONS_FILE"]) if os.environ.get("CONNECTIONS_FILE") else None)
     named = parse_file(path, load_connections) if path is not None else {}
     return Connections(Secrets(os.environ), named=named)
-
-
-def router_from_file(path: Path) -> ChatClient:
-    """A Router from a gateway YAML file, or exit with its problems (a missing ${VAR} included)."""
-    from engine.gateway.config import load_gateway
-    from engine.gateway.router import Router
-
-    return parse_file(path, lambda text: Router(load_gateway(text)))
 
 
 class ProgressLine:

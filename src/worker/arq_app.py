@@ -9,12 +9,10 @@ from typing import Any
 from arq import Retry, cron
 from arq.worker import Worker, func
 
-from core.budgets.resume import resume_for_budgets
 from core.db import Database
 from core.gateway_router import process_router
 from core.gateway_stats import publish_stats, snapshot
 from core.logs import configure_logging
-from core.outages import quiet_outage
 from core.queue import EXECUTE_JOB, ArqQueue
 from core.redis_retry import patient_settings
 from core.settings import Settings
@@ -23,7 +21,7 @@ from engine import event_loop
 from engine.gateway.router import Router
 from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES, POLL_DELAY_S
 from worker.executor import Outcome, WorkerContext, execute_job
-from worker.lease import reap
+from worker.reaper import reap_round
 from worker.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -44,11 +42,7 @@ async def reap_task(ctx: dict[str, Any]) -> None:
     rowloom: WorkerContext = ctx["rowloom"]
     if isinstance(rowloom.client, Router):  # so the API's /metrics shows this worker's upstream calls
         await publish_stats(ctx["redis"], process=rowloom.worker_id, models=snapshot(rowloom.client))
-    with quiet_outage():
-        await reap(rowloom.database, ctx["queue"], lease_s=rowloom.settings.job_lease_s,
-                   max_lost_leases=rowloom.settings.max_crashed_attempts)
-        if rowloom.budgets is not None:
-            await resume_for_budgets(rowloom.database, ctx["queue"], rowloom.budgets)
+    await reap_round(rowloom, ctx["queue"])
 
 
 class RowloomWorker(Worker):

@@ -27,13 +27,13 @@ from core.budgets.windows import subjects_of
 from core.db import Database
 from core.db.retry import DatabaseUnavailable
 from core.db.types import utcnow
-from core.gateway_router import gateway_identity
 from core.job_records import event_row
 from core.job_secrets import job_connections, shown_to_users
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.models.job_event import EventKind, JobEventKind
+from core.models.job_states import FINISHED
 from core.settings import Settings
-from core.spec_policy import path_policy, spec_checks
+from core.spec_policy import effective_spec, path_policy, spec_checks
 from core.step_counts import step_counts
 from core.usage_rollup import UsageSubject
 from engine.errors import EngineError
@@ -42,7 +42,6 @@ from engine.gateway.router import Router
 from engine.results import RowStatus
 from engine.run import RunOutcome, run_spec
 from engine.run.fingerprint import answer_fingerprint
-from engine.spec import merge_params, validate_spec_data
 from worker.constants import RECORD_EVERY_S, STOP_GRACE_S, TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import EarlierUsage, JobRecorder, StopReason
@@ -87,7 +86,7 @@ class WorkerContext:
         budgets = open_guard(settings, database, client.config, holder=name, redis_patience_s=None)
         await budgets.start()
         return cls(database, client, settings, name,
-                   answers=DbAnswerCache(database, scope=gateway_identity(client.config)), budgets=budgets)
+                   answers=DbAnswerCache(database, scope=client.config.identity()), budgets=budgets)
 
     async def aclose(self) -> None:
         """Write pending answers, settle and stop the budget guard (the client and database are the caller's)."""
@@ -214,7 +213,7 @@ class JobRun:
         assert version is not None and version.id is not None
         settings = self.ctx.settings
         # Checked again here: a version stored before a policy changed, or a path that became a symlink.
-        spec = validate_spec_data(merge_params(version.spec, self.job.params), checks=spec_checks(settings))
+        spec = effective_spec(version.spec, self.job.params, checks=spec_checks(settings))
         # Its base is absolute, so the record names the output unambiguously; its outputs go to the job's folder.
         paths = path_policy(settings).for_job(self._job_dir(), owner=f"job {self.job_id}")
         store = DbResultStore(self.ctx.database, job_id=self.job_id, workflow_version_id=version.id,
@@ -300,7 +299,7 @@ class JobRun:
         """Move the job from the status our claim holds to `target`, with final progress and an event."""
         events = [*self.recorder.pending_events, event_row(self.job_id, kind, message)]
         changes = {"status": target, **values}
-        if target in {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}:
+        if target in FINISHED:
             changes["completed_at"] = utcnow()
         applied = await update_own(self.ctx.database, job=self.job, statuses=[self.recorder.holding],
                                    values={**self.recorder.progress_values(), **changes}, events=events,

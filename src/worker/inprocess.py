@@ -13,16 +13,14 @@ import logging
 from sqlmodel import col, select
 
 from core.background import cancel_and_wait
-from core.budgets.resume import resume_for_budgets
 from core.db import Database
 from core.models import Job, JobStatus, Priority
-from core.outages import quiet_outage
 from core.queue import PRIORITY_RANK
 from core.settings import Settings
 from engine.gateway import ChatClient
 from worker.constants import CAP_WAIT_S
 from worker.executor import Outcome, WorkerContext, execute_job, worker_id
-from worker.lease import reap
+from worker.reaper import reap_round
 from worker.tracing import setup_tracing
 
 log = logging.getLogger(__name__)
@@ -97,10 +95,6 @@ class InProcessRunner:
         while True:
             await asyncio.sleep(settings.reaper_interval_s)
             try:
-                with quiet_outage():
-                    await reap(self.ctx.database, self, lease_s=settings.job_lease_s,
-                               max_lost_leases=settings.max_crashed_attempts)
-                    if self.ctx.budgets is not None:
-                        await resume_for_budgets(self.ctx.database, self, self.ctx.budgets)
+                await reap_round(self.ctx, self)
             except Exception:
                 log.warning("reaper run failed; trying again in %ss", settings.reaper_interval_s, exc_info=True)

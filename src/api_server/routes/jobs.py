@@ -63,8 +63,8 @@ async def create_job(data: JobCreate, response: Response, session: SessionDep, q
                                             budgets=budgets)
     if created:
         assert job.id is not None
-        background.add_task(estimates.record_estimate, database, job_id=job.id, data=data, runner=runner,
-                            created=job.created_at.timestamp(), gateway=gateway.config, checks=checks)
+        background.add_task(estimates.record_estimate, database, job_id=job.id, runner=runner,
+                            gateway=gateway.config, checks=checks)
     else:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"{router.prefix}/{job.id}"

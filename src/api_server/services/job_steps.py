@@ -10,9 +10,9 @@ from api_server.services.jobs import get_job
 from core.models import JobItem, WorkflowVersion
 from core.models.job import shown_cost
 from core.models.job_steps import AgreementPublic, StepModelPublic, StepPublic, StepsPublic
+from core.spec_policy import effective_spec
 from core.step_counts import step_counts
 from engine.results import RowStatus
-from engine.spec import merge_params, validate_spec_data
 from engine.spec.flow import compare_columns, pipeline, step_targets
 from engine.spec.models import PromptStep
 
@@ -22,7 +22,8 @@ async def job_steps(session: AsyncSession, *, job_id: int) -> StepsPublic:
     job = await get_job(session, job_id=job_id)
     version = await session.get(WorkflowVersion, job.workflow_version_id)
     assert version is not None
-    spec = validate_spec_data(merge_params(version.spec, job.params))
+    # What the job ran, shown even when the platform's policy has changed since (no checks).
+    spec = effective_spec(version.spec, job.params, checks=())
     if spec.steps is None:
         return StepsPublic(steps=[])
     counts = await step_counts(session, job_id=job_id)

@@ -26,8 +26,9 @@ from core.models.job import SUMMARY_COLUMNS, JobCreate
 from core.models.job_event import JobEventKind
 from core.models.job_states import ACTIONS, FINISHED, can_transition
 from core.queue import JobQueue, offer
+from core.spec_policy import effective_spec
 from engine.errors import ErrorDetail, SpecError
-from engine.spec import WorkflowSpec, merge_params, validate_spec_data
+from engine.spec import WorkflowSpec
 from engine.spec.loader import SpecCheck
 
 ORDERABLE: dict[str, Sortable] = {
@@ -142,7 +143,7 @@ def check_params(spec: Mapping[str, Any], params: Mapping[str, Any], *,
     """The spec with the job's overrides; rejects overrides that would make it invalid or break `checks`, naming
     `params.<field>` (or the stored spec's field, when the stored version itself no longer passes)."""
     try:
-        return validate_spec_data(merge_params(spec, params), checks=checks)
+        return effective_spec(spec, params, checks=checks)
     except SpecError as exc:
         details = [ErrorDetail(_field_of(i.field, params), i.message) for i in exc.issues]
         field = "params" if any(d.field.startswith("params") for d in details) else "version"

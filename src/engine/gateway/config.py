@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -93,6 +94,12 @@ class GatewayConfig(StrictModel):
             return list(self.models)
         names = self.groups.get(name, [name])
         return [d for d in self.models if d.name in names]
+
+    def identity(self) -> str:
+        """A name for what answers requests (the deployments, their upstreams and parameters; API keys as their
+        `${VAR}` references): the answer cache's scope, so a changed gateway never serves the answers of the one
+        before, whichever process or command reads the same config."""
+        return "gateway " + hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> GatewayConfig:

@@ -13,7 +13,7 @@ from engine.sources.base import Source
 from engine.sources.mysql_connection import Connections, quote, table_columns
 from engine.spec.flow import output_fields
 from engine.spec.io_models import Connection
-from engine.spec.models import MysqlSinkSpec, MysqlSourceSpec, WorkflowSpec
+from engine.spec.models import WorkflowSpec, mysql_output
 
 BATCH = 1_000
 
@@ -34,15 +34,12 @@ class MysqlWriteBack:
 
     @classmethod
     def from_spec(cls, spec: WorkflowSpec, connections: Connections) -> MysqlWriteBack:
-        """The sink's settings, defaulting to the MySQL source's connection, table and key."""
-        sink = spec.sink if isinstance(spec.sink, MysqlSinkSpec) else MysqlSinkSpec(kind="mysql")
-        source = spec.source if isinstance(spec.source, MysqlSourceSpec) else None
-        connection = sink.connection or (source.connection if source else None)
-        table = sink.table or (source.table if source else None)
-        key = sink.key or (source.key if source else None)
-        if connection is None or table is None or key is None:
+        """The table `mysql_output` names for the spec (its sink, or its MySQL source's)."""
+        target = mysql_output(spec)
+        if target is None or target.connection is None or target.table is None or target.key is None:
             raise InputError("sink: a mysql sink needs connection, table and key")
-        return cls(connection, table, key, output_fields(spec, lists_kept=False), connections=connections)
+        return cls(target.connection, target.table, target.key, output_fields(spec, lists_kept=False),
+                   connections=connections)
 
     async def check(self) -> None:
         """The table has the key and every output column."""

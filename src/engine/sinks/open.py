@@ -17,9 +17,9 @@ from engine.spec.models import (
     ExcelSourceSpec,
     JsonlSourceSpec,
     MysqlSinkSpec,
-    MysqlSourceSpec,
     ParquetSourceSpec,
     WorkflowSpec,
+    mysql_output,
 )
 from engine.spec.paths import PathPolicy, path_fields
 
@@ -38,6 +38,14 @@ def default_output(spec: WorkflowSpec, paths: PathPolicy) -> tuple[str, str]:
         return str(paths.resolve(source.path, field="source.path").with_name(name)), source.kind
     name = f"{spec.name or 'output'}.rowloom.jsonl"
     return (name if paths.roots is not None else str(paths.base_dir / name)), "jsonl"
+
+
+def output_file(spec: WorkflowSpec, paths: PathPolicy) -> tuple[str, str]:
+    """The path and kind of the file a spec writes (one with no MySQL output): its sink's, or the default."""
+    sink = spec.sink
+    if sink is None or isinstance(sink, MysqlSinkSpec):
+        return default_output(spec, paths)
+    return sink.path, sink.kind
 
 
 async def file_sink(spec: WorkflowSpec, paths: PathPolicy, path: str, kind: str) -> FileSink:
@@ -64,16 +72,13 @@ def _is_an_input(spec: WorkflowSpec, paths: PathPolicy, target: Path) -> bool:
 async def open_sink(spec: WorkflowSpec, *, paths: PathPolicy, connections: Connections,
                     output: Path | None = None) -> Sink:
     """The spec's sink, checked; `output` (the CLI's flag) overrides a file sink's path, under the same rules."""
-    config = spec.sink
     sink: Sink
-    if isinstance(config, MysqlSinkSpec) or (config is None and isinstance(spec.source, MysqlSourceSpec)):
+    if mysql_output(spec) is not None:
         from engine.sinks.mysql import MysqlWriteBack
 
         sink = MysqlWriteBack.from_spec(spec, connections)
-    elif config is None:
-        path, kind = default_output(spec, paths)
-        sink = await file_sink(spec, paths, str(output or path), kind)
     else:
-        sink = await file_sink(spec, paths, str(output or config.path), config.kind)
+        path, kind = output_file(spec, paths)
+        sink = await file_sink(spec, paths, str(output or path), kind)
     await sink.check()
     return sink

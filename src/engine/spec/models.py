@@ -171,10 +171,22 @@ def reference_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
     return errors
 
 
+def mysql_output(spec: WorkflowSpec) -> MysqlSinkSpec | None:
+    """The MySQL table a spec writes its answers back to, if any: its mysql sink, or with no sink its MySQL source's
+    table; the sink's connection, table and key default to the source's."""
+    sink, source = spec.sink, spec.source
+    if not isinstance(sink, MysqlSinkSpec) and not (sink is None and isinstance(source, MysqlSourceSpec)):
+        return None
+    sink = sink or MysqlSinkSpec(kind="mysql")
+    if not isinstance(source, MysqlSourceSpec):
+        return sink
+    return MysqlSinkSpec(kind="mysql", connection=sink.connection or source.connection,
+                         table=sink.table or source.table, key=sink.key or source.key)
+
+
 def _sink_errors(spec: WorkflowSpec) -> list[tuple[Location, str]]:
-    sink = spec.sink
-    if isinstance(sink, MysqlSinkSpec) and not isinstance(spec.source, MysqlSourceSpec) and None in (
-            sink.connection, sink.table, sink.key):
+    output = mysql_output(spec)
+    if output is not None and None in (output.connection, output.table, output.key):
         return [(("sink",), "a mysql sink needs connection, table and key unless the source is mysql")]
     return []
 
