@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -67,6 +67,21 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     """
     settings = settings or get_settings()
     configure_logging(settings)  # no log line carries a secret a job resolved
+    # Swagger UI and ReDoc from the installed package's own files: the docs work with no network at all.
+    app = FastAPIOffline(title="Rowloom", version="0.1.0", description=DESCRIPTION,
+                         lifespan=_lifespan(settings, database, router, queue_factory, trace_upstream, background),
+                         telemetry=fastapi_telemetry())
+    _set_state(app, settings, database, router)
+    _add_middleware(app, settings)
+    install_error_handlers(app)
+    _include_routes(app)
+    return app
+
+
+def _lifespan(settings: Settings, database: Database | None, router: Router | None,
+              queue_factory: QueueFactory | None, trace_upstream: bool,
+              background: BackgroundTask | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open what the app serves with (database, router, queue, keys, limits) at start, and close it at the end."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -97,21 +112,27 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             if router is None:
                 await app.state.router.aclose()
 
-    # Swagger UI and ReDoc from the installed package's own files: the docs work with no network at all.
-    app = FastAPIOffline(title="Rowloom", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                         telemetry=fastapi_telemetry())
+    return lifespan
+
+
+def _set_state(app: FastAPI, settings: Settings, database: Database | None, router: Router | None) -> None:
+    """What the dependencies read, usable before the lifespan runs (httpx's ASGI transport skips it)."""
     app.state.settings = settings
     app.state.spec_checks = spec_checks(settings)
     app.state.queue = NoQueue()  # until the lifespan attaches the real one (in-process tests skip it)
     app.state.key_limits = KeyLimits()
     app.state.budgets = None  # made on first use (api_server.deps.budget_guard)
     app.state.estimates = EstimateRunner(settings)  # its processes start with the first estimate
-    # Usable without running the lifespan (httpx's ASGI transport skips it).
     app.state.keys = KeyRing(database, required=settings.auth_required)
     if database is not None:
         app.state.database = database
     if router is not None:
         app.state.router = router
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware, innermost first: the chat fast path, the body limit, the cross-site guard, the docs policy,
+    CORS (when origins are listed), and outermost the trusted hosts."""
     app.add_middleware(ChatFastPath)  # inside the body limit: added first, so it wraps the app more closely
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(CrossSiteGuard, allowed_origins=settings.cors_origins)
@@ -121,14 +142,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                            allow_methods=["*"], allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
     # Outermost: a request for another name (DNS rebinding) is refused before anything else sees it.
     app.add_middleware(TrustedHosts, trusted=settings.trusted_hosts, local_only=not settings.auth_required)
-    install_error_handlers(app)
-    # The gateway routes first: they are the hot path, and routes are matched in order.
+
+
+def _include_routes(app: FastAPI) -> None:
+    """Every resource's router; the gateway's first: it is the hot path, and routes are matched in order."""
     for routes in (openai_compat.router, health.router, workflows.router, jobs.router, job_results.router,
                    usage.router, budgets.router, admin.router, keys.router, metrics.router, schemas.router,
                    dashboard.router):
         _summaries_from_docstrings(routes)
         app.include_router(routes)
-    return app
 
 
 def _summaries_from_docstrings(router: APIRouter) -> None:

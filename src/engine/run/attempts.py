@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 
@@ -83,7 +83,7 @@ class RowProcessor:
     def __init__(self, step: RunStep, client: ChatClient, gate: PauseGate,
                  reuse: AnswerReuse | None = None, *, model: str | None = None, unit: Unit = ("", "")) -> None:
         self.step = step
-        self.model = model or step.model.name  # a fan-out has a processor a model
+        self.model = model or step.model.name  # in a fan-out, each model has a processor of its own
         self.step_id, self.target = unit  # what its results are of: ("", "") a row's own (a one-step workflow)
         self.reuse = reuse
         self.client = client
@@ -136,67 +136,104 @@ class RowProcessor:
 
     async def _ask(self, task: RowTask, messages: list[dict[str, str]]) -> tuple[RowResult, str | None]:
         """Attempts until the answer is valid or an error class runs out of retries; with the valid answer's text."""
-        model = self.model
-        errors: Counter[ErrorClass] = Counter()
-        usage = Usage()
-        started = time.monotonic()
-        attempts = 0
-
-        def ended(status: RowStatus, **fields: Any) -> RowResult:
-            return RowResult(key=task.key, status=status, attempts=attempts, latency_s=time.monotonic() - started,
-                             tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
-                             step=self.step_id, target=self.target, **fields)
-
-        def give_up(kind: ErrorClass, reason: str, answered_by: str | None = None) -> RowResult | None:
-            errors[kind] += 1
-            if errors[kind] > self.limits[kind]:  # the model that gave the bad answer, else the one asked
-                return ended(RowStatus.FAILED, error_class=kind, error=reason[:2000], model=answered_by or model)
-            return None
-
+        tries = Attempts(self, task.key, messages)
         while True:
             await self.gate.wait()
-            attempts += 1
-            request = self._request(messages, model)
-            with contextlib.nullcontext(trace.INVALID_SPAN) if self.tracer is None else \
-                    self.tracer.start_as_current_span("row.attempt", attributes={
-                        "rowloom.row.key": str(task.key), "rowloom.attempt": attempts, "gen_ai.request.model": model,
-                    }) as span:
-                try:
-                    result = await self.client.chat(request)
-                except BudgetExceeded:
-                    raise  # not the row's failure: the run stops and the row is sent when it resumes
-                except RequestRejected as exc:
-                    span.set_attribute("rowloom.outcome", ErrorClass.API.value)
-                    return ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000], model=model), None
-                except GatewayError as exc:
-                    span.set_attribute("rowloom.outcome", ErrorClass.API.value)
-                    self.gate.trip(str(exc))
-                    if failed := give_up(ErrorClass.API, str(exc)):
-                        return failed, None
-                    wait = exc.retry_after_s if isinstance(exc, UpstreamError) else None
-                    if wait:
-                        await asyncio.sleep(min(wait, MAX_RETRY_AFTER_S))
-                    continue
-                except Exception as exc:  # a bug or an environment fault: a system error, retried within limits
-                    span.set_attribute("rowloom.outcome", ErrorClass.SYSTEM.value)
-                    if failed := give_up(ErrorClass.SYSTEM, f"{type(exc).__name__}: {exc}"):
-                        return failed, None
-                    continue
-                usage += result.usage
-                span.set_attributes({"gen_ai.response.model": result.model,
-                                     "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
-                                     "gen_ai.usage.output_tokens": result.usage.completion_tokens})
-                try:
-                    answer = self.contract.check(result.content)
-                except ContentError as exc:
-                    span.set_attribute("rowloom.outcome", ErrorClass.CONTENT.value)
-                    if failed := give_up(ErrorClass.CONTENT, str(exc), result.model):
-                        return failed, None
-                    messages = [*messages, {"role": "assistant", "content": result.content},
-                                {"role": "user", "content": f"Your answer was not accepted: {exc}. "
-                                                            "Answer again with only the corrected JSON object."}]
-                    if self.step.model.fallback and errors[ErrorClass.CONTENT] >= self.step.model.fallback_after:
-                        model = self.step.model.fallback
-                    continue
-                span.set_attribute("rowloom.outcome", "done")
-                return ended(RowStatus.DONE, outputs=answer, model=result.model), result.content
+            tries.count += 1
+            outcome = await self._attempt(tries)
+            if isinstance(outcome, Ended):
+                return outcome.result, outcome.content
+            if outcome:  # the upstream asked for a wait (Retry-After)
+                await asyncio.sleep(min(outcome, MAX_RETRY_AFTER_S))
+
+    async def _attempt(self, tries: Attempts) -> Ended | float:
+        """One request and its answer checked: how the row ended, or the seconds to wait before asking again."""
+        model = tries.model
+        with contextlib.nullcontext(trace.INVALID_SPAN) if self.tracer is None else \
+                self.tracer.start_as_current_span("row.attempt", attributes={
+                    "rowloom.row.key": str(tries.key), "rowloom.attempt": tries.count, "gen_ai.request.model": model,
+                }) as span:
+            try:
+                result = await self.client.chat(self._request(tries.messages, model))
+            except BudgetExceeded:
+                raise  # not the row's failure: the run stops and the row is sent when it resumes
+            except Exception as exc:
+                span.set_attribute("rowloom.outcome", (ErrorClass.API if isinstance(exc, GatewayError)
+                                                       else ErrorClass.SYSTEM).value)
+                return self._unanswered(tries, exc)
+            tries.usage += result.usage
+            span.set_attributes({"gen_ai.response.model": result.model,
+                                 "gen_ai.usage.input_tokens": result.usage.prompt_tokens,
+                                 "gen_ai.usage.output_tokens": result.usage.completion_tokens})
+            try:
+                answer = self.contract.check(result.content)
+            except ContentError as exc:
+                span.set_attribute("rowloom.outcome", ErrorClass.CONTENT.value)
+                return self._not_accepted(tries, result.content, result.model, exc)
+            span.set_attribute("rowloom.outcome", "done")
+            return Ended(tries.ended(RowStatus.DONE, outputs=answer, model=result.model), result.content)
+
+    def _unanswered(self, tries: Attempts, exc: Exception) -> Ended | float:
+        """A request with no answer: refused as the caller's fault, the row fails now; another gateway error counts
+        toward `api_error` (and toward the pause of all requests); anything else toward `system_error`."""
+        if isinstance(exc, RequestRejected):
+            return Ended(tries.ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000],
+                                     model=tries.model), None)
+        if isinstance(exc, GatewayError):
+            self.gate.trip(str(exc))
+            return tries.give_up(ErrorClass.API, str(exc)) or \
+                ((exc.retry_after_s or 0.0) if isinstance(exc, UpstreamError) else 0.0)
+        # a bug or an environment fault: a system error, retried within limits
+        return tries.give_up(ErrorClass.SYSTEM, f"{type(exc).__name__}: {exc}") or 0.0
+
+    def _not_accepted(self, tries: Attempts, content: str, answered_by: str, exc: ContentError) -> Ended | float:
+        """An answer the contract refused: counted toward `content_error`; the model is asked again with the
+        reason (the fallback model once `fallback_after` such answers came)."""
+        if failed := tries.give_up(ErrorClass.CONTENT, str(exc), answered_by):
+            return failed
+        tries.messages = [*tries.messages, {"role": "assistant", "content": content},
+                          {"role": "user", "content": f"Your answer was not accepted: {exc}. "
+                                                      "Answer again with only the corrected JSON object."}]
+        if self.step.model.fallback and tries.errors[ErrorClass.CONTENT] >= self.step.model.fallback_after:
+            tries.model = self.step.model.fallback
+        return 0.0
+
+
+class Ended(NamedTuple):
+    """How a row's attempts ended, and the valid answer's text (None: it failed)."""
+
+    result: RowResult
+    content: str | None
+
+
+class Attempts:
+    """One row's attempts so far: their count, the failures of each class, the usage, the model asked and the
+    conversation sent (an answer not accepted adds itself and the reason)."""
+
+    __slots__ = ("count", "errors", "key", "messages", "model", "processor", "started", "usage")
+
+    def __init__(self, processor: RowProcessor, key: Key, messages: list[dict[str, str]]) -> None:
+        self.processor = processor
+        self.key = key
+        self.messages = messages
+        self.model = processor.model
+        self.count = 0
+        self.errors: Counter[ErrorClass] = Counter()
+        self.usage = Usage()
+        self.started = time.monotonic()
+
+    def ended(self, status: RowStatus, **fields: Any) -> RowResult:
+        """The row's result, with what the attempts used."""
+        usage = self.usage
+        return RowResult(key=self.key, status=status, attempts=self.count, latency_s=time.monotonic() - self.started,
+                         tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
+                         step=self.processor.step_id, target=self.processor.target, **fields)
+
+    def give_up(self, kind: ErrorClass, reason: str, answered_by: str | None = None) -> Ended | None:
+        """Count a failure of `kind`; the row's end once its class has no retry left (else None). The failure
+        names the model that gave the bad answer, else the one asked."""
+        self.errors[kind] += 1
+        if self.errors[kind] <= self.processor.limits[kind]:
+            return None
+        return Ended(self.ended(RowStatus.FAILED, error_class=kind, error=reason[:2000],
+                                model=answered_by or self.model), None)

@@ -20,19 +20,18 @@ from opentelemetry import trace
 from engine.errors import InputError
 from engine.events import RunEvent
 from engine.gateway import BudgetExceeded, ChatClient
-from engine.results import Key, ResultStore, RowResult, SettledRows, SqliteResultStore
+from engine.results import ResultStore, RowResult, SettledRows, SqliteResultStore
 from engine.results.answer_cache import AnswerCache
-from engine.run.attempts import TRACER, RowProcessor, RowTask
+from engine.run.attempts import TRACER
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
-from engine.run.pipeline import PipelineTask, RowPipeline
 from engine.run.progress import Progress, ProgressCallback, ProgressTracker
 from engine.run.reuse import AnswerReuse
+from engine.run.row_work import row_work
 from engine.run.selection import rows_to_send
 from engine.sinks import Sink, open_sink
 from engine.sources import Source, open_source
 from engine.sources.mysql_connection import Connections
-from engine.spec.flow import first_prompt
 from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
@@ -47,7 +46,7 @@ WRITE_ROWS = 1024
 IDLE_TICK_S = 0.2  # with no result coming, the writer still wakes this often (progress, partial output)
 PROGRESS_EVERY_S = 0.5
 DRAIN_ON_STOP_S = 1.5  # in-flight rows this long after a stop; the rest are dropped and resent on resume
-RunTask = RowTask | PipelineTask
+ReadyRow = Any  # a row as RowWork.tasks made it ready, handed back to RowWork.process
 
 
 @dataclass
@@ -91,16 +90,8 @@ class Runner:
         self.settled = SettledRows()
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
-        reuse = AnswerReuse.of(cache, spec.cache)
-        self.processor: RowProcessor | None = None
-        self.pipeline: RowPipeline | None = None
-        if spec.steps is None:  # one step: a row's result is its step's (stored as it always was)
-            step = first_prompt(spec)
-            assert step is not None
-            self.processor = RowProcessor(step, client, self.gate, reuse)
-        else:
-            self.pipeline = RowPipeline(spec, client, self.gate, reuse, paths=paths or PathPolicy(Path.cwd()),
-                                        connections=connections or Connections(Secrets(os.environ)))
+        self.work = row_work(spec, client, self.gate, AnswerReuse.of(cache, spec.cache), paths=paths,
+                             connections=connections)
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: RunEvent, message: str, **data: Any) -> None:
@@ -114,10 +105,9 @@ class Runner:
     async def run(self) -> RunOutcome:
         """Run to the end (or until `stop` is set) and write the output (behind the rows, where it can)."""
         with tracer.start_as_current_span("run", attributes={"rowloom.workflow": self.spec.name or ""}) as span:
-            if self.pipeline is not None:
-                await self.pipeline.check()
+            await self.work.check()
             tracker = ProgressTracker(await self.source.count())
-            tasks: asyncio.Queue[RunTask | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
+            tasks: asyncio.Queue[ReadyRow | None] = asyncio.Queue(maxsize=self.spec.concurrency.in_flight)
             # Bounded: when the store is slower than the model (a fast mock), workers wait instead of
             # piling finished rows up in memory.
             results: asyncio.Queue[Written | None] = asyncio.Queue(
@@ -169,7 +159,7 @@ class Runner:
             self._failure = error
             self.stop.set()
 
-    async def _produce(self, tasks: asyncio.Queue[RunTask | None], tracker: ProgressTracker) -> None:
+    async def _produce(self, tasks: asyncio.Queue[ReadyRow | None], tracker: ProgressTracker) -> None:
         first = 0  # the batch's first row's position in the source
         async for selected in rows_to_send(self.source, self.spec, self.store):
             if self.stop.is_set():
@@ -180,20 +170,12 @@ class Runner:
             step = self.spec.concurrency.in_flight
             for start in range(0, len(selected.rows), step):
                 chunk = selected.rows[start:start + step]
-                ready = await self._tasks([(key, record) for _, key, record in chunk])
+                ready = await self.work.tasks([(key, record) for _, key, record in chunk], self.store)
                 for (index, key, _), task in zip(chunk, ready, strict=True):
                     self.settled.sending(key, first + index)
                     await tasks.put(task)
             first += selected.height
             self.settled.looked_at(first)
-
-    async def _tasks(self, rows: list[tuple[Key, dict[str, Any]]]) -> list[RunTask]:
-        """Rows made ready to run: rendered (one step), or with the step results an earlier run left (steps)."""
-        if self.processor is not None:
-            return list(self.processor.tasks(rows))
-        assert self.pipeline is not None
-        done = await self.store.done_units([key for key, _ in rows], self.pipeline.units)
-        return [PipelineTask(key, record, done.get(key, {})) for key, record in rows]
 
     async def _durable(self, results: list[RowResult]) -> None:
         """Wait until a step's results are written (with the next group of results)."""
@@ -201,7 +183,7 @@ class Runner:
         await self._results.put(StepResults(results, written))
         await written
 
-    async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[RunTask | None]) -> None:
+    async def _finish_workers(self, workers: list[asyncio.Task[None]], tasks: asyncio.Queue[ReadyRow | None]) -> None:
         for _ in workers:
             await tasks.put(None)
         everyone: asyncio.Future[Any] = asyncio.gather(*workers)
@@ -214,18 +196,13 @@ class Runner:
         with contextlib.suppress(asyncio.CancelledError):
             await everyone
 
-    async def _work(self, tasks: asyncio.Queue[RunTask | None], results: asyncio.Queue[Written | None]) -> None:
+    async def _work(self, tasks: asyncio.Queue[ReadyRow | None], results: asyncio.Queue[Written | None]) -> None:
         while (task := await tasks.get()) is not None:
             if not self.stop.is_set():  # after a stop, queued rows are left unsent (they run on resume)
                 try:
-                    if isinstance(task, PipelineTask):
-                        assert self.pipeline is not None
-                        result, last_step = await self.pipeline.process(task, self._durable)
-                        if last_step:  # queued first: written with the row's own result, or before it
-                            await results.put(StepResults(last_step, None))
-                    else:
-                        assert self.processor is not None
-                        result = await self.processor.process(task)
+                    result, last_step = await self.work.process(task, self._durable)
+                    if last_step:  # queued first: written with the row's own result, or before it
+                        await results.put(StepResults(last_step, None))
                 except InputError as exc:
                     self._stop_with(exc)
                     continue
