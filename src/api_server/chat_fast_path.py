@@ -21,8 +21,7 @@ from api_server.key_limits import KeyLimits
 from api_server.services.chat import ChatCompletionRequest, answer, completion_body
 from api_server.services.errors import DomainError
 from core.models import Scope
-from engine.gateway import GatewayError
-from engine.gateway.router import Router
+from engine.gateway import GatewayError, Router
 
 PATH = "/v1/chat/completions"
 

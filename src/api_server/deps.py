@@ -19,8 +19,8 @@ from core.db import Database
 from core.queue import JobQueue
 from core.settings import Settings
 from core.spec_policy import model_name_errors
-from engine.gateway.router import Router
-from engine.spec.loader import SpecCheck
+from engine import SpecCheck
+from engine.gateway import Router
 
 
 async def get_database(request: Request) -> Database:

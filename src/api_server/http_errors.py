@@ -27,7 +27,7 @@ from api_server.services.errors import (
 )
 from core.db.retry import DatabaseUnavailable
 from core.outages import outage_of
-from engine.errors import ErrorDetail
+from engine import ErrorDetail
 from engine.gateway import BudgetExceeded, GatewayError, RateLimited, RequestRejected
 
 log = logging.getLogger(__name__)

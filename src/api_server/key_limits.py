@@ -19,7 +19,7 @@ from api_server.auth import Caller
 from api_server.services.errors import TooManyRequests
 from core.outages import BACKOFF_CAP_S
 from core.shared_limits import SharedLimits
-from engine.gateway.limits import REQUEST_WINDOW_S, TOKEN_WINDOW_S, SlidingWindow, WindowEntry
+from engine.gateway import REQUEST_WINDOW_S, TOKEN_WINDOW_S, SlidingWindow, WindowEntry
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,7 @@ from core.queue import JobQueue, NoQueue, queue_for
 from core.settings import Settings, get_settings
 from core.shared_limits import SharedLimits
 from core.spec_policy import spec_checks
-from engine.gateway.router import Router
+from engine.gateway import Router
 
 DESCRIPTION = """Rowloom runs LLM workflows over tables.
 

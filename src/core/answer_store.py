@@ -19,7 +19,7 @@ from sqlalchemy.dialects import mysql, sqlite
 
 from core.db import Database
 from core.models import StoredAnswer
-from engine.results.answer_cache import STORED_AT_CHUNK, CachedAnswer
+from engine import STORED_AT_CHUNK, CachedAnswer
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from core.redis_retry import API_PATIENCE_S
 from core.settings import Settings
 from core.shared_limits import SharedLimits
-from engine.gateway.config import load_gateway
-from engine.gateway.router import Router
+from engine.gateway import Router, load_gateway
 
 DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
 

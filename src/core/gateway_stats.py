@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from engine.gateway.router import DeploymentState, Router
+from engine.gateway import DeploymentState, Router
 
 STATS_PREFIX = "rowloom:stats:"
 STATS_TTL_S = 60  # a worker that stops publishing drops out of /metrics after this long

@@ -14,13 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from core.redis_retry import API_PATIENCE_S, patient_redis
-from engine.gateway.capacity import SharedLevels
-from engine.gateway.limits import (
-    EXPIRY_EPSILON_S,
-    REQUEST_WINDOW_S,
-    TOKEN_WINDOW_S,
-    WINDOW_MARGIN_S,
-)
+from engine.gateway import EXPIRY_EPSILON_S, REQUEST_WINDOW_S, TOKEN_WINDOW_S, WINDOW_MARGIN_S, SharedLevels
 
 # Lua shared by the scripts: the clock, and dropping the sends that left a window (in chunks: unpack() has a
 # limit). `used` returns what the window holds now.

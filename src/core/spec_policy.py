@@ -11,15 +11,23 @@ from functools import partial
 from typing import Any
 
 from core.settings import Settings
-from engine.gateway.config import GatewayConfig
-from engine.sources.columns import source_column_errors
-from engine.spec.connections import NamedConnection, connection_errors, load_connections
-from engine.spec.flow import model_names
-from engine.spec.loader import SpecCheck, validate_spec_data
-from engine.spec.models import Location, WorkflowSpec
-from engine.spec.params import merge_params
-from engine.spec.paths import PathPolicy, ReadLimits, path_errors
-from engine.spec.secrets import secret_errors
+from engine import (
+    Location,
+    NamedConnection,
+    PathPolicy,
+    ReadLimits,
+    SpecCheck,
+    WorkflowSpec,
+    connection_errors,
+    load_connections,
+    merge_params,
+    model_names,
+    path_errors,
+    secret_errors,
+    source_column_errors,
+    validate_spec_data,
+)
+from engine.gateway import GatewayConfig
 
 
 def path_policy(settings: Settings) -> PathPolicy:

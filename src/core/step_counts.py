@@ -7,7 +7,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.models import JobItem
-from engine.run.progress import StepCounts
+from engine import StepCounts
 
 SUMMED = ("tokens_in", "tokens_out", "cost", "cached", "latency_s")
 FRACTIONAL = ("cost", "latency_s")

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Dialect
 
 from core.db.upserts import CompiledUpsert, adding_upsert
 from core.models.usage_hour import NO_KEY, NO_MODEL, UsageHour
-from engine.results import RowResult
+from engine import RowResult
 
 HOURS = UsageHour.__table__  # type: ignore[attr-defined]
 KEYS = ("hour", "workflow_name", "model", "key_id")

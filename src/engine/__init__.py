@@ -45,12 +45,13 @@ if TYPE_CHECKING:
     from engine.sources.mysql_connection import Connections
     from engine.sources.open import open_source
     from engine.spec.connections import NamedConnection, connection_errors, load_connections
-    from engine.spec.flow import compare_columns, pipeline, step_targets
+    from engine.spec.flow import model_names, pipeline
     from engine.spec.loader import LoadedSpec, SpecCheck, load_spec, parse_yaml, to_plain, validate_spec_data
-    from engine.spec.models import PromptStep, WorkflowSpec
+    from engine.spec.models import Location, PromptStep, WorkflowSpec
     from engine.spec.params import merge_params
     from engine.spec.paths import PathPolicy, ReadLimits, path_errors
     from engine.spec.secrets import Secrets, secret_errors
+    from engine.spec.step_flow import compare_columns, step_targets
 
 # Where each name comes from, by module (imported when the name is first used).
 _FROM = {
@@ -61,10 +62,11 @@ _FROM = {
     # a process's main coroutine
     "engine.event_loop": "event_loop",
     # the workflow spec
-    "engine.spec.models": "PromptStep WorkflowSpec",
+    "engine.spec.models": "Location PromptStep WorkflowSpec",
     "engine.spec.loader": "LoadedSpec SpecCheck load_spec parse_yaml to_plain validate_spec_data",
     "engine.spec.params": "merge_params",
-    "engine.spec.flow": "compare_columns pipeline step_targets",
+    "engine.spec.flow": "model_names pipeline",
+    "engine.spec.step_flow": "compare_columns step_targets",
     # what a spec may touch: paths, secrets, database connections
     "engine.spec.paths": "PathPolicy ReadLimits path_errors",
     "engine.spec.secrets": "Secrets secret_errors",
@@ -90,12 +92,12 @@ _FROM = {
 __all__ = [
     "ROOTS", "STORED_AT_CHUNK", "AnswerCache", "CachedAnswer", "ConfigImportError", "Connections", "ContentError",
     "EngineError", "ErrorClass", "ErrorDetail", "Estimate", "EstimateMemo", "EventCallback", "InputError", "Key",
-    "LoadedSpec", "NamedConnection", "PathPolicy", "Progress", "ProgressCallback", "PromptStep", "ReadLimits",
-    "ResultStore", "RowResult", "RowStatus", "RunEvent", "RunOutcome", "Secrets", "SpecCheck", "SpecError",
-    "SqliteAnswerCache", "SqliteResultStore", "StepCounts", "Unit", "UpstreamDown", "WorkflowSpec", "added_steps",
-    "answer_fingerprint", "compare_columns", "connection_errors", "encode_key", "estimate_run", "estimated_step",
-    "event_loop", "json_schema", "load_connections", "load_spec", "merge_params", "open_source", "parse_yaml",
-    "path_errors", "pipeline", "run_spec", "secret_errors", "source_column_errors", "step_targets", "stored_key",
-    "to_plain", "validate_spec_data",
+    "LoadedSpec", "Location", "NamedConnection", "PathPolicy", "Progress", "ProgressCallback", "PromptStep",
+    "ReadLimits", "ResultStore", "RowResult", "RowStatus", "RunEvent", "RunOutcome", "Secrets", "SpecCheck",
+    "SpecError", "SqliteAnswerCache", "SqliteResultStore", "StepCounts", "Unit", "UpstreamDown", "WorkflowSpec",
+    "added_steps", "answer_fingerprint", "compare_columns", "connection_errors", "encode_key", "estimate_run",
+    "estimated_step", "event_loop", "json_schema", "load_connections", "load_spec", "merge_params", "model_names",
+    "open_source", "parse_yaml", "path_errors", "pipeline", "run_spec", "secret_errors", "source_column_errors",
+    "step_targets", "stored_key", "to_plain", "validate_spec_data",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _FROM, globals())

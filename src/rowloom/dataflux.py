@@ -10,10 +10,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from engine.errors import ConfigImportError
-from engine.gateway.config import load_gateway
-from engine.spec import load_spec
-from engine.spec.loader import parse_yaml, to_plain
+from engine import ConfigImportError, load_spec, parse_yaml, to_plain
+from engine.gateway import load_gateway
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from engine import event_loop
-from engine.errors import ConfigImportError, InputError, SpecError, UpstreamDown
-from engine.gateway import ChatClient
-from engine.gateway.config import GatewayConfig
-from engine.gateway.mock import MockClient
-from engine.gateway.openai_client import OpenAIClient
-from engine.results.answer_cache import SqliteAnswerCache
-from engine.run import Progress, RunOutcome
-from engine.run.fingerprint import answer_fingerprint
-from engine.sources.mysql_connection import Connections
-from engine.spec import LoadedSpec, load_spec
-from engine.spec.models import WorkflowSpec
+from engine import (
+    ConfigImportError,
+    Connections,
+    InputError,
+    LoadedSpec,
+    Progress,
+    RunOutcome,
+    SpecError,
+    SqliteAnswerCache,
+    UpstreamDown,
+    WorkflowSpec,
+    answer_fingerprint,
+    event_loop,
+    load_spec,
+)
+from engine.gateway import ChatClient, GatewayConfig, MockClient, OpenAIClient
 
 T = TypeVar("T")
 
@@ -80,8 +84,7 @@ def read_spec(path: Path) -> LoadedSpec:
     the source's columns can be read now)."""
     from functools import partial
 
-    from engine.sources.columns import source_column_errors
-    from engine.spec.paths import PathPolicy
+    from engine import PathPolicy, source_column_errors
 
     check = partial(source_column_errors, policy=PathPolicy(path.resolve().parent))
     return parse_file(path, partial(load_spec, checks=(check,)))
@@ -115,8 +118,8 @@ def import_dataflux_command(args: argparse.Namespace) -> int:
 
 def validate_command(args: argparse.Namespace) -> int:
     """`rowloom validate`: a workflow spec, or a gateway config (a mapping with `models` and no `source`)."""
-    from engine.gateway.config import load_gateway
-    from engine.spec.loader import parse_yaml
+    from engine import parse_yaml
+    from engine.gateway import load_gateway
 
     tree = parse_file(args.spec, parse_yaml)
     if isinstance(tree, dict) and "models" in tree and "source" not in tree:
@@ -144,7 +147,7 @@ def answerer(args: argparse.Namespace) -> Answerer:
     import os
 
     if args.gateway:
-        from engine.gateway.config import load_gateway
+        from engine.gateway import load_gateway
 
         config = parse_file(args.gateway, load_gateway)
         return Answerer(config.identity(), config, lambda: router_of(args.gateway, config))
@@ -157,7 +160,7 @@ def answerer(args: argparse.Namespace) -> Answerer:
 
 def router_of(path: Path, config: GatewayConfig) -> ChatClient:
     """A Router of a gateway config, or exit with its problems (a missing ${VAR} among them)."""
-    from engine.gateway.router import Router
+    from engine.gateway import Router
 
     try:
         return Router(config)
@@ -192,7 +195,7 @@ def run_command(args: argparse.Namespace) -> int:
 async def run_locally(args: argparse.Namespace, spec: WorkflowSpec, *, client: ChatClient, base_dir: Path,
                       work_dir: Path, connections: Connections, cache: SqliteAnswerCache) -> int:
     """The run, stopped (to resume later) by Ctrl-C or SIGTERM; its exit code as `run_command`'s."""
-    from engine.run import run_spec
+    from engine import run_spec
 
     line = ProgressLine(enabled=not args.quiet and sys.stderr.isatty())
     stop = asyncio.Event()
@@ -254,8 +257,7 @@ def local_connections(path: Path | None) -> Connections:
     or CONNECTIONS_FILE), their passwords from the environment."""
     import os
 
-    from engine.spec.connections import load_connections
-    from engine.spec.secrets import Secrets
+    from engine import Secrets, load_connections
 
     path = path or (Path(os.environ["CONNECTIONS_FILE"]) if os.environ.get("CONNECTIONS_FILE") else None)
     named = parse_file(path, load_connections) if path is not None else {}

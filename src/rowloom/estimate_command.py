@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.gateway.config import Deployment, GatewayConfig
-from engine.results import SqliteResultStore
-from engine.results.answer_cache import AnswerCache
-from engine.run.estimate import Estimate, estimate_run
-from engine.sources import open_source
-from engine.sources.mysql_connection import Connections
-from engine.spec.models import WorkflowSpec
-from engine.spec.paths import PathPolicy
+from engine import (
+    AnswerCache,
+    Connections,
+    Estimate,
+    PathPolicy,
+    SqliteResultStore,
+    WorkflowSpec,
+    estimate_run,
+    open_source,
+)
+from engine.gateway import Deployment, GatewayConfig
 
 
 def candidates(spec: WorkflowSpec, gateway: GatewayConfig | None, model: str | None) -> list[Deployment]:

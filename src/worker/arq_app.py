@@ -18,7 +18,7 @@ from core.redis_retry import patient_settings
 from core.settings import Settings
 from core.telemetry import trace_upstream
 from engine import event_loop
-from engine.gateway.router import Router
+from engine.gateway import Router
 from worker.constants import CAP_WAIT_S, JOB_TIMEOUT_S, MAX_CLAIM_TRIES, POLL_DELAY_S
 from worker.executor import Outcome, WorkerContext, execute_job
 from worker.reaper import reap_round

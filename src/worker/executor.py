@@ -36,12 +36,8 @@ from core.settings import Settings
 from core.spec_policy import effective_spec, path_policy, spec_checks
 from core.step_counts import step_counts
 from core.usage_rollup import UsageSubject
-from engine.errors import EngineError
-from engine.gateway import BudgetExceeded, ChatClient
-from engine.gateway.router import Router
-from engine.results import RowStatus
-from engine.run import RunOutcome, run_spec
-from engine.run.fingerprint import answer_fingerprint
+from engine import EngineError, RowStatus, RunOutcome, answer_fingerprint, run_spec
+from engine.gateway import BudgetExceeded, ChatClient, Router
 from worker.constants import RECORD_EVERY_S, STOP_GRACE_S, TRACER
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import EarlierUsage, JobRecorder, StopReason

@@ -20,8 +20,7 @@ from core.db.types import utcnow
 from core.job_records import event_row
 from core.models import Job, JobStatus
 from core.models.job_event import EventKind
-from engine.run import Progress
-from engine.run.progress import StepCounts, added_steps
+from engine import Progress, StepCounts, added_steps
 from worker.constants import RECORD_EVERY_S
 from worker.lease import current_status, update_own
 

@@ -17,7 +17,7 @@ from core.db.upserts import CompiledUpsert, adding_upsert
 from core.models import JobItem
 from core.models.job_item import MAX_ROW_KEY
 from core.usage_rollup import UsageSubject
-from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit, encode_key, stored_key
+from engine import ErrorClass, Key, RowResult, RowStatus, Unit, encode_key, stored_key
 
 ITEMS = JobItem.__table__  # type: ignore[attr-defined]
 IN_CHUNK = 500  # keys per IN (...) lookup

@@ -11,7 +11,7 @@ from api_server.deps import RouterDep
 from api_server.http_errors import error_responses
 from core.gateway_stats import snapshot
 from core.models import Scope
-from engine.gateway.router import Router
+from engine.gateway import Router
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require(Scope.ADMIN)],
                    responses=error_responses(401, 403))

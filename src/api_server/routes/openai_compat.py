@@ -16,8 +16,7 @@ from api_server.auth import GatewayKey
 from api_server.deps import BudgetsDep, KeyLimitsDep, RouterDep
 from api_server.http_errors import ErrorResponse, error_responses, gateway_error
 from api_server.services.chat import ChatCompletionRequest, answer, budgeted, completion_body
-from engine.gateway import GatewayError
-from engine.gateway.types import ChatDelta, Usage, estimate_tokens
+from engine.gateway import ChatDelta, GatewayError, Usage, estimate_tokens
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=error_responses(401, 403))
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 
 from api_server.http_errors import error_responses
 from api_server.query_params import NoQueryDep
-from engine.reference import ROOTS, json_schema
+from engine import ROOTS, json_schema
 
 router = APIRouter(prefix="/api/v1/schemas", tags=["workflows"])
 SCHEMAS = {name: json_schema(root) for _, root, name in ROOTS}

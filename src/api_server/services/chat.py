@@ -16,8 +16,7 @@ from api_server.key_limits import KeyLimits
 from core.budgets.client import BudgetedClient
 from core.budgets.guard import BudgetGuard
 from core.budgets.windows import subjects_of
-from engine.gateway import ChatRequest, ChatResult
-from engine.gateway.router import Router
+from engine.gateway import ChatRequest, ChatResult, Router
 
 
 class ChatMessage(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.errors import ErrorDetail
+from engine import ErrorDetail
 
 
 class DomainError(Exception):

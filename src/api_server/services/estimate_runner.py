@@ -19,12 +19,8 @@ from core.db import Database
 from core.job_secrets import job_connections, shown_to_users
 from core.settings import Settings
 from core.spec_policy import path_policy
-from engine.errors import InputError
-from engine.gateway.config import Deployment
-from engine.run.estimate import Estimate, estimate_run
-from engine.run.estimate_rows import EstimateMemo
-from engine.sources import open_source
-from engine.spec.models import WorkflowSpec
+from engine import Estimate, EstimateMemo, InputError, WorkflowSpec, estimate_run, open_source
+from engine.gateway import Deployment
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,8 @@ from core.db import Database
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.models.estimate import EstimatePublic
 from core.models.job import JobCreate
-from engine.errors import InputError
-from engine.gateway.config import GatewayConfig
-from engine.results import RowStatus
-from engine.run.estimate import Estimate, estimated_step
-from engine.spec.loader import SpecCheck
+from engine import Estimate, InputError, RowStatus, SpecCheck, estimated_step
+from engine.gateway import GatewayConfig
 
 log = logging.getLogger(__name__)
 

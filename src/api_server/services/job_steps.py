@@ -12,9 +12,7 @@ from core.models.job import shown_cost
 from core.models.job_steps import AgreementPublic, StepModelPublic, StepPublic, StepsPublic
 from core.spec_policy import effective_spec
 from core.step_counts import step_counts
-from engine.results import RowStatus
-from engine.spec.flow import compare_columns, pipeline, step_targets
-from engine.spec.models import PromptStep
+from engine import PromptStep, RowStatus, compare_columns, pipeline, step_targets
 
 
 async def job_steps(session: AsyncSession, *, job_id: int) -> StepsPublic:

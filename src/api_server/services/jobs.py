@@ -27,9 +27,7 @@ from core.models.job_event import JobEventKind
 from core.models.job_states import ACTIONS, FINISHED, can_transition
 from core.queue import JobQueue, offer
 from core.spec_policy import effective_spec
-from engine.errors import ErrorDetail, SpecError
-from engine.spec import WorkflowSpec
-from engine.spec.loader import SpecCheck
+from engine import ErrorDetail, SpecCheck, SpecError, WorkflowSpec
 
 ORDERABLE: dict[str, Sortable] = {
     "created_at": sortable_time(col(Job.created_at)),

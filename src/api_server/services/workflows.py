@@ -25,9 +25,7 @@ from core.models.workflow import (
     WorkflowUpdate,
     WorkflowVersionUpdate,
 )
-from engine.errors import SpecError
-from engine.spec import LoadedSpec, load_spec
-from engine.spec.loader import SpecCheck
+from engine import LoadedSpec, SpecCheck, SpecError, load_spec
 
 ORDERABLE: dict[str, Sortable] = {
     "created_at": sortable_time(col(Workflow.created_at)),

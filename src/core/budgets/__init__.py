@@ -12,7 +12,7 @@ from core.budgets.redis_ledger import RedisLedger
 from core.db import Database
 from core.redis_retry import API_PATIENCE_S
 from core.settings import Settings
-from engine.gateway.config import GatewayConfig
+from engine.gateway import GatewayConfig
 
 
 def open_guard(settings: Settings, database: Database, gateway: GatewayConfig, *, holder: str,

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from core.budgets.guard import BudgetGuard
 from core.budgets.windows import Subject
-from engine.gateway import ChatClient, ChatDelta, ChatRequest, ChatResult
-from engine.gateway.types import EmbeddingResult
+from engine.gateway import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult
 
 
 class BudgetedClient:

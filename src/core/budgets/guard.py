@@ -27,8 +27,7 @@ from core.db import Database
 from core.db.types import utcnow
 from core.models import Budget, BudgetPeriod, BudgetScope
 from core.outages import quiet_outage
-from engine.gateway import BudgetExceeded, ChatRequest
-from engine.gateway.config import GatewayConfig
+from engine.gateway import BudgetExceeded, ChatRequest, GatewayConfig
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from engine.run.estimate import Estimate
+from engine import Estimate
 
 
 class ModelEstimatePublic(BaseModel):

@@ -16,9 +16,10 @@ from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse
 from engine.run.step_runs import EmbedRun, FilterRun, PromptRun, RetrieveRun, StepRun
 from engine.sources.mysql_connection import Connections
-from engine.spec.flow import RunStep, pipeline, vector_steps, written_columns
+from engine.spec.flow import RunStep, pipeline
 from engine.spec.models import EmbedStep, FilterStep, PromptStep, WorkflowSpec
 from engine.spec.paths import PathPolicy
+from engine.spec.step_flow import vector_steps, written_columns
 
 Durable = Callable[[list[RowResult]], Awaitable[None]]
 

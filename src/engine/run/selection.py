@@ -10,8 +10,9 @@ import polars as pl
 
 from engine.results import Key, ResultStore
 from engine.sources import Source
-from engine.spec.flow import pipeline, source_inputs, written_columns
+from engine.spec.flow import pipeline
 from engine.spec.models import RequireMode, WorkflowSpec
+from engine.spec.step_flow import source_inputs, written_columns
 
 
 def _filled(column: str) -> pl.Expr:

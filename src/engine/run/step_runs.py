@@ -21,9 +21,10 @@ from engine.run.batching import Batcher
 from engine.run.embedder import Embedded, Embedder, EmbedFailed
 from engine.run.prompts import PromptRenderer
 from engine.sources.mysql_connection import Connections
-from engine.spec.flow import RunStep, compare_columns, model_columns
+from engine.spec.flow import RunStep
 from engine.spec.models import EmbedStep, FilterStep, Prompt, RetrieveStep
 from engine.spec.paths import PathPolicy
+from engine.spec.step_flow import compare_columns, model_columns
 
 SEARCH_BATCH = 64  # queries scored in one pass over the knowledge table
 SEARCH_WAIT_S = 0.001  # how long a query waits for others to share its pass

@@ -11,9 +11,10 @@ import pyarrow as pa
 from engine.errors import InputError
 from engine.sources.files import csv_source, inline_source, parquet_source
 from engine.spec.base import Location
-from engine.spec.flow import pipeline, step_location, step_reads, step_writes
+from engine.spec.flow import pipeline
 from engine.spec.models import CsvSourceSpec, InlineSourceSpec, ParquetSourceSpec, SourceSpec, WorkflowSpec
 from engine.spec.paths import PathPolicy
+from engine.spec.step_flow import step_location, step_reads, step_writes
 
 
 def source_columns(source: SourceSpec, policy: PathPolicy) -> list[str] | None:

@@ -10,7 +10,7 @@ from engine.sources.base import Source, check_columns, check_distinct_columns
 from engine.sources.excel import excel_source
 from engine.sources.files import csv_source, inline_source, jsonl_source, parquet_source
 from engine.sources.mysql_connection import Connections
-from engine.spec.flow import pipeline, source_inputs
+from engine.spec.flow import pipeline
 from engine.spec.models import (
     CsvSourceSpec,
     ExcelSourceSpec,
@@ -22,6 +22,7 @@ from engine.spec.models import (
     WorkflowSpec,
 )
 from engine.spec.paths import PathPolicy
+from engine.spec.step_flow import source_inputs
 
 
 def _existing_file(path: str, paths: PathPolicy, field: str) -> Path:

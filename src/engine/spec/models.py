@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from engine.spec.asking import FieldType, ModelChoice, Prompt, Retry
 from engine.spec.base import PLACEHOLDER, RECORD_JSON, Location, StrictModel
-from engine.spec.flow import flow_errors, step_location
 from engine.spec.io_models import (
     CsvSinkSpec,
     CsvSourceSpec,
@@ -27,6 +26,7 @@ from engine.spec.io_models import (
     SinkSpec,
     SourceSpec,
 )
+from engine.spec.step_flow import flow_errors, step_location
 from engine.spec.step_models import EmbedStep, FilterStep, PromptStep, RetrieveStep, Step
 
 __all__ = ["PLACEHOLDER", "RECORD_JSON", "CsvSinkSpec", "CsvSourceSpec", "EmbedStep", "ExcelSinkSpec",
