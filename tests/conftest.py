@@ -8,46 +8,33 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from api_server.main import create_app
-from api_server.routes.workflows import EXAMPLE_YAML
 from core.db import Database
-from core.db.migrate import upgrade
 from core.gateway_router import process_router
 from core.models import metadata
 from core.outages import database_outage, redis_outage
 from core.settings import Settings
-from tests.keys import bearer, new_key
-from tests.served import served
-from tests.services import mysql_url
+from tests.support.keys import bearer, new_key
+from tests.support.records import migrate
+from tests.support.served import served
+from tests.support.services import mysql_url
 
 # Estimates in a thread: a process per app would start (and import the engine) in every test that makes a
-# job. tests/test_estimate.py runs them in processes, as a server does by default.
+# job. tests/engine/test_estimate.py runs them in processes, as a server does by default.
 os.environ.setdefault("ESTIMATE_PROCESSES", "0")
 
 
-async def _migrate(url: str, *, fresh: bool) -> None:
-    database = Database(url)
-    try:
-        if fresh:
-            async with database.engine.begin() as connection:
-                await connection.run_sync(metadata.drop_all)
-                await connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        await upgrade(database.engine)
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated once; each test gets a copy."""
     path = tmp_path_factory.mktemp("template") / "rowloom.db"
-    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}", fresh=False))
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}", fresh=False))
     return path
 
 
@@ -55,7 +42,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mysql_migrated() -> str:
     """The MariaDB test database, emptied and migrated once per run."""
     url = mysql_url()
-    asyncio.run(_migrate(url, fresh=True))
+    asyncio.run(migrate(url, fresh=True))
     return url
 
 
@@ -125,28 +112,12 @@ async def served_url(settings: Settings, database: Database) -> AsyncIterator[st
     await router.aclose()
 
 
-SPEC = EXAMPLE_YAML  # the example Swagger shows: the tests keep it valid
 
 
-def spec_text(name: str = "ticket-triage", *, note: str = "") -> str:
-    """A valid workflow spec; `note` changes its text (and so its sha256) without changing meaning."""
-    return SPEC.replace("name: ticket-triage", f"name: {name}") + (f"# {note}\n" if note else "")
 
 
-async def make_workflow(client: httpx.AsyncClient, name: str = "ticket-triage", **extra: Any) -> dict[str, Any]:
-    """POST a workflow and return the response body."""
-    response = await client.post("/api/v1/workflows", json={"yaml": spec_text(name), **extra})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
-async def make_job(client: httpx.AsyncClient, workflow: str = "ticket-triage", **extra: Any) -> dict[str, Any]:
-    """POST a job and return the response body."""
-    response = await client.post("/api/v1/jobs", json={"workflow": workflow, **extra})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:

@@ -22,6 +22,8 @@ ALLOWED: dict[str, set[str]] = {
 # Third-party packages a package must not use: the engine is a library (no web, SQL tables or queue), the data
 # layer and the worker have no web.
 WEB = {"fastapi", "starlette", "uvicorn"}
+# The engine's public surface: from outside the engine, only these packages and the names their `__all__` lists.
+DOORS = ("engine", "engine.gateway")
 BANNED: dict[str, set[str]] = {
     "engine": WEB | {"sqlmodel", "sqlalchemy", "alembic", "aiosqlite", "arq", "redis"},
     "core": WEB,
@@ -64,11 +66,28 @@ def unit_of(module: str, ours: set[str]) -> str | None:
     return parts[0]
 
 
+def door(root: Path) -> set[str]:
+    """What may be imported of the engine from outside it: its doors (`engine`, `engine.gateway`) and the names
+    each lists in `__all__`."""
+    allowed = set(DOORS)
+    for package in DOORS:
+        init = root.joinpath(*package.split("."), "__init__.py")
+        tree = ast.parse(init.read_text(encoding="utf-8")) if init.exists() else ast.Module(body=[], type_ignores=[])
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__"
+                                                    for t in node.targets):
+                allowed |= {f"{package}.{name}" for name in ast.literal_eval(node.value)}
+    return allowed
+
+
 def violations(root: Path) -> list[str]:
-    """Every forbidden import and every cycle between packages under `root`."""
+    """Every forbidden import, every import of the engine's internals from outside it, and every cycle between
+    packages, between the engine's stages, and between modules under `root`."""
     ours = {p.name for p in root.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    public = door(root)
     problems: list[str] = []
     graph: dict[str, set[str]] = {}
+    modules: dict[str, set[str]] = {}
     for path in sorted(root.rglob("*.py")):
         source = module_name(path, root)
         package = source.split(".")[0]
@@ -78,13 +97,28 @@ def violations(root: Path) -> list[str]:
             if top in ours:
                 if top not in ALLOWED.get(package, {package}):
                     problems.append(f"{where}:{line}: {package} may not import {target}")
+                elif top == "engine" and package != "engine" and target not in public:
+                    problems.append(f"{where}:{line}: {package} may not import {target}, inside the engine "
+                                    "(use its door: engine or engine.gateway)")
                 here, there = unit_of(source, ours), unit_of(target, ours)
                 if here and there and here != there:
                     graph.setdefault(here, set()).add(there)
+                if _is_module(root, target) and target != source and not _is_package_of(target, source):
+                    modules.setdefault(source, set()).add(target)
             elif top in BANNED.get(package, set()):
                 problems.append(f"{where}:{line}: {package} may not use {top}")
     problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in cycles(graph)]
+    problems += [f"import cycle between modules: {' -> '.join(cycle)}" for cycle in cycles(modules)]
     return problems
+
+
+def _is_module(root: Path, name: str) -> bool:
+    path = root.joinpath(*name.split("."))
+    return path.with_suffix(".py").exists()
+
+
+def _is_package_of(package: str, module: str) -> bool:
+    return module.startswith(package + ".")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -138,6 +172,36 @@ def test_a_forbidden_import_inside_a_function_is_reported(tmp_path: Path) -> Non
         "worker/executor.py:2: worker may not import api_server.services.jobs",
         "worker/executor.py:2: worker may not import api_server.services.jobs.create_job",
     ]
+
+
+def test_the_engine_is_entered_by_its_door_only(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "engine/__init__.py": '__all__ = ["run_spec"]\n',
+        "engine/gateway/__init__.py": '__all__ = ["Router"]\n',
+        "engine/run/__init__.py": "",
+        "engine/run/runner.py": "from engine.gateway.router import Router\n",
+        "engine/gateway/router.py": "",
+        "core/jobs.py": "from engine import run_spec\nfrom engine.gateway import Router\n"
+                        "from engine.run.runner import Runner\nfrom engine import Runner\n",
+    })
+    assert violations(root) == [
+        "core/jobs.py:3: core may not import engine.run.runner, inside the engine (use its door: engine or "
+        "engine.gateway)",
+        "core/jobs.py:3: core may not import engine.run.runner.Runner, inside the engine (use its door: engine or "
+        "engine.gateway)",
+        "core/jobs.py:4: core may not import engine.Runner, inside the engine (use its door: engine or "
+        "engine.gateway)",
+    ]
+
+
+def test_a_cycle_between_modules_is_reported(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "engine/sources/__init__.py": "",
+        "engine/sources/files.py": "from engine.sources.excel import Workbook\n",
+        "engine/sources/excel.py": "from engine.sources.files import FrameSource\n",
+    })
+    assert violations(root) == [
+        "import cycle between modules: engine.sources.excel -> engine.sources.files -> engine.sources.excel"]
 
 
 def test_a_cycle_between_engine_stages_is_reported(tmp_path: Path) -> None:

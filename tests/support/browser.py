@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import REQUIRED
+from tests.support.services import REQUIRED
 
 
 def chromium_path() -> str:

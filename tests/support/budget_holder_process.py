@@ -1,6 +1,6 @@
 """A process that holds part of a budget and then waits to be killed (the crashed worker of the budget tests).
 
-    python -m tests.budget_holder_process LEDGER COUNTER LIMIT AMOUNT LEASE_S
+    python -m tests.support.budget_holder_process LEDGER COUNTER LIMIT AMOUNT LEASE_S
 
 LEDGER is a Redis URL with a prefix (`redis://...#prefix`) or a database URL. It prints `held` once its
 reservation is in the ledger, renews it as a live worker does, and never settles it.

@@ -11,7 +11,7 @@ import polars as pl
 from engine.run.prompts import PromptRenderer
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec
-from tests.fake_upstream import marker
+from tests.support.fake_upstream import marker
 
 SPEC = """name: triage
 source: {source}

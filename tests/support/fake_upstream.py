@@ -233,3 +233,17 @@ class FakeUpstream:
             else:
                 answer[name] = f"{name}:{marker(prompt)}"
         return answer
+
+
+def gateway_yaml(*upstreams: FakeUpstream, extra: dict[str, str] | None = None, groups: str = "") -> str:
+    """A config with one deployment `m<i>` per upstream; `extra` adds YAML flow fields per deployment."""
+    lines = []
+    for i in range(len(upstreams)):
+        fields = (extra or {}).get(f"m{i}", "")
+        if "timeout:" not in fields:
+            fields = ", ".join(f for f in ("timeout: 2", fields) if f)
+        lines.append(f"  - {{name: m{i}, model: fake-{i}, channel: c{i}, api_key: '${{KEY}}', {fields}}}")
+    models = "\n".join(lines)
+    channels = "\n".join(f"  c{i}: {{base_url: '{up.base_url.removesuffix('/v1')}', api_path: /v1/chat/completions}}"
+                         for i, up in enumerate(upstreams))
+    return f"models:\n{models}\nchannels:\n{channels}\n{groups}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import REQUIRED
+from tests.support.services import REQUIRED
 
 START_S = 60.0  # a server that does not answer within this long is a failure (MariaDB's first start is slow)
 

@@ -1,6 +1,6 @@
 """A router process for the limit tests: sends N requests at once through a Router with `safe_rps`.
 
-    python -m tests.router_process BASE_URL REDIS_URL PREFIX RPS N
+    python -m tests.support.router_process BASE_URL REDIS_URL PREFIX RPS N
 
 REDIS_URL `-` keeps the limits in the process. The router runs apart from the test's fake upstream so that
 a pause of the router's event loop (a garbage collection, say) cannot delay the upstream's clock too and

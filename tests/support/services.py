@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import asyncmy
 import pytest
 
 REQUIRED = os.environ.get("ROWLOOM_REQUIRE_SERVICES") == "1"
@@ -56,3 +57,20 @@ def write_connections(path: Path, **named: dict[str, Any]) -> Path:
     """An operator's connections file with these connections (JSON is YAML); returns its path."""
     path.write_text(json.dumps({"connections": named}))
     return path
+
+
+async def execute(mysql: dict[str, Any], *statements: str, rows: list[tuple[Any, ...]] | None = None) -> list[Any]:
+    """Run statements on MariaDB (`rows` for an executemany); the last one's rows."""
+    connection = await asyncmy.connect(**mysql, autocommit=True, charset="utf8mb4")
+    try:
+        async with connection.cursor() as cursor:
+            result: list[Any] = []
+            for statement in statements:
+                if rows is not None and "%s" in statement:
+                    await cursor.executemany(statement, rows)
+                else:
+                    await cursor.execute(statement)
+                    result = list(await cursor.fetchall())
+            return result
+    finally:
+        connection.close()

@@ -24,8 +24,8 @@ from core.settings import Settings
 from engine.gateway.router import Router
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec
-from tests.engine_helpers import SPEC, expected_summary, read_csv_text, tickets
-from tests.keys import bearer, new_key
+from tests.support.engine_helpers import SPEC, expected_summary, read_csv_text, tickets
+from tests.support.keys import bearer, new_key
 from worker.inprocess import InProcessRunner
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from engine.spec.models import FieldType, PromptStep
 FENCE = "```"
 # An answer is parsed on the event loop that serves every row of the run: its size and the places an object may
 # start are bounded, so that no answer holds the loop for more than a few milliseconds (measured in
-# tests/test_engine_answers.py). Real answers are far below both bounds.
+# tests/engine/test_answers.py). Real answers are far below both bounds.
 MAX_ANSWER_CHARS = 1_000_000
 MAX_OBJECT_STARTS = 16  # of fenced blocks, and of `{` in prose
 _JSON_TYPES: dict[FieldType, tuple[type, ...]] = {

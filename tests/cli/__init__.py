@@ -1,0 +1,1 @@
+"""The `rowloom` command and the README's examples."""

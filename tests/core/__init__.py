@@ -1,0 +1,1 @@
+"""The data layer: budgets, migrations, secrets, connections and the answers table."""

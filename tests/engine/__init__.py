@@ -1,0 +1,1 @@
+"""The row engine, as a library: specs, sources, runs, results, sinks, estimates."""

@@ -1,0 +1,1 @@
+"""What the tests share: fake servers, private services, processes, records, workbooks."""
