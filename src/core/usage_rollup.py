@@ -34,7 +34,7 @@ class UsageSubject:
 
     def added(self, results: Sequence[RowResult], *, at: datetime, dialect: Dialect
               ) -> tuple[str, list[tuple[Any, ...]]]:
-        """The upsert adding `results` (stored at `at`) to their hour, one row a model, in key order (so concurrent
+        """The upsert adding `results` (stored at `at`) to their hour, one row per model, in key order (so concurrent
         writers lock the same rows in the same order)."""
         by_model: dict[str, dict[str, Any]] = {}
         hour = hour_of(at)

@@ -16,7 +16,7 @@ from engine import PromptStep, RowStatus, compare_columns, pipeline, step_target
 
 
 async def job_steps(session: AsyncSession, *, job_id: int) -> StepsPublic:
-    """The job's steps in order, each with a summary a model (one, or each of a fan-out's)."""
+    """The job's steps in order, each with a summary for each of its models (one, or each of a fan-out's)."""
     job = await get_job(session, job_id=job_id)
     version = await session.get(WorkflowVersion, job.workflow_version_id)
     assert version is not None

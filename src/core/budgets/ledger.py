@@ -94,7 +94,7 @@ def decide(requests: list[HoldRequest], totals: dict[str, float],
 
 
 class DbLedger:
-    """Counters in `budget_spend` and holds in `budget_holds`, one transaction a call.
+    """Counters in `budget_spend` and holds in `budget_holds`, one transaction per call.
 
     On MariaDB each call first locks one sentinel row (SELECT ... FOR UPDATE): row locks taken by inserts and
     updates of several counters in different orders would deadlock two callers, and a row lock, unlike a

@@ -41,7 +41,7 @@ end
 """
 
 # ARGV: prefix, holder, lease ms, settlement {released, spent, keep_s}, requests [[amount, [[counter, limit]]]]
-# Returns one entry a request: "" (held) or "check index|spent|held".
+# Returns one entry per request: "" (held) or "check index|spent|held".
 _APPLY = _TOTALS_LUA + f"""
 local holder = ARGV[2]
 redis.call('SET', prefix .. 'alive:' .. holder, '1', 'PX', ARGV[3])

@@ -25,7 +25,8 @@ class PromptRenderer:
     def __init__(self, prompt: Prompt) -> None:
         self.system = prompt.system
         self.template = prompt.template
-        # Split once: text, placeholder name, text, ... (re.split with one group), instead of a scan a row.
+        # Split once: text, placeholder name, text, ... (re.split with one group), instead of scanning the
+        # template for every row.
         self._parts = PLACEHOLDER.split(self.template)
 
     def messages(self, record: dict[str, Any]) -> list[dict[str, str]]:

@@ -144,7 +144,7 @@ def parquet_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFile
 
 
 def jsonl_source(path: Path, *, key: str | None, batch_size: int) -> ArrowFileSource:
-    """JSON Lines, one object a row (types inferred from the first block)."""
+    """JSON Lines, one object per row (types inferred from the first block)."""
     def open_reader(block_size: int, _columns: list[str] | None) -> pa.RecordBatchReader:  # no projection
         return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=block_size, use_threads=False))
 
