@@ -21,7 +21,8 @@ import fastexcel
 import polars as pl
 import xlsxwriter
 
-from engine.results import RowResult, RowStatus, SqliteResultStore
+from engine.results.sqlite_store import SqliteResultStore
+from engine.results.store import RowResult, RowStatus
 from engine.sinks.files import ExcelWriter, FileSink
 from engine.sources.excel import excel_source
 

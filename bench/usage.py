@@ -52,7 +52,7 @@ def fill(path: Path, count: int) -> None:
         return
     # Imported only to fill: the build before (in a worktree, on PYTHONPATH) times its queries on the same file.
     from core.usage_rollup import UsageSubject
-    from engine.results import RowResult, RowStatus
+    from engine.results.store import RowResult, RowStatus
 
     started = time.perf_counter()
     every = list(jobs())

@@ -8,7 +8,7 @@ import httpx
 
 from core.db import Database
 from core.usage_rollup import UsageSubject
-from engine.results import RowResult, RowStatus
+from engine.results.store import RowResult, RowStatus
 from tests.support.records import make_job, make_workflow
 from worker.store import DbResultStore
 

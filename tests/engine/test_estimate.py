@@ -14,8 +14,8 @@ from core.db import Database
 from core.settings import Settings
 from engine.gateway.config import load_gateway
 from engine.gateway.router import Router, usage_total
-from engine.results import SqliteResultStore
 from engine.results.answer_cache import CachedAnswer, SqliteAnswerCache
+from engine.results.sqlite_store import SqliteResultStore
 from engine.run import run_spec
 from engine.run.estimate import Estimate, estimate_run, estimated_step
 from engine.run.estimate_rows import CachedRows, EstimateMemo, counted_batches

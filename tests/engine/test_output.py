@@ -14,8 +14,9 @@ import polars as pl
 import pytest
 
 from engine.gateway.openai_client import OpenAIClient
-from engine.results import ResultStore, RowResult, RowStatus, SqliteResultStore
 from engine.results.settled import SettledRows
+from engine.results.sqlite_store import SqliteResultStore
+from engine.results.store import ResultStore, RowResult, RowStatus
 from engine.run import run_spec
 from engine.run.runner import Runner
 from engine.sinks.base import WRITE_BEHIND_ROWS

@@ -13,7 +13,8 @@ import polars as pl
 import pytest
 
 from engine.gateway.openai_client import OpenAIClient
-from engine.results import ErrorClass, SqliteResultStore
+from engine.results.sqlite_store import SqliteResultStore
+from engine.results.store import ErrorClass
 from engine.run import run_spec
 from engine.run.outage import UpstreamDown
 from engine.run.runner import RunOutcome

@@ -13,8 +13,8 @@ import polars as pl
 from engine.gateway.config import load_gateway
 from engine.gateway.mock import MockClient
 from engine.gateway.router import Router
-from engine.results import SqliteResultStore
 from engine.results.answer_cache import SqliteAnswerCache
+from engine.results.sqlite_store import SqliteResultStore
 from engine.run import run_spec
 from engine.run.runner import RunOutcome
 from engine.spec import load_spec

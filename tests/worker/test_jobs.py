@@ -19,7 +19,7 @@ from sqlmodel import col
 from core.models import Job, JobItem
 from core.queue import NoQueue
 from core.usage_rollup import UsageSubject
-from engine.results import RowResult, RowStatus
+from engine.results.store import RowResult, RowStatus
 from tests.support.engine_helpers import expected_summary, tickets
 from tests.support.fake_upstream import FakeUpstream, first_attempts
 from tests.support.served import served

@@ -21,8 +21,8 @@ from engine.gateway import (
     UpstreamError,
     Usage,
 )
-from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.results.answer_cache import request_key
+from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.run.answers import AnswerContract
 from engine.run.pause import PauseGate
 from engine.run.prompts import PromptRenderer

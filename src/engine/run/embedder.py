@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from engine.gateway import BudgetExceeded, ChatClient, GatewayError, RequestRejected
-from engine.results import ErrorClass
+from engine.results.store import ErrorClass
 from engine.run.batching import Batcher
 from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse

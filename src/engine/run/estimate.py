@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from engine.errors import InputError
 from engine.gateway.config import Deployment, Price
-from engine.results import ResultStore
 from engine.results.answer_cache import AnswerCache
+from engine.results.store import ResultStore
 from engine.run.estimate_rows import CachedRows, CountedBatch, EstimateMemo, counted_batches
 from engine.run.prompts import PromptRenderer
 from engine.run.tokens import count_text, tokenizer_name

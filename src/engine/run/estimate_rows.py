@@ -15,8 +15,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from engine.results import ResultStore
 from engine.results.answer_cache import AnswerCache
+from engine.results.store import ResultStore
 from engine.run.attempts import response_format_of, row_cache_key
 from engine.run.prompts import PromptRenderer
 from engine.run.reuse import AnswerReuse

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from engine.errors import UpstreamDown
-from engine.results import ErrorClass, RowResult, RowStatus
+from engine.results.store import ErrorClass, RowResult, RowStatus
 
 
 class OutageWatch:

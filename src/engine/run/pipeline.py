@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.gateway import ChatClient
-from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
+from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.run.attempts import RowProcessor
 from engine.run.embedder import Embedder
 from engine.run.pause import PauseGate

@@ -7,7 +7,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from engine.results import RowResult, RowStatus
+from engine.results.store import RowResult, RowStatus
 
 RATE_WINDOW_S = 10.0
 

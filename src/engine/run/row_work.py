@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from engine.gateway import ChatClient
-from engine.results import Key, ResultStore, RowResult
+from engine.results.store import Key, ResultStore, RowResult
 from engine.run.attempts import RowProcessor, RowTask
 from engine.run.pause import PauseGate
 from engine.run.pipeline import Durable, PipelineTask, RowPipeline

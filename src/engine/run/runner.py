@@ -20,8 +20,10 @@ from opentelemetry import trace
 from engine.errors import InputError
 from engine.events import RunEvent
 from engine.gateway import BudgetExceeded, ChatClient
-from engine.results import ResultStore, RowResult, SettledRows, SqliteResultStore
 from engine.results.answer_cache import AnswerCache
+from engine.results.settled import SettledRows
+from engine.results.sqlite_store import SqliteResultStore
+from engine.results.store import ResultStore, RowResult
 from engine.run.attempts import TRACER
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from engine.results import Key, ResultStore
+from engine.results.store import Key, ResultStore
 from engine.sources import Source
 from engine.spec.flow import pipeline
 from engine.spec.models import RequireMode, WorkflowSpec

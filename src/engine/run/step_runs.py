@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from engine.errors import InputError
 from engine.gateway import BudgetExceeded
-from engine.results import ErrorClass, Key, RowResult, RowStatus, Unit
+from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.retrieval import KnowledgeTable, load_knowledge, open_knowledge
 from engine.run.attempts import RowProcessor
 from engine.run.batching import Batcher

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from engine.results import Key, ResultStore
 from engine.results.settled import SettledRows
+from engine.results.store import Key, ResultStore
 from engine.sources.base import Source
 
 WRITE_BEHIND_ROWS = 1_000  # rows merged and written at a time while the run goes on

@@ -17,8 +17,8 @@ from typing import IO, Any
 import polars as pl
 
 from engine.errors import InputError
-from engine.results import ResultStore
 from engine.results.settled import SettledRows
+from engine.results.store import ResultStore
 from engine.sinks.base import merged_frames
 from engine.sinks.output_dir import OutputDir, folder_of
 from engine.sinks.temp_files import remove_stale, temp_path

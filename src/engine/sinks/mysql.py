@@ -6,8 +6,8 @@ import math
 from typing import Any
 
 from engine.errors import InputError
-from engine.results import ResultStore
 from engine.results.settled import SettledRows
+from engine.results.store import ResultStore
 from engine.sinks.base import cell_text
 from engine.sources.base import Source
 from engine.sources.mysql_connection import Connections, quote, table_columns

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import polars as pl
 
 from engine.errors import InputError
-from engine.results import Key
+from engine.results.store import Key
 
 
 @dataclass(frozen=True)
