@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from engine.run.fingerprint import answer_fingerprint
     from engine.run.progress import Progress, ProgressCallback, StepCounts, added_steps
     from engine.run.runner import EventCallback, RunOutcome, run_spec
+    from engine.sinks.mysql import is_table_output
     from engine.sources.columns import source_column_errors
     from engine.sources.mysql_connection import Connections
     from engine.sources.open import open_source
@@ -73,8 +74,9 @@ _FROM = {
     "engine.spec.connections": "NamedConnection connection_errors load_connections",
     "engine.sources.columns": "source_column_errors",
     "engine.sources.mysql_connection": "Connections",
-    # sources
+    # sources and sinks
     "engine.sources.open": "open_source",
+    "engine.sinks.mysql": "is_table_output",
     # results and the answer cache
     "engine.results.store": "ErrorClass Key ResultStore RowResult RowStatus Unit encode_key stored_key",
     "engine.results.sqlite_store": "SqliteResultStore",
@@ -96,8 +98,8 @@ __all__ = [
     "ReadLimits", "ResultStore", "RowResult", "RowStatus", "RunEvent", "RunOutcome", "Secrets", "SpecCheck",
     "SpecError", "SqliteAnswerCache", "SqliteResultStore", "StepCounts", "Unit", "UpstreamDown", "WorkflowSpec",
     "added_steps", "answer_fingerprint", "compare_columns", "connection_errors", "encode_key", "estimate_run",
-    "estimated_step", "event_loop", "json_schema", "load_connections", "load_spec", "merge_params", "model_names",
-    "open_source", "parse_yaml", "path_errors", "pipeline", "run_spec", "secret_errors", "source_column_errors",
-    "step_targets", "stored_key", "to_plain", "validate_spec_data",
+    "estimated_step", "event_loop", "is_table_output", "json_schema", "load_connections", "load_spec",
+    "merge_params", "model_names", "open_source", "parse_yaml", "path_errors", "pipeline", "run_spec",
+    "secret_errors", "source_column_errors", "step_targets", "stored_key", "to_plain", "validate_spec_data",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _FROM, globals())

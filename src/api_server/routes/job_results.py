@@ -25,6 +25,7 @@ from core.models.job_item import JobItemPublic
 from core.models.job_states import FINISHED
 from core.models.job_steps import StepsPublic
 from core.spec_policy import path_policy
+from engine import is_table_output
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["job results"], dependencies=[require(Scope.READ)],
                    responses=error_responses(401, 403))
@@ -138,7 +139,7 @@ async def download_output(job_id: JobId, session: SessionDep, settings: Settings
     job = await get_job(session, job_id=job_id)
     if not job.output:
         raise NotFound(f"job {job_id} has no output yet (status {job.status})", field="job_id")
-    if job.output.startswith("mysql "):
+    if is_table_output(job.output):
         raise Conflict(f"job {job_id} wrote its results to {job.output}; there is no file to download",
                        field="job_id")
     # The job's own output only, and only while it is where files may be (a symlink swapped in since counts).

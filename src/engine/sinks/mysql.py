@@ -16,6 +16,12 @@ from engine.spec.io_models import Connection
 from engine.spec.models import WorkflowSpec, mysql_output
 
 BATCH = 1_000
+TABLE_OUTPUT = "mysql "  # how a run names an output that went to a table: "mysql <database>.<table>"
+
+
+def is_table_output(output: str) -> bool:
+    """Whether a run's output (as RunOutcome and the output events name it) is a table, not a file."""
+    return output.startswith(TABLE_OUTPUT)
 
 
 class MysqlWriteBack:
@@ -29,7 +35,7 @@ class MysqlWriteBack:
         self.table = table
         self.key = key
         self.outputs = outputs
-        self.description = f"mysql {self.database}.{table}"
+        self.description = f"{TABLE_OUTPUT}{self.database}.{table}"
         self._checked = False
 
     @classmethod
