@@ -138,7 +138,10 @@ async def test_a_named_connection_runs_and_its_secret_resolves_only_inside_it(
         refused = (await p.http.post("/api/v1/jobs", json={"workflow": "borrowed"})).json()
         done = await wait_status(p.http, done["id"], "completed")
         refused = await wait_status(p.http, refused["id"], "failed")
+        download = await p.http.get(f"/api/v1/jobs/{done['id']}/output")
     assert done["counts"]["done"] == 8
+    assert done["output"] == "mysql test.named_tickets"  # a table, named without its connection's secrets
+    assert download.status_code == 409 and "no file to download" in download.json()["error"]["message"]
     assert "belongs to a connection the operator named" in refused["error"] and PASSWORD not in refused["error"]
     rows = await execute(named_table, "SELECT COUNT(*) FROM named_tickets WHERE ai_summary IS NOT NULL")
     assert rows[0][0] == 8
