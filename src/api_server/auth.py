@@ -21,7 +21,7 @@ from api_server.services.keys import digest, key_by_secret, revocations
 from core.background import cancel_and_wait
 from core.db import Database
 from core.models import ApiKey, Scope
-from core.outages import backoff_s, database_outage, is_database_outage, is_redis_outage, redis_outage
+from core.outages import backoff_s, database_outage, is_database_outage, is_redis_outage, outage_of, redis_outage
 from core.redis_retry import API_PATIENCE_S, patient_redis
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,17 @@ async def optional_caller(request: Request, _: Credentials) -> Caller | None:
     # `Credentials` only documents the scheme in OpenAPI: the header is read as the /v1 fast path reads it
     keys: KeyRing = request.app.state.keys
     return await keys.caller(request.headers.get("authorization"))
+
+
+async def caller_if_reachable(request: Request, credentials: Credentials) -> Caller | None:
+    """The caller, or None when the key cannot be looked up now (the database or Redis away): for /health, which
+    answers whatever is down."""
+    try:
+        return await optional_caller(request, credentials)
+    except Exception as exc:
+        if outage_of(exc) is None:
+            raise
+        return None
 
 
 async def still_allowed(request: Request, scope: Scope) -> bool:

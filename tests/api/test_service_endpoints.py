@@ -8,6 +8,7 @@ from api_server.main import create_app
 from core.db import Database
 from core.settings import Settings
 from tests.support.keys import bearer, new_key
+from tests.support.private_services import free_port
 from tests.support.services import redis_url
 
 
@@ -58,3 +59,19 @@ async def test_docs_describe_every_route_with_summary_and_errors(client: httpx.A
     assert {"application/json", "application/yaml"} <= set(create)
     assert create["application/json"]["schema"]["examples"]
     assert spec["components"]["schemas"]["JobCreate"]["examples"]
+
+
+async def test_health_is_503_degraded_when_a_key_cannot_be_checked_for_the_database_being_away(
+        settings: Settings) -> None:
+    """A key not yet in the server's cache needs the database to be checked; with the database away, /health still
+    answers `degraded` (without the checks a key would see), not an error."""
+    away = f"mysql+asyncmy://root@127.0.0.1:{free_port()}/test"
+    database = Database(away)
+    app = create_app(settings.model_copy(update={"database_url": away}), database)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            response = await http.get("/health", headers={"Authorization": "Bearer rl_not_cached_yet"})
+    finally:
+        await database.dispose()
+    assert response.status_code == 503
+    assert response.json() == {"status": "degraded", "checks": None}

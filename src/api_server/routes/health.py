@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from api_server.auth import Caller, optional_caller
+from api_server.auth import Caller, caller_if_reachable
 from api_server.deps import DatabaseDep, SettingsDep
 
 router = APIRouter(tags=["health"])
@@ -42,10 +42,11 @@ async def _timed(probe: Any) -> Check:
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Degraded"}})
 async def health(database: DatabaseDep, settings: SettingsDep, response: Response,
-                 caller: Annotated[Caller | None, Depends(optional_caller)]) -> Health:
+                 caller: Annotated[Caller | None, Depends(caller_if_reachable)]) -> Health:
     """Check the database, and Redis when REDIS_URL is set; 503 if any is down.
 
-    Without an API key only the status is shown; with one, each dependency's check and latency.
+    Without an API key only the status is shown; with one, each dependency's check and latency (while the
+    database is away a key cannot be checked: only the status is shown).
     """
 
     async def database_probe() -> None:
