@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.fake_batches import FakeBatches
+
 Fault = str  # "429", "500", "400", "malformed", "hang", "bad-enum"
 FaultPolicy = Callable[[str, int, dict[str, Any]], Fault | None]  # (row prompt, attempt of it, body)
 
@@ -104,6 +106,7 @@ class FakeUpstream:
         self.model_answers = model_answers  # answers differ by model (a fan-out's columns can be told apart)
         self.reply = reply  # (request body) -> the content of a 200 answer, instead of a valid answer
         self.stats = UpstreamStats()
+        self.batches = FakeBatches(self)  # OpenAI's Files and Batches endpoints, answered by this upstream
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self.base_url = ""
@@ -130,13 +133,17 @@ class FakeUpstream:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
                 body = await reader.readexactly(int(headers.get("content-length") or 0))
-                status, payload, extra = await self._route(method, path, body)
+                if "/files" in path or "/batches" in path:
+                    status, payload, extra = await self.batches.route(method, path, body, headers)
+                else:
+                    status, payload, extra = await self._route(method, path, body)
                 if isinstance(payload, Streamed):
                     await self._stream(writer, payload)
                     continue
-                data = json.dumps(payload).encode()
+                kind = "application/jsonl" if isinstance(payload, bytes) else "application/json"
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 extra_headers = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {len(data)}\r\n"
                              f"{extra_headers}\r\n".encode() + data)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -145,7 +152,13 @@ class FakeUpstream:
             self._connections.discard(writer)
             writer.close()
 
-    async def _route(self, method: str, path: str, raw: bytes) -> tuple[int, Any, dict[str, str]]:
+    async def answer_line(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A batch line answered as a live request with this body would be (its faults and counts included), at
+        once: the HTTP status and the body."""
+        status, payload, _ = await self._route("POST", "/v1/chat/completions", json.dumps(body).encode(), wait=False)
+        return status, payload
+
+    async def _route(self, method: str, path: str, raw: bytes, *, wait: bool = True) -> tuple[int, Any, dict[str, str]]:
         if method == "POST" and path.endswith("/embeddings"):
             request = json.loads(raw)
             inputs = [request["input"]] if isinstance(request["input"], str) else request["input"]
@@ -173,7 +186,8 @@ class FakeUpstream:
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         try:
-            await asyncio.sleep(self.hang_s if fault == "hang" else self._latency(prompt))
+            if wait:
+                await asyncio.sleep(self.hang_s if fault == "hang" else self._latency(prompt))
         finally:
             stats.in_flight -= 1
         if fault in ("429", "500", "400"):

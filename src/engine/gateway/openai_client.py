@@ -83,7 +83,7 @@ class OpenAIClient:
     async def _post(self, url: _Target, body: dict[str, Any], model: str, seconds: float) -> UpstreamReply:
         """POST a JSON body and read the whole answer; failures mapped onto the gateway's exception tree."""
         content = encode_body(body)
-        with _transport_errors(model, seconds):
+        with transport_errors(model, seconds):
             if self._direct is not None:
                 answer = await self._direct.post_whole(url.aiohttp, self._direct_headers, content, seconds)
             else:
@@ -110,7 +110,7 @@ class OpenAIClient:
         seconds = request.timeout_s or self.timeout_s
         body = request.body(model) | {"stream": True, "stream_options": {"include_usage": True}}
         http_request = self._http_request(self._url.httpx, encode_body(body), seconds)
-        with _transport_errors(model, seconds):
+        with transport_errors(model, seconds):
             response = await self._transport.handle_async_request(http_request)
             _plain_headers(response.headers)
             try:
@@ -154,7 +154,8 @@ def _plain_headers(headers: httpx.Headers) -> None:
 
 
 @contextlib.contextmanager
-def _transport_errors(model: str, seconds: float) -> Iterator[None]:
+def transport_errors(model: str, seconds: float) -> Iterator[None]:
+    """httpx's transport failures raised as the gateway's (no answer in time, cannot connect, connection lost)."""
     try:
         yield
     except httpx.TimeoutException as exc:
