@@ -1,0 +1,50 @@
+"""A step's requests as a provider batch's input files: each line's custom_id names its (row, step, model), and
+the lines are cut into files of at most so many requests and bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import orjson
+
+from engine.errors import InputError
+from engine.results.store import Key, Unit
+
+MAX_REQUESTS = 50_000  # a batch's requests, at most (OpenAI's limit)
+MAX_BYTES = 200 << 20  # a batch's input file, at most (OpenAI's limit)
+
+
+def custom_id(key: Key, unit: Unit) -> str:
+    """The custom_id of a row's request for a step's model: JSON, so a key keeps its type (7 and "7" differ)."""
+    return orjson.dumps([key, unit[0], unit[1]]).decode()
+
+
+def unit_of(custom_id: str) -> tuple[Key, Unit]:
+    """The row key, step and model a custom_id names; ValueError for one this engine did not write."""
+    try:
+        key, step, target = orjson.loads(custom_id)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        raise ValueError(f"custom_id {custom_id[:100]!r} is not one of this run's") from None
+    if isinstance(key, bool) or not isinstance(key, int | str) or not isinstance(step, str) or \
+            not isinstance(target, str):
+        raise ValueError(f"custom_id {custom_id[:100]!r} is not one of this run's")
+    return key, (step, target)
+
+
+def batch_files(lines: Iterable[bytes], *, max_requests: int = MAX_REQUESTS,
+                max_bytes: int = MAX_BYTES) -> Iterator[bytes]:
+    """The lines (each ending in a newline) cut, in order, into files of at most `max_requests` lines and
+    `max_bytes` bytes; InputError for a line larger than a whole file may be."""
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        if len(line) > max_bytes:
+            raise InputError(f"a batch request of {len(line):,} bytes is larger than a batch file may be "
+                             f"({max_bytes:,} bytes)")
+        if chunk and (len(chunk) == max_requests or size + len(line) > max_bytes):
+            yield b"".join(chunk)
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line)
+    if chunk:
+        yield b"".join(chunk)
