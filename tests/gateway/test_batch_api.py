@@ -77,3 +77,17 @@ async def test_an_unknown_file_is_the_callers_fault() -> None:
         with pytest.raises(RequestRejected, match="m0: HTTP 400"):
             await api.create("file-none")
         await api.aclose()
+
+
+async def test_a_batch_is_found_again_by_its_metadata_across_pages() -> None:
+    async with FakeUpstream() as up:
+        up.batches.delay_s = 60.0
+        api = BatchApi(up.base_url, name="m0")
+        file_id = await api.upload(request_line("x", body(0)), filename="in.jsonl")
+        made = [await api.create(file_id, metadata={"rowloom_batch": f"local-{i}"}) for i in range(250)]
+        oldest = await api.find("rowloom_batch", "local-0")
+        newest = await api.find("rowloom_batch", "local-249")
+        missing = await api.find("rowloom_batch", "local-999")
+        await api.aclose()
+    assert oldest is not None and oldest.id == made[0].id  # on the third page of 100
+    assert newest is not None and newest.id == made[-1].id and missing is None

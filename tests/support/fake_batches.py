@@ -51,6 +51,8 @@ class FakeBatches:
             return self._file(method, parts[1], content=parts[2:] == ["content"])
         if parts == ["batches"] and method == "POST":
             return self._create(json.loads(body))
+        if parts == ["batches"] and method == "GET":
+            return self._list(path)
         if parts[0] == "batches" and len(parts) >= 2 and parts[1] in self.batches:
             batch = self.batches[parts[1]]
             if parts[2:] == ["cancel"] and method == "POST":
@@ -92,10 +94,20 @@ class FakeBatches:
         self.batches[batch_id] = {
             "id": batch_id, "object": "batch", "endpoint": request.get("endpoint"), "input_file_id": file_id,
             "completion_window": request.get("completion_window"), "status": "in_progress",
+            "metadata": request.get("metadata") or {},
             "output_file_id": None, "error_file_id": None, "_lines": lines,
             "_ready_at": time.monotonic() + self.delay_s,
             "request_counts": {"total": len(lines), "completed": 0, "failed": 0}}
         return 200, self._shown(self.batches[batch_id]), {}
+
+    def _list(self, path: str) -> Reply:
+        """Newest first, `limit` a page, from after the batch `after` names (OpenAI's paging)."""
+        query = dict(pair.split("=", 1) for pair in path.partition("?")[2].split("&") if "=" in pair)
+        newest = [self._shown(b) for b in reversed(self.batches.values())]
+        start = next((i + 1 for i, b in enumerate(newest) if b["id"] == query.get("after")), 0)
+        limit = int(query.get("limit", "20"))
+        page = newest[start:start + limit]
+        return 200, {"object": "list", "data": page, "has_more": start + limit < len(newest)}, {}
 
     async def _advance(self, batch: dict[str, Any]) -> None:
         """Answer the batch's lines once its delay has passed (an expiring batch only its first half)."""

@@ -102,6 +102,22 @@ class BatchApi:
         """The batch as the provider sees it now."""
         return ProviderBatch.of(self._json(await self._send("GET", f"batches/{batch_id}")))
 
+    async def find(self, key: str, value: str, *, pages: int = 100) -> ProviderBatch | None:
+        """The newest batch whose metadata has `key: value`, looking through the provider's list page by page (at
+        most `pages` of 100): a batch created just before a crash is found again instead of created twice."""
+        after: str | None = None
+        for _ in range(pages):
+            params = {"limit": "100", **({"after": after} if after else {})}
+            page = self._json(await self._send("GET", "batches", params=params))
+            batches = page.get("data") or []
+            for body in batches:
+                if (body.get("metadata") or {}).get(key) == value:
+                    return ProviderBatch.of(body)
+            if not page.get("has_more") or not batches:
+                return None
+            after = str(batches[-1]["id"])
+        return None
+
     async def cancel(self, batch_id: str) -> ProviderBatch:
         """Ask the provider to stop the batch (it keeps the lines it finished)."""
         return ProviderBatch.of(self._json(await self._send("POST", f"batches/{batch_id}/cancel")))
