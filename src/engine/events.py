@@ -12,3 +12,5 @@ class RunEvent(StrEnum):
     PAUSED_FOR_BUDGET = "paused_for_budget"
     OUTPUT_SAVED = "output_saved"
     OUTPUT_WRITTEN = "output_written"
+    BATCH_SUBMITTED = "batch_submitted"
+    BATCH_ENDED = "batch_ended"

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 from engine.exports import lazy_exports
 from engine.gateway.errors import (
     BudgetExceeded,
+    Deferred,
     GatewayError,
     MalformedResponse,
     RateLimited,
     RequestRejected,
+    Unsent,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamTimeout,
@@ -51,10 +53,10 @@ _FROM = {
 }
 __all__ = [
     "EXPIRY_EPSILON_S", "REQUEST_WINDOW_S", "TOKEN_WINDOW_S", "WINDOW_MARGIN_S", "BudgetExceeded", "ChatClient",
-    "ChatDelta", "ChatRequest", "ChatResult", "Deployment", "DeploymentState", "EmbeddingResult", "GatewayConfig",
-    "GatewayError", "MalformedResponse", "MockClient", "OpenAIClient", "RateLimited", "RequestRejected", "Router",
-    "SharedCapacity", "SharedLevels", "SlidingWindow", "UpstreamConnectionError", "UpstreamError",
-    "UpstreamTimeout", "UpstreamUnavailable", "Usage", "WindowEntry", "estimate_tokens", "load_gateway",
-    "usage_total",
+    "ChatDelta", "ChatRequest", "ChatResult", "Deferred", "Deployment", "DeploymentState", "EmbeddingResult",
+    "GatewayConfig", "GatewayError", "MalformedResponse", "MockClient", "OpenAIClient", "RateLimited",
+    "RequestRejected", "Router", "SharedCapacity", "SharedLevels", "SlidingWindow", "Unsent",
+    "UpstreamConnectionError", "UpstreamError", "UpstreamTimeout", "UpstreamUnavailable", "Usage", "WindowEntry",
+    "estimate_tokens", "load_gateway", "usage_total",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _FROM, globals())

@@ -34,12 +34,48 @@ class Price(StrictModel):
     output: float = Field(0.0, ge=0, description="Cost of one million output (completion) tokens.")
     cached_input: float | None = Field(None, ge=0, description="Cost of one million input tokens the provider "
                                                                 "served from its prompt cache (default: `input`).")
+    batch_input: float | None = Field(None, ge=0, description="Cost of one million input tokens sent in a provider "
+                                                               "batch (default: half of `input`).")
+    batch_output: float | None = Field(None, ge=0, description="Cost of one million output tokens answered in a "
+                                                                "provider batch (default: half of `output`).")
 
     def cost(self, prompt_tokens: float, completion_tokens: float, cached_tokens: float = 0) -> float:
         """What these tokens cost; `cached_tokens` (part of the prompt) at the cached rate."""
         cached_rate = self.input if self.cached_input is None else self.cached_input
         return ((prompt_tokens - cached_tokens) * self.input + cached_tokens * cached_rate
                 + completion_tokens * self.output) / 1e6
+
+    def batch_cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """What these tokens cost answered in a provider batch."""
+        rate_in = self.input / 2 if self.batch_input is None else self.batch_input
+        rate_out = self.output / 2 if self.batch_output is None else self.batch_output
+        return (prompt_tokens * rate_in + completion_tokens * rate_out) / 1e6
+
+
+_WINDOW = re.compile(r"^(\d+)h$")
+
+
+class BatchSupport(StrictModel):
+    """A deployment's provider batches: where they go, how big each may be, and how often they are looked at."""
+
+    base_url: str | None = Field(None, description="Where the Files and Batches endpoints are (default: the "
+                                                   "channel's base_url followed by /v1).")
+    max_requests: int = Field(50_000, ge=1, le=50_000, description="Requests in one batch, at most.")
+    max_bytes: int = Field(200 << 20, ge=1024, le=200 << 20, description="Bytes of one batch's input file, at most.")
+    poll_s: float = Field(60.0, gt=0, le=3600, description="Seconds between two looks at a run's open batches.")
+    window: str = Field("24h", pattern=_WINDOW.pattern,
+                        description="The completion window asked for (the provider's, e.g. 24h).")
+    retry: Literal["live", "batch"] = Field("live", description=(
+        "A retry with no line yet (after an error line, or to re-ask an answer not accepted): `live` sends it at "
+        "once at the live price, `batch` puts it in a next batch."))
+    mock_delay_s: float = Field(0.0, ge=0, description="A `mock` deployment: seconds before its batches end.")
+
+    @property
+    def window_s(self) -> float:
+        """The completion window in seconds."""
+        match = _WINDOW.match(self.window)
+        assert match is not None
+        return int(match.group(1)) * 3600.0
 
 
 class MockBehaviour(StrictModel):
@@ -78,6 +114,8 @@ class Deployment(StrictModel):
     supports_advanced_params: bool = Field(True, description="The upstream accepts `temperature` (else it is dropped).")
     price: Price = Field(default_factory=Price, description="What its tokens cost, for each job's and request's cost.")
     mock: MockBehaviour = Field(default_factory=MockBehaviour, description="How a `mock` deployment behaves.")
+    batch: BatchSupport | None = Field(None, description="The deployment takes provider batches (OpenAI's Files and "
+                                                         "Batches API; `mock`: its own), for steps in batch mode.")
 
 
 class GatewayConfig(StrictModel):

@@ -59,7 +59,18 @@ class RequestRejected(GatewayError):
     """The upstream refused the request itself (400, 401, 404, 422); sending it again will not help."""
 
 
-class BudgetExceeded(GatewayError):
+class Unsent(GatewayError):
+    """The request was not sent, and it is not the row's failure: the row stops unsent and goes on later."""
+
+
+class Deferred(Unsent):
+    """The request waits for a provider batch (a step in batch mode): its row goes on once the batch ends."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class BudgetExceeded(Unsent):
     """A spending budget has no room for the request's maximum cost; it was not sent.
 
     `details` says which budget (scope, target, period), what is spent of its limit, what the request needed and

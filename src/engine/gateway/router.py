@@ -199,7 +199,7 @@ class Router:
             self._take(state, taken)
             sent_at = self.clock()
             try:
-                return await attempt(state, taken, self._adapt(state.config, request))
+                return await attempt(state, taken, adapt_request(state.config, request))
             except RequestRejected:
                 state.failed += 1
                 raise
@@ -287,18 +287,6 @@ class Router:
         state.latencies.append(latency_s)
         return cost
 
-    @staticmethod
-    def _adapt(config: Deployment, request: ChatRequest) -> ChatRequest:
-        """Drop what the deployment does not support; fill its default temperature."""
-        changes: dict[str, Any] = {}
-        if not config.supports_json_schema and request.response_format is not None:
-            changes["response_format"] = None
-        if not config.supports_advanced_params:
-            changes["temperature"] = None
-        elif request.temperature is None and config.temperature is not None:
-            changes["temperature"] = config.temperature
-        return replace(request, **changes) if changes else request
-
     async def aclose(self) -> None:
         """Close every client and shared connection pool."""
         for state in self.deployments.values():
@@ -306,6 +294,18 @@ class Router:
         await self.connections.aclose()
         if self.shared is not None:
             await self.shared.aclose()
+
+
+def adapt_request(config: Deployment, request: ChatRequest) -> ChatRequest:
+    """Drop what the deployment does not support; fill its default temperature."""
+    changes: dict[str, Any] = {}
+    if not config.supports_json_schema and request.response_format is not None:
+        changes["response_format"] = None
+    if not config.supports_advanced_params:
+        changes["temperature"] = None
+    elif request.temperature is None and config.temperature is not None:
+        changes["temperature"] = config.temperature
+    return replace(request, **changes) if changes else request
 
 
 def usage_total(router: Router) -> Usage:

@@ -13,17 +13,18 @@ from opentelemetry import trace
 
 from engine.errors import ContentError
 from engine.gateway import (
-    BudgetExceeded,
     ChatClient,
     ChatRequest,
     GatewayError,
     RequestRejected,
+    Unsent,
     UpstreamError,
     Usage,
 )
 from engine.results.answer_cache import request_key
 from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.run.answers import AnswerContract
+from engine.run.batch_answers import BatchAnswers
 from engine.run.pause import PauseGate
 from engine.run.prompts import PromptRenderer
 from engine.run.reuse import AnswerReuse
@@ -81,10 +82,13 @@ class RowProcessor:
     """Asks the model about rows, one attempt at a time, and classifies every failure."""
 
     def __init__(self, step: RunStep, client: ChatClient, gate: PauseGate,
-                 reuse: AnswerReuse | None = None, *, model: str | None = None, unit: Unit = ("", "")) -> None:
+                 reuse: AnswerReuse | None = None, *, model: str | None = None, unit: Unit = ("", ""),
+                 batch: BatchAnswers | None = None) -> None:
         self.step = step
         self.model = model or step.model.name  # in a fan-out, each model has a processor of its own
+        self.unit = unit
         self.step_id, self.target = unit  # what its results are of: ("", "") a row's own (a one-step workflow)
+        self.batch = batch  # the step's requests are answered by provider batches
         self.reuse = reuse
         self.client = client
         self.gate = gate
@@ -154,9 +158,11 @@ class RowProcessor:
                     "rowloom.row.key": str(tries.key), "rowloom.attempt": tries.count, "gen_ai.request.model": model,
                 }) as span:
             try:
-                result = await self.client.chat(self._request(tries.messages, model))
-            except BudgetExceeded:
-                raise  # not the row's failure: the run stops and the row is sent when it resumes
+                request = self._request(tries.messages, model)
+                result = await (self.client.chat(request) if self.batch is None else
+                                self.batch.chat(request, tries.key, self.unit))
+            except Unsent:
+                raise  # not the row's failure: the row is sent later (on resume, or once its batch ended)
             except Exception as exc:
                 span.set_attribute("rowloom.outcome", (ErrorClass.API if isinstance(exc, GatewayError)
                                                        else ErrorClass.SYSTEM).value)

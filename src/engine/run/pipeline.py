@@ -11,6 +11,7 @@ from engine.errors import InputError
 from engine.gateway import ChatClient
 from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.run.attempts import RowProcessor
+from engine.run.batch_answers import BatchAnswers
 from engine.run.embedder import Embedder
 from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse
@@ -37,7 +38,7 @@ class RowPipeline:
     """The steps of a multi-step workflow, ready to run rows (many at once: each row in its own task)."""
 
     def __init__(self, spec: WorkflowSpec, client: ChatClient, gate: PauseGate, reuse: AnswerReuse | None, *,
-                 paths: PathPolicy, connections: Connections) -> None:
+                 paths: PathPolicy, connections: Connections, batch: BatchAnswers | None = None) -> None:
         steps = pipeline(spec)
         embedders = {step.id: Embedder(client, model=step.model, batch_size=step.batch_size,
                                        retry=step.retry or spec.retry, gate=gate, reuse=reuse)
@@ -48,9 +49,9 @@ class RowPipeline:
         for index, step in enumerate(steps):
             if isinstance(step, PromptStep):
                 run = RunStep.of(spec, step)
-                self.runs.append(PromptRun(run, {target: RowProcessor(run, client, gate, reuse, model=target or None,
-                                                                      unit=(step.id, target))
-                                                 for target in run.targets}))
+                self.runs.append(PromptRun(run, {target: RowProcessor(
+                    run, client, gate, reuse, model=target or None, unit=(step.id, target),
+                    batch=batch and batch.for_step(step.id, target or run.model.name)) for target in run.targets}))
             elif isinstance(step, EmbedStep):
                 self.runs.append(EmbedRun(step, embedders[step.id]))
             elif isinstance(step, FilterStep):

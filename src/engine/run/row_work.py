@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 from engine.gateway import ChatClient
 from engine.results.store import Key, ResultStore, RowResult
 from engine.run.attempts import RowProcessor, RowTask
+from engine.run.batch_answers import BatchAnswers
 from engine.run.pause import PauseGate
 from engine.run.pipeline import Durable, PipelineTask, RowPipeline
 from engine.run.reuse import AnswerReuse
@@ -74,11 +75,14 @@ class Pipeline:
 
 
 def row_work(spec: WorkflowSpec, client: ChatClient, gate: PauseGate, reuse: AnswerReuse | None, *,
-             paths: PathPolicy | None, connections: Connections | None) -> RowWork[Any]:
-    """The work of the spec's rows: one prompt (`steps` absent), or its pipeline of steps."""
+             paths: PathPolicy | None, connections: Connections | None,
+             batch: BatchAnswers | None = None) -> RowWork[Any]:
+    """The work of the spec's rows: one prompt (`steps` absent), or its pipeline of steps; `batch` answers the
+    requests of steps in batch mode."""
     if spec.steps is None:
         step = first_prompt(spec)
         assert step is not None
-        return OnePrompt(RowProcessor(step, client, gate, reuse))
+        return OnePrompt(RowProcessor(step, client, gate, reuse,
+                                      batch=batch and batch.for_step(step.step.id, step.model.name)))
     return Pipeline(RowPipeline(spec, client, gate, reuse, paths=paths or PathPolicy(Path.cwd()),
-                                connections=connections or Connections(Secrets(os.environ))))
+                                connections=connections or Connections(Secrets(os.environ)), batch=batch))

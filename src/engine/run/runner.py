@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ from opentelemetry import trace
 
 from engine.errors import InputError
 from engine.events import RunEvent
-from engine.gateway import BudgetExceeded, ChatClient
+from engine.gateway import BudgetExceeded, ChatClient, Deferred
 from engine.results.answer_cache import AnswerCache
 from engine.results.settled import SettledRows
 from engine.results.sqlite_store import SqliteResultStore
 from engine.results.store import ResultStore, RowResult
 from engine.run.attempts import TRACER
+from engine.run.batch_answers import BatchAnswers
+from engine.run.batch_run import BatchRun
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
 from engine.run.progress import Progress, ProgressCallback, ProgressTracker
@@ -78,8 +80,10 @@ class Runner:
     def __init__(self, spec: WorkflowSpec, *, client: ChatClient, store: ResultStore, source: Source, sink: Sink,
                  on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
                  stop: asyncio.Event | None = None, cache: AnswerCache | None = None,
-                 paths: PathPolicy | None = None, connections: Connections | None = None) -> None:
+                 paths: PathPolicy | None = None, connections: Connections | None = None,
+                 batch: BatchAnswers | None = None) -> None:
         self.spec = spec
+        self.batch = batch  # a round of a run in batch mode: its output is written once no request waits
         self.store = store
         self.source = source
         self.sink = sink
@@ -93,7 +97,7 @@ class Runner:
         self.gate = PauseGate(pause_s=spec.concurrency.pause_on_api_error_s,
                               window_s=spec.concurrency.error_window_s, on_pause=self._paused)
         self.work = row_work(spec, client, self.gate, AnswerReuse.of(cache, spec.cache), paths=paths,
-                             connections=connections)
+                             connections=connections, batch=batch)
         self.outage = OutageWatch(spec.concurrency.stop_after_api_failures)
 
     def _event(self, kind: RunEvent, message: str, **data: Any) -> None:
@@ -119,7 +123,7 @@ class Runner:
                        for _ in range(self.spec.concurrency.in_flight)]
             writer = asyncio.create_task(self._write(results, tracker))
             save = asyncio.create_task(self.sink.save(self.source, self.store, settled=self.settled)) \
-                if self.source.parallel_reads else None
+                if self.source.parallel_reads and self.batch is None else None
             if save is not None:
                 save.add_done_callback(self._save_ended)
             try:
@@ -135,7 +139,8 @@ class Runner:
                     self._emit(tracker.current(finished=True))  # the record counts every row made durable
                     raise self._failure
                 self.settled.all_settled()
-                output = await (save or self.sink.save(self.source, self.store))
+                waiting = self.batch is not None and bool(self.batch.wanted)
+                output = None if waiting else await (save or self.sink.save(self.source, self.store))
             finally:  # a save still waiting for rows (the run failed or was cancelled) leaves no file behind
                 if save is not None and not save.done():
                     save.cancel()
@@ -144,7 +149,8 @@ class Runner:
             stopped = self.stop.is_set()
             progress = tracker.current(finished=True)
             self._emit(progress)
-            self._event(RunEvent.OUTPUT_WRITTEN, f"output written to {output}", output=output)
+            if output is not None:
+                self._event(RunEvent.OUTPUT_WRITTEN, f"output written to {output}", output=output)
             span.set_attributes({"rowloom.rows.done": progress.done, "rowloom.rows.failed": progress.failed,
                                  "rowloom.rows.skipped": progress.skipped, "rowloom.stopped": stopped})
             return RunOutcome(progress=progress, output=output, stopped=stopped, budget=self._budget)
@@ -208,6 +214,8 @@ class Runner:
                 except InputError as exc:
                     self._stop_with(exc)
                     continue
+                except Deferred:
+                    continue  # its request waits for a provider batch: the row goes on in the next round
                 except BudgetExceeded as exc:
                     self._over_budget(exc)
                     continue  # unsent: the row goes on resume
@@ -293,13 +301,15 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
                    store: ResultStore | None = None, output: Path | None = None,
                    on_progress: ProgressCallback | None = None, on_event: EventCallback | None = None,
                    stop: asyncio.Event | None = None, paths: PathPolicy | None = None,
-                   connections: Connections | None = None, cache: AnswerCache | None = None) -> RunOutcome:
+                   connections: Connections | None = None, cache: AnswerCache | None = None,
+                   batches: BatchRun | None = None) -> RunOutcome:
     """Every input check happens before the first request; results go to `store` (default: work_dir).
 
     `paths` decides which files the run may read and write (checked as each is opened) and where relative paths
     start (default: any file, relative to `base_dir`). `connections` opens the databases the spec names (default:
     inline ones to any host, their `${NAME}` references resolved from any
     variable of this process's environment). `cache` keeps answers by request, for the spec's `cache` setting.
+    `batches` sends the requests of steps in batch mode in provider batches, in rounds (see `batch_run`).
     """
     paths = paths or PathPolicy(base_dir)
     connections = connections or Connections(Secrets(os.environ))
@@ -308,10 +318,21 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
         sink = await open_sink(spec, paths=paths, connections=connections, output=output)
         results = store or SqliteResultStore(work_dir / "results.sqlite")
         try:
-            runner = Runner(spec, client=client, store=results, source=source, sink=sink,
-                            on_progress=on_progress, on_event=on_event, stop=stop, cache=cache, paths=paths,
-                            connections=connections)
-            return await runner.run()
+            stop = stop or asyncio.Event()
+
+            def runner(batch: BatchAnswers | None) -> Runner:
+                return Runner(spec, client=client, store=results, source=source, sink=sink, on_progress=on_progress,
+                              on_event=on_event, stop=stop, cache=cache, paths=paths, connections=connections,
+                              batch=batch)
+
+            if batches is None or not batches.batched:
+                return await runner(None).run()
+            outcome, refused = await batches.run(lambda answers: runner(answers).run(), client=client, stop=stop)
+            if refused is None:
+                return outcome
+            if on_event is not None:
+                on_event(RunEvent.PAUSED_FOR_BUDGET, str(refused), refused.details)
+            return replace(outcome, stopped=True, budget=refused)
         finally:
             if store is None:
                 await results.close()

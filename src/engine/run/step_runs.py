@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.errors import InputError
-from engine.gateway import BudgetExceeded
+from engine.gateway import BudgetExceeded, Unsent
 from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.retrieval import KnowledgeTable, load_knowledge, open_knowledge
 from engine.run.attempts import RowProcessor
@@ -38,7 +38,7 @@ class StepOutcome:
     columns: dict[str, Any] = field(default_factory=dict)
     failure: RowResult | None = None  # the result that fails the row
     goes_on: bool = True
-    budget: BudgetExceeded | None = None  # no budget left for a request: the row stops unsent
+    budget: Unsent | None = None  # no budget left for a request, or it waits for a batch: the row stops unsent
 
 
 class StepRun(Protocol):
@@ -70,7 +70,7 @@ class PromptRun:
         if len(waiting) == 1:  # no task a row for a step of one model
             try:
                 asked = [await self._ask(next(iter(waiting.values())), key, record)]
-            except BudgetExceeded as exc:
+            except Unsent as exc:
                 asked = [exc]
         else:
             asked = await asyncio.gather(*(self._ask(processor, key, record) for processor in waiting.values()),
@@ -78,8 +78,8 @@ class PromptRun:
         outcome = StepOutcome()
         results = {target: done[(self.id, target)] for target in self.processors if (self.id, target) in done}
         for target, answer in zip(waiting, asked, strict=True):
-            if isinstance(answer, BudgetExceeded):
-                outcome.budget = outcome.budget or answer
+            if isinstance(answer, Unsent):
+                outcome.budget = answer if isinstance(answer, BudgetExceeded) else outcome.budget or answer
             elif isinstance(answer, BaseException):
                 raise answer
             else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -61,4 +63,24 @@ class Retry(StrictModel):
                                            "the reason).")
     system_error: int = Field(2, ge=0, le=100,
                               description="Retries of a row after an unexpected error on Rowloom's side.")
+
+
+class RunMode(StrEnum):
+    """How a step's requests are sent: one by one as rows come (`live`), in provider batches at the batch price
+    (`batch`), or in batches when a deployment takes them and the deadline leaves time (`auto`)."""
+
+    LIVE = "live"
+    BATCH = "batch"
+    AUTO = "auto"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(value: Any) -> Any:
+    """Seconds from a number or a text such as `90m`, `6h`, `2d` (other values are left to the field's checks)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _UNIT_S[match.group(2)]
+    return value
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import cache
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationInfo, model_validator
 
-from engine.spec.asking import FieldType, ModelChoice, Prompt, Retry
+from engine.spec.asking import FieldType, ModelChoice, Prompt, Retry, RunMode, duration_s
 from engine.spec.base import PLACEHOLDER, RECORD_JSON, Location, StrictModel
 from engine.spec.io_models import (
     CsvSinkSpec,
@@ -32,8 +32,8 @@ from engine.spec.step_models import EmbedStep, FilterStep, PromptStep, RetrieveS
 __all__ = ["PLACEHOLDER", "RECORD_JSON", "CsvSinkSpec", "CsvSourceSpec", "EmbedStep", "ExcelSinkSpec",
            "ExcelSourceSpec", "FieldType", "FilterStep", "InlineSourceSpec", "JsonlSinkSpec", "JsonlSourceSpec",
            "Location", "ModelChoice", "MysqlConnection", "MysqlSinkSpec", "MysqlSourceSpec", "ParquetSinkSpec",
-           "ParquetSourceSpec", "Prompt", "PromptStep", "RetrieveStep", "Retry", "SinkSpec", "SourceSpec", "Step",
-           "StrictModel"]
+           "ParquetSourceSpec", "Prompt", "PromptStep", "RetrieveStep", "Retry", "RunMode", "SinkSpec", "SourceSpec",
+           "Step", "StrictModel"]
 
 
 MAX_STEPS = 64  # a workflow's steps: each is checked against every earlier one at POST
@@ -124,6 +124,15 @@ class WorkflowSpec(StrictModel):
     retry: Retry = Field(default_factory=Retry, description="How often a failing row is tried again, by kind of "
                                                             "error (in a multi-step workflow: each step's default).")
     cache: Cache = Field(default_factory=Cache, description="Whether answers are reused for the same prompt.")
+    mode: RunMode = Field(RunMode.LIVE, description=(
+        "How prompt requests are sent (a prompt step's own `mode` wins): `live`, one by one as rows come; `batch`, "
+        "in provider batches at the batch price (answers within the deployment's window, usually an hour, at most "
+        "24 h); `auto`, in batches when the model has a deployment that takes them and the `deadline` leaves the "
+        "whole window, live otherwise."))
+    deadline: Annotated[float | None, BeforeValidator(duration_s)] = Field(None, gt=0, description=(
+        "Seconds (or a text such as `90m`, `6h`, `2d`) from the first batch by which the answers must be in: once "
+        "it is near (5% of it left), open batches are cancelled and what remains is sent live. With `auto`, a "
+        "deadline shorter than the batch window means live."))
     sink: SinkSpec | None = Field(None,
                                   description="Where the results go; unset: a file of the source's kind beside it (a "
                                               "job: its own folder).")

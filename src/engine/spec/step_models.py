@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from engine.spec.asking import MAX_TEMPLATE, ModelChoice, Prompt, Retry
+from engine.spec.asking import MAX_TEMPLATE, ModelChoice, Prompt, Retry, RunMode
 from engine.spec.base import StrictModel
 from engine.spec.io_models import SourceSpec
 
@@ -55,6 +55,8 @@ class PromptStep(_Step):
         "With `models`: the name of a model's column, from the output column ({column}) and the model ({model})."))
     compare: Compare | None = Field(None, description="With `models`: columns saying whether the models agree.")
     retry: Retry | None = Field(None, description="Retries by kind of error; unset: the workflow's `retry`.")
+    mode: RunMode | None = Field(None, description="`live`, `batch` or `auto` for this step's requests; unset: the "
+                                                   "workflow's `mode`.")
 
     @model_validator(mode="after")
     def _fan_out_fields(self) -> PromptStep:

@@ -1,0 +1,86 @@
+"""Provider batches' answers, replayed to the rows that asked for them.
+
+A run in batch mode goes in rounds. Each round runs every row that is not done, as a live run would, but a
+request of a step in batch mode is answered from the lines its earlier batches returned; one with no line yet is
+written down for the next batch, and its row stops unsent (`Deferred`) until that batch ends. A row's attempts
+replay in the same order every round, so its n-th request of a kind takes that request's n-th line: a re-ask, or
+a retry after an error line, becomes one more line in a next batch, or is sent live (the deployment's
+`batch.retry`). With the answer cache on, identical requests share one line, as live ones share one answer.
+Validation, re-asks, fallbacks, retries, the answer cache and the store are the live run's own.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from engine.gateway import ChatClient, ChatRequest, ChatResult, Deferred, Usage
+from engine.gateway.batch_providers import BatchDeployments
+from engine.gateway.openai_client import parse_completion, raise_for_status
+from engine.gateway.transport import UpstreamReply
+from engine.results.answer_cache import request_key
+from engine.results.batch_ledger import BatchLine, LineKey
+from engine.results.store import Key, Unit
+from engine.run.batch_files import custom_id
+
+
+@dataclass(frozen=True)
+class WantedRequest:
+    """A request with no answer yet, for the next batch of its deployment."""
+
+    key: LineKey
+    custom_id: str
+    request: ChatRequest
+
+
+class BatchAnswers:
+    """One round's replay of the lines stored so far, and the requests it found unanswered."""
+
+    def __init__(self, lines: Iterable[BatchLine], *, client: ChatClient, deployments: BatchDeployments,
+                 batched: Collection[tuple[str, str]], shared: bool, live: bool = False) -> None:
+        self.batched = batched  # the (step, model) pairs whose requests go in batches
+        self.client = client  # asked for what is sent live
+        self.deployments = deployments  # which deployment takes a model's batches (and its retry policy)
+        self.shared = shared  # identical requests share one line (the answer cache is on: as live ones share)
+        self.live = live  # everything without a line goes live (the deadline is near)
+        self._lines = {line.key: line for line in lines}
+        self._asked: Counter[tuple[str, str]] = Counter()
+        self._hashes: set[str] = set()  # of the requests wanted (shared lines)
+        self.wanted: dict[LineKey, WantedRequest] = {}
+
+    def for_step(self, step: str, model: str) -> BatchAnswers | None:
+        """These answers for a step's requests to `model`, if they go in batches (None: live)."""
+        return self if (step, model) in self.batched else None
+
+    async def chat(self, request: ChatRequest, key: Key, unit: Unit) -> ChatResult:
+        """The line answering this ask of the row's request (its error raised as a live one would be); Deferred
+        when there is none yet."""
+        row_id = custom_id(key, unit)
+        digest = request_key(request)
+        asked = ("" if self.shared else row_id, digest)
+        ask = self._asked[asked]
+        self._asked[asked] = ask + 1
+        line = self._lines.get((*asked, ask))
+        if line is not None:
+            return answer_of(line)
+        deployment = self.deployments.for_model(request.model)
+        if self.live or deployment is None or deployment.batch is None or \
+                (ask > 0 and deployment.batch.retry == "live"):
+            return await self.client.chat(request)
+        if self.shared and ask > 0 and digest in self._hashes:
+            self._asked[asked] = ask  # another row's line will answer it: no second line for the same request
+        else:
+            self.wanted.setdefault((*asked, ask), WantedRequest((*asked, ask), row_id, request))
+            self._hashes.add(digest)
+        raise Deferred(f"{request.model}: waiting for a provider batch")
+
+
+def answer_of(line: BatchLine) -> ChatResult:
+    """A line's answer, or its failure raised as the gateway's error for the same reply to a live request."""
+    reply = UpstreamReply(line.status or 500, {}, line.body)
+    raise_for_status(reply, line.deployment)
+    result = parse_completion(reply, line.deployment, 0.0)
+    usage = result.usage
+    return ChatResult(result.content, line.deployment,
+                      Usage(usage.prompt_tokens, usage.completion_tokens, line.cost, usage.cached_tokens))

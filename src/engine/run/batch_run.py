@@ -1,0 +1,286 @@
+"""A run in batch mode: rounds of the live run whose requests of batched steps wait for provider batches.
+
+Each round runs the rows that are not done (see `batch_answers`); the requests it could not answer are planned in
+the ledger, cut into files by each deployment's limits, uploaded and submitted; the run then follows its batches
+(any process may: the ledger says what is out) and collects each one's lines as it ends, then runs the next round.
+A run is over when a round wants nothing. Expired, failed or cancelled batches keep the lines they finished; the
+rest is wanted again by the next round. Once the run's deadline is near, what is left goes live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from engine.errors import InputError
+from engine.events import RunEvent
+from engine.gateway import BudgetExceeded, ChatClient
+from engine.gateway.batch_api import ENDED, BatchStatus, ProviderBatch, request_line
+from engine.gateway.batch_providers import BatchDeployments
+from engine.gateway.config import Price
+from engine.gateway.errors import GatewayError
+from engine.gateway.types import estimate_tokens
+from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
+from engine.run.batch_answers import BatchAnswers, WantedRequest
+from engine.run.batch_files import batch_files
+from engine.spec.flow import RunStep, pipeline
+from engine.spec.models import PromptStep, RunMode, WorkflowSpec
+
+log = logging.getLogger(__name__)
+EventCallback = Callable[[RunEvent, str, dict[str, Any]], None]
+OutcomeT = TypeVar("OutcomeT")
+LIVE_MARGIN = 0.05  # the share of the deadline left when what remains goes live (at least two polls)
+DEFAULT_MAX_TOKENS = 1024  # an answer's tokens at most, for a batch's maximum cost, when a step sets none
+
+
+class BatchBudget(Protocol):
+    """Budgets as batches use them: the most a batch may cost is held when it is submitted, its lines' cost
+    settled when they are collected."""
+
+    async def hold(self, amount: float) -> None:
+        """Hold `amount`; BudgetExceeded when a budget has no room for it."""
+
+    async def settle(self, held: float, cost: float) -> None:
+        """A batch's lines cost `cost` of the `held` amount."""
+
+
+class BatchRun:
+    """The provider batches of one run (see the module docstring)."""
+
+    def __init__(self, spec: WorkflowSpec, *, deployments: BatchDeployments, ledger: BatchLedger,
+                 on_event: EventCallback | None = None, budget: BatchBudget | None = None,
+                 on_waiting: Callable[[list[BatchRecord]], Awaitable[None]] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.spec = spec
+        self.deployments = deployments
+        self.ledger = ledger
+        self.on_event = on_event
+        self.budget = budget
+        self.on_waiting = on_waiting  # told which batches are out each time the run waits for them
+        self.clock = clock
+        self.batched = {(run.step.id, model): name for run in _prompt_runs(spec) for model in _models(run)
+                        if (name := self._deployment_for(run, model)) is not None}
+
+    def _deployment_for(self, run: RunStep, model: str) -> str | None:
+        mode = run.step.mode or self.spec.mode
+        if mode is RunMode.LIVE:
+            return None
+        deployment = self.deployments.for_model(model)
+        if deployment is None or deployment.batch is None:
+            if mode is RunMode.BATCH:
+                raise InputError(f"step {run.step.id}: mode batch, but model {model!r} has no deployment that takes "
+                                 "batches (`batch` in the gateway config)")
+            return None
+        if mode is RunMode.AUTO and self.spec.deadline is not None and self.spec.deadline < deployment.batch.window_s:
+            return None
+        return deployment.name
+
+    async def run(self, run_round: Callable[[BatchAnswers], Awaitable[OutcomeT]], *, client: ChatClient,
+                  stop: asyncio.Event) -> tuple[OutcomeT, BudgetExceeded | None]:
+        """Rounds until one wants nothing, the run stops, or a budget has no room for the next batch: the last
+        round's outcome, and the budget's refusal if that ended it."""
+        deadline = None if self.spec.deadline is None else await self.ledger.started_at() + self.spec.deadline
+        while True:
+            await self.follow(stop, deadline=deadline)
+            live = deadline is not None and self._near(deadline)
+            lines = await self.ledger.lines()
+            answers = BatchAnswers(lines, client=client, deployments=self.deployments, batched=self.batched,
+                                   live=live, shared=self.spec.cache.mode.value != "off")
+            outcome = await run_round(answers)
+            if stop.is_set() or not answers.wanted:
+                return outcome, None
+            try:
+                await self.submit(list(answers.wanted.values()))
+            except BudgetExceeded as refused:
+                return outcome, refused
+
+    def _near(self, deadline: float) -> bool:
+        left = deadline - self.clock()
+        return left <= max(LIVE_MARGIN * (self.spec.deadline or 0.0), 2 * self._poll_s())
+
+    def _poll_s(self) -> float:
+        return min((self.deployments[name].batch.poll_s for name in set(self.batched.values())  # type: ignore[union-attr]
+                    ), default=60.0)
+
+    async def submit(self, wanted: Sequence[WantedRequest]) -> None:
+        """Plan, upload and submit the wanted requests, by deployment, in files within its limits (smaller ones
+        when a budget has no room for a whole file)."""
+        by_deployment: dict[str, list[WantedRequest]] = defaultdict(list)
+        for request in wanted:
+            deployment = self.deployments.for_model(request.request.model)
+            assert deployment is not None
+            by_deployment[deployment.name].append(request)
+        for name, requests in by_deployment.items():
+            support = self.deployments[name].batch
+            assert support is not None
+            price = self.deployments[name].price
+            lines = [(r, request_line(r.custom_id, body), _max_cost(body, price))
+                     for r in requests for body in (self.deployments.body(name, r.request),)]
+            start = 0
+            for content in batch_files((line for _, line, _ in lines), max_requests=support.max_requests,
+                                       max_bytes=support.max_bytes):
+                count = content.count(b"\n")
+                await self._submit_within_budget(name, lines[start:start + count])
+                start += count
+
+    async def _submit_within_budget(self, deployment: str,
+                                    lines: Sequence[tuple[WantedRequest, bytes, float]]) -> None:
+        while lines:
+            size = len(lines)
+            while True:
+                part = lines[:size]
+                max_cost = sum(cost for _, _, cost in part)
+                try:
+                    if self.budget is not None:
+                        await self.budget.hold(max_cost)
+                    break
+                except BudgetExceeded:
+                    if size == 1:
+                        raise
+                    size //= 2  # the budget has room for part of it: a smaller batch
+            record = BatchRecord(label=uuid.uuid4().hex, deployment=deployment, requests=len(part), max_cost=max_cost)
+            await self.ledger.plan(record, [(r.custom_id, r.key) for r, _, _ in part])
+            await self._send(record, b"".join(line for _, line, _ in part))
+            lines = lines[size:]
+
+    async def _send(self, record: BatchRecord, content: bytes) -> None:
+        provider = self.deployments.provider(record.deployment)
+
+        async def uploaded(file_id: str) -> None:
+            record.file_id, record.state = file_id, BatchState.UPLOADED
+            await self.ledger.update(record)
+
+        batch = await provider.submit(content, label=record.label, uploaded=uploaded)
+        self._took(record, batch)
+        record.state = BatchState.SUBMITTED
+        await self.ledger.update(record)
+        self._event(RunEvent.BATCH_SUBMITTED, f"batch {batch.id} submitted to {record.deployment}: "
+                    f"{record.requests:,} requests", batch=record.public())
+
+    async def follow(self, stop: asyncio.Event, *, deadline: float | None = None) -> None:
+        """Follow the open batches until each ended and is collected, or the run stops. Once the deadline is near
+        they are cancelled, and what they finished is collected."""
+        cancelled = False
+        while True:
+            open_batches = [b for b in await self.ledger.batches() if b.state in OPEN]
+            if not open_batches or stop.is_set():
+                return
+            if deadline is not None and self._near(deadline) and not cancelled:
+                await self.cancel()
+                cancelled = True
+            for record in open_batches:
+                await self._poll(record)
+            still = [b for b in open_batches if b.state is not BatchState.COLLECTED]
+            if not still:
+                continue
+            if self.on_waiting is not None:
+                await self.on_waiting(still)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._poll_s())
+
+    async def _poll(self, record: BatchRecord) -> None:
+        provider = self.deployments.provider(record.deployment)
+        try:
+            if record.state in (BatchState.PLANNED, BatchState.UPLOADED):  # a crash came before its id was kept
+                found = await provider.find(record.label)
+                if found is None:  # never created: its requests are wanted again by the next round
+                    record.status = "not created"
+                    await self.ledger.collect(record, [])
+                    return
+                self._took(record, found)
+                record.state = BatchState.SUBMITTED
+                await self.ledger.update(record)
+            assert record.batch_id is not None
+            batch = await provider.get(record.batch_id)
+        except GatewayError as exc:
+            log.warning("batch %s: %s (asked again at the next poll)", record.batch_id or record.label, exc)
+            return
+        seen = (record.status, record.completed, record.failed)
+        self._took(record, batch)
+        if batch.ended:
+            record.state, record.ended_at = BatchState.ENDED, record.ended_at or self.clock()
+            await self._collect(record, batch)
+        elif seen != (record.status, record.completed, record.failed):
+            await self.ledger.update(record)
+
+    async def _collect(self, record: BatchRecord, batch: ProviderBatch) -> None:
+        provider = self.deployments.provider(record.deployment)
+        requests = await self.ledger.requests(record.label)
+        price = self.deployments[record.deployment].price
+        lines = [line for raw in await provider.lines(batch)
+                 if (line := _line(raw, requests, record.deployment, price)) is not None]
+        record.cost = sum(line.cost for line in lines)
+        await self.ledger.collect(record, lines)
+        if self.budget is not None:
+            await self.budget.settle(record.max_cost, record.cost)
+        try:
+            await provider.clean_up(batch)
+        except GatewayError as exc:  # the files stay at the provider, which deletes them itself in time
+            log.warning("batch %s: its files could not be deleted: %s", batch.id, exc)
+        self._event(RunEvent.BATCH_ENDED, f"batch {batch.id} {batch.status.value}: {len(lines):,} of "
+                    f"{record.requests:,} lines back", batch=record.public())
+
+    async def cancel(self) -> None:
+        """Cancel the run's batches the provider is still working on (their finished lines are collected as they
+        end)."""
+        for record in await self.ledger.batches():
+            if record.state is BatchState.SUBMITTED and record.batch_id is not None and \
+                    record.status not in {*(s.value for s in ENDED), BatchStatus.CANCELLING.value}:
+                try:
+                    await self.deployments.provider(record.deployment).cancel(record.batch_id)
+                except GatewayError as exc:
+                    log.warning("batch %s could not be cancelled: %s", record.batch_id, exc)
+                    continue
+                record.status = BatchStatus.CANCELLING.value
+                await self.ledger.update(record)
+
+    def _took(self, record: BatchRecord, batch: ProviderBatch) -> None:
+        record.batch_id = batch.id
+        record.status = batch.status.value
+        record.completed, record.failed = batch.completed, batch.failed
+        record.file_id = record.file_id or batch.input_file_id or None
+
+    def _event(self, kind: RunEvent, message: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, message, data)
+
+
+def _prompt_runs(spec: WorkflowSpec) -> list[RunStep]:
+    return [RunStep.of(spec, step) for step in pipeline(spec) if isinstance(step, PromptStep)]
+
+
+def _models(run: RunStep) -> list[str]:
+    return [target or run.model.name for target in run.targets]
+
+
+def _max_cost(body: dict[str, Any], price: Price) -> float:
+    """The most a request may cost in a batch: its text at ~4 characters a token, and its longest answer."""
+    chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()))
+    return price.batch_cost(estimate_tokens(chars), body.get("max_tokens") or DEFAULT_MAX_TOKENS)
+
+
+def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Price) -> BatchLine | None:
+    """A line of an output or error file, tied to the request it answers (None: not one of this batch's)."""
+    try:
+        line = orjson.loads(raw)
+        key = requests[line["custom_id"]]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        log.warning("a batch line that is none of its requests was left out: %.200r", raw)
+        return None
+    response = line.get("response") or {}
+    status = int(response.get("status_code") or 0)
+    body = response.get("body")
+    if body is None:  # no reply, only an error: as a live request answered 500 with that error
+        body = {"error": line.get("error") or {"message": "no response"}}
+    cost = 0.0
+    if 200 <= status < 300 and isinstance(body, dict) and isinstance(usage := body.get("usage"), dict):
+        cost = price.batch_cost(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    return BatchLine(key, status, orjson.dumps(body), deployment, cost)
