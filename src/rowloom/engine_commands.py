@@ -12,14 +12,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine import (
+    BatchRun,
     ConfigImportError,
     Connections,
     InputError,
     LoadedSpec,
     Progress,
+    RunEvent,
     RunOutcome,
     SpecError,
     SqliteAnswerCache,
@@ -140,6 +142,19 @@ class Answerer:
     gateway: GatewayConfig | None
     client: Callable[[], ChatClient]
 
+    def batches(self, spec: WorkflowSpec) -> GatewayConfig | None:
+        """The deployments that take the spec's batches: the gateway's, or the mock model's own (under every
+        model name the spec uses); None for an upstream given by URL."""
+        if self.gateway is not None or self.scope != "mock":
+            return self.gateway
+        from engine import model_names
+        from engine.gateway import BatchSupport, Deployment
+
+        names = sorted({name for _, name in model_names(spec)} - {"mock", "auto"})
+        return GatewayConfig(models=[Deployment(name="mock", model="mock", provider="mock",
+                                                batch=BatchSupport(poll_s=0.5, mock_delay_s=1.0))],
+                             groups={name: ["mock"] for name in names})
+
 
 def answerer(args: argparse.Namespace) -> Answerer:
     """From `--gateway` or `--upstream` (with `--model` and `--api-key-env`), else the mock; exits on a bad gateway
@@ -189,11 +204,34 @@ def run_command(args: argparse.Namespace) -> int:
         return estimate_command(args, spec, base_dir=base_dir, work_dir=work_dir, gateway=who.gateway,
                                 connections=connections, cache=cache)
     return event_loop.run(run_locally(args, spec, client=who.client(), base_dir=base_dir, work_dir=work_dir,
-                                      connections=connections, cache=cache))
+                                      connections=connections, cache=cache, batch_config=who.batches(spec)))
+
+
+def batch_run(spec: WorkflowSpec, config: GatewayConfig | None, work_dir: Path) -> BatchRun | None:
+    """The run's provider batches (their ledger in the work folder), when its steps may send any; exits naming
+    a step in batch mode whose model takes none."""
+    if config is None:
+        modes = {spec.mode.value, *(getattr(step, "mode", None) for step in spec.steps or ())}
+        if "batch" in modes:
+            print("error: mode batch needs --gateway with a deployment that takes batches (or the mock model)",
+                  file=sys.stderr)
+            sys.exit(2)
+        return None
+    from engine import BatchRun, SqliteBatchLedger
+    from engine.gateway import BatchDeployments
+
+    try:
+        batches = BatchRun(spec, deployments=BatchDeployments(config),
+                           ledger=SqliteBatchLedger(work_dir / "batches.sqlite"))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    return batches if batches.batched else None
 
 
 async def run_locally(args: argparse.Namespace, spec: WorkflowSpec, *, client: ChatClient, base_dir: Path,
-                      work_dir: Path, connections: Connections, cache: SqliteAnswerCache) -> int:
+                      work_dir: Path, connections: Connections, cache: SqliteAnswerCache,
+                      batch_config: GatewayConfig | None = None) -> int:
     """The run, stopped (to resume later) by Ctrl-C or SIGTERM; its exit code as `run_command`'s."""
     from engine import run_spec
 
@@ -202,9 +240,11 @@ async def run_locally(args: argparse.Namespace, spec: WorkflowSpec, *, client: C
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    batches = batch_run(spec, batch_config, work_dir)
     try:
         outcome = await run_spec(spec, client=client, base_dir=base_dir, work_dir=work_dir, output=args.output,
-                                 on_progress=line.show, stop=stop, cache=cache, connections=connections)
+                                 on_progress=line.show, stop=stop, cache=cache, connections=connections,
+                                 batches=batches, on_event=None if args.quiet else line.batch_event)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -214,6 +254,9 @@ async def run_locally(args: argparse.Namespace, spec: WorkflowSpec, *, client: C
     finally:
         await client.aclose()
         await cache.close()
+        if batches is not None:
+            await batches.ledger.close()
+            await batches.deployments.aclose()
     line.close()
     print_outcome(outcome)
     return 1 if outcome.progress.failed else 0
@@ -284,6 +327,13 @@ class ProgressLine:
         self.width = max(self.width, len(text))
         sys.stderr.write(text.ljust(self.width))
         sys.stderr.flush()
+
+    def batch_event(self, kind: RunEvent, message: str, _: dict[str, Any]) -> None:
+        """A provider batch submitted or ended, on a line of its own (shown even when stderr is no terminal)."""
+        if kind in (RunEvent.BATCH_SUBMITTED, RunEvent.BATCH_ENDED):
+            self.close()
+            self.width = 0
+            print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """End the line."""

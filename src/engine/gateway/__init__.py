@@ -24,8 +24,9 @@ from engine.gateway.errors import (
 from engine.gateway.types import ChatClient, ChatDelta, ChatRequest, ChatResult, EmbeddingResult, Usage, estimate_tokens
 
 if TYPE_CHECKING:
+    from engine.gateway.batch_providers import BatchDeployments
     from engine.gateway.capacity import SharedCapacity, SharedLevels
-    from engine.gateway.config import Deployment, GatewayConfig, load_gateway
+    from engine.gateway.config import BatchSupport, Deployment, GatewayConfig, load_gateway
     from engine.gateway.limits import (
         EXPIRY_EPSILON_S,
         REQUEST_WINDOW_S,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 _FROM = {
     # the router and its config
     "engine.gateway.router": "DeploymentState Router usage_total",
-    "engine.gateway.config": "Deployment GatewayConfig load_gateway",
+    "engine.gateway.config": "Deployment GatewayConfig load_gateway BatchSupport",
     # clients of one upstream
     "engine.gateway.openai_client": "OpenAIClient",
     "engine.gateway.mock": "MockClient",
@@ -50,13 +51,14 @@ _FROM = {
     "engine.gateway.capacity": "SharedCapacity SharedLevels",
     "engine.gateway.limits": ("EXPIRY_EPSILON_S REQUEST_WINDOW_S TOKEN_WINDOW_S "
                               "WINDOW_MARGIN_S SlidingWindow WindowEntry"),
+    "engine.gateway.batch_providers": "BatchDeployments",
 }
 __all__ = [
-    "EXPIRY_EPSILON_S", "REQUEST_WINDOW_S", "TOKEN_WINDOW_S", "WINDOW_MARGIN_S", "BudgetExceeded", "ChatClient",
-    "ChatDelta", "ChatRequest", "ChatResult", "Deferred", "Deployment", "DeploymentState", "EmbeddingResult",
-    "GatewayConfig", "GatewayError", "MalformedResponse", "MockClient", "OpenAIClient", "RateLimited",
-    "RequestRejected", "Router", "SharedCapacity", "SharedLevels", "SlidingWindow", "Unsent",
-    "UpstreamConnectionError", "UpstreamError", "UpstreamTimeout", "UpstreamUnavailable", "Usage", "WindowEntry",
-    "estimate_tokens", "load_gateway", "usage_total",
+    "EXPIRY_EPSILON_S", "REQUEST_WINDOW_S", "TOKEN_WINDOW_S", "WINDOW_MARGIN_S", "BatchDeployments", "BatchSupport",
+    "BudgetExceeded", "ChatClient", "ChatDelta", "ChatRequest", "ChatResult", "Deferred", "Deployment",
+    "DeploymentState", "EmbeddingResult", "GatewayConfig", "GatewayError", "MalformedResponse", "MockClient",
+    "OpenAIClient", "RateLimited", "RequestRejected", "Router", "SharedCapacity", "SharedLevels", "SlidingWindow",
+    "Unsent", "UpstreamConnectionError", "UpstreamError", "UpstreamTimeout", "UpstreamUnavailable", "Usage",
+    "WindowEntry", "estimate_tokens", "load_gateway", "usage_total",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _FROM, globals())

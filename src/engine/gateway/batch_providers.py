@@ -16,7 +16,7 @@ import orjson
 
 from engine.gateway.batch_api import BatchApi, BatchStatus, ProviderBatch
 from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
-from engine.gateway.mock import answer_for
+from engine.gateway.mock import mock_answer
 from engine.gateway.router import adapt_request
 from engine.gateway.types import ChatRequest
 
@@ -126,11 +126,10 @@ class MockBatches:
         body = line["body"]
         request = ChatRequest(model=body["model"], messages=body["messages"],
                               response_format=body.get("response_format"))
-        content = orjson.dumps(answer_for(request, self.deployment.mock.seed)).decode()
-        prompt_chars = sum(len(m.get("content", "")) for m in body["messages"])
-        usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, len(content) // 4)}
-        completion = {"model": self.deployment.name, "usage": usage,
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+        answer = mock_answer(request, seed=self.deployment.mock.seed, name=self.deployment.name)
+        usage = {"prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens}
+        completion = {"model": answer.model, "usage": usage,
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.content}}]}
         return orjson.dumps({"custom_id": line["custom_id"], "error": None,
                              "response": {"status_code": 200, "body": completion}})
 

@@ -8,6 +8,7 @@ import json
 import random
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from engine.gateway.errors import RateLimited, UpstreamUnavailable
@@ -56,6 +57,13 @@ def _value(schema: dict[str, Any], name: str, seed: int) -> Any:
     return f"{name}-{WORDS[seed % len(WORDS)]}-{seed % 100_000}"
 
 
+def mock_answer(request: ChatRequest, *, seed: int, name: str) -> ChatResult:
+    """The mock's answer to a request (live or in a batch): its content and usage, ~4 characters a token."""
+    content = json.dumps(answer_for(request, seed), ensure_ascii=False)
+    prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
+    return ChatResult(content=content, model=name, usage=Usage(max(1, prompt_chars // 4), max(1, len(content) // 4)))
+
+
 def mock_vector(text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
     """A bag of the text's words hashed into EMBED_DIMENSIONS, normalized: texts sharing words are near, so
     retrieval over mock vectors finds rows about the same things. A text without words gets a random unit vector
@@ -97,10 +105,7 @@ class MockClient:
                 raise RateLimited(f"{self.name}: injected 429", status=429, model=self.name, retry_after_s=0)
             if attempt == 1 and draw < self.rate_429 + self.rate_500:
                 raise UpstreamUnavailable(f"{self.name}: injected 500", status=500, model=self.name)
-        content = json.dumps(answer_for(request, self.seed), ensure_ascii=False)
-        prompt_chars = sum(len(m.get("content", "")) for m in request.messages)
-        return ChatResult(content=content, model=self.name, latency_s=self.latency_s,
-                          usage=Usage(max(1, prompt_chars // 4), max(1, len(content) // 4)))
+        return replace(mock_answer(request, seed=self.seed, name=self.name), latency_s=self.latency_s)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
         """The same answer as `chat`, in four pieces, usage on the last."""

@@ -47,6 +47,7 @@ class BatchAnswers:
         self._lines = {line.key: line for line in lines}
         self._asked: Counter[tuple[str, str]] = Counter()
         self._hashes: set[str] = set()  # of the requests wanted (shared lines)
+        self._answered: set[str] = set()  # rows (by custom_id) a line answered: what they ask next is a retry
         self.wanted: dict[LineKey, WantedRequest] = {}
 
     def for_step(self, step: str, model: str) -> BatchAnswers | None:
@@ -63,10 +64,11 @@ class BatchAnswers:
         self._asked[asked] = ask + 1
         line = self._lines.get((*asked, ask))
         if line is not None:
-            return answer_of(line)
+            self._answered.add(row_id)
+            return answer_of(line, upstream=self.deployments[line.deployment].model)
         deployment = self.deployments.for_model(request.model)
         if self.live or deployment is None or deployment.batch is None or \
-                (ask > 0 and deployment.batch.retry == "live"):
+                (row_id in self._answered and deployment.batch.retry == "live"):
             return await self.client.chat(request)
         if self.shared and ask > 0 and digest in self._hashes:
             self._asked[asked] = ask  # another row's line will answer it: no second line for the same request
@@ -76,11 +78,12 @@ class BatchAnswers:
         raise Deferred(f"{request.model}: waiting for a provider batch")
 
 
-def answer_of(line: BatchLine) -> ChatResult:
-    """A line's answer, or its failure raised as the gateway's error for the same reply to a live request."""
+def answer_of(line: BatchLine, *, upstream: str) -> ChatResult:
+    """A line's answer, or its failure raised as the gateway's error for the same reply to a live request (named by
+    the `upstream` model, as a live one is)."""
     reply = UpstreamReply(line.status or 500, {}, line.body)
-    raise_for_status(reply, line.deployment)
-    result = parse_completion(reply, line.deployment, 0.0)
+    raise_for_status(reply, upstream)
+    result = parse_completion(reply, upstream, 0.0)
     usage = result.usage
     return ChatResult(result.content, line.deployment,
                       Usage(usage.prompt_tokens, usage.completion_tokens, line.cost, usage.cached_tokens))

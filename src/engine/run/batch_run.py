@@ -56,13 +56,13 @@ class BatchRun:
     """The provider batches of one run (see the module docstring)."""
 
     def __init__(self, spec: WorkflowSpec, *, deployments: BatchDeployments, ledger: BatchLedger,
-                 on_event: EventCallback | None = None, budget: BatchBudget | None = None,
+                 budget: BatchBudget | None = None,
                  on_waiting: Callable[[list[BatchRecord]], Awaitable[None]] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
         self.deployments = deployments
         self.ledger = ledger
-        self.on_event = on_event
+        self.on_event: EventCallback | None = None  # the run's (`run` sets it)
         self.budget = budget
         self.on_waiting = on_waiting  # told which batches are out each time the run waits for them
         self.clock = clock
@@ -84,9 +84,10 @@ class BatchRun:
         return deployment.name
 
     async def run(self, run_round: Callable[[BatchAnswers], Awaitable[OutcomeT]], *, client: ChatClient,
-                  stop: asyncio.Event) -> tuple[OutcomeT, BudgetExceeded | None]:
+                  stop: asyncio.Event, on_event: EventCallback | None = None) -> tuple[OutcomeT, BudgetExceeded | None]:
         """Rounds until one wants nothing, the run stops, or a budget has no room for the next batch: the last
-        round's outcome, and the budget's refusal if that ended it."""
+        round's outcome, and the budget's refusal if that ended it. Batches submitted and ended go to `on_event`."""
+        self.on_event = on_event
         deadline = None if self.spec.deadline is None else await self.ledger.started_at() + self.spec.deadline
         while True:
             await self.follow(stop, deadline=deadline)

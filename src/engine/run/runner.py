@@ -327,7 +327,8 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
 
             if batches is None or not batches.batched:
                 return await runner(None).run()
-            outcome, refused = await batches.run(lambda answers: runner(answers).run(), client=client, stop=stop)
+            outcome, refused = await batches.run(lambda answers: runner(answers).run(), client=client, stop=stop,
+                                                 on_event=on_event)
             if refused is None:
                 return outcome
             if on_event is not None:
