@@ -31,16 +31,17 @@ from core.job_records import event_row
 from core.job_secrets import job_connections, shown_to_users
 from core.models import Job, JobItem, JobStatus, WorkflowVersion
 from core.models.job_event import EventKind, JobEventKind
-from core.models.job_states import FINISHED
+from core.models.job_states import FINISHED, can_transition
 from core.settings import Settings
 from core.spec_policy import effective_spec, path_policy, spec_checks
 from core.step_counts import step_counts
 from core.usage_rollup import UsageSubject
 from engine import EngineError, RowStatus, RunOutcome, answer_fingerprint, run_spec
-from engine.gateway import BudgetExceeded, ChatClient, Router
+from engine.gateway import BatchDeployments, BudgetExceeded, ChatClient, Router
 from worker.constants import RECORD_EVERY_S, STOP_GRACE_S, TRACER
+from worker.job_batches import job_batch_run
 from worker.lease import ClaimOutcome, claim, current_status, update_own
-from worker.recorder import EarlierUsage, JobRecorder, StopReason
+from worker.recorder import RUN_STATUSES, EarlierUsage, JobRecorder, StopReason
 from worker.store import DbResultStore
 from worker.tracing import job_context, trace_id_of
 
@@ -71,6 +72,7 @@ class WorkerContext:
     worker_id: str
     answers: DbAnswerCache | None = None  # the answer cache (with the gateway router)
     budgets: BudgetGuard | None = None  # budgets (with the gateway router)
+    batches: BatchDeployments | None = None  # the gateway's deployments that take provider batches
 
     @classmethod
     async def open(cls, database: Database, client: ChatClient, settings: Settings, kind: str) -> WorkerContext:
@@ -82,7 +84,8 @@ class WorkerContext:
         budgets = open_guard(settings, database, client.config, holder=name, redis_patience_s=None)
         await budgets.start()
         return cls(database, client, settings, name,
-                   answers=DbAnswerCache(database, scope=client.config.identity()), budgets=budgets)
+                   answers=DbAnswerCache(database, scope=client.config.identity()), budgets=budgets,
+                   batches=BatchDeployments(client.config))
 
     async def aclose(self) -> None:
         """Write pending answers, settle and stop the budget guard (the client and database are the caller's)."""
@@ -90,6 +93,8 @@ class WorkerContext:
             await self.answers.close()
         if self.budgets is not None:
             await self.budgets.aclose()
+        if self.batches is not None:
+            await self.batches.aclose()
 
 
 async def execute_job(ctx: WorkerContext, job_id: int) -> Outcome:
@@ -216,16 +221,20 @@ class JobRun:
                               prompt_hash=answer_fingerprint(spec),
                               usage=UsageSubject(self.job.workflow_name, self.job.created_by))
         client = self.ctx.client
+        subjects = subjects_of(workflow=self.job.workflow_name, key_id=self.job.created_by)
         if self.ctx.budgets is not None:
             await self.ctx.budgets.reload()  # a budget set just before the job holds from its first request
-            subjects = subjects_of(workflow=self.job.workflow_name, key_id=self.job.created_by)
             client = BudgetedClient(client, self.ctx.budgets, subjects)
+        batches = job_batch_run(self.ctx.database, deployments=self.ctx.batches, budgets=self.ctx.budgets, spec=spec,
+                                recorder=self.recorder, subjects=subjects)
         try:
             return await run_spec(spec, client=client, base_dir=paths.base_dir, work_dir=self._job_dir(),
                                   store=store, on_progress=self.recorder.on_progress,
                                   on_event=self.recorder.on_event, stop=stop, paths=paths,
-                                  connections=job_connections(settings), cache=self.ctx.answers)
+                                  connections=job_connections(settings), cache=self.ctx.answers, batches=batches)
         finally:
+            if batches is not None and self.recorder.stop_reason in (StopReason.CANCEL, StopReason.PAUSE):
+                await batches.cancel()  # a cancelled or paused job buys nothing more (finished lines are kept)
             if self.ctx.answers is not None:  # a job right after this one (on any worker) finds its answers
                 await self.ctx.answers.flush()
 
@@ -276,7 +285,7 @@ class JobRun:
 
     async def _hand_back(self, why: str) -> None:
         """Re-queue the job to resume from its finished rows (or end a cancel)."""
-        if self.recorder.holding is JobStatus.RUNNING:
+        if self.recorder.holding in RUN_STATUSES:
             await self._finish(JobStatus.QUEUED, JobEventKind.REQUEUED, f"{why}; re-queued to resume",
                                enqueued_at=utcnow(), rows_per_s=None, eta_s=None)
         elif self.recorder.holding is JobStatus.CANCELLING:
@@ -297,7 +306,8 @@ class JobRun:
         changes = {"status": target, **values}
         if target in FINISHED:
             changes["completed_at"] = utcnow()
-        applied = await update_own(self.ctx.database, job=self.job, statuses=[self.recorder.holding],
+        held = [status for status in self.recorder.ours() if can_transition(status, target)]
+        applied = await update_own(self.ctx.database, job=self.job, statuses=held,
                                    values={**self.recorder.progress_values(), **changes}, events=events,
                                    for_ever=True)  # the run's last word: it waits for a database that is away
         if applied:

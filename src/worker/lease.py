@@ -185,10 +185,10 @@ async def reap(database: Database, queue: JobQueue, *, lease_s: float, max_lost_
 
 
 async def _expire_leases(session: AsyncSession, *, now: datetime, lease_s: float, max_lost_leases: int) -> list[int]:
-    """Move running and cancelling jobs whose heartbeat is older than the lease on; the ids re-queued."""
+    """Move running, waiting and cancelling jobs whose heartbeat is older than the lease on; the ids re-queued."""
     cutoff = now - timedelta(seconds=lease_s)
     requeued: list[int] = []
-    for source in (JobStatus.RUNNING, JobStatus.CANCELLING):
+    for source in (JobStatus.RUNNING, JobStatus.WAITING, JobStatus.CANCELLING):
         stale = (await session.exec(select(Job.id, Job.worker_id, Job.lost_leases).where(  # type: ignore[call-overload]
             col(Job.status) == source, col(Job.heartbeat_at) < cutoff).limit(REQUEUE_BATCH))).all()
         for job_id, worker_id, lost in stale:

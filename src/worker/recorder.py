@@ -27,6 +27,8 @@ from worker.lease import current_status, update_own
 log = logging.getLogger(__name__)
 
 
+RUN_STATUSES = (JobStatus.RUNNING, JobStatus.WAITING)  # a run moves between these by itself
+
 class StopReason(StrEnum):
     """Why a run was told to stop early."""
 
@@ -61,6 +63,7 @@ class JobRecorder:
         self.pending_events: list[dict[str, Any]] = []
         self.stop_reason: StopReason | None = None
         self.holding = JobStatus.RUNNING  # the status our claim keeps the job in (cancelling after a cancel)
+        self.batches: list[dict[str, Any]] | None = None  # the job's provider batches, as its record shows them
 
     def on_progress(self, progress: Progress) -> None:
         """Engine callback: keep the newest snapshot."""
@@ -86,6 +89,8 @@ class JobRecorder:
     def progress_values(self) -> dict[str, Any]:
         """The job columns that show the newest progress."""
         values: dict[str, Any] = {"output": self.output} if self.output else {}
+        if self.batches is not None:
+            values["batches"] = self.batches
         p = self.latest
         if p is None:
             return values
@@ -98,12 +103,17 @@ class JobRecorder:
                 "rows_cached": self.earlier.cached + p.cached, "cost_saved": self.earlier.saved + p.saved,
                 "steps": added_steps(self.earlier.steps, p.steps) or None}
 
+    def ours(self) -> list[JobStatus]:
+        """The statuses the job may be in while our claim holds it: running and waiting are both the run's (it
+        moves between them itself), any other the one it holds."""
+        return list(RUN_STATUSES) if self.holding in RUN_STATUSES else [self.holding]
+
     async def write(self, **values: Any) -> bool:
         """Write progress, heartbeat, queued events and `values` if our claim still holds the job."""
         events, self.pending_events = self.pending_events, []
         applied = False
         try:
-            applied = await update_own(self.database, job=self.job, statuses=[self.holding], events=events,
+            applied = await update_own(self.database, job=self.job, statuses=self.ours(), events=events,
                                        values={"heartbeat_at": utcnow(), **self.progress_values(), **values})
         finally:
             if not applied:  # refused or failed: the events go with the next write
@@ -121,7 +131,7 @@ class JobRecorder:
             await self.write()
         elif status is JobStatus.PAUSED:
             self.stop_reason = StopReason.PAUSE
-        elif status is not JobStatus.RUNNING:
+        elif status not in self.ours():
             self.stop_reason = StopReason.LEASE_LOST
 
     async def beat(self, stop: asyncio.Event, ended: asyncio.Event) -> None:

@@ -183,14 +183,14 @@ class Allowance:
         self.holds: list[float] = []
         self.asked: list[float] = []
 
-    async def hold(self, amount: float) -> None:
+    async def hold(self, label: str, amount: float) -> None:
         self.asked.append(amount)
         if self.spent + self.held + amount > self.limit:
             raise BudgetExceeded("no room", details={"needed": amount})
         self.held += amount
         self.holds.append(amount)
 
-    async def settle(self, held: float, cost: float) -> None:
+    async def settle(self, label: str, held: float, cost: float) -> None:
         self.held -= held
         self.spent += cost
 

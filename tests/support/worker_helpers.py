@@ -42,17 +42,20 @@ def workflow_spec(in_flight: int = 8) -> WorkflowSpec:
 
 
 def write_gateway(data_dir: Path, upstream_url: str, *, safe_rps: float | None = None,
-                  price: tuple[float, float] | None = None, extra_models: tuple[str, ...] = ()) -> Path:
+                  price: tuple[float, float] | None = None, extra_models: tuple[str, ...] = (),
+                  batch: str | None = None) -> Path:
     """A gateway config with one model, `fake`, served by the test's fake upstream (price: per 1M in, out), and
     `extra_models` on the same upstream (each sent upstream as `<name>-model`); beside DATA_DIR, not in it (a
-    server refuses to start with its gateway config where workflows may read it)."""
+    server refuses to start with its gateway config where workflows may read it). `batch`: the `fake` model's
+    batch support (a YAML flow mapping)."""
     limit = f", safe_rps: {safe_rps}" if safe_rps else ""
     if price is not None:
         limit += f", price: {{input: {price[0]}, output: {price[1]}}}"
     path = data_dir.parent / f".{data_dir.name}.gateway.yaml"
     root = upstream_url.removesuffix("/v1")  # a channel's api_path (/v1/chat/completions) is added to it
     path.write_text(f"channels:\n  fake: {{base_url: '{root}'}}\n"
-                    f"models:\n  - {{name: fake, model: fake-model, channel: fake, timeout: 5{limit}}}\n"
+                    f"models:\n  - {{name: fake, model: fake-model, channel: fake, timeout: 5{limit}"
+                    f"{f', batch: {batch}' if batch else ''}}}\n"
                     + "".join(f"  - {{name: {name}, model: {name}-model, channel: fake, timeout: 5{limit}}}\n"
                               for name in extra_models))
     return path
@@ -167,7 +170,7 @@ async def platform(*, database_url: str, data_dir: Path, upstream_url: str, queu
                    trace_upstream: bool = False, **overrides: Any) -> AsyncIterator[Platform]:
     """The app over `database_url` with the in-process runner (or `queue`) and the fake upstream as model."""
     gateway = write_gateway(data_dir, upstream_url, price=overrides.pop("price", None),
-                            extra_models=overrides.pop("extra_models", ()))
+                            extra_models=overrides.pop("extra_models", ()), batch=overrides.pop("batch", None))
     settings = Settings(database_url=database_url, redis_url=overrides.pop("redis_url", None), data_dir=data_dir,
                         gateway_config=gateway, **overrides)
     database = Database(database_url)

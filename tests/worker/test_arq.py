@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import subprocess
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from arq.worker import Worker
 from sqlmodel import col, select
 
 from core.models import JobItem
-from core.queue import ArqQueue
-from core.settings import Settings
 from engine.run.prompts import PromptRenderer
+from tests.support.arq_helpers import arq_platform, arq_worker
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.services import redis_url
 from tests.support.worker_helpers import (
     Platform,
     all_pages,
     check_output,
     job_of,
-    platform,
     running_with_rows_done,
     start_worker_process,
     wait_for,
@@ -37,38 +30,8 @@ from tests.support.worker_helpers import (
     workflow_yaml,
     write_tickets,
 )
-from worker.arq_app import build_worker
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def queue_name() -> str:
-    """A queue of the test's own, so entries of other runs never meet it."""
-    return f"rowloom-test:{uuid.uuid4().hex[:12]}"
-
-
-@contextlib.asynccontextmanager
-async def arq_platform(database_url: str, data_dir: Path, upstream: FakeUpstream, queue_name: str,
-                       **overrides: Any) -> AsyncIterator[Platform]:
-    url = redis_url()
-    async with platform(database_url=database_url, data_dir=data_dir, upstream_url=upstream.base_url,
-                        queue=ArqQueue(url, queue_name), redis_url=url, queue_name=queue_name, **overrides) as p:
-        yield p
-
-
-@contextlib.asynccontextmanager
-async def arq_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """An arq worker running in this event loop; closed (and its close checked to succeed) on exit."""
-    worker = build_worker(settings, handle_signals=False, poll_delay=0.05)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield worker
-    finally:
-        await worker.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_worker_closes_cleanly_with_a_task_caught_mid_flight(

@@ -15,6 +15,7 @@ from core.models.answer import StoredAnswer  # noqa: E402
 from core.models.api_key import ApiKey, Scope  # noqa: E402
 from core.models.budget import Budget, BudgetHold, BudgetPeriod, BudgetScope, BudgetSpend  # noqa: E402
 from core.models.job import Job  # noqa: E402
+from core.models.job_batch import JobBatch, JobBatchLine, JobBatchRequest  # noqa: E402
 from core.models.job_event import JobEvent  # noqa: E402
 from core.models.job_item import JobItem  # noqa: E402
 from core.models.job_states import JobAction, JobStatus, Priority  # noqa: E402
@@ -30,6 +31,9 @@ __all__ = [
     "BudgetSpend",
     "Job",
     "JobAction",
+    "JobBatch",
+    "JobBatchLine",
+    "JobBatchRequest",
     "JobEvent",
     "JobItem",
     "JobStatus",

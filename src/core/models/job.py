@@ -58,6 +58,7 @@ class Job(SQLModel, table=True):
     cost_saved: float = Field(default=0.0, sa_type=Double)  # what the cached rows' answers had cost
     estimate: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # made when triggered
     budget_pause: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # who paused it
+    batches: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # provider batches
 
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
@@ -173,6 +174,10 @@ class JobPublic(JobSummary):
         "A multi-step job's results by step id, then by model of a fan-out (\"\" for a step of one model): `done`, "
         "`failed`, `tokens_in`, `tokens_out`, `cost`, `cached` and `latency_s` (summed over the results). A "
         "filter step's `done` counts the rows it looked at. Empty for a one-step job."))
+    batches: list[dict[str, Any]] = Field(description=(
+        "Batch mode: the job's provider batches, in the order submitted: the provider's `id`, the `deployment`, "
+        "`state` (planned, uploaded, submitted, ended, collected), the provider's `status`, `requests`, "
+        "`completed` and `failed` lines, and the `cost` of the lines back (at the batch price)."))
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -191,6 +196,7 @@ class JobPublic(JobSummary):
             "estimate": job.estimate,
             "budget_pause": job.budget_pause,
             "steps": job.steps or {},
+            "batches": job.batches or [],
         })
 
 

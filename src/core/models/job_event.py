@@ -24,6 +24,8 @@ class JobEventKind(StrEnum):
     RESUMED = "resumed"
     RETRIED = "retried"
     REQUEUED = "requeued"
+    WAITING = "waiting"  # its requests are out in provider batches
+    BATCHES_BACK = "batches_back"  # its provider batches ended: its rows go on
     COMPLETED = "completed"
     FAILED = "failed"
 

@@ -10,6 +10,7 @@ class JobStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"  # running, its requests out in provider batches: a worker follows them
     PAUSED = "paused"
     CANCELLING = "cancelling"
     COMPLETED = "completed"
@@ -39,7 +40,10 @@ class JobAction(StrEnum):
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset({  # QUEUED: the reaper, or a worker shutting down, hands the job back
-        JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PAUSED, JobStatus.CANCELLING, JobStatus.QUEUED}),
+        JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.PAUSED, JobStatus.CANCELLING, JobStatus.QUEUED,
+        JobStatus.WAITING}),
+    JobStatus.WAITING: frozenset({  # RUNNING: its batches ended and its rows go on
+        JobStatus.RUNNING, JobStatus.FAILED, JobStatus.PAUSED, JobStatus.CANCELLING, JobStatus.QUEUED}),
     JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
     JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED}),
     JobStatus.COMPLETED: frozenset(),
@@ -50,8 +54,9 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 # The status an action moves a job to, from each status it is allowed in.
 ACTIONS: dict[JobAction, dict[JobStatus, JobStatus]] = {
     JobAction.CANCEL: {JobStatus.QUEUED: JobStatus.CANCELLED, JobStatus.PAUSED: JobStatus.CANCELLED,
-                       JobStatus.RUNNING: JobStatus.CANCELLING},
-    JobAction.PAUSE: {JobStatus.QUEUED: JobStatus.PAUSED, JobStatus.RUNNING: JobStatus.PAUSED},
+                       JobStatus.RUNNING: JobStatus.CANCELLING, JobStatus.WAITING: JobStatus.CANCELLING},
+    JobAction.PAUSE: {JobStatus.QUEUED: JobStatus.PAUSED, JobStatus.RUNNING: JobStatus.PAUSED,
+                      JobStatus.WAITING: JobStatus.PAUSED},
     JobAction.RESUME: {JobStatus.PAUSED: JobStatus.QUEUED},
     JobAction.RETRY: {JobStatus.FAILED: JobStatus.QUEUED, JobStatus.CANCELLED: JobStatus.QUEUED},
 }

@@ -27,7 +27,6 @@ from engine.gateway.batch_api import ENDED, BatchStatus, ProviderBatch, request_
 from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.config import Price
 from engine.gateway.errors import GatewayError
-from engine.gateway.types import estimate_tokens
 from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
 from engine.run.batch_answers import BatchAnswers, WantedRequest
 from engine.run.batch_files import batch_files
@@ -45,11 +44,11 @@ class BatchBudget(Protocol):
     """Budgets as batches use them: the most a batch may cost is held when it is submitted, its lines' cost
     settled when they are collected."""
 
-    async def hold(self, amount: float) -> None:
-        """Hold `amount`; BudgetExceeded when a budget has no room for it."""
+    async def hold(self, label: str, amount: float) -> None:
+        """Hold `amount` for the batch `label`; BudgetExceeded when a budget has no room for it."""
 
-    async def settle(self, held: float, cost: float) -> None:
-        """A batch's lines cost `cost` of the `held` amount."""
+    async def settle(self, label: str, held: float, cost: float) -> None:
+        """The batch `label`'s lines cost `cost` of the `held` amount (held by this process, or by one before it)."""
 
 
 class BatchRun:
@@ -64,7 +63,7 @@ class BatchRun:
         self.ledger = ledger
         self.on_event: EventCallback | None = None  # the run's (`run` sets it)
         self.budget = budget
-        self.on_waiting = on_waiting  # told which batches are out each time the run waits for them
+        self.on_waiting = on_waiting  # told which batches are out each time the run waits for them ([]: no more)
         self.clock = clock
         self.batched = {(run.step.id, model): name for run in _prompt_runs(spec) for model in _models(run)
                         if (name := self._deployment_for(run, model)) is not None}
@@ -136,18 +135,19 @@ class BatchRun:
                                     lines: Sequence[tuple[WantedRequest, bytes, float]]) -> None:
         while lines:
             size = len(lines)
+            label = uuid.uuid4().hex
             while True:
                 part = lines[:size]
                 max_cost = sum(cost for _, _, cost in part)
                 try:
                     if self.budget is not None:
-                        await self.budget.hold(max_cost)
+                        await self.budget.hold(label, max_cost)
                     break
                 except BudgetExceeded:
                     if size == 1:
                         raise
                     size //= 2  # the budget has room for part of it: a smaller batch
-            record = BatchRecord(label=uuid.uuid4().hex, deployment=deployment, requests=len(part), max_cost=max_cost)
+            record = BatchRecord(label=label, deployment=deployment, requests=len(part), max_cost=max_cost)
             await self.ledger.plan(record, [(r.custom_id, r.key) for r, _, _ in part])
             await self._send(record, b"".join(line for _, line, _ in part))
             lines = lines[size:]
@@ -168,11 +168,14 @@ class BatchRun:
 
     async def follow(self, stop: asyncio.Event, *, deadline: float | None = None) -> None:
         """Follow the open batches until each ended and is collected, or the run stops. Once the deadline is near
-        they are cancelled, and what they finished is collected."""
-        cancelled = False
+        they are cancelled, and what they finished is collected. `on_waiting` hears of the batches still out at
+        each poll, and of none once they all ended."""
+        cancelled = waited = False
         while True:
             open_batches = [b for b in await self.ledger.batches() if b.state in OPEN]
             if not open_batches or stop.is_set():
+                if waited and self.on_waiting is not None:
+                    await self.on_waiting([])
                 return
             if deadline is not None and self._near(deadline) and not cancelled:
                 await self.cancel()
@@ -184,6 +187,7 @@ class BatchRun:
                 continue
             if self.on_waiting is not None:
                 await self.on_waiting(still)
+                waited = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._poll_s())
 
@@ -221,7 +225,7 @@ class BatchRun:
         record.cost = sum(line.cost for line in lines)
         await self.ledger.collect(record, lines)
         if self.budget is not None:
-            await self.budget.settle(record.max_cost, record.cost)
+            await self.budget.settle(record.label, record.max_cost, record.cost)
         try:
             await provider.clean_up(batch)
         except GatewayError as exc:  # the files stay at the provider, which deletes them itself in time
@@ -263,9 +267,10 @@ def _models(run: RunStep) -> list[str]:
 
 
 def _max_cost(body: dict[str, Any], price: Price) -> float:
-    """The most a request may cost in a batch: its text at ~4 characters a token, and its longest answer."""
-    chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", ()))
-    return price.batch_cost(estimate_tokens(chars), body.get("max_tokens") or DEFAULT_MAX_TOKENS)
+    """The most a request may cost in a batch: its text's UTF-8 bytes as tokens (no tokenizer makes more), and its
+    longest answer."""
+    tokens = sum(len(str(m.get("content", "")).encode()) + 4 for m in body.get("messages", ())) + 3
+    return price.batch_cost(tokens, body.get("max_tokens") or DEFAULT_MAX_TOKENS)
 
 
 def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Price) -> BatchLine | None:

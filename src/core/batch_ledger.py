@@ -1,0 +1,107 @@
+"""A job's provider batches in the platform database: the engine's BatchLedger for one job, so that whichever
+worker runs the job next follows the batches the last one submitted."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from core.db import Database
+from core.models import JobBatch, JobBatchLine, JobBatchRequest
+from engine import BatchLine, BatchRecord, BatchState
+
+BATCHES = JobBatch.__table__  # type: ignore[attr-defined]
+REQUESTS = JobBatchRequest.__table__  # type: ignore[attr-defined]
+LINES = JobBatchLine.__table__  # type: ignore[attr-defined]
+RECORD = tuple(f.name for f in fields(BatchRecord))
+WRITE_ROWS = 2000  # rows an INSERT carries at most
+
+
+class DbBatchLedger:
+    """One job's batches, their requests and their lines (tables job_batches, job_batch_requests, job_batch_lines)."""
+
+    def __init__(self, database: Database, *, job_id: int) -> None:
+        self.database = database
+        self.job_id = job_id
+
+    async def started_at(self) -> float:
+        """When the job's first batch was planned (now, for a job with none)."""
+        rows = (await self.database.execute_all([(select(func.min(BATCHES.c.created_at))
+                                                  .where(BATCHES.c.job_id == self.job_id), None)]))[0]
+        return float(rows[0][0]) if rows and rows[0][0] is not None else time.time()
+
+    async def plan(self, record: BatchRecord, requests: Sequence[tuple[str, tuple[str, str, int]]]) -> None:
+        """The batch and its requests, in one transaction."""
+        seq = select(func.coalesce(func.max(BATCHES.c.seq), 0) + 1).where(BATCHES.c.job_id == self.job_id) \
+            .scalar_subquery()
+        rows = [{"label": record.label, "position": position, "custom_id": cid, "line_id": line_id,
+                 "request": request, "ask": ask} for position, (cid, (line_id, request, ask)) in enumerate(requests)]
+        await self.database.execute_all([
+            (insert(BATCHES).values(**_row(record), job_id=self.job_id, seq=seq), None),
+            *((insert(REQUESTS), rows[i:i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS))])
+
+    async def update(self, record: BatchRecord) -> None:
+        """Every field of the record."""
+        await self.database.execute_all([(self._update(record), None)])
+
+    def _update(self, record: BatchRecord) -> Any:
+        return update(BATCHES).where(BATCHES.c.label == record.label).values(**_row(record))
+
+    async def batches(self) -> list[BatchRecord]:
+        """Every batch of the job, in the order planned."""
+        query = select(*(BATCHES.c[name] for name in RECORD)).where(BATCHES.c.job_id == self.job_id) \
+            .order_by(BATCHES.c.seq)
+        rows = (await self.database.execute_all([(query, None)]))[0]
+        return [_record(row) for row in rows]
+
+    async def requests(self, label: str) -> dict[str, tuple[str, str, int]]:
+        """The line key of each custom_id in a batch."""
+        query = select(REQUESTS.c.custom_id, REQUESTS.c.line_id, REQUESTS.c.request, REQUESTS.c.ask) \
+            .where(REQUESTS.c.label == label)
+        rows: list[Any] = (await self.database.execute_all([(query, None)]))[0]
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+    async def collect(self, record: BatchRecord, lines: Sequence[BatchLine]) -> None:
+        """The batch's lines stored and the batch marked collected, in one transaction (a line stored before, by a
+        collection cut short, is replaced by the same)."""
+        record.state = BatchState.COLLECTED
+        rows = [{"job_id": self.job_id, "line_hash": _line_hash(line.key), "line_id": line.key[0],
+                 "request": line.key[1], "ask": line.key[2], "status": line.status,
+                 "body": line.body.decode(), "deployment": line.deployment, "cost": line.cost} for line in lines]
+        hashes = [row["line_hash"] for row in rows]
+        await self.database.execute_all([
+            *((LINES.delete().where(LINES.c.job_id == self.job_id, LINES.c.line_hash.in_(hashes[i:i + WRITE_ROWS])),
+               None) for i in range(0, len(hashes), WRITE_ROWS)),
+            *((insert(LINES), rows[i:i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS)),
+            (self._update(record), None)])
+
+    async def lines(self) -> list[BatchLine]:
+        """Every line the job's batches returned."""
+        query = select(LINES.c.line_id, LINES.c.request, LINES.c.ask, LINES.c.status, LINES.c.body,
+                       LINES.c.deployment, LINES.c.cost).where(LINES.c.job_id == self.job_id)
+        rows: list[Any] = (await self.database.execute_all([(query, None)]))[0]
+        return [BatchLine((row[0], row[1], row[2]), row[3], row[4].encode(), row[5], row[6]) for row in rows]
+
+    async def close(self) -> None:
+        """Nothing to release: connections go back to the pool after each call."""
+
+
+def _row(record: BatchRecord) -> dict[str, Any]:
+    values = {name: getattr(record, name) for name in RECORD}
+    values["state"] = record.state.value
+    return values
+
+
+def _record(row: Any) -> BatchRecord:
+    values = dict(zip(RECORD, row, strict=True))
+    values["state"] = BatchState(values["state"])
+    return BatchRecord(**values)
+
+
+def _line_hash(key: tuple[str, str, int]) -> str:
+    return hashlib.sha256(f"{key[0]}\x1f{key[1]}\x1f{key[2]}".encode()).hexdigest()
