@@ -51,6 +51,8 @@ def print_estimate(estimate: Estimate) -> None:
     print(f"tokens: {e.input_tokens:,} in; out {e.output_tokens_low:,} / {e.output_tokens_expected:,} / "
           f"{e.output_tokens_high:,} (low / expected / high: {e.output_basis})")
     print(f"cost: {e.cost_low:.4f} / {e.cost_expected:.4f} / {e.cost_high:.4f} (low / expected / high)")
+    if e.batch_cost is not None:
+        print("in provider batches: {:.4f} / {:.4f} / {:.4f}".format(*e.batch_cost))
     time = f"{e.seconds:,.0f} s" if e.seconds is not None else "not bounded"
     print(f"time the limits imply: {time} ({e.seconds_basis})")
     for m in e.models:

@@ -20,9 +20,14 @@ from engine.results.batch_ledger import SqliteBatchLedger
 from engine.run import run_spec
 from engine.run.batch_files import unit_of
 from engine.run.batch_run import BatchBudget, BatchRun
+from engine.run.estimate import estimate_run
 from engine.run.runner import RunOutcome
+from engine.sources import open_source
+from engine.sources.mysql_connection import Connections
 from engine.spec import load_spec
 from engine.spec.models import WorkflowSpec
+from engine.spec.paths import PathPolicy
+from engine.spec.secrets import Secrets
 from tests.support.engine_helpers import expected_summary, make_spec, read_csv_text, tickets
 from tests.support.fake_upstream import FakeUpstream, gateway_yaml
 from tests.support.worker_helpers import wait_for
@@ -239,3 +244,28 @@ async def test_cancelling_a_run_cancels_its_provider_batches(tmp_path: Path) -> 
         await batches.deployments.aclose()
     assert outcome.stopped and outcome.progress.done == 0
     assert up.batches.stats.batches_cancelled == 3 and states == ["cancelling"] * 3
+
+
+async def test_an_estimate_shows_the_batch_cost_beside_the_live_cost(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 100)
+    config = load_gateway("""models:
+  - {name: m0, model: gpt-4o-mini, provider: mock, price: {input: 1, output: 4}, batch: {}}
+  - {name: m1, model: gpt-4o-mini, provider: mock, batch: {},
+     price: {input: 1, output: 4, batch_input: 0.8, batch_output: 3}}
+  - {name: m2, model: gpt-4o-mini, provider: mock, price: {input: 1, output: 4}}
+groups: {both: [m0, m2], all: [m0, m1, m2]}
+""")
+    source = await open_source(spec, paths=PathPolicy(tmp_path), connections=Connections(Secrets({})))
+    half = await estimate_run(spec, source=source, deployments=config.members("m0"))
+    mixed = await estimate_run(spec, source=source, deployments=config.members("both"))
+    priced = await estimate_run(spec, source=source, deployments=config.members("all"))
+    live = await estimate_run(spec, source=source, deployments=config.members("m2"))
+    await source.close()
+    assert half.batch_cost == pytest.approx((half.cost_low / 2, half.cost_expected / 2, half.cost_high / 2))
+    assert live.batch_cost is None and live.models[0].batch_cost is None
+    m0, m2 = mixed.models  # half each: m0's half in batches at half price, m2's live
+    assert mixed.batch_cost == pytest.approx(tuple(a + b for a, b in zip(m0.batch_cost or (), (
+        m2.cost_low, m2.cost_expected, m2.cost_high), strict=True)))
+    m1 = priced.models[1]
+    assert m1.batch_cost is not None and m1.batch_cost[1] == pytest.approx(
+        (m1.input_tokens * 0.8 + m1.output_tokens * 3) / 1e6)

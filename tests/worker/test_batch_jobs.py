@@ -58,6 +58,10 @@ async def test_a_batch_job_waits_for_its_batches_then_completes_at_the_batch_pri
         job = await wait_status(p.http, job_id, "completed")
         events = await all_pages(p.http, f"/api/v1/jobs/{job_id}/events")
         items = await all_pages(p.http, f"/api/v1/jobs/{job_id}/items")
+        usage = (await p.http.get("/api/v1/usage", params={"group_by": "model"})).json()["items"]
+    assert [(u["model"], u["rows"]) for u in usage] == [("fake (batch)", 108)]  # batch answers shown as such
+    assert job["usage"]["models"] == {"fake (batch)": 108} and usage[0]["cost"] == pytest.approx(
+        job["usage"]["cost"])
     assert [b["requests"] for b in waiting["batches"]] == [60, 48] and waiting["counts"]["done"] == 0
     assert check_output(tmp_path / job["output"], frame, workflow_spec()) == 108
     assert [b["state"] for b in job["batches"]] == ["collected"] * 2

@@ -7,6 +7,19 @@ from pydantic import BaseModel, Field
 from engine import Estimate
 
 
+class BatchCost(BaseModel):
+    """Cost in provider batches, at the deployments' batch prices."""
+
+    low: float
+    expected: float
+    high: float
+
+    @classmethod
+    def of(cls, cost: tuple[float, float, float] | None) -> BatchCost | None:
+        """From the engine's (low, expected, high)."""
+        return None if cost is None else cls(low=cost[0], expected=cost[1], high=cost[2])
+
+
 class ModelEstimatePublic(BaseModel):
     """One candidate model's part of the run, by its routing weight."""
 
@@ -21,6 +34,8 @@ class ModelEstimatePublic(BaseModel):
     cost_low: float
     cost_expected: float
     cost_high: float
+    batch_cost: BatchCost | None = Field(None, description="What its part would cost in provider batches (null: "
+                                                           "it takes none).")
 
 
 class EstimatePublic(BaseModel):
@@ -45,9 +60,14 @@ class EstimatePublic(BaseModel):
                                               "limit (then as fast as the models answer).")
     seconds_basis: str
     models: list[ModelEstimatePublic]
+    batch_cost: BatchCost | None = Field(None, description=(
+        "Beside the live cost: the same run with the models that take provider batches (`batch` in the gateway "
+        "config) sending them, at their batch prices; null when none of them does."))
 
     @classmethod
     def from_estimate(cls, estimate: Estimate) -> EstimatePublic:
         """The engine's estimate as the API shows it."""
-        fields = {k: v for k, v in vars(estimate).items() if k != "models"}
-        return cls(**fields, models=[ModelEstimatePublic(**vars(m)) for m in estimate.models])
+        fields = {k: v for k, v in vars(estimate).items() if k not in ("models", "batch_cost")}
+        return cls(**fields, batch_cost=BatchCost.of(estimate.batch_cost),
+                   models=[ModelEstimatePublic(**(vars(m) | {"batch_cost": BatchCost.of(m.batch_cost)}))
+                           for m in estimate.models])

@@ -78,6 +78,12 @@ class BatchAnswers:
         raise Deferred(f"{request.model}: waiting for a provider batch")
 
 
+def batch_model(deployment: str) -> str:
+    """How a result answered in a provider batch names its model: the deployment, marked, so that usage, a job's
+    models and its items show batch answers (and their cost) apart from live ones."""
+    return f"{deployment} (batch)"
+
+
 def answer_of(line: BatchLine, *, upstream: str) -> ChatResult:
     """A line's answer, or its failure raised as the gateway's error for the same reply to a live request (named by
     the `upstream` model, as a live one is)."""
@@ -85,5 +91,5 @@ def answer_of(line: BatchLine, *, upstream: str) -> ChatResult:
     raise_for_status(reply, upstream)
     result = parse_completion(reply, upstream, 0.0)
     usage = result.usage
-    return ChatResult(result.content, line.deployment,
+    return ChatResult(result.content, batch_model(line.deployment),
                       Usage(usage.prompt_tokens, usage.completion_tokens, line.cost, usage.cached_tokens))

@@ -44,6 +44,7 @@ class ModelEstimate:
     cost_low: float
     cost_expected: float
     cost_high: float
+    batch_cost: tuple[float, float, float] | None = None  # (low, expected, high) in provider batches, if it takes any
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Estimate:
     seconds: float | None
     seconds_basis: str
     models: list[ModelEstimate] = field(default_factory=list)
+    batch_cost: tuple[float, float, float] | None = None  # (low, expected, high) with the batched models' share
+    # in provider batches (the others live); None when no candidate takes batches
 
 
 def output_per_row(step: RunStep, earlier: float | None) -> tuple[float, float, float, str]:
@@ -123,7 +126,11 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
             rows=rows, input_tokens=tokens_in, output_tokens=round(rows * expected),
             cost_low=cost_of(deployment.price, tokens_in, rows * low),
             cost_expected=cost_of(deployment.price, tokens_in, rows * expected),
-            cost_high=cost_of(deployment.price, tokens_in, rows * high)))
+            cost_high=cost_of(deployment.price, tokens_in, rows * high),
+            batch_cost=None if deployment.batch is None else (
+                deployment.price.batch_cost(tokens_in, rows * low),
+                deployment.price.batch_cost(tokens_in, rows * expected),
+                deployment.price.batch_cost(tokens_in, rows * high))))
     input_tokens = sum(m.input_tokens for m in models)  # (by share: each model's tokenizer counts its rows)
     seconds, seconds_basis = limits_time(deployments, to_send, (input_tokens + to_send * expected) / max(1, to_send))
     return Estimate(
@@ -132,7 +139,17 @@ async def estimate_run(spec: WorkflowSpec, *, source: Source, deployments: list[
         output_tokens_low=round(to_send * low), output_tokens_expected=round(to_send * expected),
         output_tokens_high=round(to_send * high), output_basis=basis,
         cost_low=sum(m.cost_low for m in models), cost_expected=sum(m.cost_expected for m in models),
-        cost_high=sum(m.cost_high for m in models), seconds=seconds, seconds_basis=seconds_basis, models=models)
+        cost_high=sum(m.cost_high for m in models), seconds=seconds, seconds_basis=seconds_basis, models=models,
+        batch_cost=_batch_total(models))
+
+
+def _batch_total(models: list[ModelEstimate]) -> tuple[float, float, float] | None:
+    """The run's cost with the models that take batches sending them (None when none does)."""
+    if all(m.batch_cost is None for m in models):
+        return None
+    costs = [m.batch_cost or (m.cost_low, m.cost_expected, m.cost_high) for m in models]
+    low, expected, high = (sum(c[i] for c in costs) for i in range(3))
+    return low, expected, high
 
 
 def estimated_step(spec: WorkflowSpec) -> RunStep:
