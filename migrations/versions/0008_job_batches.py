@@ -24,8 +24,8 @@ def _job_id() -> sa.Column:  # type: ignore[type-arg]
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('batches', sa.JSON(none_as_null=True), nullable=True))
+    # Not in batch mode: SQLite would copy the jobs table, and dropping the old one cascades to every job's rows.
+    op.add_column('jobs', sa.Column('batches', sa.JSON(none_as_null=True), nullable=True))
     op.create_table(
         'job_batches',
         sa.Column('label', sa.String(length=32), nullable=False),
@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column('completed', sa.Integer(), nullable=False),
         sa.Column('failed', sa.Integer(), nullable=False),
         sa.Column('cost', sa.Double(), nullable=False),
+        sa.Column('saved', sa.Double(), nullable=False),
         sa.Column('created_at', sa.Double(), nullable=False),
         sa.Column('ended_at', sa.Double(), nullable=True),
         sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_job_batches_job_id_jobs'), ondelete='CASCADE'),
@@ -80,5 +81,4 @@ def downgrade() -> None:
     op.drop_table('job_batch_lines')
     op.drop_table('job_batch_requests')
     op.drop_table('job_batches')
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_column('batches')
+    op.execute('ALTER TABLE jobs DROP COLUMN batches')  # SQLite 3.35+ and MySQL alike, the table kept in place

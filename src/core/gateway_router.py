@@ -7,7 +7,7 @@ from core.settings import Settings
 from core.shared_limits import SharedLimits
 from engine.gateway import Router, load_gateway
 
-DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock}\n"
+DEFAULT_GATEWAY = "models:\n  - {name: mock, model: mock, provider: mock, batch: {poll_s: 1, mock_delay_s: 2}}\n"
 
 
 def process_router(settings: Settings, *, trace_upstream: bool = False,

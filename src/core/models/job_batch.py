@@ -30,6 +30,7 @@ class JobBatch(SQLModel, table=True):
     completed: int = 0
     failed: int = 0
     cost: float = Field(default=0.0, sa_type=Double)
+    saved: float = Field(default=0.0, sa_type=Double)
     created_at: float = Field(sa_type=Double)
     ended_at: float | None = Field(default=None, sa_type=Double)
 

@@ -20,6 +20,8 @@ from engine.errors import EngineError
 class GatewayError(EngineError):
     """Base of every error a ChatClient raises."""
 
+    replayed = False  # an upstream's reply returned in a provider batch, not one to a request just sent
+
     def __init__(self, message: str, *, status: int | None = None, model: str | None = None) -> None:
         super().__init__(message)
         self.status = status

@@ -31,6 +31,7 @@ class BatchLine:
     body: bytes  # the reply's body (a chat completion, or an error)
     deployment: str
     cost: float  # at the deployment's batch price
+    saved: float = 0.0  # what the same answer costs live, less `cost`
 
 
 class BatchState(StrEnum):
@@ -61,6 +62,7 @@ class BatchRecord:
     completed: int = 0
     failed: int = 0
     cost: float = 0.0  # what its lines cost
+    saved: float = 0.0  # what the same lines cost live, less `cost`
     created_at: float = field(default_factory=time.time)
     ended_at: float | None = None
 
@@ -68,7 +70,7 @@ class BatchRecord:
         """What a job record and its events show of it."""
         return {"id": self.batch_id, "label": self.label, "deployment": self.deployment, "state": self.state.value,
                 "status": self.status, "requests": self.requests, "completed": self.completed,
-                "failed": self.failed, "cost": self.cost}
+                "failed": self.failed, "cost": self.cost, "saved": self.saved}
 
 
 class BatchLedger(Protocol):

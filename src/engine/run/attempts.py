@@ -186,7 +186,8 @@ class RowProcessor:
             return Ended(tries.ended(RowStatus.FAILED, error_class=ErrorClass.API, error=str(exc)[:2000],
                                      model=tries.model), None)
         if isinstance(exc, GatewayError):
-            self.gate.trip(str(exc))
+            if not exc.replayed:
+                self.gate.trip(str(exc))
             return tries.give_up(ErrorClass.API, str(exc)) or \
                 ((exc.retry_after_s or 0.0) if isinstance(exc, UpstreamError) else 0.0)
         # a bug or an environment fault: a system error, retried within limits

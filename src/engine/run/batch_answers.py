@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from engine.gateway import ChatClient, ChatRequest, ChatResult, Deferred, Usage
+from engine.gateway import ChatClient, ChatRequest, ChatResult, Deferred, GatewayError, Usage
 from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.openai_client import parse_completion, raise_for_status
 from engine.gateway.transport import UpstreamReply
@@ -88,7 +88,11 @@ def answer_of(line: BatchLine, *, upstream: str) -> ChatResult:
     """A line's answer, or its failure raised as the gateway's error for the same reply to a live request (named by
     the `upstream` model, as a live one is)."""
     reply = UpstreamReply(line.status or 500, {}, line.body)
-    raise_for_status(reply, upstream)
+    try:
+        raise_for_status(reply, upstream)
+    except GatewayError as exc:
+        exc.replayed = True  # an upstream's past reply: no reason to pause the requests going now
+        raise
     result = parse_completion(reply, upstream, 0.0)
     usage = result.usage
     return ChatResult(result.content, batch_model(line.deployment),

@@ -223,6 +223,7 @@ class BatchRun:
         lines = [line for raw in await provider.lines(batch)
                  if (line := _line(raw, requests, record.deployment, price)) is not None]
         record.cost = sum(line.cost for line in lines)
+        record.saved = sum(line.saved for line in lines)
         await self.ledger.collect(record, lines)
         if self.budget is not None:
             await self.budget.settle(record.label, record.max_cost, record.cost)
@@ -286,7 +287,8 @@ def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Pric
     body = response.get("body")
     if body is None:  # no reply, only an error: as a live request answered 500 with that error
         body = {"error": line.get("error") or {"message": "no response"}}
-    cost = 0.0
+    cost = live = 0.0
     if 200 <= status < 300 and isinstance(body, dict) and isinstance(usage := body.get("usage"), dict):
-        cost = price.batch_cost(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-    return BatchLine(key, status, orjson.dumps(body), deployment, cost)
+        tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        cost, live = price.batch_cost(*tokens), price.cost(*tokens)
+    return BatchLine(key, status, orjson.dumps(body), deployment, cost, live - cost)
