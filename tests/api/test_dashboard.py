@@ -32,6 +32,7 @@ class Dashboard:
     platform: Platform
     key: str
     outside: list[str]
+    upstream: FakeUpstream
 
     async def sign_in(self, key: str | None = None) -> None:
         await self.page.goto(f"{self.base_url}/")
@@ -44,16 +45,16 @@ class Dashboard:
 
 
 @asynccontextmanager
-async def dashboard(database_url: str, data_dir: Path, *, rows: int = 60,
-                    latency_s: float = 0.0) -> AsyncIterator[Dashboard]:
+async def dashboard(database_url: str, data_dir: Path, *, rows: int = 60, latency_s: float = 0.0,
+                    batch: str | None = None) -> AsyncIterator[Dashboard]:
     write_tickets(data_dir, rows)
     outside: list[str] = []
     async with FakeUpstream(latency_s=latency_s) as upstream, \
             platform(database_url=database_url, data_dir=data_dir, upstream_url=upstream.base_url,
-                     price=(100.0, 400.0)) as p, served(p.app) as base_url, browser_page(outside) as page:
+                     price=(100.0, 400.0), batch=batch) as p, served(p.app) as base_url, browser_page(outside) as page:
         page.set_default_timeout(TIMEOUT_MS)
         key = p.http.headers["Authorization"].removeprefix("Bearer ")
-        yield Dashboard(page, base_url, p, key, outside)
+        yield Dashboard(page, base_url, p, key, outside, upstream)
     assert outside == []  # nothing was fetched from anywhere but 127.0.0.1
 
 
@@ -164,3 +165,29 @@ async def test_the_jobs_list_filters_and_the_other_pages_show(database_url: str,
         await d.page.wait_for_selector("table td:has-text('fake')")
         assert "latency_p50_ms" in await d.page.inner_text("table thead")  # health, capacity, latency, errors
         await d.shot("models")
+
+
+async def test_a_batch_jobs_page_shows_it_waiting_with_its_batches_then_what_they_saved(
+        database_url: str, tmp_path: Path) -> None:
+    async with dashboard(database_url, tmp_path, batch="{max_requests: 30, poll_s: 0.05}") as d:
+        d.upstream.batches.delay_s = 3600.0
+        await d.sign_in()
+        await d.page.wait_for_selector("#jobs")
+        job_id = await d.platform.start_job(name="in batches", params={"mode": "batch"})
+        await d.page.goto(f"{d.base_url}/#/jobs/{job_id}")
+        await d.page.wait_for_selector("#job-status .badge.waiting")
+        await d.page.wait_for_function(
+            "() => document.querySelectorAll('#job-batches tbody tr').length === 2")
+        shown = await d.page.eval_on_selector_all("#job-batches tbody tr td:nth-child(3)", "cells => "
+                                                  "cells.map(c => c.textContent)")
+        await d.shot("job-waiting-for-batches")
+        d.upstream.batches.delay_s = 0.0
+        for batch in d.upstream.batches.batches.values():
+            batch["_ready_at"] = 0.0
+        await d.page.wait_for_selector("#job-status .badge.completed")
+        saved = await d.page.inner_text("#figure-saved")
+        job = (await d.platform.http.get(f"/api/v1/jobs/{job_id}")).json()
+    assert shown == ["in_progress", "in_progress"]
+    total = sum(b["saved"] for b in job["batches"])
+    assert job["usage"]["cost"] > 0 and abs(total - job["usage"]["cost"]) < 1e-9  # half price: saved as much
+    assert saved == f"${total:.4f}"

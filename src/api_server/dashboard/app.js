@@ -141,7 +141,7 @@ function signInPage(message) {
 // Jobs: the API's filters, cursor paging, and live rows.
 async function jobsPage(params) {
   const form = el("form", { class: "filters", id: "job-filters" },
-    el("label", {}, "Status", el("select", { name: "status" }, ["", "queued", "running", "paused", "cancelling",
+    el("label", {}, "Status", el("select", { name: "status" }, ["", "queued", "running", "waiting", "paused", "cancelling",
       "completed", "failed", "cancelled"].map((s) => el("option", { value: s, selected: params.get("status") === s }, s || "any")))),
     el("label", {}, "Workflow", el("input", { name: "workflow", value: params.get("workflow") || "" })),
     el("label", {}, "Priority", el("select", { name: "priority" }, ["", "urgent", "high", "normal", "low"].map(
@@ -201,6 +201,7 @@ async function jobPage(id) {
   const figures = el("div", { class: "cards", id: "job-figures" });
   const chart = el("div", {});
   const steps = el("div", {});
+  const batches = el("div", { id: "job-batches" });
   const mix = el("div", {});
   const actions = el("div", { class: "actions" }, ["cancel", "pause", "resume", "retry"].map((action) =>
     el("button", { id: `action-${action}`, class: action === "cancel" ? "danger" : "", onclick: () => act(id, action) },
@@ -215,7 +216,7 @@ async function jobPage(id) {
   bar, figures, actions, message, el("div", { class: "grid" },
     el("section", {}, el("h2", {}, "Throughput (rows/s)"), chart),
     el("section", {}, el("h2", {}, "Model mix"), mix)),
-  el("h2", {}, "Steps and models"), steps, el("h2", {}, "Cost, estimate and budgets"), budgets,
+  el("h2", {}, "Steps and models"), steps, batches, el("h2", {}, "Cost, estimate and budgets"), budgets,
   el("h2", {}, "Events"), events, el("h2", {}, "Failed rows and a sample of items"), rows);
 
   const show = (current) => {
@@ -228,7 +229,12 @@ async function jobPage(id) {
       card("tokens in / out", `${number(current.usage.tokens_in)} / ${number(current.usage.tokens_out)}`),
       card("cost", money(current.usage.cost), "figure-cost"),
       card("estimate", current.estimate ? `${money(current.estimate.cost_low)}–${money(current.estimate.cost_high)}` : "–"),
-      card("from the cache", number(counts.cached)));
+      card("from the cache", number(counts.cached)),
+      ...(current.batches || []).length ? [card("saved by batches", money(current.batches.reduce((sum, b) => sum + (b.saved || 0), 0)), "figure-saved")] : []);
+    batches.replaceChildren(...((current.batches || []).length ? [el("h2", {}, "Provider batches"),
+      table(["Batch", "Deployment", "Status", "Requests", "Completed", "Failed", "Cost", "Saved"],
+        current.batches.map((b) => [b.id || b.label, b.deployment, b.status || b.state, number(b.requests),
+          number(b.completed), number(b.failed), money(b.cost), money(b.saved || 0)]))] : []));
     if (current.usage.rows_per_s !== null && current.usage.rows_per_s !== undefined) {
       samples.push({ t: Date.now() / 1000, v: current.usage.rows_per_s });
       chart.replaceChildren(lineChart(samples));
