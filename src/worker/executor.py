@@ -233,8 +233,10 @@ class JobRun:
                                   on_event=self.recorder.on_event, stop=stop, paths=paths,
                                   connections=job_connections(settings), cache=self.ctx.answers, batches=batches)
         finally:
-            if batches is not None and self.recorder.stop_reason in (StopReason.CANCEL, StopReason.PAUSE):
-                await batches.cancel()  # a cancelled or paused job buys nothing more (finished lines are kept)
+            if batches is not None:
+                if self.recorder.stop_reason in (StopReason.CANCEL, StopReason.PAUSE):
+                    await batches.cancel()  # a cancelled or paused job buys nothing more (finished lines are kept)
+                self.recorder.batches = [record.public() for record in await batches.ledger.batches()]
             if self.ctx.answers is not None:  # a job right after this one (on any worker) finds its answers
                 await self.ctx.answers.flush()
 

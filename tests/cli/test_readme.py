@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,28 @@ async def test_the_readmes_examples_work_as_written(database_url: str, tmp_path:
         code, out = await bash(AUTH + gateway_block, base_url, key, strict=True, cwd=tmp_path)
         assert code == 0 and '"object":"chat.completion"' in out, out
     assert "ai_category" in (tmp_path / "out.csv").read_text()  # `.../output -o out.csv` downloaded the output
+
+
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("bash") is None, reason="needs bash and curl")
+async def test_the_readmes_batch_mode_examples_work_as_written(database_url: str, tmp_path: Path) -> None:
+    write_demo_input(tmp_path / "data")
+    [try_it] = blocks("Try it")
+    on_platform, offline = blocks("Batch mode")
+    async with FakeUpstream() as upstream, \
+            platform(database_url=database_url, data_dir=tmp_path / "data", upstream_url=upstream.base_url,
+                     batch="{poll_s: 0.05}") as p, served(p.app) as base_url:
+        key = p.http.headers["Authorization"].removeprefix("Bearer ")
+        code, out = await bash(try_it.split("# Trigger a job")[0], base_url, key, strict=True, cwd=tmp_path)
+        assert code == 0, out
+        code, out = await bash(AUTH + on_platform, base_url, key, strict=True, cwd=tmp_path)
+        assert code == 0, out
+        job_id = int(re.findall(r'"id":(\d+),"name":"in batches"', out)[0])
+        job = await wait_status(p.http, job_id, "completed")
+    assert job["batches"] and job["batches"][0]["state"] == "collected" and job["counts"]["done"] > 0
+    assert upstream.batches.stats.batches_created == len(job["batches"]) and upstream.stats.requests > 0
+    rowloom = f"{shlex.quote(sys.executable)} -m rowloom"
+    code, out = await bash(offline.replace(".venv/bin/rowloom", rowloom), "", "", strict=True, cwd=tmp_path)
+    assert code == 0, out
+    assert "submitted to mock" in out and "lines back" in out and " 0 failed" in out, out
+    batched = (tmp_path / "batched.csv").read_text(encoding="utf-8")
+    assert batched.splitlines()[0] == "id,subject,body,ai_category" and len(batched.splitlines()) > 2
