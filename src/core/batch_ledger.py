@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -66,10 +66,9 @@ class DbBatchLedger:
         rows: list[Any] = (await self.database.execute_all([(query, None)]))[0]
         return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
-    async def collect(self, record: BatchRecord, lines: Sequence[BatchLine]) -> None:
+    async def collect(self, record: BatchRecord, lines: Iterable[BatchLine]) -> None:
         """The batch's lines stored and the batch marked collected, in one transaction (a line stored before, by a
         collection cut short, is replaced by the same)."""
-        record.state = BatchState.COLLECTED
         rows = [{"job_id": self.job_id, "line_hash": _line_hash(line.key), "line_id": line.key[0],
                  "request": line.key[1], "ask": line.key[2], "status": line.status,
                  "body": line.body.decode(), "deployment": line.deployment, "cost": line.cost} for line in lines]
@@ -78,7 +77,7 @@ class DbBatchLedger:
             *((LINES.delete().where(LINES.c.job_id == self.job_id, LINES.c.line_hash.in_(hashes[i:i + WRITE_ROWS])),
                None) for i in range(0, len(hashes), WRITE_ROWS)),
             *((insert(LINES), rows[i:i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS)),
-            (self._update(record), None)])
+            (self._update(_collected(record)), None)])
 
     async def lines(self) -> list[BatchLine]:
         """Every line the job's batches returned."""
@@ -89,6 +88,11 @@ class DbBatchLedger:
 
     async def close(self) -> None:
         """Nothing to release: connections go back to the pool after each call."""
+
+
+def _collected(record: BatchRecord) -> BatchRecord:
+    record.state = BatchState.COLLECTED
+    return record
 
 
 def _row(record: BatchRecord) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -36,8 +36,8 @@ class BatchProvider(Protocol):
     async def get(self, batch_id: str) -> ProviderBatch:
         """The batch as the provider sees it now."""
 
-    async def lines(self, batch: ProviderBatch) -> list[bytes]:
-        """An ended batch's output and error lines."""
+    async def lines(self, batch: ProviderBatch) -> Iterator[bytes]:
+        """An ended batch's output and error lines (read once, split as they are taken)."""
 
     async def cancel(self, batch_id: str) -> None:
         """Stop the batch (its finished lines stay readable)."""
@@ -70,13 +70,11 @@ class OpenAIBatches:
         """The batch now."""
         return await self.api.get(batch_id)
 
-    async def lines(self, batch: ProviderBatch) -> list[bytes]:
+    async def lines(self, batch: ProviderBatch) -> Iterator[bytes]:
         """The output file's lines, then the error file's."""
-        found: list[bytes] = []
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if file_id:
-                found.extend(line for line in (await self.api.content(file_id)).splitlines() if line.strip())
-        return found
+        files = [await self.api.content(file_id) for file_id in (batch.output_file_id, batch.error_file_id)
+                 if file_id]
+        return (line for content in files for line in split_lines(content))
 
     async def cancel(self, batch_id: str) -> None:
         """Asked to cancel."""
@@ -148,10 +146,10 @@ class MockBatches:
                                  completed=len(held.lines))
         return held.batch
 
-    async def lines(self, batch: ProviderBatch) -> list[bytes]:
+    async def lines(self, batch: ProviderBatch) -> Iterator[bytes]:
         """Its answers, once completed."""
         held = self._batches.get(batch.id)
-        return list(held.lines) if held is not None and batch.status is BatchStatus.COMPLETED else []
+        return iter(held.lines if held is not None and batch.status is BatchStatus.COMPLETED else [])
 
     async def cancel(self, batch_id: str) -> None:
         """Cancelled unless it completed."""
@@ -166,6 +164,17 @@ class MockBatches:
     async def aclose(self) -> None:
         """Nothing to release."""
         await asyncio.sleep(0)
+
+
+def split_lines(content: bytes) -> Iterator[bytes]:
+    """The non-blank lines of a JSONL file, one at a time (a file of 50,000 answers is not copied into a list)."""
+    start = 0
+    while start < len(content):
+        end = content.find(b"\n", start)
+        end = len(content) if end == -1 else end
+        if content[start:end].strip():
+            yield content[start:end]
+        start = end + 1
 
 
 def batch_provider(deployment: Deployment, *, config: GatewayConfig, api_key: str | None,

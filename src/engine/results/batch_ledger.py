@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -22,7 +22,7 @@ LineKey = tuple[str, str, int]  # (the row's custom_id, or "" for a line identic
 # hash; which of its asks this is)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BatchLine:
     """One answer a provider batch returned: the request it answered, and the reply as the provider gave it."""
 
@@ -91,8 +91,9 @@ class BatchLedger(Protocol):
     async def requests(self, label: str) -> dict[str, LineKey]:
         """The line key of each custom_id in a batch."""
 
-    async def collect(self, record: BatchRecord, lines: Sequence[BatchLine]) -> None:
-        """Store a batch's lines and mark it collected, in one transaction."""
+    async def collect(self, record: BatchRecord, lines: Iterable[BatchLine]) -> None:
+        """Store a batch's lines, then the record (which taking the lines may complete), in one transaction; the
+        batch is then collected."""
 
     async def lines(self) -> list[BatchLine]:
         """Every line collected so far."""
@@ -172,14 +173,14 @@ class SqliteBatchLedger:
         result: dict[str, LineKey] = await self._call(read)
         return result
 
-    async def collect(self, record: BatchRecord, lines: Sequence[BatchLine]) -> None:
-        """Lines and state together."""
+    async def collect(self, record: BatchRecord, lines: Iterable[BatchLine]) -> None:
+        """Lines (taken one at a time) and state together."""
         record.state = BatchState.COLLECTED
 
         def write(db: sqlite3.Connection) -> None:
             with db:
                 db.executemany("INSERT OR REPLACE INTO lines VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               [(*line.key, line.status, line.body, line.deployment, line.cost) for line in lines])
+                               ((*line.key, line.status, line.body, line.deployment, line.cost) for line in lines))
                 db.execute(f"UPDATE batches SET {', '.join(f'{c} = ?' for c in _COLUMNS)} WHERE label = ?",
                            (*_values(record), record.label))
         await self._call(write)

@@ -12,43 +12,60 @@ Validation, re-asks, fallbacks, retries, the answer cache and the store are the 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 
-from engine.gateway import ChatClient, ChatRequest, ChatResult, Deferred, GatewayError, Usage
+from engine.gateway import BudgetExceeded, ChatClient, ChatRequest, ChatResult, Deferred, GatewayError, Usage
+from engine.gateway.batch_api import request_line
 from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.openai_client import parse_completion, raise_for_status
 from engine.gateway.transport import UpstreamReply
 from engine.results.answer_cache import request_key
 from engine.results.batch_ledger import BatchLine, LineKey
 from engine.results.store import Key, Unit
-from engine.run.batch_files import custom_id
+from engine.run.batch_files import custom_id, max_batch_cost
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WantedRequest:
-    """A request with no answer yet, for the next batch of its deployment."""
+    """A request with no answer yet, as a line of the next batch of its deployment (kept as the line's bytes: a
+    round may want every row's request at once)."""
 
     key: LineKey
     custom_id: str
-    request: ChatRequest
+    deployment: str
+    line: bytes
+    max_cost: float
+
+
+Flush = Callable[[list[WantedRequest]], Awaitable[tuple[list[WantedRequest], BudgetExceeded | None]]]
 
 
 class BatchAnswers:
-    """One round's replay of the lines stored so far, and the requests it found unanswered."""
+    """One round's replay of the lines stored so far, and the requests it found unanswered (sent in batches as
+    soon as a deployment has a batch's worth, through `flush`; the rest once the round ends)."""
 
     def __init__(self, lines: Iterable[BatchLine], *, client: ChatClient, deployments: BatchDeployments,
-                 batched: Collection[tuple[str, str]], shared: bool, live: bool = False) -> None:
+                 batched: Collection[tuple[str, str]], shared: bool, live: bool = False,
+                 flush: Flush | None = None) -> None:
         self.batched = batched  # the (step, model) pairs whose requests go in batches
         self.client = client  # asked for what is sent live
         self.deployments = deployments  # which deployment takes a model's batches (and its retry policy)
         self.shared = shared  # identical requests share one line (the answer cache is on: as live ones share)
         self.live = live  # everything without a line goes live (the deadline is near)
+        self.flush = flush  # submits wanted requests; gives back those a budget had no room for, and its refusal
         self._lines = {line.key: line for line in lines}
-        self._asked: Counter[tuple[str, str]] = Counter()
-        self._hashes: set[str] = set()  # of the requests wanted (shared lines)
+        self._asked: Counter[tuple[str, str]] = Counter()  # asks answered so far, by (line id, request)
         self._answered: set[str] = set()  # rows (by custom_id) a line answered: what they ask next is a retry
+        self._pending: dict[str, list[int]] = {}  # by deployment: requests and bytes wanted since its last flush
+        self._flushing: set[str] = set()
         self.wanted: dict[LineKey, WantedRequest] = {}
+        self.flushed = False  # some of this round's requests were submitted during it
+
+    @property
+    def waits(self) -> bool:
+        """Whether some row of the round waits for a batch."""
+        return self.flushed or bool(self.wanted)
 
     def for_step(self, step: str, model: str) -> BatchAnswers | None:
         """These answers for a step's requests to `model`, if they go in batches (None: live)."""
@@ -58,24 +75,48 @@ class BatchAnswers:
         """The line answering this ask of the row's request (its error raised as a live one would be); Deferred
         when there is none yet."""
         row_id = custom_id(key, unit)
-        digest = request_key(request)
-        asked = ("" if self.shared else row_id, digest)
+        asked = ("" if self.shared else row_id, request_key(request))
         ask = self._asked[asked]
-        self._asked[asked] = ask + 1
-        line = self._lines.get((*asked, ask))
+        line = self._lines.pop((*asked, ask), None)  # each line answers one ask a round
         if line is not None:
+            self._asked[asked] = ask + 1
             self._answered.add(row_id)
             return answer_of(line, upstream=self.deployments[line.deployment].model)
         deployment = self.deployments.for_model(request.model)
         if self.live or deployment is None or deployment.batch is None or \
                 (row_id in self._answered and deployment.batch.retry == "live"):
+            self._asked[asked] = ask + 1
             return await self.client.chat(request)
-        if self.shared and ask > 0 and digest in self._hashes:
-            self._asked[asked] = ask  # another row's line will answer it: no second line for the same request
-        else:
-            self.wanted.setdefault((*asked, ask), WantedRequest((*asked, ask), row_id, request))
-            self._hashes.add(digest)
+        if (*asked, ask) not in self.wanted:  # (else another row wants the same request: its line answers both)
+            body = self.deployments.body(deployment.name, request)
+            wanted = self.wanted[(*asked, ask)] = WantedRequest(
+                (*asked, ask), row_id, deployment.name, request_line(row_id, body),
+                max_batch_cost(body, deployment.price))
+            pending = self._pending.setdefault(deployment.name, [0, 0])
+            pending[0] += 1
+            pending[1] += len(wanted.line)
+            if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
+                await self._flush(deployment.name)
         raise Deferred(f"{request.model}: waiting for a provider batch")
+
+    async def _flush(self, deployment: str) -> None:
+        """Submit the deployment's wanted requests now (a round's requests are not all held until it ends)."""
+        if self.flush is None or deployment in self._flushing:
+            return
+        self._flushing.add(deployment)
+        try:
+            out = [wanted for wanted in self.wanted.values() if wanted.deployment == deployment]
+            for wanted in out:
+                del self.wanted[wanted.key]
+            self._pending[deployment] = [0, 0]
+            self.flushed = True
+            refused, refusal = await self.flush(out)
+            for wanted in refused:  # wanted again once a budget has room
+                self.wanted[wanted.key] = wanted
+            if refusal is not None:
+                raise refusal
+        finally:
+            self._flushing.discard(deployment)
 
 
 def batch_model(deployment: str) -> str:

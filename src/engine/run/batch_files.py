@@ -3,15 +3,18 @@ the lines are cut into files of at most so many requests and bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import orjson
 
 from engine.errors import InputError
+from engine.gateway.config import Price
 from engine.results.store import Key, Unit
 
 MAX_REQUESTS = 50_000  # a batch's requests, at most (OpenAI's limit)
 MAX_BYTES = 200 << 20  # a batch's input file, at most (OpenAI's limit)
+DEFAULT_MAX_TOKENS = 1024  # an answer's tokens at most, for a batch's maximum cost, when a step sets none
 
 
 def custom_id(key: Key, unit: Unit) -> str:
@@ -29,6 +32,13 @@ def unit_of(custom_id: str) -> tuple[Key, Unit]:
             not isinstance(target, str):
         raise ValueError(f"custom_id {custom_id[:100]!r} is not one of this run's")
     return key, (step, target)
+
+
+def max_batch_cost(body: Mapping[str, Any], price: Price) -> float:
+    """The most a request may cost in a batch: its text's UTF-8 bytes as tokens (no tokenizer makes more, plus a
+    few a message), and its longest answer (`max_tokens`, else DEFAULT_MAX_TOKENS)."""
+    tokens = sum(len(str(m.get("content", "")).encode()) + 4 for m in body.get("messages", ())) + 3
+    return price.batch_cost(tokens, body.get("max_tokens") or DEFAULT_MAX_TOKENS)
 
 
 def batch_files(lines: Iterable[bytes], *, max_requests: int = MAX_REQUESTS,

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -23,7 +23,7 @@ import orjson
 from engine.errors import InputError
 from engine.events import RunEvent
 from engine.gateway import BudgetExceeded, ChatClient
-from engine.gateway.batch_api import ENDED, BatchStatus, ProviderBatch, request_line
+from engine.gateway.batch_api import ENDED, BatchStatus, ProviderBatch
 from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.config import Price
 from engine.gateway.errors import GatewayError
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[RunEvent, str, dict[str, Any]], None]
 OutcomeT = TypeVar("OutcomeT")
 LIVE_MARGIN = 0.05  # the share of the deadline left when what remains goes live (at least two polls)
-DEFAULT_MAX_TOKENS = 1024  # an answer's tokens at most, for a batch's maximum cost, when a step sets none
 
 
 class BatchBudget(Protocol):
@@ -93,13 +92,12 @@ class BatchRun:
             live = deadline is not None and self._near(deadline)
             lines = await self.ledger.lines()
             answers = BatchAnswers(lines, client=client, deployments=self.deployments, batched=self.batched,
-                                   live=live, shared=self.spec.cache.mode.value != "off")
+                                   live=live, shared=self.spec.cache.mode.value != "off", flush=self.submit)
             outcome = await run_round(answers)
-            if stop.is_set() or not answers.wanted:
+            if stop.is_set() or not answers.waits:
                 return outcome, None
-            try:
-                await self.submit(list(answers.wanted.values()))
-            except BudgetExceeded as refused:
+            _, refused = await self.submit(list(answers.wanted.values()))
+            if refused is not None:
                 return outcome, refused
 
     def _near(self, deadline: float) -> bool:
@@ -110,47 +108,53 @@ class BatchRun:
         return min((self.deployments[name].batch.poll_s for name in set(self.batched.values())  # type: ignore[union-attr]
                     ), default=60.0)
 
-    async def submit(self, wanted: Sequence[WantedRequest]) -> None:
+    async def submit(self, wanted: Sequence[WantedRequest]
+                     ) -> tuple[list[WantedRequest], BudgetExceeded | None]:
         """Plan, upload and submit the wanted requests, by deployment, in files within its limits (smaller ones
-        when a budget has no room for a whole file)."""
+        when a budget has no room for a whole file); those a budget had no room for, and its refusal."""
         by_deployment: dict[str, list[WantedRequest]] = defaultdict(list)
         for request in wanted:
-            deployment = self.deployments.for_model(request.request.model)
-            assert deployment is not None
-            by_deployment[deployment.name].append(request)
-        for name, requests in by_deployment.items():
+            by_deployment[request.deployment].append(request)
+        queue = list(by_deployment.items())
+        for index, (name, requests) in enumerate(queue):
             support = self.deployments[name].batch
             assert support is not None
-            price = self.deployments[name].price
-            lines = [(r, request_line(r.custom_id, body), _max_cost(body, price))
-                     for r in requests for body in (self.deployments.body(name, r.request),)]
             start = 0
-            for content in batch_files((line for _, line, _ in lines), max_requests=support.max_requests,
+            for content in batch_files((r.line for r in requests), max_requests=support.max_requests,
                                        max_bytes=support.max_bytes):
                 count = content.count(b"\n")
-                await self._submit_within_budget(name, lines[start:start + count])
+                sent, refusal = await self._submit_within_budget(name, requests[start:start + count], content)
+                del content  # (a file of up to max_bytes: not kept while the next is made)
+                if refusal is not None:
+                    return [*requests[start + sent:], *(r for _, rest in queue[index + 1:] for r in rest)], refusal
                 start += count
+        return [], None
 
-    async def _submit_within_budget(self, deployment: str,
-                                    lines: Sequence[tuple[WantedRequest, bytes, float]]) -> None:
-        while lines:
-            size = len(lines)
+    async def _submit_within_budget(self, deployment: str, lines: Sequence[WantedRequest], content: bytes
+                                    ) -> tuple[int, BudgetExceeded | None]:
+        """How many of `lines` (whose file is `content`) went out, all or as many as the budgets had room for, and
+        a budget's refusal."""
+        sent = 0
+        while sent < len(lines):
+            rest = lines[sent:]
+            size = len(rest)
             label = uuid.uuid4().hex
             while True:
-                part = lines[:size]
-                max_cost = sum(cost for _, _, cost in part)
+                part = rest[:size]
+                max_cost = sum(r.max_cost for r in part)
                 try:
                     if self.budget is not None:
                         await self.budget.hold(label, max_cost)
                     break
-                except BudgetExceeded:
+                except BudgetExceeded as exc:
                     if size == 1:
-                        raise
+                        return sent, exc
                     size //= 2  # the budget has room for part of it: a smaller batch
             record = BatchRecord(label=label, deployment=deployment, requests=len(part), max_cost=max_cost)
-            await self.ledger.plan(record, [(r.custom_id, r.key) for r, _, _ in part])
-            await self._send(record, b"".join(line for _, line, _ in part))
-            lines = lines[size:]
+            await self.ledger.plan(record, [(r.custom_id, r.key) for r in part])
+            await self._send(record, content if size == len(lines) else b"".join(r.line for r in part))
+            sent += size
+        return sent, None
 
     async def _send(self, record: BatchRecord, content: bytes) -> None:
         provider = self.deployments.provider(record.deployment)
@@ -220,18 +224,27 @@ class BatchRun:
         provider = self.deployments.provider(record.deployment)
         requests = await self.ledger.requests(record.label)
         price = self.deployments[record.deployment].price
-        lines = [line for raw in await provider.lines(batch)
-                 if (line := _line(raw, requests, record.deployment, price)) is not None]
-        record.cost = sum(line.cost for line in lines)
-        record.saved = sum(line.saved for line in lines)
-        await self.ledger.collect(record, lines)
+        raw = await provider.lines(batch)
+        record.cost = record.saved = 0.0
+        back = 0
+
+        def lines() -> Iterator[BatchLine]:  # taken by the ledger one at a time, as it stores them
+            nonlocal back
+            for text in raw:
+                if (line := _line(text, requests, record.deployment, price)) is not None:
+                    record.cost += line.cost
+                    record.saved += line.saved
+                    back += 1
+                    yield line
+
+        await self.ledger.collect(record, lines())
         if self.budget is not None:
             await self.budget.settle(record.label, record.max_cost, record.cost)
         try:
             await provider.clean_up(batch)
         except GatewayError as exc:  # the files stay at the provider, which deletes them itself in time
             log.warning("batch %s: its files could not be deleted: %s", batch.id, exc)
-        self._event(RunEvent.BATCH_ENDED, f"batch {batch.id} {batch.status.value}: {len(lines):,} of "
+        self._event(RunEvent.BATCH_ENDED, f"batch {batch.id} {batch.status.value}: {back:,} of "
                     f"{record.requests:,} lines back", batch=record.public())
 
     async def cancel(self) -> None:
@@ -267,13 +280,6 @@ def _models(run: RunStep) -> list[str]:
     return [target or run.model.name for target in run.targets]
 
 
-def _max_cost(body: dict[str, Any], price: Price) -> float:
-    """The most a request may cost in a batch: its text's UTF-8 bytes as tokens (no tokenizer makes more), and its
-    longest answer."""
-    tokens = sum(len(str(m.get("content", "")).encode()) + 4 for m in body.get("messages", ())) + 3
-    return price.batch_cost(tokens, body.get("max_tokens") or DEFAULT_MAX_TOKENS)
-
-
 def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Price) -> BatchLine | None:
     """A line of an output or error file, tied to the request it answers (None: not one of this batch's)."""
     try:
@@ -288,7 +294,20 @@ def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Pric
     if body is None:  # no reply, only an error: as a live request answered 500 with that error
         body = {"error": line.get("error") or {"message": "no response"}}
     cost = live = 0.0
-    if 200 <= status < 300 and isinstance(body, dict) and isinstance(usage := body.get("usage"), dict):
-        tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        cost, live = price.batch_cost(*tokens), price.cost(*tokens)
+    if 200 <= status < 300 and isinstance(body, dict):
+        body = _kept(body)
+        if isinstance(usage := body.get("usage"), dict):
+            tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            cost, live = price.batch_cost(*tokens), price.cost(*tokens)
     return BatchLine(key, status, orjson.dumps(body), deployment, cost, live - cost)
+
+
+def _kept(completion: dict[str, Any]) -> dict[str, Any]:
+    """What a run reads of a chat completion (the answer's text, the model, the usage): a run in batch mode keeps
+    every line until its rows take them. A body not shaped so is kept whole (it fails as a live one would)."""
+    try:
+        content = completion["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return completion
+    return {"model": completion.get("model"), "usage": completion.get("usage"),
+            "choices": [{"message": {"content": content}}]}

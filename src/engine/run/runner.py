@@ -139,7 +139,7 @@ class Runner:
                     self._emit(tracker.current(finished=True))  # the record counts every row made durable
                     raise self._failure
                 self.settled.all_settled()
-                waiting = self.batch is not None and bool(self.batch.wanted)
+                waiting = self.batch is not None and self.batch.waits
                 output = None if waiting else await (save or self.sink.save(self.source, self.store))
             finally:  # a save still waiting for rows (the run failed or was cancelled) leaves no file behind
                 if save is not None and not save.done():
