@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.Column('line_id', _TEXT, nullable=False),
         sa.Column('request', sa.String(length=64), nullable=False),
         sa.Column('ask', sa.Integer(), nullable=False),
+        sa.Column('row_hash', sa.String(length=64), nullable=False),
         sa.Column('status', sa.Integer(), nullable=False),
         sa.Column('body', _TEXT, nullable=False),
         sa.Column('deployment', sa.String(length=128), nullable=False),
@@ -75,6 +76,7 @@ def upgrade() -> None:
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('job_id', 'line_hash', name=op.f('pk_job_batch_lines')),
     )
+    op.create_index(op.f('ix_job_batch_lines_job_id_row_hash'), 'job_batch_lines', ['job_id', 'row_hash'])
 
 
 def downgrade() -> None:

@@ -70,7 +70,7 @@ class DbBatchLedger:
         """The batch's lines stored and the batch marked collected, in one transaction (a line stored before, by a
         collection cut short, is replaced by the same)."""
         rows = [{"job_id": self.job_id, "line_hash": _line_hash(line.key), "line_id": line.key[0],
-                 "request": line.key[1], "ask": line.key[2], "status": line.status,
+                 "request": line.key[1], "ask": line.key[2], "row_hash": _row_hash(line.row), "status": line.status,
                  "body": line.body.decode(), "deployment": line.deployment, "cost": line.cost} for line in lines]
         hashes = [row["line_hash"] for row in rows]
         await self.database.execute_all([
@@ -79,12 +79,26 @@ class DbBatchLedger:
             *((insert(LINES), rows[i:i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS)),
             (self._update(_collected(record)), None)])
 
-    async def lines(self) -> list[BatchLine]:
-        """Every line the job's batches returned."""
-        query = select(LINES.c.line_id, LINES.c.request, LINES.c.ask, LINES.c.status, LINES.c.body,
-                       LINES.c.deployment, LINES.c.cost).where(LINES.c.job_id == self.job_id)
-        rows: list[Any] = (await self.database.execute_all([(query, None)]))[0]
-        return [BatchLine((row[0], row[1], row[2]), row[3], row[4].encode(), row[5], row[6]) for row in rows]
+    async def lines_of(self, rows: Sequence[str]) -> list[BatchLine]:
+        """The lines answering these rows' requests."""
+        hashes = {_row_hash(row): row for row in rows}
+        found: list[BatchLine] = []
+        for start in range(0, len(hashes), WRITE_ROWS):
+            chunk = list(hashes)[start:start + WRITE_ROWS]
+            found += await self._lines(LINES.c.row_hash.in_(chunk), hashes)
+        return found
+
+    async def line(self, key: tuple[str, str, int]) -> BatchLine | None:
+        """The line of this key, if collected."""
+        found = await self._lines(LINES.c.line_hash == _line_hash(key), {})
+        return found[0] if found else None
+
+    async def _lines(self, where: Any, rows: dict[str, str]) -> list[BatchLine]:
+        query = select(LINES.c.line_id, LINES.c.request, LINES.c.ask, LINES.c.row_hash, LINES.c.status,
+                       LINES.c.body, LINES.c.deployment, LINES.c.cost).where(LINES.c.job_id == self.job_id, where)
+        found: list[Any] = (await self.database.execute_all([(query, None)]))[0]
+        return [BatchLine((row[0], row[1], row[2]), rows.get(row[3], ""), row[4], row[5].encode(), row[6], row[7])
+                for row in found]
 
     async def close(self) -> None:
         """Nothing to release: connections go back to the pool after each call."""
@@ -105,6 +119,10 @@ def _record(row: Any) -> BatchRecord:
     values = dict(zip(RECORD, row, strict=True))
     values["state"] = BatchState(values["state"])
     return BatchRecord(**values)
+
+
+def _row_hash(row: str) -> str:
+    return hashlib.sha256(row.encode()).hexdigest()
 
 
 def _line_hash(key: tuple[str, str, int]) -> str:

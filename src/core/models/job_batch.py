@@ -3,7 +3,7 @@ before a batch is submitted, so any worker can follow it after a crash."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Double, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Column, Double, ForeignKey, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 from core.db.types import BigIntId, LongText
@@ -53,12 +53,14 @@ class JobBatchLine(SQLModel, table=True):
     """A line a job's batch returned: the reply to one ask of one request."""
 
     __tablename__ = "job_batch_lines"
+    __table_args__ = (Index(None, "job_id", "row_hash"),)
 
     job_id: int = Field(sa_column=Column(BigIntId, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True))
     line_hash: str = Field(sa_type=String(64), primary_key=True)  # of (line_id, request, ask)
     line_id: str = Field(sa_type=LongText)
     request: str = Field(sa_type=String(64))
     ask: int = 0
+    row_hash: str = Field(sa_type=String(64))  # of the key of the row whose request it answers
     status: int = 0
     body: str = Field(sa_type=LongText)
     deployment: str = Field(sa_type=String(128))

@@ -27,6 +27,7 @@ class BatchLine:
     """One answer a provider batch returned: the request it answered, and the reply as the provider gave it."""
 
     key: LineKey
+    row: str  # the key (JSON) of the row whose request it answers, for taking a window of rows' lines at once
     status: int  # the reply's HTTP status (0: the provider gave no reply, only an error)
     body: bytes  # the reply's body (a chat completion, or an error)
     deployment: str
@@ -95,8 +96,11 @@ class BatchLedger(Protocol):
         """Store a batch's lines, then the record (which taking the lines may complete), in one transaction; the
         batch is then collected."""
 
-    async def lines(self) -> list[BatchLine]:
-        """Every line collected so far."""
+    async def lines_of(self, rows: Sequence[str]) -> list[BatchLine]:
+        """The lines answering requests of these rows (by key JSON)."""
+
+    async def line(self, key: LineKey) -> BatchLine | None:
+        """The line of this key, if one was collected (a request another row asked for)."""
 
     async def close(self) -> None:
         """Release the file or connection."""
@@ -123,9 +127,10 @@ class SqliteBatchLedger:
                 db.execute("CREATE UNIQUE INDEX IF NOT EXISTS batches_label ON batches (label)")
                 db.execute("CREATE TABLE IF NOT EXISTS requests (label TEXT, custom_id TEXT, line_id TEXT, "
                            "request TEXT, ask INTEGER, PRIMARY KEY (label, custom_id))")
-                db.execute("CREATE TABLE IF NOT EXISTS lines (line_id TEXT, request TEXT, ask INTEGER, "
+                db.execute("CREATE TABLE IF NOT EXISTS lines (line_id TEXT, request TEXT, ask INTEGER, row TEXT, "
                            "status INTEGER, body BLOB, deployment TEXT, cost REAL, "
                            "PRIMARY KEY (line_id, request, ask))")
+                db.execute("CREATE INDEX IF NOT EXISTS lines_row ON lines (row)")
             self._db = db
         return self._db
 
@@ -179,18 +184,31 @@ class SqliteBatchLedger:
 
         def write(db: sqlite3.Connection) -> None:
             with db:
-                db.executemany("INSERT OR REPLACE INTO lines VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               ((*line.key, line.status, line.body, line.deployment, line.cost) for line in lines))
+                db.executemany("INSERT OR REPLACE INTO lines VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               ((*line.key, line.row, line.status, line.body, line.deployment, line.cost)
+                                for line in lines))
                 db.execute(f"UPDATE batches SET {', '.join(f'{c} = ?' for c in _COLUMNS)} WHERE label = ?",
                            (*_values(record), record.label))
         await self._call(write)
 
-    async def lines(self) -> list[BatchLine]:
-        """All collected."""
+    async def lines_of(self, rows: Sequence[str]) -> list[BatchLine]:
+        """By the row index, 500 rows a query."""
         def read(db: sqlite3.Connection) -> list[BatchLine]:
-            return [BatchLine((line_id, request, ask), status, bytes(body), deployment, cost)
-                    for line_id, request, ask, status, body, deployment, cost in db.execute("SELECT * FROM lines")]
+            found: list[BatchLine] = []
+            for start in range(0, len(rows), 500):
+                chunk = rows[start:start + 500]
+                found += [_line(row) for row in db.execute(
+                    f"SELECT * FROM lines WHERE row IN ({', '.join('?' * len(chunk))})", chunk)]
+            return found
         result: list[BatchLine] = await self._call(read)
+        return result
+
+    async def line(self, key: LineKey) -> BatchLine | None:
+        """By its primary key."""
+        def read(db: sqlite3.Connection) -> BatchLine | None:
+            row = db.execute("SELECT * FROM lines WHERE line_id = ? AND request = ? AND ask = ?", key).fetchone()
+            return None if row is None else _line(row)
+        result: BatchLine | None = await self._call(read)
         return result
 
     async def close(self) -> None:
@@ -198,6 +216,11 @@ class SqliteBatchLedger:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _line(row: Sequence[Any]) -> BatchLine:
+    line_id, request, ask, key, status, body, deployment, cost = row
+    return BatchLine((line_id, request, ask), key, status, bytes(body), deployment, cost)
 
 
 def _values(record: BatchRecord) -> tuple[Any, ...]:

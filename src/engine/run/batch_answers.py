@@ -11,8 +11,9 @@ Validation, re-asks, fallbacks, retries, the answer cache and the store are the 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from engine.gateway import BudgetExceeded, ChatClient, ChatRequest, ChatResult, Deferred, GatewayError, Usage
@@ -21,8 +22,8 @@ from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.openai_client import parse_completion, raise_for_status
 from engine.gateway.transport import UpstreamReply
 from engine.results.answer_cache import request_key
-from engine.results.batch_ledger import BatchLine, LineKey
-from engine.results.store import Key, Unit
+from engine.results.batch_ledger import BatchLedger, BatchLine, LineKey
+from engine.results.store import Key, Unit, encode_key
 from engine.run.batch_files import custom_id, max_batch_cost
 
 
@@ -45,7 +46,7 @@ class BatchAnswers:
     """One round's replay of the lines stored so far, and the requests it found unanswered (sent in batches as
     soon as a deployment has a batch's worth, through `flush`; the rest once the round ends)."""
 
-    def __init__(self, lines: Iterable[BatchLine], *, client: ChatClient, deployments: BatchDeployments,
+    def __init__(self, ledger: BatchLedger, *, client: ChatClient, deployments: BatchDeployments,
                  batched: Collection[tuple[str, str]], shared: bool, live: bool = False,
                  flush: Flush | None = None) -> None:
         self.batched = batched  # the (step, model) pairs whose requests go in batches
@@ -54,11 +55,12 @@ class BatchAnswers:
         self.shared = shared  # identical requests share one line (the answer cache is on: as live ones share)
         self.live = live  # everything without a line goes live (the deadline is near)
         self.flush = flush  # submits wanted requests; gives back those a budget had no room for, and its refusal
-        self._lines = {line.key: line for line in lines}
+        self.ledger = ledger
+        self._lines: dict[LineKey, BatchLine] = {}  # of the rows in flight (taken from the ledger by window)
         self._asked: Counter[tuple[str, str]] = Counter()  # asks answered so far, by (line id, request)
         self._answered: set[str] = set()  # rows (by custom_id) a line answered: what they ask next is a retry
         self._pending: dict[str, list[int]] = {}  # by deployment: requests and bytes wanted since its last flush
-        self._flushing: set[str] = set()
+        self._flushing: dict[str, asyncio.Event] = {}  # set when the deployment's flush ends
         self.wanted: dict[LineKey, WantedRequest] = {}
         self.flushed = False  # some of this round's requests were submitted during it
 
@@ -66,6 +68,11 @@ class BatchAnswers:
     def waits(self) -> bool:
         """Whether some row of the round waits for a batch."""
         return self.flushed or bool(self.wanted)
+
+    async def prefetch(self, keys: Sequence[Key]) -> None:
+        """Take the lines answering these rows (the next window of rows to run) from the ledger."""
+        for line in await self.ledger.lines_of([encode_key(key) for key in keys]):
+            self._lines[line.key] = line
 
     def for_step(self, step: str, model: str) -> BatchAnswers | None:
         """These answers for a step's requests to `model`, if they go in batches (None: live)."""
@@ -78,6 +85,8 @@ class BatchAnswers:
         asked = ("" if self.shared else row_id, request_key(request))
         ask = self._asked[asked]
         line = self._lines.pop((*asked, ask), None)  # each line answers one ask a round
+        if line is None and self.shared:  # identical requests share one line: another row's may answer this one
+            line = await self.ledger.line((*asked, ask))
         if line is not None:
             self._asked[asked] = ask + 1
             self._answered.add(row_id)
@@ -96,6 +105,8 @@ class BatchAnswers:
             pending[0] += 1
             pending[1] += len(wanted.line)
             if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
+                if (uploading := self._flushing.get(deployment.name)) is not None:
+                    await uploading.wait()  # one batch's worth waits while the last one uploads, no more
                 await self._flush(deployment.name)
         raise Deferred(f"{request.model}: waiting for a provider batch")
 
@@ -103,7 +114,7 @@ class BatchAnswers:
         """Submit the deployment's wanted requests now (a round's requests are not all held until it ends)."""
         if self.flush is None or deployment in self._flushing:
             return
-        self._flushing.add(deployment)
+        ended = self._flushing[deployment] = asyncio.Event()
         try:
             out = [wanted for wanted in self.wanted.values() if wanted.deployment == deployment]
             for wanted in out:
@@ -116,7 +127,8 @@ class BatchAnswers:
             if refusal is not None:
                 raise refusal
         finally:
-            self._flushing.discard(deployment)
+            del self._flushing[deployment]
+            ended.set()
 
 
 def batch_model(deployment: str) -> str:

@@ -28,8 +28,9 @@ from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.config import Price
 from engine.gateway.errors import GatewayError
 from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
+from engine.results.store import encode_key
 from engine.run.batch_answers import BatchAnswers, WantedRequest
-from engine.run.batch_files import batch_files
+from engine.run.batch_files import batch_files, unit_of
 from engine.spec.flow import RunStep, pipeline
 from engine.spec.models import PromptStep, RunMode, WorkflowSpec
 
@@ -90,8 +91,7 @@ class BatchRun:
         while True:
             await self.follow(stop, deadline=deadline)
             live = deadline is not None and self._near(deadline)
-            lines = await self.ledger.lines()
-            answers = BatchAnswers(lines, client=client, deployments=self.deployments, batched=self.batched,
+            answers = BatchAnswers(self.ledger, client=client, deployments=self.deployments, batched=self.batched,
                                    live=live, shared=self.spec.cache.mode.value != "off", flush=self.submit)
             outcome = await run_round(answers)
             if stop.is_set() or not answers.waits:
@@ -285,7 +285,8 @@ def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Pric
     try:
         line = orjson.loads(raw)
         key = requests[line["custom_id"]]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        row = encode_key(unit_of(line["custom_id"])[0])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         log.warning("a batch line that is none of its requests was left out: %.200r", raw)
         return None
     response = line.get("response") or {}
@@ -299,7 +300,7 @@ def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Pric
         if isinstance(usage := body.get("usage"), dict):
             tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
             cost, live = price.batch_cost(*tokens), price.cost(*tokens)
-    return BatchLine(key, status, orjson.dumps(body), deployment, cost, live - cost)
+    return BatchLine(key, row, status, orjson.dumps(body), deployment, cost, live - cost)
 
 
 def _kept(completion: dict[str, Any]) -> dict[str, Any]:

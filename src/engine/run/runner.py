@@ -178,6 +178,8 @@ class Runner:
             step = self.spec.concurrency.in_flight
             for start in range(0, len(selected.rows), step):
                 chunk = selected.rows[start:start + step]
+                if self.batch is not None:
+                    await self.batch.prefetch([key for _, key, _ in chunk])
                 ready = await self.work.tasks([(key, record) for _, key, record in chunk], self.store)
                 for (index, key, _), task in zip(chunk, ready, strict=True):
                     self.settled.sending(key, first + index)
