@@ -160,7 +160,7 @@ class RowProcessor:
             try:
                 request = self._request(tries.messages, model)
                 result = await (self.client.chat(request) if self.batch is None else
-                                self.batch.chat(request, tries.key, self.unit))
+                                self.batch.chat(request, tries.key, self.unit, tries.asks))
             except Unsent:
                 raise  # not the row's failure: the row is sent later (on resume, or once its batch ended)
             except Exception as exc:
@@ -217,7 +217,7 @@ class Attempts:
     """One row's attempts so far: their count, the failures of each class, the usage, the model asked and the
     conversation sent (an answer not accepted adds itself and the reason)."""
 
-    __slots__ = ("count", "errors", "key", "messages", "model", "processor", "started", "usage")
+    __slots__ = ("asks", "count", "errors", "key", "messages", "model", "processor", "started", "usage")
 
     def __init__(self, processor: RowProcessor, key: Key, messages: list[dict[str, str]]) -> None:
         self.processor = processor
@@ -228,6 +228,7 @@ class Attempts:
         self.errors: Counter[ErrorClass] = Counter()
         self.usage = Usage()
         self.started = time.monotonic()
+        self.asks: dict[str, int] = {}  # in batch mode: the asks of each request (see BatchAnswers.chat)
 
     def ended(self, status: RowStatus, **fields: Any) -> RowResult:
         """The row's result, with what the attempts used."""

@@ -12,13 +12,13 @@ Validation, re-asks, fallbacks, retries, the answer cache and the store are the 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from engine.gateway import BudgetExceeded, ChatClient, ChatRequest, ChatResult, Deferred, GatewayError, Usage
 from engine.gateway.batch_api import request_line
 from engine.gateway.batch_providers import BatchDeployments
+from engine.gateway.config import Deployment
 from engine.gateway.openai_client import parse_completion, raise_for_status
 from engine.gateway.transport import UpstreamReply
 from engine.results.answer_cache import request_key
@@ -57,8 +57,6 @@ class BatchAnswers:
         self.flush = flush  # submits wanted requests; gives back those a budget had no room for, and its refusal
         self.ledger = ledger
         self._lines: dict[LineKey, BatchLine] = {}  # of the rows in flight (taken from the ledger by window)
-        self._asked: Counter[tuple[str, str]] = Counter()  # asks answered so far, by (line id, request)
-        self._answered: set[str] = set()  # rows (by custom_id) a line answered: what they ask next is a retry
         self._pending: dict[str, list[int]] = {}  # by deployment: requests and bytes wanted since its last flush
         self._flushing: dict[str, asyncio.Event] = {}  # set when the deployment's flush ends
         self.wanted: dict[LineKey, WantedRequest] = {}
@@ -78,23 +76,25 @@ class BatchAnswers:
         """These answers for a step's requests to `model`, if they go in batches (None: live)."""
         return self if (step, model) in self.batched else None
 
-    async def chat(self, request: ChatRequest, key: Key, unit: Unit) -> ChatResult:
+    async def chat(self, request: ChatRequest, key: Key, unit: Unit, asks: dict[str, int]) -> ChatResult:
         """The line answering this ask of the row's request (its error raised as a live one would be); Deferred
-        when there is none yet."""
+        when there is none yet. `asks` is the row's own (for this unit): how often it asked each request so far
+        this round ("": whether a line answered it, so that what it asks next is a retry)."""
         row_id = custom_id(key, unit)
-        asked = ("" if self.shared else row_id, request_key(request))
-        ask = self._asked[asked]
+        digest = request_key(request)
+        asked = ("" if self.shared else row_id, digest)
+        ask = asks.get(digest, 0)
         line = self._lines.pop((*asked, ask), None)  # each line answers one ask a round
         if line is None and self.shared:  # identical requests share one line: another row's may answer this one
             line = await self.ledger.line((*asked, ask))
         if line is not None:
-            self._asked[asked] = ask + 1
-            self._answered.add(row_id)
+            asks[digest] = ask + 1
+            asks[""] = 1
             return answer_of(line, upstream=self.deployments[line.deployment].model)
         deployment = self.deployments.for_model(request.model)
         if self.live or deployment is None or deployment.batch is None or \
-                (row_id in self._answered and deployment.batch.retry == "live"):
-            self._asked[asked] = ask + 1
+                (asks.get("") and deployment.batch.retry == "live"):
+            asks[digest] = ask + 1
             return await self.client.chat(request)
         if (*asked, ask) not in self.wanted:  # (else another row wants the same request: its line answers both)
             body = self.deployments.body(deployment.name, request)
@@ -107,19 +107,31 @@ class BatchAnswers:
             if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
                 if (uploading := self._flushing.get(deployment.name)) is not None:
                     await uploading.wait()  # one batch's worth waits while the last one uploads, no more
-                await self._flush(deployment.name)
+                await self._flush(deployment)
         raise Deferred(f"{request.model}: waiting for a provider batch")
 
-    async def _flush(self, deployment: str) -> None:
-        """Submit the deployment's wanted requests now (a round's requests are not all held until it ends)."""
+    async def _flush(self, target: Deployment) -> None:
+        """Submit a batch's worth of the deployment's wanted requests now, the first wanted first (a round's
+        requests are not all held until it ends)."""
+        deployment = target.name
         if self.flush is None or deployment in self._flushing:
             return
+        assert target.batch is not None
         ended = self._flushing[deployment] = asyncio.Event()
         try:
-            out = [wanted for wanted in self.wanted.values() if wanted.deployment == deployment]
+            out: list[WantedRequest] = []
+            size = 0
+            for wanted in self.wanted.values():
+                if wanted.deployment == deployment:
+                    if len(out) == target.batch.max_requests or size + len(wanted.line) > target.batch.max_bytes:
+                        break
+                    out.append(wanted)
+                    size += len(wanted.line)
             for wanted in out:
                 del self.wanted[wanted.key]
-            self._pending[deployment] = [0, 0]
+            pending = self._pending[deployment]
+            pending[0] -= len(out)
+            pending[1] -= size
             self.flushed = True
             refused, refusal = await self.flush(out)
             for wanted in refused:  # wanted again once a budget has room
