@@ -3,6 +3,7 @@
 from the provider's completion to the job's output written.
 
     .venv/bin/python -m bench.batch_mode [--rows 100000] [--in-flight 256] [--batch-delay-s 5] [--poll-s 1]
+                                         [--max-requests 50000]
 
 Each run is a child process (the engine with a gateway config on fakellm, the answer cache off so both modes send
 every row); its CPU (user + system) and peak RSS (ru_maxrss) are the figures. fakellm reports a batch completed
@@ -40,7 +41,7 @@ mode: {mode}
 sink: {{kind: csv, path: {out}}}
 """
 GATEWAY = """models:
-  - {{name: m, model: fake, channel: c, timeout: 60, batch: {{poll_s: {poll_s}}}}}
+  - {{name: m, model: fake, channel: c, timeout: 60, batch: {{poll_s: {poll_s}, max_requests: {max_requests}}}}}
 channels:
   c: {{base_url: '{root}'}}
 """
@@ -90,6 +91,7 @@ def main() -> None:
     parser = run_parser(__doc__, rows=100_000, latency_ms=0.0, in_flight=256)
     parser.add_argument("--batch-delay-s", type=float, default=5.0)
     parser.add_argument("--poll-s", type=float, default=1.0)
+    parser.add_argument("--max-requests", type=int, default=50_000, help="the deployment's batch.max_requests")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -101,7 +103,8 @@ def main() -> None:
                     str(args.batch_delay_s)) as url:
         folder = Path(tmp)
         write_input(folder / "in.csv", args.rows)
-        (folder / "gateway.yaml").write_text(GATEWAY.format(poll_s=args.poll_s, root=url.removesuffix("/v1")))
+        (folder / "gateway.yaml").write_text(GATEWAY.format(poll_s=args.poll_s, max_requests=args.max_requests,
+                                                        root=url.removesuffix("/v1")))
         results, upstream = {}, {}
         for mode in ("live", "batch"):
             reset(url)

@@ -243,7 +243,8 @@ async def test_cancelling_a_run_cancels_its_provider_batches(tmp_path: Path) -> 
         await router.aclose()
         await batches.deployments.aclose()
     assert outcome.stopped and outcome.progress.done == 0
-    assert up.batches.stats.batches_cancelled == 3 and states == ["cancelling"] * 3
+    assert up.batches.stats.batches_cancelled == 3 and len(states) == 3  # (cancelled once a poll saw it end)
+    assert set(states) <= {"cancelling", "cancelled"}
 
 
 async def test_an_estimate_shows_the_batch_cost_beside_the_live_cost(tmp_path: Path) -> None:

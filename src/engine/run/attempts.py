@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from opentelemetry import trace
 
@@ -24,12 +24,14 @@ from engine.gateway import (
 from engine.results.answer_cache import request_key
 from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.run.answers import AnswerContract
-from engine.run.batch_answers import BatchAnswers
 from engine.run.pause import PauseGate
 from engine.run.prompts import PromptRenderer
 from engine.run.reuse import AnswerReuse
 from engine.spec.flow import RunStep
 from engine.spec.models import ModelChoice
+
+if TYPE_CHECKING:
+    from engine.run.batch_answers import BatchAnswers
 
 MAX_RETRY_AFTER_S = 60.0
 TRACER = "rowloom.engine"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InputError
 from engine.gateway import ChatClient
 from engine.results.store import ErrorClass, Key, RowResult, RowStatus, Unit
 from engine.run.attempts import RowProcessor
-from engine.run.batch_answers import BatchAnswers
 from engine.run.embedder import Embedder
 from engine.run.pause import PauseGate
 from engine.run.reuse import AnswerReuse
@@ -21,6 +20,9 @@ from engine.spec.flow import RunStep, pipeline
 from engine.spec.models import EmbedStep, FilterStep, PromptStep, WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.step_flow import vector_steps, written_columns
+
+if TYPE_CHECKING:
+    from engine.run.batch_answers import BatchAnswers
 
 Durable = Callable[[list[RowResult]], Awaitable[None]]
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from engine.gateway import ChatClient
 from engine.results.store import Key, ResultStore, RowResult
 from engine.run.attempts import RowProcessor, RowTask
-from engine.run.batch_answers import BatchAnswers
 from engine.run.pause import PauseGate
 from engine.run.pipeline import Durable, PipelineTask, RowPipeline
 from engine.run.reuse import AnswerReuse
@@ -19,6 +18,9 @@ from engine.spec.flow import first_prompt
 from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
+
+if TYPE_CHECKING:
+    from engine.run.batch_answers import BatchAnswers
 
 TaskT = TypeVar("TaskT")
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
@@ -25,8 +25,6 @@ from engine.results.settled import SettledRows
 from engine.results.sqlite_store import SqliteResultStore
 from engine.results.store import ResultStore, RowResult
 from engine.run.attempts import TRACER
-from engine.run.batch_answers import BatchAnswers
-from engine.run.batch_run import BatchRun
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
 from engine.run.progress import Progress, ProgressCallback, ProgressTracker
@@ -39,6 +37,10 @@ from engine.sources.mysql_connection import Connections
 from engine.spec.models import WorkflowSpec
 from engine.spec.paths import PathPolicy
 from engine.spec.secrets import Secrets
+
+if TYPE_CHECKING:
+    from engine.run.batch_answers import BatchAnswers
+    from engine.run.batch_run import BatchRun
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(TRACER)
