@@ -25,21 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench._fakellm import fakellm, reset, run_parser, stats
+from bench.engine_memory import SPEC as MEMORY_SPEC
 from bench.engine_memory import write_input
 
-SPEC = """name: batch-bench
-source: {{kind: csv, path: {path}, key: id, batch_size: 10000}}
-columns:
-  input: [subject, body]
-  output: {{category: ai_category, summary: ai_summary}}
-prompt:
-  template: "Classify this ticket: {{record_json}}"
-validation: {{category: [technical, business, general]}}
-concurrency: {{in_flight: {in_flight}}}
-cache: {{mode: "off"}}
-mode: {mode}
-sink: {{kind: csv, path: {out}}}
-"""
+# The memory benchmark's job, every row sent (the answer cache off), in the mode asked for.
+SPEC = MEMORY_SPEC.replace("sink:", 'cache: {{mode: "off"}}\nmode: {mode}\nsink:')
 GATEWAY = """models:
   - {{name: m, model: fake, channel: c, timeout: 60, batch: {{poll_s: {poll_s}, max_requests: {max_requests}}}}}
 channels:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from engine.gateway import load_gateway
 from rowloom.demo import write_demo_input
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.served import served
@@ -105,3 +106,7 @@ async def test_the_readmes_batch_mode_examples_work_as_written(database_url: str
     assert "submitted to mock" in out and "lines back" in out and " 0 failed" in out, out
     batched = (tmp_path / "batched.csv").read_text(encoding="utf-8")
     assert batched.splitlines()[0] == "id,subject,body,ai_category" and len(batched.splitlines()) > 2
+    section = README.read_text(encoding="utf-8").split("## Batch mode\n", 1)[1].split("\n## ", 1)[0]
+    [gateway] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    deployment = load_gateway(gateway).models[0]  # the gateway example is a valid config, batches on
+    assert deployment.batch is not None and deployment.batch.on_expiry == "resubmit"

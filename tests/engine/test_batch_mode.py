@@ -123,7 +123,9 @@ async def test_error_lines_and_malformed_answers_end_as_a_live_run_ends(tmp_path
     assert read_csv_text(tmp_path / "batch.csv").equals(read_csv_text(tmp_path / "live.csv"))
 
 
-async def test_an_expired_batchs_unanswered_lines_are_submitted_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_expiry", ["resubmit", "live"])
+async def test_an_expired_batchs_unanswered_lines_are_submitted_again_or_sent_live(tmp_path: Path,
+                                                                                   on_expiry: str) -> None:
     spec = csv_spec(tmp_path, 400)
     async with FakeUpstream() as up:
         up.batches.expire = True  # the first batch ends expired with half its lines answered
@@ -132,9 +134,14 @@ async def test_an_expired_batchs_unanswered_lines_are_submitted_again(tmp_path: 
             if kind is RunEvent.BATCH_ENDED:
                 up.batches.expire = False
 
-        outcome = await run(spec, up, tmp_path / "work", on_event=seen)
+        outcome = await run(spec, up, tmp_path / "work", on_event=seen, batch=batch_with(f"on_expiry: {on_expiry}"))
     first, second = up.batches.stats.custom_ids[:360], up.batches.stats.custom_ids[360:]
-    assert up.batches.stats.batches_created == 2 and sorted(second) == sorted(first[180:])
+    if on_expiry == "resubmit":
+        assert up.batches.stats.batches_created == 2 and sorted(second) == sorted(first[180:])
+        assert up.batches.stats.lines == 360
+    else:  # the other half went live at once
+        assert up.batches.stats.batches_created == 1 and second == [] and up.batches.stats.lines == 180
+        assert up.stats.requests == 360
     assert set(up.stats.ok.values()) == {1} and len(up.stats.ok) == 360  # no request answered twice
     assert outcome.progress.done == 360
     out = read_csv_text(tmp_path / "out.csv").filter(pl.col("body").is_not_null())

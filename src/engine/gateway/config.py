@@ -68,6 +68,9 @@ class BatchSupport(StrictModel):
     retry: Literal["live", "batch"] = Field("live", description=(
         "A retry with no line yet (after an error line, or to re-ask an answer not accepted): `live` sends it at "
         "once at the live price, `batch` puts it in a next batch."))
+    on_expiry: Literal["resubmit", "live"] = Field("resubmit", description=(
+        "The requests an expired, failed or cancelled batch did not answer (its finished lines are kept): "
+        "`resubmit` puts them in a next batch, `live` sends them live at once."))
     mock_delay_s: float = Field(0.0, ge=0, description="A `mock` deployment: seconds before its batches end.")
 
     @property

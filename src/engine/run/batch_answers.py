@@ -48,12 +48,13 @@ class BatchAnswers:
 
     def __init__(self, ledger: BatchLedger, *, client: ChatClient, deployments: BatchDeployments,
                  batched: Collection[tuple[str, str]], shared: bool, live: bool = False,
-                 flush: Flush | None = None) -> None:
+                 live_lines: Collection[LineKey] = (), flush: Flush | None = None) -> None:
         self.batched = batched  # the (step, model) pairs whose requests go in batches
         self.client = client  # asked for what is sent live
         self.deployments = deployments  # which deployment takes a model's batches (and its retry policy)
         self.shared = shared  # identical requests share one line (the answer cache is on: as live ones share)
         self.live = live  # everything without a line goes live (the deadline is near)
+        self.live_lines = live_lines  # requests an ended batch left unanswered, sent live by its `on_expiry`
         self.flush = flush  # submits wanted requests; gives back those a budget had no room for, and its refusal
         self.ledger = ledger
         self._lines: dict[LineKey, BatchLine] = {}  # of the rows in flight (taken from the ledger by window)
@@ -92,7 +93,7 @@ class BatchAnswers:
             asks[""] = 1
             return answer_of(line, upstream=self.deployments[line.deployment].model)
         deployment = self.deployments.for_model(request.model)
-        if self.live or deployment is None or deployment.batch is None or \
+        if self.live or deployment is None or deployment.batch is None or (*asked, ask) in self.live_lines or \
                 (asks.get("") and deployment.batch.retry == "live"):
             asks[digest] = ask + 1
             return await self.client.chat(request)

@@ -65,6 +65,7 @@ class BatchRun:
         self.budget = budget
         self.on_waiting = on_waiting  # told which batches are out each time the run waits for them ([]: no more)
         self.clock = clock
+        self.live_lines: set[LineKey] = set()  # left unanswered by a batch whose deployment says `on_expiry: live`
         self.batched = {(run.step.id, model): name for run in _prompt_runs(spec) for model in _models(run)
                         if (name := self._deployment_for(run, model)) is not None}
 
@@ -92,7 +93,8 @@ class BatchRun:
             await self.follow(stop, deadline=deadline)
             live = deadline is not None and self._near(deadline)
             answers = BatchAnswers(self.ledger, client=client, deployments=self.deployments, batched=self.batched,
-                                   live=live, shared=self.spec.cache.mode.value != "off", flush=self.submit)
+                                   live=live, shared=self.spec.cache.mode.value != "off",
+                                   live_lines=self.live_lines, flush=self.submit)
             outcome = await run_round(answers)
             if stop.is_set() or not answers.waits:
                 return outcome, None
@@ -226,18 +228,21 @@ class BatchRun:
         price = self.deployments[record.deployment].price
         raw = await provider.lines(batch)
         record.cost = record.saved = 0.0
-        back = 0
+        answered: set[LineKey] = set()
 
         def lines() -> Iterator[BatchLine]:  # taken by the ledger one at a time, as it stores them
-            nonlocal back
             for text in raw:
                 if (line := _line(text, requests, record.deployment, price)) is not None:
                     record.cost += line.cost
                     record.saved += line.saved
-                    back += 1
+                    answered.add(line.key)
                     yield line
 
         await self.ledger.collect(record, lines())
+        back = len(answered)
+        support = self.deployments[record.deployment].batch
+        if batch.status is not BatchStatus.COMPLETED and support is not None and support.on_expiry == "live":
+            self.live_lines |= set(requests.values()) - answered
         if self.budget is not None:
             await self.budget.settle(record.label, record.max_cost, record.cost)
         try:
