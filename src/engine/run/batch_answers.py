@@ -12,6 +12,8 @@ Validation, re-asks, fallbacks, retries, the answer cache and the store are the 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -27,16 +29,45 @@ from engine.results.store import Key, Unit, encode_key
 from engine.run.batch_files import custom_id, max_batch_cost
 
 
+class Spool:
+    """A round's wanted lines in a temporary file (deleted when closed): a round may want every row's request
+    before a batch's worth goes out, and only their keys stay in memory."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="rowloom-batch-")  # noqa: SIM115  # closed by `close`
+
+    def add(self, line: bytes) -> int:
+        """Append a line; where it starts."""
+        offset = self._file.seek(0, os.SEEK_END)
+        self._file.write(line)
+        return offset
+
+    def read(self, offset: int, size: int) -> bytes:
+        """The line written at `offset`."""
+        self._file.seek(offset)
+        return self._file.read(size)
+
+    def close(self) -> None:
+        """The file deleted."""
+        self._file.close()
+
+
 @dataclass(frozen=True, slots=True)
 class WantedRequest:
-    """A request with no answer yet, as a line of the next batch of its deployment (kept as the line's bytes: a
-    round may want every row's request at once)."""
+    """A request with no answer yet, a line of the next batch of its deployment (the line itself in a Spool)."""
 
     key: LineKey
     custom_id: str
     deployment: str
-    line: bytes
+    spool: Spool
+    offset: int
+    size: int
     max_cost: float
+
+    @property
+    def line(self) -> bytes:
+        """The JSONL line."""
+        return self.spool.read(self.offset, self.size)
 
 
 Flush = Callable[[list[WantedRequest]], Awaitable[tuple[list[WantedRequest], BudgetExceeded | None]]]
@@ -61,6 +92,7 @@ class BatchAnswers:
         self._pending: dict[str, list[int]] = {}  # by deployment: requests and bytes wanted since its last flush
         self._flushing: dict[str, asyncio.Event] = {}  # set when the deployment's flush ends
         self.wanted: dict[LineKey, WantedRequest] = {}
+        self.spool = Spool()  # closed by `close`, once the round's requests went out
         self.flushed = False  # some of this round's requests were submitted during it
 
     @property
@@ -72,6 +104,10 @@ class BatchAnswers:
         """Take the lines answering these rows (the next window of rows to run) from the ledger."""
         for line in await self.ledger.lines_of([encode_key(key) for key in keys]):
             self._lines[line.key] = line
+
+    def close(self) -> None:
+        """Delete the round's spool (its wanted requests went out, or the run stopped)."""
+        self.spool.close()
 
     def for_step(self, step: str, model: str) -> BatchAnswers | None:
         """These answers for a step's requests to `model`, if they go in batches (None: live)."""
@@ -99,12 +135,13 @@ class BatchAnswers:
             return await self.client.chat(request)
         if (*asked, ask) not in self.wanted:  # (else another row wants the same request: its line answers both)
             body = self.deployments.body(deployment.name, request)
-            wanted = self.wanted[(*asked, ask)] = WantedRequest(
-                (*asked, ask), row_id, deployment.name, request_line(row_id, body),
+            text = request_line(row_id, body)
+            self.wanted[(*asked, ask)] = WantedRequest(
+                (*asked, ask), row_id, deployment.name, self.spool, self.spool.add(text), len(text),
                 max_batch_cost(body, deployment.price))
             pending = self._pending.setdefault(deployment.name, [0, 0])
             pending[0] += 1
-            pending[1] += len(wanted.line)
+            pending[1] += len(text)
             if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
                 if (uploading := self._flushing.get(deployment.name)) is not None:
                     await uploading.wait()  # one batch's worth waits while the last one uploads, no more
@@ -124,10 +161,10 @@ class BatchAnswers:
             size = 0
             for wanted in self.wanted.values():
                 if wanted.deployment == deployment:
-                    if len(out) == target.batch.max_requests or size + len(wanted.line) > target.batch.max_bytes:
+                    if len(out) == target.batch.max_requests or size + wanted.size > target.batch.max_bytes:
                         break
                     out.append(wanted)
-                    size += len(wanted.line)
+                    size += wanted.size
             for wanted in out:
                 del self.wanted[wanted.key]
             pending = self._pending[deployment]

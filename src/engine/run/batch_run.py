@@ -95,10 +95,13 @@ class BatchRun:
             answers = BatchAnswers(self.ledger, client=client, deployments=self.deployments, batched=self.batched,
                                    live=live, shared=self.spec.cache.mode.value != "off",
                                    live_lines=self.live_lines, flush=self.submit)
-            outcome = await run_round(answers)
-            if stop.is_set() or not answers.waits:
-                return outcome, None
-            _, refused = await self.submit(list(answers.wanted.values()))
+            try:
+                outcome = await run_round(answers)
+                if stop.is_set() or not answers.waits:
+                    return outcome, None
+                _, refused = await self.submit(list(answers.wanted.values()))
+            finally:
+                answers.close()
             if refused is not None:
                 return outcome, refused
 
