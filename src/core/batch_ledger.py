@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, select, update
 
@@ -19,7 +19,8 @@ BATCHES = JobBatch.__table__  # type: ignore[attr-defined]
 REQUESTS = JobBatchRequest.__table__  # type: ignore[attr-defined]
 LINES = JobBatchLine.__table__  # type: ignore[attr-defined]
 RECORD = tuple(f.name for f in fields(BatchRecord))
-WRITE_ROWS = 2000  # rows an INSERT carries at most
+WRITE_ROWS = 2000  # rows an INSERT carries at most (and keys an IN lists)
+T = TypeVar("T")
 
 
 class DbBatchLedger:
@@ -43,7 +44,7 @@ class DbBatchLedger:
                  "request": request, "ask": ask} for position, (cid, (line_id, request, ask)) in enumerate(requests)]
         await self.database.execute_all([
             (insert(BATCHES).values(**_row(record), job_id=self.job_id, seq=seq), None),
-            *((insert(REQUESTS), rows[i:i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS))])
+            *((insert(REQUESTS), chunk) for chunk in _chunks(rows))])
 
     async def update(self, record: BatchRecord) -> None:
         """Every field of the record."""
@@ -74,17 +75,16 @@ class DbBatchLedger:
                  "body": line.body.decode(), "deployment": line.deployment, "cost": line.cost} for line in lines]
         hashes = [row["line_hash"] for row in rows]
         await self.database.execute_all([
-            *((LINES.delete().where(LINES.c.job_id == self.job_id, LINES.c.line_hash.in_(hashes[i:i + WRITE_ROWS])),
-               None) for i in range(0, len(hashes), WRITE_ROWS)),
-            *((insert(LINES), rows[i:i + WRITE_ROWS]) for i in range(0, len(rows), WRITE_ROWS)),
+            *((LINES.delete().where(LINES.c.job_id == self.job_id, LINES.c.line_hash.in_(chunk)), None)
+              for chunk in _chunks(hashes)),
+            *((insert(LINES), chunk) for chunk in _chunks(rows)),
             (self._update(_collected(record)), None)])
 
     async def lines_of(self, rows: Sequence[str]) -> list[BatchLine]:
         """The lines answering these rows' requests."""
         hashes = {_row_hash(row): row for row in rows}
         found: list[BatchLine] = []
-        for start in range(0, len(hashes), WRITE_ROWS):
-            chunk = list(hashes)[start:start + WRITE_ROWS]
+        for chunk in _chunks(list(hashes)):
             found += await self._lines(LINES.c.row_hash.in_(chunk), hashes)
         return found
 
@@ -102,6 +102,12 @@ class DbBatchLedger:
 
     async def close(self) -> None:
         """Nothing to release: connections go back to the pool after each call."""
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    """WRITE_ROWS at a time."""
+    for start in range(0, len(items), WRITE_ROWS):
+        yield items[start:start + WRITE_ROWS]
 
 
 def _collected(record: BatchRecord) -> BatchRecord:

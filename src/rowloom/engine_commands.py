@@ -210,14 +210,14 @@ def run_command(args: argparse.Namespace) -> int:
 def batch_run(spec: WorkflowSpec, config: GatewayConfig | None, work_dir: Path) -> BatchRun | None:
     """The run's provider batches (their ledger in the work folder), when its steps may send any; exits naming
     a step in batch mode whose model takes none."""
+    from engine import SqliteBatchLedger, requires_batches
+
     if config is None:
-        modes = {spec.mode.value, *(getattr(step, "mode", None) for step in spec.steps or ())}
-        if "batch" in modes:
+        if requires_batches(spec):
             print("error: mode batch needs --gateway with a deployment that takes batches (or the mock model)",
                   file=sys.stderr)
             sys.exit(2)
         return None
-    from engine import BatchRun, SqliteBatchLedger
     from engine.gateway import BatchDeployments
 
     try:

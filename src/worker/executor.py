@@ -40,6 +40,7 @@ from engine import EngineError, RowStatus, RunOutcome, answer_fingerprint, run_s
 from engine.gateway import BatchDeployments, BudgetExceeded, ChatClient, Router
 from worker.constants import RECORD_EVERY_S, STOP_GRACE_S, TRACER
 from worker.job_batches import job_batch_run
+from worker.job_batches import shown as shown_batches
 from worker.lease import ClaimOutcome, claim, current_status, update_own
 from worker.recorder import RUN_STATUSES, EarlierUsage, JobRecorder, StopReason
 from worker.store import DbResultStore
@@ -236,7 +237,7 @@ class JobRun:
             if batches is not None:
                 if self.recorder.stop_reason in (StopReason.CANCEL, StopReason.PAUSE):
                     await batches.cancel()  # a cancelled or paused job buys nothing more (finished lines are kept)
-                self.recorder.batches = [record.public() for record in await batches.ledger.batches()]
+                self.recorder.batches = await shown_batches(batches.ledger)
             if self.ctx.answers is not None:  # a job right after this one (on any worker) finds its answers
                 await self.ctx.answers.flush()
 

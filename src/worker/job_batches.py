@@ -14,7 +14,7 @@ from core.db import Database
 from core.job_records import event_row
 from core.models import JobStatus
 from core.models.job_event import JobEventKind
-from engine import BatchRecord, BatchRun, InputError, WorkflowSpec
+from engine import BatchLedger, BatchRecord, BatchRun, InputError, WorkflowSpec, requires_batches
 from engine.gateway import BatchDeployments
 from worker.lease import update_own
 from worker.recorder import JobRecorder
@@ -25,7 +25,7 @@ def job_batch_run(database: Database, *, deployments: BatchDeployments | None, b
     """The job's batches, when its steps may send any; InputError for a step in batch mode the gateway cannot
     batch."""
     if deployments is None:
-        if spec.mode.value == "batch" or any(getattr(s, "mode", None) == "batch" for s in spec.steps or ()):
+        if requires_batches(spec):
             raise InputError("mode batch needs the platform's gateway config (a deployment with `batch`)")
         return None
     assert recorder.job.id is not None
@@ -34,6 +34,11 @@ def job_batch_run(database: Database, *, deployments: BatchDeployments | None, b
     run = BatchRun(spec, deployments=deployments, ledger=ledger, budget=budget,
                    on_waiting=WaitingShown(database, recorder, ledger).changed)
     return run if run.batched else None
+
+
+async def shown(ledger: BatchLedger) -> list[dict[str, Any]]:
+    """The job's batches as its record shows them."""
+    return [record.public() for record in await ledger.batches()]
 
 
 class WaitingShown:
@@ -47,7 +52,7 @@ class WaitingShown:
 
     async def changed(self, out: list[BatchRecord]) -> None:
         """`out`: the batches still out ([]: none; the job's rows go on)."""
-        self.recorder.batches = [record.public() for record in await self.ledger.batches()]
+        self.recorder.batches = await shown(self.ledger)
         target = JobStatus.WAITING if out else JobStatus.RUNNING
         if self.recorder.holding not in (JobStatus.RUNNING, JobStatus.WAITING) or self.recorder.holding is target:
             return  # cancelling, or already there: the next heartbeat shows the batches

@@ -36,8 +36,6 @@ HOLD_RECHECK_S = 0.25  # a request waiting for others' holds asks again this oft
 RELOAD_EVERY_S = 2.0  # budgets set through the API reach every process within this
 LEDGER_TRIES = 5  # failed ledger calls in a row before the requests waiting on them fail
 BLOCK_REQUESTS = 64  # a process holds credit for this many requests at once: most requests need no ledger call
-MESSAGE_OVERHEAD_TOKENS = 4  # a chat message's role and separators, beyond its text
-REQUEST_OVERHEAD_TOKENS = 3
 
 
 @dataclass(frozen=True)
@@ -141,8 +139,7 @@ class BudgetGuard:
             members = self.gateway.members(request.model) or self.gateway.models
             prices = self._prices[request.model] = (max(d.price.input for d in members),
                                                     max(d.price.output for d in members))
-        tokens_in = REQUEST_OVERHEAD_TOKENS + sum(
-            MESSAGE_OVERHEAD_TOKENS + len(m.get("content", "").encode()) for m in request.messages)
+        tokens_in = request.most_input_tokens()
         tokens_out = self.default_output_tokens if request.max_tokens is None else request.max_tokens
         return (tokens_in * prices[0] + tokens_out * prices[1]) / 1e6
 

@@ -4,7 +4,6 @@ Message Batches would be one more."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -113,7 +112,7 @@ class MockBatches:
         """Answered now, shown ended after the delay."""
         number = next(self._ids)
         await uploaded(f"mock-file-{number}")
-        out = [self._answer(orjson.loads(line)) for line in content.splitlines() if line.strip()]
+        out = [self._answer(orjson.loads(line)) for line in split_lines(content)]
         batch = ProviderBatch(id=f"mock-batch-{number}", status=BatchStatus.IN_PROGRESS,
                               input_file_id=f"mock-file-{number}", total=len(out))
         delay = self.deployment.batch.mock_delay_s if self.deployment.batch else 0.0
@@ -163,7 +162,6 @@ class MockBatches:
 
     async def aclose(self) -> None:
         """Nothing to release."""
-        await asyncio.sleep(0)
 
 
 def split_lines(content: bytes) -> Iterator[bytes]:

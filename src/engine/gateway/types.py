@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 TOKENS_PER_CHAR = 0.25  # ~4 characters a token: the estimate limits are charged before the real usage is known
+MESSAGE_OVERHEAD_TOKENS = 4  # a chat message's role and separators, beyond its text
+REQUEST_OVERHEAD_TOKENS = 3
 
 
 def estimate_tokens(chars: int, max_tokens: int | None = None) -> float:
@@ -33,6 +35,12 @@ class ChatRequest:
             if value is not None:
                 payload[key] = value
         return payload
+
+    def most_input_tokens(self) -> int:
+        """The most input tokens this request can be billed: its text's UTF-8 bytes (no tokenizer makes more) and
+        each message's role and separators (what budgets hold, live or in a batch)."""
+        return REQUEST_OVERHEAD_TOKENS + sum(
+            MESSAGE_OVERHEAD_TOKENS + len(m.get("content", "").encode()) for m in self.messages)
 
     def estimated_tokens(self) -> float:
         """Tokens this request may use, before its real usage is known."""

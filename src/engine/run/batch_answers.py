@@ -138,7 +138,7 @@ class BatchAnswers:
             text = request_line(row_id, body)
             self.wanted[(*asked, ask)] = WantedRequest(
                 (*asked, ask), row_id, deployment.name, self.spool, self.spool.add(text), len(text),
-                max_batch_cost(body, deployment.price))
+                max_batch_cost(request, deployment.price))
             pending = self._pending.setdefault(deployment.name, [0, 0])
             pending[0] += 1
             pending[1] += len(text)

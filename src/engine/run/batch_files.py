@@ -3,13 +3,13 @@ the lines are cut into files of at most so many requests and bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator
 
 import orjson
 
 from engine.errors import InputError
 from engine.gateway.config import Price
+from engine.gateway.types import ChatRequest
 from engine.results.store import Key, Unit
 
 MAX_REQUESTS = 50_000  # a batch's requests, at most (OpenAI's limit)
@@ -34,11 +34,10 @@ def unit_of(custom_id: str) -> tuple[Key, Unit]:
     return key, (step, target)
 
 
-def max_batch_cost(body: Mapping[str, Any], price: Price) -> float:
-    """The most a request may cost in a batch: its text's UTF-8 bytes as tokens (no tokenizer makes more, plus a
-    few a message), and its longest answer (`max_tokens`, else DEFAULT_MAX_TOKENS)."""
-    tokens = sum(len(str(m.get("content", "")).encode()) + 4 for m in body.get("messages", ())) + 3
-    return price.batch_cost(tokens, body.get("max_tokens") or DEFAULT_MAX_TOKENS)
+def max_batch_cost(request: ChatRequest, price: Price) -> float:
+    """The most a request may cost in a batch: its most input tokens, and its longest answer (`max_tokens`, else
+    DEFAULT_MAX_TOKENS)."""
+    return price.batch_cost(request.most_input_tokens(), request.max_tokens or DEFAULT_MAX_TOKENS)
 
 
 def batch_files(lines: Iterable[bytes], *, max_requests: int = MAX_REQUESTS,

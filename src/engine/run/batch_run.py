@@ -27,6 +27,7 @@ from engine.gateway.batch_api import ENDED, BatchStatus, ProviderBatch
 from engine.gateway.batch_providers import BatchDeployments
 from engine.gateway.config import Price
 from engine.gateway.errors import GatewayError
+from engine.gateway.openai_client import usage_of
 from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
 from engine.results.store import encode_key
 from engine.run.batch_answers import BatchAnswers, WantedRequest
@@ -70,7 +71,7 @@ class BatchRun:
                         if (name := self._deployment_for(run, model)) is not None}
 
     def _deployment_for(self, run: RunStep, model: str) -> str | None:
-        mode = run.step.mode or self.spec.mode
+        mode = _mode(run, self.spec)
         if mode is RunMode.LIVE:
             return None
         deployment = self.deployments.for_model(model)
@@ -280,6 +281,15 @@ class BatchRun:
             self.on_event(kind, message, data)
 
 
+def requires_batches(spec: WorkflowSpec) -> bool:
+    """Whether a prompt step of the spec is in `batch` mode (its own, or the workflow's): it cannot run live."""
+    return any(_mode(run, spec) is RunMode.BATCH for run in _prompt_runs(spec))
+
+
+def _mode(run: RunStep, spec: WorkflowSpec) -> RunMode:
+    return run.step.mode or spec.mode
+
+
 def _prompt_runs(spec: WorkflowSpec) -> list[RunStep]:
     return [RunStep.of(spec, step) for step in pipeline(spec) if isinstance(step, PromptStep)]
 
@@ -305,9 +315,9 @@ def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Pric
     cost = live = 0.0
     if 200 <= status < 300 and isinstance(body, dict):
         body = _kept(body)
-        if isinstance(usage := body.get("usage"), dict):
-            tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            cost, live = price.batch_cost(*tokens), price.cost(*tokens)
+        usage = usage_of(body.get("usage"))  # (read as a live answer's usage is)
+        cost = price.batch_cost(usage.prompt_tokens, usage.completion_tokens)
+        live = price.cost(usage.prompt_tokens, usage.completion_tokens)
     return BatchLine(key, row, status, orjson.dumps(body), deployment, cost, live - cost)
 
 
