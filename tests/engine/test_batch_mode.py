@@ -189,8 +189,9 @@ async def created(up: FakeUpstream, count: int) -> bool | None:
 class Allowance:
     """A budget of `limit`: each batch's maximum is held when submitted, its cost settled when collected."""
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, output_tokens: int = 4096) -> None:
         self.limit = limit
+        self.output_tokens = output_tokens
         self.held = self.spent = 0.0
         self.holds: list[float] = []
         self.asked: list[float] = []
@@ -215,6 +216,8 @@ async def test_a_budget_smaller_than_a_batchs_maximum_splits_it_and_stops_the_ru
         probe = Allowance(0.0)
         await run(spec, up, tmp_path / "probe", batch=prices, budget=probe)
         whole = probe.asked[0]  # the one batch the 360 requests make, at its most
+        short = Allowance(0.0, output_tokens=10)  # answers assumed no longer than 10 tokens
+        await run(spec, up, tmp_path / "short", batch=prices, budget=short)
         budget = Allowance(whole * 0.6)
         up.batches.delay_s = 3600.0  # out until the test lets them end
         stopped = await run(spec, up, tmp_path / "work", batch=prices, budget=budget)
@@ -224,6 +227,7 @@ async def test_a_budget_smaller_than_a_batchs_maximum_splits_it_and_stops_the_ru
             batch["_ready_at"] = 0.0
         done = await run(spec, up, tmp_path / "work", batch=prices, budget=Allowance(1e9))
     assert probe.holds == [] and stopped.stopped and stopped.budget is not None
+    assert short.asked[0] == pytest.approx(whole - 360 * (4096 - 10) * 1000 / 2 / 1e6)  # batch output at half price
     assert budget.asked[:2] == [whole, pytest.approx(whole / 2, rel=0.02)]  # refused whole, then half of it
     assert out == len(budget.holds) >= 2 and whole / 2 <= sum(budget.holds) <= budget.limit
     assert budget.held == pytest.approx(sum(budget.holds))  # nothing settled yet: the batches are out

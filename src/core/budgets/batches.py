@@ -15,6 +15,7 @@ class BatchBudgets:
     def __init__(self, guard: BudgetGuard, subjects: Sequence[Subject]) -> None:
         self.guard = guard
         self.subjects = subjects
+        self.output_tokens = guard.default_output_tokens
         self._holds: dict[str, Hold] = {}
 
     async def hold(self, label: str, amount: float) -> None:

@@ -26,7 +26,7 @@ from engine.gateway.transport import UpstreamReply
 from engine.results.answer_cache import request_key
 from engine.results.batch_ledger import BatchLedger, BatchLine, LineKey
 from engine.results.store import Key, Unit, encode_key
-from engine.run.batch_files import custom_id, max_batch_cost
+from engine.run.batch_files import DEFAULT_MAX_TOKENS, custom_id, max_batch_cost
 
 
 class Spool:
@@ -79,7 +79,8 @@ class BatchAnswers:
 
     def __init__(self, ledger: BatchLedger, *, client: ChatClient, deployments: BatchDeployments,
                  batched: Collection[tuple[str, str]], shared: bool, live: bool = False,
-                 live_lines: Collection[LineKey] = (), flush: Flush | None = None) -> None:
+                 live_lines: Collection[LineKey] = (), flush: Flush | None = None,
+                 output_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.batched = batched  # the (step, model) pairs whose requests go in batches
         self.client = client  # asked for what is sent live
         self.deployments = deployments  # which deployment takes a model's batches (and its retry policy)
@@ -87,6 +88,7 @@ class BatchAnswers:
         self.live = live  # everything without a line goes live (the deadline is near)
         self.live_lines = live_lines  # requests an ended batch left unanswered, sent live by its `on_expiry`
         self.flush = flush  # submits wanted requests; gives back those a budget had no room for, and its refusal
+        self.output_tokens = output_tokens  # an answer's tokens at most when a request sets no max_tokens
         self.ledger = ledger
         self._lines: dict[LineKey, BatchLine] = {}  # of the rows in flight (taken from the ledger by window)
         self._pending: dict[str, list[int]] = {}  # by deployment: requests and bytes wanted since its last flush
@@ -138,7 +140,7 @@ class BatchAnswers:
             text = request_line(row_id, body)
             self.wanted[(*asked, ask)] = WantedRequest(
                 (*asked, ask), row_id, deployment.name, self.spool, self.spool.add(text), len(text),
-                max_batch_cost(request, deployment.price))
+                max_batch_cost(request, deployment.price, output_tokens=self.output_tokens))
             pending = self._pending.setdefault(deployment.name, [0, 0])
             pending[0] += 1
             pending[1] += len(text)

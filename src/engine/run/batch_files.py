@@ -14,7 +14,7 @@ from engine.results.store import Key, Unit
 
 MAX_REQUESTS = 50_000  # a batch's requests, at most (OpenAI's limit)
 MAX_BYTES = 200 << 20  # a batch's input file, at most (OpenAI's limit)
-DEFAULT_MAX_TOKENS = 1024  # an answer's tokens at most, for a batch's maximum cost, when a step sets none
+DEFAULT_MAX_TOKENS = 4096  # an answer's tokens at most, for a batch's maximum cost, when a step sets none
 
 
 def custom_id(key: Key, unit: Unit) -> str:
@@ -34,10 +34,11 @@ def unit_of(custom_id: str) -> tuple[Key, Unit]:
     return key, (step, target)
 
 
-def max_batch_cost(request: ChatRequest, price: Price) -> float:
+def max_batch_cost(request: ChatRequest, price: Price, *, output_tokens: int = DEFAULT_MAX_TOKENS) -> float:
     """The most a request may cost in a batch: its most input tokens, and its longest answer (`max_tokens`, else
-    DEFAULT_MAX_TOKENS)."""
-    return price.batch_cost(request.most_input_tokens(), request.max_tokens or DEFAULT_MAX_TOKENS)
+    `output_tokens`)."""
+    tokens_out = output_tokens if request.max_tokens is None else request.max_tokens
+    return price.batch_cost(request.most_input_tokens(), tokens_out)
 
 
 def batch_files(lines: Iterable[bytes], *, max_requests: int = MAX_REQUESTS,

@@ -31,7 +31,7 @@ from engine.gateway.openai_client import usage_of
 from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
 from engine.results.store import encode_key
 from engine.run.batch_answers import BatchAnswers, WantedRequest
-from engine.run.batch_files import batch_files, unit_of
+from engine.run.batch_files import DEFAULT_MAX_TOKENS, batch_files, unit_of
 from engine.spec.flow import RunStep, pipeline
 from engine.spec.models import PromptStep, RunMode, WorkflowSpec
 
@@ -44,6 +44,8 @@ LIVE_MARGIN = 0.05  # the share of the deadline left when what remains goes live
 class BatchBudget(Protocol):
     """Budgets as batches use them: the most a batch may cost is held when it is submitted, its lines' cost
     settled when they are collected."""
+
+    output_tokens: int  # an answer's tokens at most, when a request sets no max_tokens (as the live holds assume)
 
     async def hold(self, label: str, amount: float) -> None:
         """Hold `amount` for the batch `label`; BudgetExceeded when a budget has no room for it."""
@@ -87,7 +89,8 @@ class BatchRun:
     async def run(self, run_round: Callable[[BatchAnswers], Awaitable[OutcomeT]], *, client: ChatClient,
                   stop: asyncio.Event, on_event: EventCallback | None = None) -> tuple[OutcomeT, BudgetExceeded | None]:
         """Rounds until one wants nothing, the run stops, or a budget has no room for the next batch: the last
-        round's outcome, and the budget's refusal if that ended it. Batches submitted and ended go to `on_event`."""
+        round's outcome, and the budget's refusal if that ended it. Batches submitted and ended, and a pause for a
+        budget, go to `on_event`."""
         self.on_event = on_event
         deadline = None if self.spec.deadline is None else await self.ledger.started_at() + self.spec.deadline
         while True:
@@ -95,7 +98,8 @@ class BatchRun:
             live = deadline is not None and self._near(deadline)
             answers = BatchAnswers(self.ledger, client=client, deployments=self.deployments, batched=self.batched,
                                    live=live, shared=self.spec.cache.mode.value != "off",
-                                   live_lines=self.live_lines, flush=self.submit)
+                                   live_lines=self.live_lines, flush=self.submit,
+                                   output_tokens=getattr(self.budget, "output_tokens", DEFAULT_MAX_TOKENS))
             try:
                 outcome = await run_round(answers)
                 if stop.is_set() or not answers.waits:
@@ -104,6 +108,8 @@ class BatchRun:
             finally:
                 answers.close()
             if refused is not None:
+                if on_event is not None:
+                    on_event(RunEvent.PAUSED_FOR_BUDGET, str(refused), refused.details)
                 return outcome, refused
 
     def _near(self, deadline: float) -> bool:

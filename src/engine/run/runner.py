@@ -333,11 +333,7 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
                 return await runner(None).run()
             outcome, refused = await batches.run(lambda answers: runner(answers).run(), client=client, stop=stop,
                                                  on_event=on_event)
-            if refused is None:
-                return outcome
-            if on_event is not None:
-                on_event(RunEvent.PAUSED_FOR_BUDGET, str(refused), refused.details)
-            return replace(outcome, stopped=True, budget=refused)
+            return outcome if refused is None else replace(outcome, stopped=True, budget=refused)
         finally:
             if store is None:
                 await results.close()
