@@ -93,13 +93,14 @@ class BatchRun:
         budget, go to `on_event`."""
         self.on_event = on_event
         deadline = None if self.spec.deadline is None else await self.ledger.started_at() + self.spec.deadline
+        output_tokens = DEFAULT_MAX_TOKENS if self.budget is None else self.budget.output_tokens
         while True:
             await self.follow(stop, deadline=deadline)
             live = deadline is not None and self._near(deadline)
             answers = BatchAnswers(self.ledger, client=client, deployments=self.deployments, batched=self.batched,
                                    live=live, shared=self.spec.cache.mode.value != "off",
                                    live_lines=self.live_lines, flush=self.submit,
-                                   output_tokens=getattr(self.budget, "output_tokens", DEFAULT_MAX_TOKENS))
+                                   output_tokens=output_tokens)
             try:
                 outcome = await run_round(answers)
                 if stop.is_set() or not answers.waits:
