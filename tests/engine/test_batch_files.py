@@ -29,11 +29,13 @@ def test_a_custom_id_this_engine_did_not_write_is_refused(foreign: str) -> None:
 def test_files_hold_at_most_so_many_requests_and_bytes_in_order() -> None:
     lines = [request_line(custom_id(i, ("", "")), {"model": "m", "messages": [{"role": "user", "content": "x" * i}]})
              for i in range(100)]
-    by_count = list(batch_files(lines, max_requests=30))
+    by_count = [f.content().read() for f in batch_files(lines, max_requests=30)]
     assert [f.count(b"\n") for f in by_count] == [30, 30, 30, 10]
     limit = 2_000
-    by_size = list(batch_files(lines, max_bytes=limit))
+    files = list(batch_files(lines, max_bytes=limit))
+    by_size = [f.content().read() for f in files]
     assert all(len(f) <= limit for f in by_size) and len(by_size) > 1
+    assert [(f.requests, f.size) for f in files] == [(c.count(b"\n"), len(c)) for c in by_size]
     assert b"".join(by_size) == b"".join(lines) == b"".join(by_count)
 
 

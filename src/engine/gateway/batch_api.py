@@ -8,10 +8,11 @@ as a live request's do.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import orjson
@@ -84,8 +85,8 @@ class BatchApi:
         self._http = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout_s,
                                        transport=transport or UpstreamTransport(max_connections=8))
 
-    async def upload(self, content: bytes, *, filename: str) -> str:
-        """Upload a JSONL input file (purpose `batch`); its file id."""
+    async def upload(self, content: bytes | BinaryIO, *, filename: str) -> str:
+        """Upload a JSONL input file (purpose `batch`), its bytes or a file read as it is sent; its file id."""
         reply = await self._send("POST", "files", data={"purpose": "batch"},
                                  files={"file": (filename, content, "application/jsonl")})
         return str(self._json(reply)["id"])
@@ -124,7 +125,19 @@ class BatchApi:
 
     async def content(self, file_id: str) -> bytes:
         """A file's bytes (an output or error file: JSONL)."""
-        return (await self._send("GET", f"files/{file_id}/content")).body
+        buffer = io.BytesIO()
+        await self.save(file_id, buffer)
+        return buffer.getvalue()
+
+    async def save(self, file_id: str, into: BinaryIO) -> None:
+        """A file's bytes written to `into` as they arrive (an output file may be larger than memory allows)."""
+        with transport_errors(self.name, self.timeout_s):
+            async with self._http.stream("GET", f"files/{file_id}/content") as response:
+                if response.status_code >= 400:
+                    reply = UpstreamReply(response.status_code, response.headers, await response.aread())
+                    raise_for_status(reply, self.name)
+                async for chunk in response.aiter_raw():
+                    into.write(chunk)
 
     async def delete_file(self, file_id: str) -> None:
         """Delete a file; one already gone is no error."""

@@ -5,10 +5,11 @@ Message Batches would be one more."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import httpx
 import orjson
@@ -26,8 +27,9 @@ Uploaded = Callable[[str], Awaitable[None]]
 class BatchProvider(Protocol):
     """A deployment's batch endpoint: submit a file of requests, follow it, read its lines, cancel it."""
 
-    async def submit(self, content: bytes, *, label: str, uploaded: Uploaded) -> ProviderBatch:
-        """Upload `content` (JSONL request lines), tell `uploaded` the file id, then start a batch labelled `label`."""
+    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded) -> ProviderBatch:
+        """Upload `content` (a file of JSONL request lines), tell `uploaded` the file id, then start a batch
+        labelled `label`."""
 
     async def find(self, label: str) -> ProviderBatch | None:
         """The batch labelled `label`, if the provider has one (a crash came between its creation and its record)."""
@@ -55,7 +57,7 @@ class OpenAIBatches:
         self.api = api
         self.window = window
 
-    async def submit(self, content: bytes, *, label: str, uploaded: Uploaded) -> ProviderBatch:
+    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded) -> ProviderBatch:
         """Upload, record, create."""
         file_id = await self.api.upload(content, filename=f"{label}.jsonl")
         await uploaded(file_id)
@@ -70,10 +72,18 @@ class OpenAIBatches:
         return await self.api.get(batch_id)
 
     async def lines(self, batch: ProviderBatch) -> Iterator[bytes]:
-        """The output file's lines, then the error file's."""
-        files = [await self.api.content(file_id) for file_id in (batch.output_file_id, batch.error_file_id)
-                 if file_id]
-        return (line for content in files for line in split_lines(content))
+        """The output file's lines, then the error file's (each kept in a temporary file while it is read)."""
+        files: list[BinaryIO] = []
+        try:
+            for file_id in (batch.output_file_id, batch.error_file_id):
+                if file_id:
+                    files.append(tempfile.TemporaryFile(prefix="rowloom-batch-output-"))  # noqa: SIM115
+                    await self.api.save(file_id, files[-1])
+        except BaseException:
+            for file in files:
+                file.close()
+            raise
+        return _lines_of(files)
 
     async def cancel(self, batch_id: str) -> None:
         """Asked to cancel."""
@@ -108,11 +118,11 @@ class MockBatches:
         self.deployment = deployment
         self._batches: dict[str, _MockBatch] = {}
 
-    async def submit(self, content: bytes, *, label: str, uploaded: Uploaded) -> ProviderBatch:
+    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded) -> ProviderBatch:
         """Answered now, shown ended after the delay."""
         number = next(self._ids)
         await uploaded(f"mock-file-{number}")
-        out = [self._answer(orjson.loads(line)) for line in split_lines(content)]
+        out = [self._answer(orjson.loads(line)) for line in content if line.strip()]
         batch = ProviderBatch(id=f"mock-batch-{number}", status=BatchStatus.IN_PROGRESS,
                               input_file_id=f"mock-file-{number}", total=len(out))
         delay = self.deployment.batch.mock_delay_s if self.deployment.batch else 0.0
@@ -164,15 +174,12 @@ class MockBatches:
         """Nothing to release."""
 
 
-def split_lines(content: bytes) -> Iterator[bytes]:
-    """The non-blank lines of a JSONL file, one at a time (a file of 50,000 answers is not copied into a list)."""
-    start = 0
-    while start < len(content):
-        end = content.find(b"\n", start)
-        end = len(content) if end == -1 else end
-        if content[start:end].strip():
-            yield content[start:end]
-        start = end + 1
+def _lines_of(files: list[BinaryIO]) -> Iterator[bytes]:
+    """The non-blank lines of the files, in order, each file closed once read."""
+    for file in files:
+        with file:
+            file.seek(0)
+            yield from (line for line in file if line.strip())
 
 
 def batch_provider(deployment: Deployment, *, config: GatewayConfig, api_key: str | None,

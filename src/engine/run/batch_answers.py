@@ -135,6 +135,8 @@ class BatchAnswers:
                 (asks.get("") and deployment.batch.retry == "live"):
             asks[digest] = ask + 1
             return await self.client.chat(request)
+        while (uploading := self._flushing.get(deployment.name)) is not None:
+            await uploading.wait()  # a batch's worth at most waits in memory: none more while one uploads
         if (*asked, ask) not in self.wanted:  # (else another row wants the same request: its line answers both)
             body = self.deployments.body(deployment.name, request)
             text = request_line(row_id, body)
@@ -145,8 +147,6 @@ class BatchAnswers:
             pending[0] += 1
             pending[1] += len(text)
             if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
-                if (uploading := self._flushing.get(deployment.name)) is not None:
-                    await uploading.wait()  # one batch's worth waits while the last one uploads, no more
                 await self._flush(deployment)
         raise Deferred(f"{request.model}: waiting for a provider batch")
 

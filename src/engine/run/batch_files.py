@@ -3,7 +3,10 @@ the lines are cut into files of at most so many requests and bytes."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import orjson
 
@@ -41,20 +44,55 @@ def max_batch_cost(request: ChatRequest, price: Price, *, output_tokens: int = D
     return price.batch_cost(request.most_input_tokens(), tokens_out)
 
 
+@dataclass
+class BatchFile:
+    """A batch's input file, written to a temporary file (deleted when closed) as it is cut: a file of 200 MB is
+    uploaded from the disk, not held in memory."""
+
+    requests: int = 0
+    size: int = 0
+    _file: BinaryIO = field(default_factory=lambda: tempfile.TemporaryFile(  # noqa: SIM115  # closed by `close`
+        prefix="rowloom-batch-file-"))
+
+    def add(self, line: bytes) -> None:
+        """Append a request line."""
+        self._file.write(line)
+        self.requests += 1
+        self.size += len(line)
+
+    def content(self) -> BinaryIO:
+        """The file, written out and read from its start."""
+        self._file.flush()
+        self._file.seek(0)
+        return self._file
+
+    def close(self) -> None:
+        """The file deleted."""
+        self._file.close()
+
+
+def batch_file(lines: Iterable[bytes]) -> BatchFile:
+    """The lines in one file."""
+    file = BatchFile()
+    for line in lines:
+        file.add(line)
+    return file
+
+
 def batch_files(lines: Iterable[bytes], *, max_requests: int = MAX_REQUESTS,
-                max_bytes: int = MAX_BYTES) -> Iterator[bytes]:
+                max_bytes: int = MAX_BYTES) -> Iterator[BatchFile]:
     """The lines (each ending in a newline) cut, in order, into files of at most `max_requests` lines and
-    `max_bytes` bytes; InputError for a line larger than a whole file may be."""
-    chunk: list[bytes] = []
-    size = 0
+    `max_bytes` bytes (each closed by the caller); InputError for a line larger than a whole file may be."""
+    file: BatchFile | None = None
     for line in lines:
         if len(line) > max_bytes:
             raise InputError(f"a batch request of {len(line):,} bytes is larger than a batch file may be "
                              f"({max_bytes:,} bytes)")
-        if chunk and (len(chunk) == max_requests or size + len(line) > max_bytes):
-            yield b"".join(chunk)
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line)
-    if chunk:
-        yield b"".join(chunk)
+        if file is not None and (file.requests == max_requests or file.size + len(line) > max_bytes):
+            yield file
+            file = None
+        if file is None:
+            file = BatchFile()
+        file.add(line)
+    if file is not None:
+        yield file

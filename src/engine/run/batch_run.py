@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -31,7 +32,7 @@ from engine.gateway.openai_client import usage_of
 from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
 from engine.results.store import encode_key
 from engine.run.batch_answers import BatchAnswers, WantedRequest
-from engine.run.batch_files import DEFAULT_MAX_TOKENS, batch_files, unit_of
+from engine.run.batch_files import DEFAULT_MAX_TOKENS, BatchFile, batch_file, batch_files, unit_of
 from engine.spec.flow import RunStep, pipeline
 from engine.spec.models import PromptStep, RunMode, WorkflowSpec
 
@@ -108,6 +109,10 @@ class BatchRun:
                 _, refused = await self.submit(list(answers.wanted.values()))
             finally:
                 answers.close()
+                del answers
+                # The round's runner leaves reference cycles holding its rows' state: gone before the next round
+                # reads the table again (one collection a round).
+                gc.collect()
             if refused is not None:
                 if on_event is not None:
                     on_event(RunEvent.PAUSED_FOR_BUDGET, str(refused), refused.details)
@@ -133,19 +138,19 @@ class BatchRun:
             support = self.deployments[name].batch
             assert support is not None
             start = 0
-            for content in batch_files((r.line for r in requests), max_requests=support.max_requests,
-                                       max_bytes=support.max_bytes):
-                count = content.count(b"\n")
-                sent, refusal = await self._submit_within_budget(name, requests[start:start + count], content)
-                del content  # (a file of up to max_bytes: not kept while the next is made)
+            for file in batch_files((r.line for r in requests), max_requests=support.max_requests,
+                                    max_bytes=support.max_bytes):
+                count = file.requests
+                with contextlib.closing(file):
+                    sent, refusal = await self._submit_within_budget(name, requests[start:start + count], file)
                 if refusal is not None:
                     return [*requests[start + sent:], *(r for _, rest in queue[index + 1:] for r in rest)], refusal
                 start += count
         return [], None
 
-    async def _submit_within_budget(self, deployment: str, lines: Sequence[WantedRequest], content: bytes
+    async def _submit_within_budget(self, deployment: str, lines: Sequence[WantedRequest], file: BatchFile
                                     ) -> tuple[int, BudgetExceeded | None]:
-        """How many of `lines` (whose file is `content`) went out, all or as many as the budgets had room for, and
+        """How many of `lines` (whose file is `file`) went out, all or as many as the budgets had room for, and
         a budget's refusal."""
         sent = 0
         while sent < len(lines):
@@ -165,18 +170,22 @@ class BatchRun:
                     size //= 2  # the budget has room for part of it: a smaller batch
             record = BatchRecord(label=label, deployment=deployment, requests=len(part), max_cost=max_cost)
             await self.ledger.plan(record, [(r.custom_id, r.key) for r in part])
-            await self._send(record, content if size == len(lines) else b"".join(r.line for r in part))
+            if size == len(lines):
+                await self._send(record, file)
+            else:
+                with contextlib.closing(batch_file(r.line for r in part)) as part_file:
+                    await self._send(record, part_file)
             sent += size
         return sent, None
 
-    async def _send(self, record: BatchRecord, content: bytes) -> None:
+    async def _send(self, record: BatchRecord, file: BatchFile) -> None:
         provider = self.deployments.provider(record.deployment)
 
         async def uploaded(file_id: str) -> None:
             record.file_id, record.state = file_id, BatchState.UPLOADED
             await self.ledger.update(record)
 
-        batch = await provider.submit(content, label=record.label, uploaded=uploaded)
+        batch = await provider.submit(file.content(), label=record.label, uploaded=uploaded)
         self._took(record, batch)
         record.state = BatchState.SUBMITTED
         await self.ledger.update(record)
