@@ -96,6 +96,8 @@ class FakeBatches:
             "completion_window": request.get("completion_window"), "status": "in_progress",
             "metadata": request.get("metadata") or {},
             "output_file_id": None, "error_file_id": None, "_lines": lines,
+            "errors": None if all(line.get("url") == request.get("endpoint") for line in lines) else
+            {"data": [{"message": "a line's url is not the batch's endpoint"}]},
             "_ready_at": time.monotonic() + self.delay_s,
             "request_counts": {"total": len(lines), "completed": 0, "failed": 0}}
         return 200, self._shown(self.batches[batch_id]), {}
@@ -113,11 +115,14 @@ class FakeBatches:
         """Answer the batch's lines once its delay has passed (an expiring batch only its first half)."""
         if batch["status"] != "in_progress" or time.monotonic() < batch["_ready_at"]:
             return
+        if batch["errors"]:  # as OpenAI: a file that does not validate fails the batch, with no line answered
+            batch["status"] = "failed"
+            return
         lines = batch["_lines"]
         answered = lines[: len(lines) // 2] if self.expire else lines
         output, errors = [], []
         for line in answered:
-            status, body = await self.upstream.answer_line(line["body"])
+            status, body = await self.upstream.answer_line(line["body"], line["url"])
             self.stats.lines += 1
             record = {"id": f"response-{next(self._ids)}", "custom_id": line["custom_id"],
                       "response": {"status_code": status, "body": body}, "error": None}

@@ -94,10 +94,12 @@ class FakeUpstream:
                  hang_s: float = 30.0, retry_after: str = "0", stream_gap_s: float = 0.0,
                  latency_spread: float = 0.0,
                  count_usage: Callable[[dict[str, Any], str], dict[str, int]] | None = None,
-                 model_answers: bool = False, reply: Callable[[dict[str, Any]], str] | None = None) -> None:
+                 model_answers: bool = False, reply: Callable[[dict[str, Any]], str] | None = None,
+                 embed_faults: FaultPolicy | None = None) -> None:
         self.latency_s = latency_s
         self.latency_spread = latency_spread  # each prompt waits latency_s * (1 + spread * u), u in [0, 1) by hash
         self.faults = faults
+        self.embed_faults = embed_faults  # as `faults`, for embeddings requests, by their first text
         self.keep_bodies = keep_bodies
         self.hang_s = hang_s
         self.retry_after = retry_after
@@ -152,10 +154,10 @@ class FakeUpstream:
             self._connections.discard(writer)
             writer.close()
 
-    async def answer_line(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """A batch line answered as a live request with this body would be (its faults and counts included), at
-        once: the HTTP status and the body."""
-        status, payload, _ = await self._route("POST", "/v1/chat/completions", json.dumps(body).encode(), wait=False)
+    async def answer_line(self, body: dict[str, Any], url: str = "/v1/chat/completions") -> tuple[int, dict[str, Any]]:
+        """A batch line answered as a live request with this body to `url` would be (its faults and counts
+        included), at once: the HTTP status and the body."""
+        status, payload, _ = await self._route("POST", url, json.dumps(body).encode(), wait=False)
         return status, payload
 
     async def _route(self, method: str, path: str, raw: bytes, *, wait: bool = True) -> tuple[int, Any, dict[str, str]]:
@@ -165,6 +167,9 @@ class FakeUpstream:
             self.stats.requests += 1
             self.stats.embed_requests += 1
             self.stats.embedded.update(inputs)
+            fault = self.embed_faults(inputs[0], self.stats.embedded[inputs[0]], request) if self.embed_faults else None
+            if fault in ("429", "500", "400"):
+                return int(fault), {"error": {"message": f"injected {fault}"}}, {}
             await asyncio.sleep(self.latency_s)
             return 200, {"object": "list", "model": request.get("model"), "usage": {"prompt_tokens": len(inputs)},
                          "data": [{"object": "embedding", "index": i, "embedding": fake_vector(text)}

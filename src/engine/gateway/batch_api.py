@@ -22,6 +22,8 @@ from engine.gateway.openai_client import raise_for_status, transport_errors
 from engine.gateway.transport import UpstreamReply, UpstreamTransport
 
 DEFAULT_WINDOW = "24h"
+CHAT_URL = "/v1/chat/completions"  # the endpoints a batch's lines go to (one endpoint a batch)
+EMBEDDINGS_URL = "/v1/embeddings"
 
 
 class BatchStatus(StrEnum):
@@ -68,7 +70,7 @@ class ProviderBatch:
                    failed=int(counts.get("failed") or 0))
 
 
-def request_line(custom_id: str, body: Mapping[str, Any], *, url: str = "/v1/chat/completions") -> bytes:
+def request_line(custom_id: str, body: Mapping[str, Any], *, url: str = CHAT_URL) -> bytes:
     """One line of a batch's input file."""
     return orjson.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body}) + b"\n"
 
@@ -91,7 +93,7 @@ class BatchApi:
                                  files={"file": (filename, content, "application/jsonl")})
         return str(self._json(reply)["id"])
 
-    async def create(self, input_file_id: str, *, endpoint: str = "/v1/chat/completions",
+    async def create(self, input_file_id: str, *, endpoint: str = CHAT_URL,
                      window: str = DEFAULT_WINDOW, metadata: Mapping[str, str] | None = None) -> ProviderBatch:
         """Start a batch of an uploaded file."""
         body: dict[str, Any] = {"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": window}

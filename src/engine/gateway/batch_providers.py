@@ -14,9 +14,9 @@ from typing import Any, BinaryIO, Protocol
 import httpx
 import orjson
 
-from engine.gateway.batch_api import BatchApi, BatchStatus, ProviderBatch
+from engine.gateway.batch_api import CHAT_URL, EMBEDDINGS_URL, BatchApi, BatchStatus, ProviderBatch
 from engine.gateway.config import Deployment, GatewayConfig, resolve_secrets
-from engine.gateway.mock import mock_answer
+from engine.gateway.mock import mock_answer, mock_embedding
 from engine.gateway.router import adapt_request
 from engine.gateway.types import ChatRequest
 
@@ -27,9 +27,10 @@ Uploaded = Callable[[str], Awaitable[None]]
 class BatchProvider(Protocol):
     """A deployment's batch endpoint: submit a file of requests, follow it, read its lines, cancel it."""
 
-    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded) -> ProviderBatch:
-        """Upload `content` (a file of JSONL request lines), tell `uploaded` the file id, then start a batch
-        labelled `label`."""
+    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded, endpoint: str = CHAT_URL
+                     ) -> ProviderBatch:
+        """Upload `content` (a file of JSONL request lines to `endpoint`), tell `uploaded` the file id, then start a
+        batch labelled `label`."""
 
     async def find(self, label: str) -> ProviderBatch | None:
         """The batch labelled `label`, if the provider has one (a crash came between its creation and its record)."""
@@ -57,11 +58,12 @@ class OpenAIBatches:
         self.api = api
         self.window = window
 
-    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded) -> ProviderBatch:
+    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded, endpoint: str = CHAT_URL
+                     ) -> ProviderBatch:
         """Upload, record, create."""
         file_id = await self.api.upload(content, filename=f"{label}.jsonl")
         await uploaded(file_id)
-        return await self.api.create(file_id, window=self.window, metadata={LABEL: label})
+        return await self.api.create(file_id, endpoint=endpoint, window=self.window, metadata={LABEL: label})
 
     async def find(self, label: str) -> ProviderBatch | None:
         """Looked for by its label in the provider's list."""
@@ -118,7 +120,8 @@ class MockBatches:
         self.deployment = deployment
         self._batches: dict[str, _MockBatch] = {}
 
-    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded) -> ProviderBatch:
+    async def submit(self, content: BinaryIO, *, label: str, uploaded: Uploaded, endpoint: str = CHAT_URL
+                     ) -> ProviderBatch:
         """Answered now, shown ended after the delay."""
         number = next(self._ids)
         await uploaded(f"mock-file-{number}")
@@ -131,14 +134,22 @@ class MockBatches:
 
     def _answer(self, line: dict[str, Any]) -> bytes:
         body = line["body"]
-        request = ChatRequest(model=body["model"], messages=body["messages"],
-                              response_format=body.get("response_format"))
-        answer = mock_answer(request, seed=self.deployment.mock.seed, name=self.deployment.name)
-        usage = {"prompt_tokens": answer.usage.prompt_tokens, "completion_tokens": answer.usage.completion_tokens}
-        completion = {"model": answer.model, "usage": usage,
-                      "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.content}}]}
+        answer: dict[str, Any]
+        if line.get("url") == EMBEDDINGS_URL:
+            embedded = mock_embedding(body["input"], name=self.deployment.name)
+            answer = {"object": "list", "model": embedded.model,
+                      "usage": {"prompt_tokens": embedded.usage.prompt_tokens},
+                      "data": [{"object": "embedding", "index": i, "embedding": vector}
+                               for i, vector in enumerate(embedded.vectors)]}
+        else:
+            request = ChatRequest(model=body["model"], messages=body["messages"],
+                                  response_format=body.get("response_format"))
+            chat = mock_answer(request, seed=self.deployment.mock.seed, name=self.deployment.name)
+            usage = {"prompt_tokens": chat.usage.prompt_tokens, "completion_tokens": chat.usage.completion_tokens}
+            answer = {"model": chat.model, "usage": usage,
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": chat.content}}]}
         return orjson.dumps({"custom_id": line["custom_id"], "error": None,
-                             "response": {"status_code": 200, "body": completion}})
+                             "response": {"status_code": 200, "body": answer}})
 
     async def find(self, label: str) -> ProviderBatch | None:
         """Known only to this process."""

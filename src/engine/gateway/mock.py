@@ -80,6 +80,12 @@ def mock_vector(text: str, dimensions: int = EMBED_DIMENSIONS) -> list[float]:
     return [v / norm for v in vector]
 
 
+def mock_embedding(inputs: list[str], *, name: str, dimensions: int = EMBED_DIMENSIONS) -> EmbeddingResult:
+    """The mock's embeddings of `inputs` (live or in a batch): their vectors and usage, ~4 characters a token."""
+    vectors = [mock_vector(text, dimensions) for text in inputs]
+    return EmbeddingResult(vectors, name, Usage(sum(max(1, len(t) // 4) for t in inputs), 0))
+
+
 class MockClient:
     """Answers every request locally after `latency_s`; faults at the given rates, drawn by prompt hash."""
 
@@ -119,8 +125,7 @@ class MockClient:
         """Unit vectors of `dimensions` numbers, a pure function of each input (see `mock_vector`)."""
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        vectors = [mock_vector(text, self.dimensions) for text in inputs]
-        return EmbeddingResult(vectors, self.name, Usage(sum(max(1, len(t) // 4) for t in inputs), 0))
+        return mock_embedding(inputs, name=self.name, dimensions=self.dimensions)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -126,17 +126,22 @@ class OpenAIClient:
         """POST to the embeddings path beside the chat path (…/embeddings)."""
         name = self.model or model
         answer = await self._post(self._embeddings_url, {"model": name, "input": inputs}, name, self.timeout_s)
-        try:
-            body = orjson.loads(answer.body)
-            vectors = [item["embedding"] for item in sorted(body["data"], key=lambda item: item["index"])]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MalformedResponse(f"{name}: not an embeddings response ({exc})", model=name) from None
-        return EmbeddingResult(vectors, name, usage_of(body.get("usage")))
+        return parse_embeddings(answer.body, name)
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was handed in)."""
         if self._owns_transport:
             await self._transport.aclose()
+
+
+def parse_embeddings(body: bytes, name: str) -> EmbeddingResult:
+    """An embeddings answer's vectors, in input order, and its usage; MalformedResponse when it is none."""
+    try:
+        answer = orjson.loads(body)
+        vectors = [item["embedding"] for item in sorted(answer["data"], key=lambda item: item["index"])]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedResponse(f"{name}: not an embeddings response ({exc})", model=name) from None
+    return EmbeddingResult(vectors, name, usage_of(answer.get("usage")))
 
 
 def encode_body(body: dict[str, Any]) -> bytes:

@@ -69,6 +69,12 @@ def request_key(request: ChatRequest, scope: str = "") -> str:
     return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def embedding_key(model: str, text: str, scope: str = "") -> str:
+    """The cache key of a text's vector from the embedding `model` of the upstream `scope`."""
+    decided = {"scope": scope, "embedding_model": model, "input": text}
+    return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def now() -> float:
     """The time answers are stamped with (wall clock: they outlive processes)."""
     return time.time()

@@ -15,18 +15,30 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-from engine.gateway import BudgetExceeded, ChatClient, ChatRequest, ChatResult, Deferred, GatewayError, Usage
-from engine.gateway.batch_api import request_line
+from engine.gateway import (
+    BudgetExceeded,
+    ChatClient,
+    ChatRequest,
+    ChatResult,
+    Deferred,
+    GatewayError,
+    RequestRejected,
+    Unsent,
+    Usage,
+)
+from engine.gateway.batch_api import CHAT_URL, EMBEDDINGS_URL, request_line
 from engine.gateway.batch_providers import BatchDeployments
-from engine.gateway.config import Deployment
-from engine.gateway.openai_client import parse_completion, raise_for_status
+from engine.gateway.config import Deployment, Price
+from engine.gateway.openai_client import parse_completion, parse_embeddings, raise_for_status
 from engine.gateway.transport import UpstreamReply
-from engine.results.answer_cache import request_key
+from engine.results.answer_cache import embedding_key, request_key
 from engine.results.batch_ledger import BatchLedger, BatchLine, LineKey
-from engine.results.store import Key, Unit, encode_key
+from engine.results.store import ErrorClass, Key, Unit, encode_key
 from engine.run.batch_files import DEFAULT_MAX_TOKENS, custom_id, max_batch_cost
+from engine.run.embedder import Embedded, Embedder, EmbedFailed
 
 
 class Spool:
@@ -59,6 +71,7 @@ class WantedRequest:
     key: LineKey
     custom_id: str
     deployment: str
+    url: str  # the endpoint it goes to (a batch holds one endpoint's requests)
     spool: Spool
     offset: int
     size: int
@@ -91,8 +104,9 @@ class BatchAnswers:
         self.output_tokens = output_tokens  # an answer's tokens at most when a request sets no max_tokens
         self.ledger = ledger
         self._lines: dict[LineKey, BatchLine] = {}  # of the rows in flight (taken from the ledger by window)
-        self._pending: dict[str, list[int]] = {}  # by deployment: requests and bytes wanted since its last flush
-        self._flushing: dict[str, asyncio.Event] = {}  # set when the deployment's flush ends
+        # By (deployment, endpoint): requests and bytes wanted since the last flush, and the flush going on.
+        self._pending: dict[tuple[str, str], list[int]] = {}
+        self._flushing: dict[tuple[str, str], asyncio.Event] = {}
         self.wanted: dict[LineKey, WantedRequest] = {}
         self.spool = Spool()  # closed by `close`, once the round's requests went out
         self.flushed = False  # some of this round's requests were submitted during it
@@ -119,8 +133,47 @@ class BatchAnswers:
         """The line answering this ask of the row's request (its error raised as a live one would be); Deferred
         when there is none yet. `asks` is the row's own (for this unit): how often it asked each request so far
         this round ("": whether a line answered it, so that what it asks next is a retry)."""
+        line = await self._line_for(key, unit, request_key(request), asks, model=request.model, url=CHAT_URL,
+                                    body=lambda deployment: self.deployments.body(deployment.name, request),
+                                    max_cost=lambda price: max_batch_cost(request, price,
+                                                                          output_tokens=self.output_tokens))
+        if line is None:
+            return await self.client.chat(request)
+        return answer_of(line, upstream=self.deployments[line.deployment].model)
+
+    async def embedded(self, text: str, *, embedder: Embedder, key: Key, unit: Unit) -> Embedded:
+        """The row's text's vector from its lines, the step's retries counted over them as over live requests
+        (an error line asks again in a next batch, or live, by the deployment's `batch.retry`); Deferred when a
+        line is still to come. A text asked live goes through `embedder`."""
+        asks: dict[str, int] = {}
+        failures = 0
+        while True:
+            try:
+                line = await self._line_for(key, unit, embedding_key(embedder.model, text), asks, model=embedder.model,
+                                            url=EMBEDDINGS_URL,
+                                            body=lambda deployment: {"model": deployment.model, "input": [text]},
+                                            max_cost=lambda price: price.batch_cost(len(text.encode()), 0))
+                if line is None:
+                    made = await embedder.live(text)
+                    return replace(made, attempts=made.attempts + failures)
+                upstream = self.deployments[line.deployment].model
+                result = parse_embeddings(replayed(line, upstream=upstream).body, upstream)
+                return Embedded(result.vectors[0], batch_model(line.deployment), tokens=result.usage.prompt_tokens,
+                                cost=line.cost, attempts=failures + 1)
+            except Unsent:
+                raise
+            except (GatewayError, IndexError) as exc:  # (IndexError: an answer of no vector)
+                failures += 1
+                if isinstance(exc, RequestRejected) or failures > embedder.limits[ErrorClass.API]:
+                    raise EmbedFailed(ErrorClass.API, str(exc)[:2000] or "no vector", failures) from None
+
+    async def _line_for(self, key: Key, unit: Unit, digest: str, asks: dict[str, int], *, model: str, url: str,
+                        body: Callable[[Deployment], dict[str, Any]], max_cost: Callable[[Price], float]
+                        ) -> BatchLine | None:
+        """The line answering this ask of a row's request (`digest` names what it asks), or None when the request
+        goes live; when it waits for a batch, it is written down for one (`body` and `max_cost` of the deployment
+        that takes it) and Deferred is raised."""
         row_id = custom_id(key, unit)
-        digest = request_key(request)
         asked = ("" if self.shared else row_id, digest)
         ask = asks.get(digest, 0)
         line = self._lines.pop((*asked, ask), None)  # each line answers one ask a round
@@ -129,47 +182,46 @@ class BatchAnswers:
         if line is not None:
             asks[digest] = ask + 1
             asks[""] = 1
-            return answer_of(line, upstream=self.deployments[line.deployment].model)
-        deployment = self.deployments.for_model(request.model)
+            return line
+        deployment = self.deployments.for_model(model)
         if self.live or deployment is None or deployment.batch is None or (*asked, ask) in self.live_lines or \
                 (asks.get("") and deployment.batch.retry == "live"):
             asks[digest] = ask + 1
-            return await self.client.chat(request)
-        while (uploading := self._flushing.get(deployment.name)) is not None:
+            return None
+        batch = (deployment.name, url)
+        while (uploading := self._flushing.get(batch)) is not None:
             await uploading.wait()  # a batch's worth at most waits in memory: none more while one uploads
         if (*asked, ask) not in self.wanted:  # (else another row wants the same request: its line answers both)
-            body = self.deployments.body(deployment.name, request)
-            text = request_line(row_id, body)
-            self.wanted[(*asked, ask)] = WantedRequest(
-                (*asked, ask), row_id, deployment.name, self.spool, self.spool.add(text), len(text),
-                max_batch_cost(request, deployment.price, output_tokens=self.output_tokens))
-            pending = self._pending.setdefault(deployment.name, [0, 0])
+            text = request_line(row_id, body(deployment), url=url)
+            self.wanted[(*asked, ask)] = WantedRequest((*asked, ask), row_id, deployment.name, url, self.spool,
+                                                       self.spool.add(text), len(text), max_cost(deployment.price))
+            pending = self._pending.setdefault(batch, [0, 0])
             pending[0] += 1
             pending[1] += len(text)
             if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
-                await self._flush(deployment)
-        raise Deferred(f"{request.model}: waiting for a provider batch")
+                await self._flush(deployment, url)
+        raise Deferred(f"{model}: waiting for a provider batch")
 
-    async def _flush(self, target: Deployment) -> None:
+    async def _flush(self, target: Deployment, url: str) -> None:
         """Submit a batch's worth of the deployment's wanted requests now, the first wanted first (a round's
         requests are not all held until it ends)."""
         deployment = target.name
-        if self.flush is None or deployment in self._flushing:
+        if self.flush is None or (deployment, url) in self._flushing:
             return
         assert target.batch is not None
-        ended = self._flushing[deployment] = asyncio.Event()
+        ended = self._flushing[(deployment, url)] = asyncio.Event()
         try:
             out: list[WantedRequest] = []
             size = 0
             for wanted in self.wanted.values():
-                if wanted.deployment == deployment:
+                if wanted.deployment == deployment and wanted.url == url:
                     if len(out) == target.batch.max_requests or size + wanted.size > target.batch.max_bytes:
                         break
                     out.append(wanted)
                     size += wanted.size
             for wanted in out:
                 del self.wanted[wanted.key]
-            pending = self._pending[deployment]
+            pending = self._pending[(deployment, url)]
             pending[0] -= len(out)
             pending[1] -= size
             self.flushed = True
@@ -179,7 +231,7 @@ class BatchAnswers:
             if refusal is not None:
                 raise refusal
         finally:
-            del self._flushing[deployment]
+            del self._flushing[(deployment, url)]
             ended.set()
 
 
@@ -192,13 +244,18 @@ def batch_model(deployment: str) -> str:
 def answer_of(line: BatchLine, *, upstream: str) -> ChatResult:
     """A line's answer, or its failure raised as the gateway's error for the same reply to a live request (named by
     the `upstream` model, as a live one is)."""
+    result = parse_completion(replayed(line, upstream=upstream), upstream, 0.0)
+    usage = result.usage
+    return ChatResult(result.content, batch_model(line.deployment),
+                      Usage(usage.prompt_tokens, usage.completion_tokens, line.cost, usage.cached_tokens))
+
+
+def replayed(line: BatchLine, *, upstream: str) -> UpstreamReply:
+    """A line's reply; its failure raised as the gateway's error for the same reply to a live request."""
     reply = UpstreamReply(line.status or 500, {}, line.body)
     try:
         raise_for_status(reply, upstream)
     except GatewayError as exc:
         exc.replayed = True  # an upstream's past reply: no reason to pause the requests going now
         raise
-    result = parse_completion(reply, upstream, 0.0)
-    usage = result.usage
-    return ChatResult(result.content, batch_model(line.deployment),
-                      Usage(usage.prompt_tokens, usage.completion_tokens, line.cost, usage.cached_tokens))
+    return reply

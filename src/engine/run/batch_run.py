@@ -34,7 +34,7 @@ from engine.results.store import encode_key
 from engine.run.batch_answers import BatchAnswers, WantedRequest
 from engine.run.batch_files import DEFAULT_MAX_TOKENS, BatchFile, batch_file, batch_files, unit_of
 from engine.spec.flow import RunStep, pipeline
-from engine.spec.models import PromptStep, RunMode, WorkflowSpec
+from engine.spec.models import EmbedStep, PromptStep, RunMode, WorkflowSpec
 
 log = logging.getLogger(__name__)
 EventCallback = Callable[[RunEvent, str, dict[str, Any]], None]
@@ -70,17 +70,16 @@ class BatchRun:
         self.on_waiting = on_waiting  # told which batches are out each time the run waits for them ([]: no more)
         self.clock = clock
         self.live_lines: set[LineKey] = set()  # left unanswered by a batch whose deployment says `on_expiry: live`
-        self.batched = {(run.step.id, model): name for run in _prompt_runs(spec) for model in _models(run)
-                        if (name := self._deployment_for(run, model)) is not None}
+        self.batched = {(step, model): name for step, mode, models in _asking_steps(spec) for model in models
+                        if (name := self._deployment_for(step, mode, model)) is not None}
 
-    def _deployment_for(self, run: RunStep, model: str) -> str | None:
-        mode = _mode(run, self.spec)
+    def _deployment_for(self, step: str, mode: RunMode, model: str) -> str | None:
         if mode is RunMode.LIVE:
             return None
         deployment = self.deployments.for_model(model)
         if deployment is None or deployment.batch is None:
             if mode is RunMode.BATCH:
-                raise InputError(f"step {run.step.id}: mode batch, but model {model!r} has no deployment that takes "
+                raise InputError(f"step {step}: mode batch, but model {model!r} has no deployment that takes "
                                  "batches (`batch` in the gateway config)")
             return None
         if mode is RunMode.AUTO and self.spec.deadline is not None and self.spec.deadline < deployment.batch.window_s:
@@ -130,11 +129,11 @@ class BatchRun:
                      ) -> tuple[list[WantedRequest], BudgetExceeded | None]:
         """Plan, upload and submit the wanted requests, by deployment, in files within its limits (smaller ones
         when a budget has no room for a whole file); those a budget had no room for, and its refusal."""
-        by_deployment: dict[str, list[WantedRequest]] = defaultdict(list)
+        by_batch: dict[tuple[str, str], list[WantedRequest]] = defaultdict(list)  # by (deployment, endpoint)
         for request in wanted:
-            by_deployment[request.deployment].append(request)
-        queue = list(by_deployment.items())
-        for index, (name, requests) in enumerate(queue):
+            by_batch[(request.deployment, request.url)].append(request)
+        queue = list(by_batch.items())
+        for index, ((name, _), requests) in enumerate(queue):
             support = self.deployments[name].batch
             assert support is not None
             start = 0
@@ -142,13 +141,13 @@ class BatchRun:
                                     max_bytes=support.max_bytes):
                 count = file.requests
                 with contextlib.closing(file):
-                    sent, refusal = await self._submit_within_budget(name, requests[start:start + count], file)
+                    sent, refusal = await self._submit_within_budget(requests[start:start + count], file)
                 if refusal is not None:
                     return [*requests[start + sent:], *(r for _, rest in queue[index + 1:] for r in rest)], refusal
                 start += count
         return [], None
 
-    async def _submit_within_budget(self, deployment: str, lines: Sequence[WantedRequest], file: BatchFile
+    async def _submit_within_budget(self, lines: Sequence[WantedRequest], file: BatchFile
                                     ) -> tuple[int, BudgetExceeded | None]:
         """How many of `lines` (whose file is `file`) went out, all or as many as the budgets had room for, and
         a budget's refusal."""
@@ -168,24 +167,24 @@ class BatchRun:
                     if size == 1:
                         return sent, exc
                     size //= 2  # the budget has room for part of it: a smaller batch
-            record = BatchRecord(label=label, deployment=deployment, requests=len(part), max_cost=max_cost)
+            record = BatchRecord(label=label, deployment=lines[0].deployment, requests=len(part), max_cost=max_cost)
             await self.ledger.plan(record, [(r.custom_id, r.key) for r in part])
             if size == len(lines):
-                await self._send(record, file)
+                await self._send(record, file, lines[0].url)
             else:
                 with contextlib.closing(batch_file(r.line for r in part)) as part_file:
-                    await self._send(record, part_file)
+                    await self._send(record, part_file, lines[0].url)
             sent += size
         return sent, None
 
-    async def _send(self, record: BatchRecord, file: BatchFile) -> None:
+    async def _send(self, record: BatchRecord, file: BatchFile, endpoint: str) -> None:
         provider = self.deployments.provider(record.deployment)
 
         async def uploaded(file_id: str) -> None:
             record.file_id, record.state = file_id, BatchState.UPLOADED
             await self.ledger.update(record)
 
-        batch = await provider.submit(file.content(), label=record.label, uploaded=uploaded)
+        batch = await provider.submit(file.content(), label=record.label, uploaded=uploaded, endpoint=endpoint)
         self._took(record, batch)
         record.state = BatchState.SUBMITTED
         await self.ledger.update(record)
@@ -298,20 +297,19 @@ class BatchRun:
 
 
 def requires_batches(spec: WorkflowSpec) -> bool:
-    """Whether a prompt step of the spec is in `batch` mode (its own, or the workflow's): it cannot run live."""
-    return any(_mode(run, spec) is RunMode.BATCH for run in _prompt_runs(spec))
+    """Whether a prompt or embed step of the spec is in `batch` mode (its own, or the workflow's): it cannot run
+    live."""
+    return any(mode is RunMode.BATCH for _, mode, _ in _asking_steps(spec))
 
 
-def _mode(run: RunStep, spec: WorkflowSpec) -> RunMode:
-    return run.step.mode or spec.mode
-
-
-def _prompt_runs(spec: WorkflowSpec) -> list[RunStep]:
-    return [RunStep.of(spec, step) for step in pipeline(spec) if isinstance(step, PromptStep)]
-
-
-def _models(run: RunStep) -> list[str]:
-    return [target or run.model.name for target in run.targets]
+def _asking_steps(spec: WorkflowSpec) -> Iterator[tuple[str, RunMode, list[str]]]:
+    """The steps that send requests (prompt and embed): each one's id, mode and models."""
+    for step in pipeline(spec):
+        if isinstance(step, PromptStep):
+            run = RunStep.of(spec, step)
+            yield step.id, step.mode or spec.mode, [target or run.model.name for target in run.targets]
+        elif isinstance(step, EmbedStep):
+            yield step.id, step.mode or spec.mode, [step.model]
 
 
 def _line(raw: bytes, requests: dict[str, LineKey], deployment: str, price: Price) -> BatchLine | None:

@@ -8,13 +8,14 @@ limits; a batch that fails fails each of its rows with the reason.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
 
 from engine.gateway import BudgetExceeded, ChatClient, GatewayError, RequestRejected
+from engine.results.answer_cache import embedding_key
 from engine.results.store import ErrorClass
 from engine.run.batching import Batcher
 from engine.run.pause import PauseGate
@@ -62,19 +63,19 @@ class Embedder:
 
     def key(self, text: str) -> str:
         """The cache key of a text's vector."""
-        scope = self.reuse.cache.scope if self.reuse is not None else ""
-        decided = {"scope": scope, "embedding_model": self.model, "input": text}
-        return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return embedding_key(self.model, text, self.reuse.cache.scope if self.reuse is not None else "")
 
-    async def embed(self, text: str) -> Embedded:
-        """The text's vector (EmbedFailed, or BudgetExceeded, when it cannot be had)."""
+    async def embed(self, text: str, *, ask: Callable[[str], Awaitable[Embedded]] | None = None) -> Embedded:
+        """The text's vector (EmbedFailed, or an Unsent error, when it cannot be had). `ask` embeds a text the
+        answer cache does not hold (default: `live`)."""
+        ask = ask or self.live
         if self.reuse is None:
-            return await self._asked(text)
+            return await ask(text)
         key = self.key(text)
         async with self.reuse.flight(key) as stored:
             if stored is not None:
                 return Embedded(orjson.loads(stored.content), stored.model, cached=True, attempts=0)
-            made = await self._asked(text)
+            made = await ask(text)
             await self.reuse.keep(key, content=orjson.dumps(made.vector).decode(), model=made.model,
                                   tokens_in=made.tokens, tokens_out=0, cost=made.cost)
             return made
@@ -89,7 +90,8 @@ class Embedder:
             done += await asyncio.gather(*(self.embed(t) for t in texts[start:start + step]))
         return done
 
-    async def _asked(self, text: str) -> Embedded:
+    async def live(self, text: str) -> Embedded:
+        """The text's vector from the gateway now, in one request with the texts other rows ask meanwhile."""
         return await self._batcher.submit(text)
 
     async def _request(self, texts: list[str]) -> list[Embedded]:

@@ -55,7 +55,8 @@ class RowPipeline:
                     run, client, gate, reuse, model=target or None, unit=(step.id, target),
                     batch=batch and batch.for_step(step.id, target or run.model.name)) for target in run.targets}))
             elif isinstance(step, EmbedStep):
-                self.runs.append(EmbedRun(step, embedders[step.id]))
+                self.runs.append(EmbedRun(step, embedders[step.id],
+                                          batch=batch and batch.for_step(step.id, step.model)))
             elif isinstance(step, FilterStep):
                 self.runs.append(FilterRun(step))
             else:

@@ -7,10 +7,11 @@ that an earlier run made durable; it asks only for what is missing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import InputError
 from engine.gateway import BudgetExceeded, Unsent
@@ -25,6 +26,9 @@ from engine.spec.flow import RunStep
 from engine.spec.models import EmbedStep, FilterStep, Prompt, RetrieveStep
 from engine.spec.paths import PathPolicy
 from engine.spec.step_flow import compare_columns, model_columns
+
+if TYPE_CHECKING:
+    from engine.run.batch_answers import BatchAnswers
 
 SEARCH_BATCH = 64  # queries scored in one pass over the knowledge table
 SEARCH_WAIT_S = 0.001  # how long a query waits for others to share its pass
@@ -116,10 +120,11 @@ def agreement(step: RunStep, results: dict[str, RowResult]) -> dict[str, Any]:
 class EmbedRun:
     """An embed step: a column's text (or a rendered template) to a vector."""
 
-    def __init__(self, step: EmbedStep, embedder: Embedder) -> None:
+    def __init__(self, step: EmbedStep, embedder: Embedder, *, batch: BatchAnswers | None = None) -> None:
         self.step = step
         self.id = step.id
         self.embedder = embedder
+        self.batch = batch  # the step's requests go in provider batches (None: live)
         self.units = [(self.id, "")]
         self.renderer = PromptRenderer(Prompt(template=step.template)) if step.template else None
 
@@ -135,9 +140,11 @@ class EmbedRun:
         if (stored := done.get((self.id, ""))) is not None:
             return StepOutcome(columns={self.step.output: stored.outputs.get(self.step.output)})
         started = time.monotonic()
+        ask = None if self.batch is None else \
+            functools.partial(self.batch.embedded, embedder=self.embedder, key=key, unit=self.units[0])
         try:
-            made = await self.embedder.embed(self.text(values))
-        except BudgetExceeded as exc:
+            made = await self.embedder.embed(self.text(values), ask=ask)
+        except Unsent as exc:
             return StepOutcome(budget=exc)
         except EmbedFailed as exc:
             failed = RowResult(key=key, status=RowStatus.FAILED, error_class=exc.error_class, error=str(exc),

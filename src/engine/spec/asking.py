@@ -74,6 +74,8 @@ class RunMode(StrEnum):
     AUTO = "auto"
 
 
+STEP_MODE = "`live`, `batch` or `auto` for this step's requests; unset: the workflow's `mode`."
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

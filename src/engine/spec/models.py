@@ -125,7 +125,7 @@ class WorkflowSpec(StrictModel):
                                                             "error (in a multi-step workflow: each step's default).")
     cache: Cache = Field(default_factory=Cache, description="Whether answers are reused for the same prompt.")
     mode: RunMode = Field(RunMode.LIVE, description=(
-        "How prompt requests are sent (a prompt step's own `mode` wins): `live`, one by one as rows come; `batch`, "
+        "How prompt and embed requests are sent (a step's own `mode` wins): `live`, one by one as rows come; `batch`, "
         "in provider batches at the batch price (answers within the deployment's window, usually an hour, at most "
         "24 h); `auto`, in batches when the model has a deployment that takes them and the `deadline` leaves the "
         "whole window, live otherwise."))

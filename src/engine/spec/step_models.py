@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from engine.spec.asking import MAX_TEMPLATE, ModelChoice, Prompt, Retry, RunMode
+from engine.spec.asking import MAX_TEMPLATE, STEP_MODE, ModelChoice, Prompt, Retry, RunMode
 from engine.spec.base import StrictModel
 from engine.spec.io_models import SourceSpec
 
@@ -55,8 +55,7 @@ class PromptStep(_Step):
         "With `models`: the name of a model's column, from the output column ({column}) and the model ({model})."))
     compare: Compare | None = Field(None, description="With `models`: columns saying whether the models agree.")
     retry: Retry | None = Field(None, description="Retries by kind of error; unset: the workflow's `retry`.")
-    mode: RunMode | None = Field(None, description="`live`, `batch` or `auto` for this step's requests; unset: the "
-                                                   "workflow's `mode`.")
+    mode: RunMode | None = Field(None, description=STEP_MODE)
 
     @model_validator(mode="after")
     def _fan_out_fields(self) -> PromptStep:
@@ -86,12 +85,14 @@ class EmbedStep(_Step):
                                  description="Instead of `input`: a text made of {column} placeholders.")
     output: str = Field(min_length=1, description="The column the vector goes to.")
     model: str = Field("auto", min_length=1, description="The embedding model: a name, a group, or `auto`.")
-    batch_size: int = Field(64, ge=1, le=2048, description="Rows embedded in one request, at most.")
+    batch_size: int = Field(64, ge=1, le=2048, description="Rows embedded in one live request, at most (in batch "
+                                                           "mode each row is a line of its own).")
     text_files: VectorsInText = Field(VectorsInText.JSON, description=(
         "CSV and Excel outputs: `json` writes the vector as JSON text, `omit` leaves its column out (an Excel cell "
         "holds at most 32,767 characters: a vector of more than about 1,500 numbers does not fit). Parquet and "
         "JSONL always hold it as a list of numbers."))
     retry: Retry | None = Field(None, description="Retries by kind of error; unset: the workflow's `retry`.")
+    mode: RunMode | None = Field(None, description=STEP_MODE)
 
     @model_validator(mode="after")
     def _one_text(self) -> EmbedStep:
