@@ -1,13 +1,12 @@
-"""A step's requests as batch input files: custom_ids that name (row, step, model) exactly, files cut by count and
-size."""
+"""A step's requests as batch input files: custom_ids that name (row, step, model) exactly, a pending batch's lines
+and requests kept on disk."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.errors import InputError
 from engine.gateway.batch_api import request_line
-from engine.run.batch_files import batch_files, custom_id, unit_of
+from engine.run.batch_files import PendingBatch, PlannedRequest, custom_id, unit_of
 
 KEYS = [(7, ("", "")), ("7", ("", "")), ("ticket \u00e9\u00df \U0001f600", ("s1", "m2")), (-12, ("embed", "")),
         ('a"b\\c', ("p", 'model "x"'))]
@@ -26,19 +25,25 @@ def test_a_custom_id_this_engine_did_not_write_is_refused(foreign: str) -> None:
         unit_of(foreign)
 
 
-def test_files_hold_at_most_so_many_requests_and_bytes_in_order() -> None:
-    lines = [request_line(custom_id(i, ("", "")), {"model": "m", "messages": [{"role": "user", "content": "x" * i}]})
+def test_a_pending_batch_keeps_its_lines_and_requests_in_files_and_gives_back_any_part_of_them() -> None:
+    lines = [request_line(custom_id(i, ("s", "m")), {"model": "m", "messages": [{"role": "user", "content": "x" * i}]})
              for i in range(100)]
-    by_count = [f.content().read() for f in batch_files(lines, max_requests=30)]
-    assert [f.count(b"\n") for f in by_count] == [30, 30, 30, 10]
-    limit = 2_000
-    files = list(batch_files(lines, max_bytes=limit))
-    by_size = [f.content().read() for f in files]
-    assert all(len(f) <= limit for f in by_size) and len(by_size) > 1
-    assert [(f.requests, f.size) for f in files] == [(c.count(b"\n"), len(c)) for c in by_size]
-    assert b"".join(by_size) == b"".join(lines) == b"".join(by_count)
-
-
-def test_a_request_larger_than_a_file_may_be_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="larger than a batch file may be"):
-        list(batch_files([b"x" * 11 + b"\n"], max_bytes=10))
+    requests = [PlannedRequest(custom_id(i, ("s", "m")), (custom_id(i, ("s", "m")), f"digest-{i}", i % 3), i / 7)
+                for i in range(100)]
+    pending = PendingBatch("m0", "/v1/chat/completions")
+    for line, request in zip(lines, requests, strict=True):
+        assert not pending.holds(request.key)
+        pending.add(line, request)
+        assert pending.holds(request.key)
+    assert (pending.requests, pending.size) == (100, sum(map(len, lines)))
+    assert pending.content().read() == b"".join(lines)
+    assert list(pending.planned()) == requests  # the costs back exactly, the keys with their types
+    part = pending.part(30, 25)
+    assert (part.deployment, part.url, part.requests) == ("m0", "/v1/chat/completions", 25)
+    assert part.content().read() == b"".join(lines[30:55]) and list(part.planned()) == requests[30:55]
+    assert pending.content().read() == b"".join(lines)  # the whole batch is still there to send
+    assert pending.fits(10, max_requests=101, max_bytes=pending.size + 10)
+    assert not pending.fits(11, max_requests=101, max_bytes=pending.size + 10)
+    assert not pending.fits(1, max_requests=100, max_bytes=pending.size + 10)
+    part.close()
+    pending.close()

@@ -82,6 +82,20 @@ async def test_3000_rows_in_batches_of_1000_give_every_row_the_live_answer(tmp_p
     assert batched.filter(pl.col("ai_summary").is_not_null()).height == 2700
 
 
+async def test_batch_files_stay_within_max_bytes_and_a_request_larger_than_a_file_goes_live(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 200)
+    async with FakeUpstream() as up:
+        outcome = await run(spec, up, tmp_path / "small", batch=batch_with("max_bytes: 8000"))
+    sizes = up.batches.stats.uploaded_bytes
+    assert len(sizes) >= 3 and max(sizes) <= 8000 and sum(sizes) > 8000 * (len(sizes) - 1) // 2
+    assert outcome.progress.done == 180 and up.batches.stats.lines == 180 == sum(up.stats.ok.values())
+    tickets(20).drop_nulls().with_columns(body=pl.lit("long " * 300)).write_csv(tmp_path / "in.csv")
+    async with FakeUpstream() as up:
+        outcome = await run(spec, up, tmp_path / "long", batch=batch_with("max_bytes: 1024"))
+    done = outcome.progress.done
+    assert up.batches.stats.batches_created == 0 and done > 0 and done == sum(up.stats.ok.values())
+
+
 def stored(work: Path) -> dict[str, tuple[str, str | None, str | None]]:
     """Each stored result's status, error class and error (JSON spacing aside: a batch line's body is the
     provider's JSON re-encoded)."""

@@ -22,6 +22,7 @@ class BatchStats:
     """What the batch endpoints saw."""
 
     files_uploaded: int = 0
+    uploaded_bytes: list[int] = field(default_factory=list)  # each input file's size
     files_deleted: int = 0
     batches_created: int = 0
     batches_cancelled: int = 0
@@ -70,6 +71,7 @@ class FakeBatches:
         file_id = f"file-{next(self._ids)}"
         self.files[file_id] = content
         self.stats.files_uploaded += 1
+        self.stats.uploaded_bytes.append(len(content))
         return 200, {"id": file_id, "object": "file", "bytes": len(content), "purpose": "batch"}, {}
 
     def _file(self, method: str, file_id: str, *, content: bool) -> Reply:
@@ -96,8 +98,9 @@ class FakeBatches:
             "completion_window": request.get("completion_window"), "status": "in_progress",
             "metadata": request.get("metadata") or {},
             "output_file_id": None, "error_file_id": None, "_lines": lines,
-            "errors": None if all(line.get("url") == request.get("endpoint") for line in lines) else
-            {"data": [{"message": "a line's url is not the batch's endpoint"}]},
+            "errors": None if all(line.get("url") == request.get("endpoint") for line in lines) and
+            len({line["custom_id"] for line in lines}) == len(lines) else
+            {"data": [{"message": "a line's url is not the batch's endpoint, or a custom_id is not unique"}]},
             "_ready_at": time.monotonic() + self.delay_s,
             "request_counts": {"total": len(lines), "completed": 0, "failed": 0}}
         return 200, self._shown(self.batches[batch_id]), {}

@@ -12,10 +12,8 @@ Validation, re-asks, fallbacks, retries, the answer cache and the store are the 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from engine.gateway import (
@@ -37,53 +35,10 @@ from engine.gateway.transport import UpstreamReply
 from engine.results.answer_cache import embedding_key, request_key
 from engine.results.batch_ledger import BatchLedger, BatchLine, LineKey
 from engine.results.store import ErrorClass, Key, Unit, encode_key
-from engine.run.batch_files import DEFAULT_MAX_TOKENS, custom_id, max_batch_cost
+from engine.run.batch_files import DEFAULT_MAX_TOKENS, PendingBatch, PlannedRequest, custom_id, max_batch_cost
 from engine.run.embedder import Embedded, Embedder, EmbedFailed
 
-
-class Spool:
-    """A round's wanted lines in a temporary file (deleted when closed): a round may want every row's request
-    before a batch's worth goes out, and only their keys stay in memory."""
-
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="rowloom-batch-")  # noqa: SIM115  # closed by `close`
-
-    def add(self, line: bytes) -> int:
-        """Append a line; where it starts."""
-        offset = self._file.seek(0, os.SEEK_END)
-        self._file.write(line)
-        return offset
-
-    def read(self, offset: int, size: int) -> bytes:
-        """The line written at `offset`."""
-        self._file.seek(offset)
-        return self._file.read(size)
-
-    def close(self) -> None:
-        """The file deleted."""
-        self._file.close()
-
-
-@dataclass(frozen=True, slots=True)
-class WantedRequest:
-    """A request with no answer yet, a line of the next batch of its deployment (the line itself in a Spool)."""
-
-    key: LineKey
-    custom_id: str
-    deployment: str
-    url: str  # the endpoint it goes to (a batch holds one endpoint's requests)
-    spool: Spool
-    offset: int
-    size: int
-    max_cost: float
-
-    @property
-    def line(self) -> bytes:
-        """The JSONL line."""
-        return self.spool.read(self.offset, self.size)
-
-
-Flush = Callable[[list[WantedRequest]], Awaitable[tuple[list[WantedRequest], BudgetExceeded | None]]]
+Flush = Callable[[PendingBatch], Awaitable[BudgetExceeded | None]]
 
 
 class BatchAnswers:
@@ -91,30 +46,32 @@ class BatchAnswers:
     soon as a deployment has a batch's worth, through `flush`; the rest once the round ends)."""
 
     def __init__(self, ledger: BatchLedger, *, client: ChatClient, deployments: BatchDeployments,
-                 batched: Collection[tuple[str, str]], shared: bool, live: bool = False,
-                 live_lines: Collection[LineKey] = (), flush: Flush | None = None,
-                 output_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+                 batched: Collection[tuple[str, str]], shared: bool, flush: Flush, live: bool = False,
+                 live_lines: Collection[LineKey] = (), output_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         self.batched = batched  # the (step, model) pairs whose requests go in batches
         self.client = client  # asked for what is sent live
         self.deployments = deployments  # which deployment takes a model's batches (and its retry policy)
         self.shared = shared  # identical requests share one line (the answer cache is on: as live ones share)
         self.live = live  # everything without a line goes live (the deadline is near)
         self.live_lines = live_lines  # requests an ended batch left unanswered, sent live by its `on_expiry`
-        self.flush = flush  # submits wanted requests; gives back those a budget had no room for, and its refusal
+        self.flush = flush  # submits a full batch during the round; gives back a budget's refusal
         self.output_tokens = output_tokens  # an answer's tokens at most when a request sets no max_tokens
         self.ledger = ledger
         self._lines: dict[LineKey, BatchLine] = {}  # of the rows in flight (taken from the ledger by window)
-        # By (deployment, endpoint): requests and bytes wanted since the last flush, and the flush going on.
-        self._pending: dict[tuple[str, str], list[int]] = {}
+        # By (deployment, endpoint): the requests of its next batch, and the flush of the last one going on.
+        self._pending: dict[tuple[str, str], PendingBatch] = {}
         self._flushing: dict[tuple[str, str], asyncio.Event] = {}
-        self.wanted: dict[LineKey, WantedRequest] = {}
-        self.spool = Spool()  # closed by `close`, once the round's requests went out
         self.flushed = False  # some of this round's requests were submitted during it
 
     @property
     def waits(self) -> bool:
         """Whether some row of the round waits for a batch."""
-        return self.flushed or bool(self.wanted)
+        return self.flushed or bool(self._pending)
+
+    def take_pending(self) -> list[PendingBatch]:
+        """The batches the round leaves to submit (each closed by the caller)."""
+        pending, self._pending = list(self._pending.values()), {}
+        return pending
 
     async def prefetch(self, keys: Sequence[Key]) -> None:
         """Take the lines answering these rows (the next window of rows to run) from the ledger."""
@@ -122,8 +79,9 @@ class BatchAnswers:
             self._lines[line.key] = line
 
     def close(self) -> None:
-        """Delete the round's spool (its wanted requests went out, or the run stopped)."""
-        self.spool.close()
+        """Delete the files of the batches not submitted (the run stopped)."""
+        for pending in self.take_pending():
+            pending.close()
 
     def for_step(self, step: str, model: str) -> BatchAnswers | None:
         """These answers for a step's requests to `model`, if they go in batches (None: live)."""
@@ -190,49 +148,40 @@ class BatchAnswers:
             return None
         batch = (deployment.name, url)
         while (uploading := self._flushing.get(batch)) is not None:
-            await uploading.wait()  # a batch's worth at most waits in memory: none more while one uploads
-        if (*asked, ask) not in self.wanted:  # (else another row wants the same request: its line answers both)
+            await uploading.wait()  # a batch's worth at most waits: none more while one uploads
+        line_key: LineKey = (*asked, ask)
+        pending = self._pending.get(batch)
+        if pending is None or not pending.holds(line_key):  # (else another row wants it: its line answers both)
             text = request_line(row_id, body(deployment), url=url)
-            self.wanted[(*asked, ask)] = WantedRequest((*asked, ask), row_id, deployment.name, url, self.spool,
-                                                       self.spool.add(text), len(text), max_cost(deployment.price))
-            pending = self._pending.setdefault(batch, [0, 0])
-            pending[0] += 1
-            pending[1] += len(text)
-            if pending[0] >= deployment.batch.max_requests or pending[1] >= deployment.batch.max_bytes:
-                await self._flush(deployment, url)
+            support = deployment.batch
+            if len(text) > support.max_bytes:  # larger than a batch's file may be: it can only go live
+                asks[digest] = ask + 1
+                return None
+            if pending is not None and not pending.fits(len(text), max_requests=support.max_requests,
+                                                        max_bytes=support.max_bytes):
+                await self._flush(batch)  # (it takes the full batch: this request starts the next)
+                pending = None
+            if pending is None:
+                pending = self._pending[batch] = PendingBatch(deployment.name, url)
+            pending.add(text, PlannedRequest(row_id, line_key, max_cost(deployment.price)))
+            if pending.requests >= support.max_requests:
+                await self._flush(batch)
         raise Deferred(f"{model}: waiting for a provider batch")
 
-    async def _flush(self, target: Deployment, url: str) -> None:
-        """Submit a batch's worth of the deployment's wanted requests now, the first wanted first (a round's
-        requests are not all held until it ends)."""
-        deployment = target.name
-        if self.flush is None or (deployment, url) in self._flushing:
-            return
-        assert target.batch is not None
-        ended = self._flushing[(deployment, url)] = asyncio.Event()
+    async def _flush(self, batch: tuple[str, str]) -> None:
+        """Submit the deployment's full batch now (a round's requests are not all held until it ends); a budget's
+        refusal raised."""
+        pending = self._pending.pop(batch)
+        ended = self._flushing[batch] = asyncio.Event()
+        self.flushed = True
         try:
-            out: list[WantedRequest] = []
-            size = 0
-            for wanted in self.wanted.values():
-                if wanted.deployment == deployment and wanted.url == url:
-                    if len(out) == target.batch.max_requests or size + wanted.size > target.batch.max_bytes:
-                        break
-                    out.append(wanted)
-                    size += wanted.size
-            for wanted in out:
-                del self.wanted[wanted.key]
-            pending = self._pending[(deployment, url)]
-            pending[0] -= len(out)
-            pending[1] -= size
-            self.flushed = True
-            refused, refusal = await self.flush(out)
-            for wanted in refused:  # wanted again once a budget has room
-                self.wanted[wanted.key] = wanted
-            if refusal is not None:
-                raise refusal
+            refusal = await self.flush(pending)
         finally:
-            del self._flushing[(deployment, url)]
+            pending.close()
+            del self._flushing[batch]
             ended.set()
+        if refusal is not None:
+            raise refusal
 
 
 def batch_model(deployment: str) -> str:

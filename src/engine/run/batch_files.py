@@ -1,18 +1,19 @@
-"""A step's requests as a provider batch's input files: each line's custom_id names its (row, step, model), and
-the lines are cut into files of at most so many requests and bytes."""
+"""A step's requests as a provider batch's input file: each line's custom_id names its (row, step, model), each
+file holds one deployment's requests to one endpoint, within its limits of requests and bytes."""
 
 from __future__ import annotations
 
+import itertools
 import tempfile
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import orjson
 
-from engine.errors import InputError
 from engine.gateway.config import Price
 from engine.gateway.types import ChatRequest
+from engine.results.batch_ledger import LineKey
 from engine.results.store import Key, Unit
 
 MAX_REQUESTS = 50_000  # a batch's requests, at most (OpenAI's limit)
@@ -44,55 +45,78 @@ def max_batch_cost(request: ChatRequest, price: Price, *, output_tokens: int = D
     return price.batch_cost(request.most_input_tokens(), tokens_out)
 
 
-@dataclass
-class BatchFile:
-    """A batch's input file, written to a temporary file (deleted when closed) as it is cut: a file of 200 MB is
-    uploaded from the disk, not held in memory."""
+@dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    """A request of a pending batch: its custom_id, its line key, and the most it may cost."""
 
-    requests: int = 0
-    size: int = 0
-    _file: BinaryIO = field(default_factory=lambda: tempfile.TemporaryFile(  # noqa: SIM115  # closed by `close`
-        prefix="rowloom-batch-file-"))
+    custom_id: str
+    key: LineKey
+    max_cost: float
 
-    def add(self, line: bytes) -> None:
-        """Append a request line."""
-        self._file.write(line)
+
+class PendingBatch:
+    """The next batch of a deployment to one endpoint, filled as a round finds requests without an answer: their
+    lines in a temporary file (the batch's input file, uploaded from it), what ties each to its row and the most
+    it may cost in another (both deleted when closed). Memory holds their counts and a hash a request, so a
+    batch of 200 MB costs little more than its hashes."""
+
+    def __init__(self, deployment: str, url: str) -> None:
+        self.deployment = deployment
+        self.url = url  # the endpoint of every line
+        self.requests = 0
+        self.size = 0
+        self._lines = _temporary()
+        self._plans = _temporary()
+        self._held: set[int] = set()  # the line keys' hashes: a request wanted twice is one line
+
+    def holds(self, key: LineKey) -> bool:
+        """Whether a request of this key is in the batch (a collision of hashes reads as held: that request waits
+        one more round)."""
+        return hash(key) in self._held
+
+    def fits(self, size: int, *, max_requests: int, max_bytes: int) -> bool:
+        """Whether one more line of `size` bytes stays within the limits."""
+        return self.requests < max_requests and self.size + size <= max_bytes
+
+    def add(self, line: bytes, request: PlannedRequest) -> None:
+        """Append a request's line (ending in a newline)."""
+        self._lines.write(line)
+        self._plans.write(orjson.dumps([request.custom_id, *request.key, request.max_cost]) + b"\n")
+        self._held.add(hash(request.key))
         self.requests += 1
         self.size += len(line)
 
+    def planned(self) -> Iterator[PlannedRequest]:
+        """The requests, in order, read back from their file."""
+        for custom, line_id, request, ask, max_cost in map(orjson.loads, _read(self._plans)):
+            yield PlannedRequest(custom, (line_id, request, ask), max_cost)
+
     def content(self) -> BinaryIO:
-        """The file, written out and read from its start."""
-        self._file.flush()
-        self._file.seek(0)
-        return self._file
+        """The input file, written out and read from its start."""
+        self._lines.flush()
+        self._lines.seek(0)
+        return self._lines
+
+    def part(self, start: int, count: int) -> PendingBatch:
+        """A batch of `count` of these requests from the `start`-th (a budget has room for part of it)."""
+        part = PendingBatch(self.deployment, self.url)
+        pairs = zip(_read(self._lines), self.planned(), strict=True)
+        for line, request in itertools.islice(pairs, start, start + count):
+            part.add(line, request)
+        return part
 
     def close(self) -> None:
-        """The file deleted."""
-        self._file.close()
+        """The files deleted."""
+        self._lines.close()
+        self._plans.close()
 
 
-def batch_file(lines: Iterable[bytes]) -> BatchFile:
-    """The lines in one file."""
-    file = BatchFile()
-    for line in lines:
-        file.add(line)
-    return file
+def _temporary() -> BinaryIO:
+    return tempfile.TemporaryFile(prefix="rowloom-batch-")  # closed by PendingBatch.close
 
 
-def batch_files(lines: Iterable[bytes], *, max_requests: int = MAX_REQUESTS,
-                max_bytes: int = MAX_BYTES) -> Iterator[BatchFile]:
-    """The lines (each ending in a newline) cut, in order, into files of at most `max_requests` lines and
-    `max_bytes` bytes (each closed by the caller); InputError for a line larger than a whole file may be."""
-    file: BatchFile | None = None
-    for line in lines:
-        if len(line) > max_bytes:
-            raise InputError(f"a batch request of {len(line):,} bytes is larger than a batch file may be "
-                             f"({max_bytes:,} bytes)")
-        if file is not None and (file.requests == max_requests or file.size + len(line) > max_bytes):
-            yield file
-            file = None
-        if file is None:
-            file = BatchFile()
-        file.add(line)
-    if file is not None:
-        yield file
+def _read(file: BinaryIO) -> Iterator[bytes]:
+    file.flush()
+    file.seek(0)
+    for line in file:  # noqa: UP028  # (`yield from` would close the file when this generator is closed)
+        yield line

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -31,8 +31,8 @@ from engine.gateway.errors import GatewayError
 from engine.gateway.openai_client import usage_of
 from engine.results.batch_ledger import OPEN, BatchLedger, BatchLine, BatchRecord, BatchState, LineKey
 from engine.results.store import encode_key
-from engine.run.batch_answers import BatchAnswers, WantedRequest
-from engine.run.batch_files import DEFAULT_MAX_TOKENS, BatchFile, batch_file, batch_files, unit_of
+from engine.run.batch_answers import BatchAnswers
+from engine.run.batch_files import DEFAULT_MAX_TOKENS, PendingBatch, unit_of
 from engine.spec.flow import RunStep, pipeline
 from engine.spec.models import EmbedStep, PromptStep, RunMode, WorkflowSpec
 
@@ -105,7 +105,10 @@ class BatchRun:
                 outcome = await run_round(answers)
                 if stop.is_set() or not answers.waits:
                     return outcome, None
-                _, refused = await self.submit(list(answers.wanted.values()))
+                refused = None
+                for pending in answers.take_pending():
+                    with contextlib.closing(pending):
+                        refused = refused or await self.submit(pending)
             finally:
                 answers.close()
                 del answers
@@ -125,66 +128,43 @@ class BatchRun:
         return min((self.deployments[name].batch.poll_s for name in set(self.batched.values())  # type: ignore[union-attr]
                     ), default=60.0)
 
-    async def submit(self, wanted: Sequence[WantedRequest]
-                     ) -> tuple[list[WantedRequest], BudgetExceeded | None]:
-        """Plan, upload and submit the wanted requests, by deployment, in files within its limits (smaller ones
-        when a budget has no room for a whole file); those a budget had no room for, and its refusal."""
-        by_batch: dict[tuple[str, str], list[WantedRequest]] = defaultdict(list)  # by (deployment, endpoint)
-        for request in wanted:
-            by_batch[(request.deployment, request.url)].append(request)
-        queue = list(by_batch.items())
-        for index, ((name, _), requests) in enumerate(queue):
-            support = self.deployments[name].batch
-            assert support is not None
-            start = 0
-            for file in batch_files((r.line for r in requests), max_requests=support.max_requests,
-                                    max_bytes=support.max_bytes):
-                count = file.requests
-                with contextlib.closing(file):
-                    sent, refusal = await self._submit_within_budget(requests[start:start + count], file)
-                if refusal is not None:
-                    return [*requests[start + sent:], *(r for _, rest in queue[index + 1:] for r in rest)], refusal
-                start += count
-        return [], None
-
-    async def _submit_within_budget(self, lines: Sequence[WantedRequest], file: BatchFile
-                                    ) -> tuple[int, BudgetExceeded | None]:
-        """How many of `lines` (whose file is `file`) went out, all or as many as the budgets had room for, and
-        a budget's refusal."""
+    async def submit(self, pending: PendingBatch) -> BudgetExceeded | None:
+        """Plan, upload and submit a batch (as smaller ones when a budget has no room for it whole); a budget's
+        refusal of what it had no room for."""
+        costs = [request.max_cost for request in pending.planned()]
         sent = 0
-        while sent < len(lines):
-            rest = lines[sent:]
-            size = len(rest)
+        while sent < len(costs):
+            size = len(costs) - sent
             label = uuid.uuid4().hex
             while True:
-                part = rest[:size]
-                max_cost = sum(r.max_cost for r in part)
+                max_cost = math.fsum(costs[sent:sent + size])
                 try:
                     if self.budget is not None:
                         await self.budget.hold(label, max_cost)
                     break
                 except BudgetExceeded as exc:
                     if size == 1:
-                        return sent, exc
+                        return exc
                     size //= 2  # the budget has room for part of it: a smaller batch
-            record = BatchRecord(label=label, deployment=lines[0].deployment, requests=len(part), max_cost=max_cost)
-            await self.ledger.plan(record, [(r.custom_id, r.key) for r in part])
-            if size == len(lines):
-                await self._send(record, file, lines[0].url)
+            if size == len(costs):
+                await self._send(label, pending, max_cost)
             else:
-                with contextlib.closing(batch_file(r.line for r in part)) as part_file:
-                    await self._send(record, part_file, lines[0].url)
+                with contextlib.closing(pending.part(sent, size)) as part:
+                    await self._send(label, part, max_cost)
             sent += size
-        return sent, None
+        return None
 
-    async def _send(self, record: BatchRecord, file: BatchFile, endpoint: str) -> None:
+    async def _send(self, label: str, pending: PendingBatch, max_cost: float) -> None:
+        record = BatchRecord(label=label, deployment=pending.deployment, requests=pending.requests,
+                             max_cost=max_cost)
+        await self.ledger.plan(record, [(request.custom_id, request.key) for request in pending.planned()])
         provider = self.deployments.provider(record.deployment)
 
         async def uploaded(file_id: str) -> None:
             record.file_id, record.state = file_id, BatchState.UPLOADED
             await self.ledger.update(record)
 
-        batch = await provider.submit(file.content(), label=record.label, uploaded=uploaded, endpoint=endpoint)
+        batch = await provider.submit(pending.content(), label=label, uploaded=uploaded, endpoint=pending.url)
         self._took(record, batch)
         record.state = BatchState.SUBMITTED
         await self.ledger.update(record)
