@@ -16,8 +16,6 @@ from engine.gateway.types import ChatRequest
 from engine.results.batch_ledger import LineKey
 from engine.results.store import Key, Unit
 
-MAX_REQUESTS = 50_000  # a batch's requests, at most (OpenAI's limit)
-MAX_BYTES = 200 << 20  # a batch's input file, at most (OpenAI's limit)
 DEFAULT_MAX_TOKENS = 4096  # an answer's tokens at most, for a batch's maximum cost, when a step sets none
 
 
