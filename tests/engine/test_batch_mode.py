@@ -185,15 +185,24 @@ sink: {kind: csv, path: out.csv}
 async def test_a_two_step_workflow_goes_step_by_step_each_in_its_batch(tmp_path: Path) -> None:
     tickets(120).drop_nulls().write_csv(tmp_path / "in.csv")
     outputs = {}
+    progress = {}
     for mode in ("batch", "live"):
         spec = load_spec(TWO_STEPS + f"mode: {mode}\n").spec
         async with FakeUpstream() as up:
-            await run(spec, up, tmp_path / mode)
+            progress[mode] = (await run(spec, up, tmp_path / mode)).progress
         outputs[mode] = read_csv_text(tmp_path / "out.csv")
         if mode == "batch":
             steps = [[unit_of(c)[1][0] for c in up.batches.stats.custom_ids[i:i + 108]] for i in (0, 108)]
             assert up.batches.stats.batches_created == 2 and steps == [["triage"] * 108, ["reply"] * 108]
     assert outputs["batch"].equals(outputs["live"]) and outputs["batch"]["reply"].null_count() == 0
+    batch, live = progress["batch"], progress["live"]  # the run's own figures over its rounds, as a live run's
+    with sqlite3.connect(tmp_path / "batch" / "results.sqlite") as db:
+        stored_in, stored_cost = db.execute("SELECT SUM(tokens_in), SUM(cost) FROM results").fetchone()
+    assert (batch.done, batch.reused, batch.tokens_in, batch.tokens_out) == (live.done, 0, live.tokens_in,
+                                                                            live.tokens_out)
+    assert batch.tokens_in == stored_in and batch.cost == pytest.approx(stored_cost)
+    assert {step: counts[""]["done"] for step, counts in batch.steps.items()} == {"triage": 108, "reply": 108}
+    assert batch.models == {"m0 (batch)": 216}
 
 
 async def created(up: FakeUpstream, count: int) -> bool | None:

@@ -56,6 +56,40 @@ def added_steps(first: StepCounts, second: StepCounts) -> StepCounts:
     return total
 
 
+class RunRounds:
+    """A run in rounds (batch mode): each round's progress as the whole run's, what the earlier rounds made (tokens,
+    cost, cached rows, models, steps) added; rows reused are those done before the run, the time is the run's."""
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self.on_progress = on_progress
+        self.started = time.monotonic()
+        self._before: Progress | None = None  # the rounds ended so far, as a whole
+
+    def seen(self, progress: Progress) -> None:
+        """A round's snapshot, passed on as the run's."""
+        if self.on_progress is not None:
+            self.on_progress(self.whole(progress))
+
+    def ended(self, progress: Progress) -> Progress:
+        """A round's last snapshot: the run's so far."""
+        self._before = self.whole(progress)
+        return self._before
+
+    def whole(self, progress: Progress) -> Progress:
+        """The run's progress, a round's with the earlier rounds' added."""
+        before = self._before
+        elapsed = time.monotonic() - self.started
+        if before is None:
+            return replace(progress, elapsed_s=elapsed)
+        models = Counter(before.models)
+        models.update(progress.models)
+        return replace(progress, reused=before.reused, elapsed_s=elapsed,
+                       tokens_in=before.tokens_in + progress.tokens_in,
+                       tokens_out=before.tokens_out + progress.tokens_out, cost=before.cost + progress.cost,
+                       cached=before.cached + progress.cached, saved=before.saved + progress.saved,
+                       models=dict(models), steps=added_steps(before.steps, progress.steps))
+
+
 class ProgressTracker:
     """Accumulates counts as results become durable and derives rate and ETA."""
 

@@ -27,7 +27,7 @@ from engine.results.store import ResultStore, RowResult
 from engine.run.attempts import TRACER
 from engine.run.outage import OutageWatch
 from engine.run.pause import PauseGate
-from engine.run.progress import Progress, ProgressCallback, ProgressTracker
+from engine.run.progress import Progress, ProgressCallback, ProgressTracker, RunRounds
 from engine.run.reuse import AnswerReuse
 from engine.run.row_work import row_work
 from engine.run.selection import rows_to_send
@@ -324,15 +324,20 @@ async def run_spec(spec: WorkflowSpec, *, client: ChatClient, base_dir: Path, wo
         try:
             stop = stop or asyncio.Event()
 
-            def runner(batch: BatchAnswers | None) -> Runner:
-                return Runner(spec, client=client, store=results, source=source, sink=sink, on_progress=on_progress,
+            def runner(batch: BatchAnswers | None, progress: ProgressCallback | None) -> Runner:
+                return Runner(spec, client=client, store=results, source=source, sink=sink, on_progress=progress,
                               on_event=on_event, stop=stop, cache=cache, paths=paths, connections=connections,
                               batch=batch)
 
             if batches is None or not batches.batched:
-                return await runner(None).run()
-            outcome, refused = await batches.run(lambda answers: runner(answers).run(), client=client, stop=stop,
-                                                 on_event=on_event)
+                return await runner(None, on_progress).run()
+            rounds = RunRounds(on_progress)
+
+            async def run_round(answers: BatchAnswers) -> RunOutcome:
+                outcome = await runner(answers, rounds.seen).run()
+                return replace(outcome, progress=rounds.ended(outcome.progress))
+
+            outcome, refused = await batches.run(run_round, client=client, stop=stop, on_event=on_event)
             return outcome if refused is None else replace(outcome, stopped=True, budget=refused)
         finally:
             if store is None:
