@@ -37,7 +37,14 @@ if TYPE_CHECKING:
         encode_key,
         stored_key,
     )
-    from engine.run.batch_run import BatchBudget, BatchRun, requires_batches
+    from engine.run.batch_run import (
+        UNCANCELLABLE,
+        BatchBudget,
+        BatchesOut,
+        BatchRun,
+        cancel_batches,
+        requires_batches,
+    )
     from engine.run.estimate import Estimate, estimate_run, estimated_step
     from engine.run.estimate_rows import EstimateMemo
     from engine.run.fingerprint import answer_fingerprint
@@ -93,19 +100,20 @@ _FROM = {
     # the reference of the spec, the gateway config and the connections file
     "engine.reference": "ROOTS json_schema",
     # provider batches: a run's rounds, and the ledger of what each batch holds
-    "engine.run.batch_run": "BatchBudget BatchRun requires_batches",
+    "engine.run.batch_run": "UNCANCELLABLE BatchBudget BatchesOut BatchRun cancel_batches requires_batches",
     "engine.results.batch_ledger": "BatchLedger BatchLine BatchRecord BatchState SqliteBatchLedger",
 }
 __all__ = [
-    "ROOTS", "STORED_AT_CHUNK", "AnswerCache", "BatchBudget", "BatchLedger", "BatchLine", "BatchRecord", "BatchRun",
-    "BatchState", "CachedAnswer", "ConfigImportError", "Connections", "ContentError", "EngineError", "ErrorClass",
-    "ErrorDetail", "Estimate", "EstimateMemo", "EventCallback", "InputError", "Key", "LoadedSpec", "Location",
-    "NamedConnection", "PathPolicy", "Progress", "ProgressCallback", "PromptStep", "ReadLimits", "ResultStore",
-    "RowResult", "RowStatus", "RunEvent", "RunOutcome", "Secrets", "SpecCheck", "SpecError", "SqliteAnswerCache",
-    "SqliteBatchLedger", "SqliteResultStore", "StepCounts", "Unit", "UpstreamDown", "WorkflowSpec", "added_steps",
-    "answer_fingerprint", "compare_columns", "connection_errors", "encode_key", "estimate_run", "estimated_step",
-    "event_loop", "is_table_output", "json_schema", "load_connections", "load_spec", "merge_params", "model_names",
-    "open_source", "parse_yaml", "path_errors", "pipeline", "requires_batches", "run_spec", "secret_errors",
-    "source_column_errors", "step_targets", "stored_key", "to_plain", "validate_spec_data",
+    "ROOTS", "STORED_AT_CHUNK", "UNCANCELLABLE", "AnswerCache", "BatchBudget", "BatchLedger", "BatchLine",
+    "BatchRecord", "BatchRun", "BatchState", "BatchesOut", "CachedAnswer", "ConfigImportError", "Connections",
+    "ContentError", "EngineError", "ErrorClass", "ErrorDetail", "Estimate", "EstimateMemo", "EventCallback",
+    "InputError", "Key", "LoadedSpec", "Location", "NamedConnection", "PathPolicy", "Progress", "ProgressCallback",
+    "PromptStep", "ReadLimits", "ResultStore", "RowResult", "RowStatus", "RunEvent", "RunOutcome", "Secrets",
+    "SpecCheck", "SpecError", "SqliteAnswerCache", "SqliteBatchLedger", "SqliteResultStore", "StepCounts", "Unit",
+    "UpstreamDown", "WorkflowSpec", "added_steps", "answer_fingerprint", "cancel_batches", "compare_columns",
+    "connection_errors", "encode_key", "estimate_run", "estimated_step", "event_loop", "is_table_output", "json_schema",
+    "load_connections", "load_spec", "merge_params", "model_names", "open_source", "parse_yaml", "path_errors",
+    "pipeline", "requires_batches", "run_spec", "secret_errors", "source_column_errors", "step_targets", "stored_key",
+    "to_plain", "validate_spec_data",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _FROM, globals())

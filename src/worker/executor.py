@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from core.settings import Settings
 from core.spec_policy import effective_spec, path_policy, spec_checks
 from core.step_counts import step_counts
 from core.usage_rollup import UsageSubject
-from engine import EngineError, RowStatus, RunOutcome, answer_fingerprint, run_spec
+from engine import BatchesOut, EngineError, RowStatus, RunOutcome, answer_fingerprint, run_spec
 from engine.gateway import BatchDeployments, BudgetExceeded, ChatClient, Router
 from worker.constants import RECORD_EVERY_S, STOP_GRACE_S, TRACER
 from worker.job_batches import job_batch_run
@@ -134,6 +135,8 @@ class JobRun:
         self.job_id: int = job.id
         self.shown = shown_to_users(ctx.settings)
         self.recorder = JobRecorder(ctx.database, job, earlier=EarlierUsage(), scrub=self.shown)
+        if job.status == JobStatus.WAITING:  # a parked job taken to poll its batches: still waiting for them
+            self.recorder.holding = JobStatus.WAITING
 
     async def run(self) -> None:
         """Run under the job's trace, then move the job to where the run left it."""
@@ -152,6 +155,9 @@ class JobRun:
                 raise
             except DatabaseUnavailable as exc:
                 await self._after_outage(exc)
+                return
+            except BatchesOut as out:
+                await self._park(out)
                 return
             except Exception as exc:
                 span.record_exception(exc)
@@ -269,6 +275,19 @@ class JobRun:
             self.recorder.holding = JobStatus.PAUSED
             self.recorder.event(JobEventKind.PAUSED, f"stopped for the pause ({counts}); resume continues from here")
             await self.recorder.write()
+
+    async def _park(self, out: BatchesOut) -> None:
+        """Its provider batches are out and its rows wait for them: the job stays `waiting` with no worker (its
+        slot goes to other jobs), and is offered again when they are next polled (see `lease.wake_parked`)."""
+        log.info("job %s waits for %s; polled again in %ss", self.job_id, out, out.poll_s)
+        released = {"worker_id": None, "heartbeat_at": None, "enqueued_at": utcnow() + timedelta(seconds=out.poll_s),
+                    "rows_per_s": None, "eta_s": None}
+        events, self.recorder.pending_events = self.recorder.pending_events, []
+        for statuses in ([JobStatus.WAITING], [JobStatus.CANCELLING, JobStatus.PAUSED]):
+            # (cancelled or paused meanwhile: released all the same, and the reaper cancels its batches)
+            if await update_own(self.ctx.database, job=self.job, statuses=statuses, events=events, for_ever=True,
+                                values={**self.recorder.progress_values(), **released}):
+                return
 
     async def _paused_for_budget(self, budget: BudgetExceeded, counts: str) -> bool:
         """Pause the job (not a failure): it resumes by itself when the budget resets or is raised."""

@@ -64,14 +64,18 @@ async def _claim_lock(session: AsyncSession, database: Database) -> AsyncIterato
 
 async def claim(database: Database, *, job_id: int, worker_id: str,
                 max_running: int) -> tuple[ClaimOutcome, Job | None]:
-    """queued -> running for this worker (attempt + 1), atomically, unless the global cap is reached."""
+    """queued -> running for this worker (attempt + 1), atomically, unless the global cap is reached; or a parked
+    job (waiting, no worker: its provider batches are out) taken to poll them, still waiting and not capped."""
     now = utcnow()
     queued = _checked([JobStatus.QUEUED], JobStatus.RUNNING)
-    statement = update(Job).where(col(Job.id) == job_id, col(Job.status).in_(queued))
+    fresh = update(Job).where(col(Job.id) == job_id, col(Job.status).in_(queued))
     if max_running:
         running = select(func.count()).select_from(
             select(col(Job.id)).where(col(Job.status) == JobStatus.RUNNING).subquery()).scalar_subquery()
-        statement = statement.where(running < max_running)
+        fresh = fresh.where(running < max_running)
+    parked = update(Job).where(col(Job.id) == job_id, col(Job.status) == JobStatus.WAITING,
+                               col(Job.worker_id).is_(None))
+    taken = {"worker_id": worker_id, "attempt": col(Job.attempt) + 1, "heartbeat_at": now, "updated_at": now}
 
     async def transaction() -> tuple[bool | None, Job | None]:
         async with database.pinned_session() as session:
@@ -80,14 +84,16 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
                     log.warning("job %s: the claim lock stayed taken for %ss; trying again later", job_id,
                                 CLAIM_LOCK_WAIT_S)
                     return None, None
-                result = await session.exec(statement.values(
-                    status=JobStatus.RUNNING, worker_id=worker_id, attempt=col(Job.attempt) + 1, heartbeat_at=now,
-                    updated_at=now, started_at=func.coalesce(col(Job.started_at), now), completed_at=None,
-                    error=None))
-                claimed = result.rowcount == 1
-                if claimed:
-                    await add_events(session, [event_row(job_id, JobEventKind.CLAIMED, f"claimed by worker {worker_id}",
-                                                         worker=worker_id)])
+                result = await session.exec(parked.values(**taken))
+                claimed = result.rowcount == 1  # (no event: a parked job is taken at every poll of its batches)
+                if not claimed:
+                    result = await session.exec(fresh.values(
+                        status=JobStatus.RUNNING, started_at=func.coalesce(col(Job.started_at), now),
+                        completed_at=None, error=None, **taken))
+                    claimed = result.rowcount == 1
+                    if claimed:
+                        await add_events(session, [event_row(job_id, JobEventKind.CLAIMED,
+                                                             f"claimed by worker {worker_id}", worker=worker_id)])
                 await session.commit()
             job = await session.get(Job, job_id)
         return claimed, job
@@ -96,7 +102,8 @@ async def claim(database: Database, *, job_id: int, worker_id: str,
     if claimed is None:
         return ClaimOutcome.LOCK_BUSY, None
     # (claimed by us all the same: a try whose commit landed but whose answer was lost to an outage)
-    if job is not None and (claimed or (job.status == JobStatus.RUNNING and job.worker_id == worker_id)):
+    if job is not None and (claimed or (job.status in (JobStatus.RUNNING, JobStatus.WAITING) and
+                                        job.worker_id == worker_id)):
         return ClaimOutcome.CLAIMED, job
     if job is not None and job.status == JobStatus.QUEUED:
         return ClaimOutcome.AT_CAPACITY, None
@@ -157,7 +164,8 @@ async def current_status(database: Database, *, job: Job) -> JobStatus | None:
 
 async def reap(database: Database, queue: JobQueue, *, lease_s: float, max_lost_leases: int) -> list[int]:
     """Re-queue running jobs whose lease expired (or fail one whose worker died `max_lost_leases` times: an input
-    that kills its worker must not loop), finish abandoned cancellations, re-offer waiting jobs."""
+    that kills its worker must not loop), finish abandoned cancellations, re-offer queued jobs no worker took and
+    parked jobs whose batches are due a poll."""
     now = utcnow()
     cutoff = now - timedelta(seconds=lease_s)
 
@@ -167,8 +175,12 @@ async def reap(database: Database, queue: JobQueue, *, lease_s: float, max_lost_
             # again once every worker had a lease's time to write one.
             requeued = [] if database_outage.ended_within(lease_s) else await _expire_leases(
                 session, now=now, lease_s=lease_s, max_lost_leases=max_lost_leases)
-            waiting = (await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
-                col(Job.status) == JobStatus.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all()
+            waiting = list((await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
+                col(Job.status) == JobStatus.QUEUED, col(Job.enqueued_at) < cutoff).limit(REQUEUE_BATCH))).all())
+            # Parked jobs whose batches are due a poll (enqueued_at: when), offered until a worker takes one.
+            waiting += (await session.exec(select(Job.id, Job.priority, Job.attempt).where(  # type: ignore[call-overload]
+                col(Job.status) == JobStatus.WAITING, col(Job.worker_id).is_(None), col(Job.enqueued_at) <= now)
+                .limit(REQUEUE_BATCH))).all()
             jobs = {row[0]: (row[1], row[2]) for row in waiting}
             for job_id in requeued:
                 job = await session.get(Job, job_id)

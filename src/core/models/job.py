@@ -69,7 +69,8 @@ class Job(SQLModel, table=True):
     attempt: int = 0
     lost_leases: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # runs whose worker died
     heartbeat_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # the running worker's lease
-    enqueued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # last handed to a queue
+    # Last handed to a queue; for a parked job (waiting, no worker: its provider batches are out), when it is next.
+    enqueued_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     output: str | None = Field(default=None, sa_type=String(1024))  # where the sink wrote (path or table)
     models: dict[str, int] | None = Field(default=None, sa_type=JSON)  # rows answered per model
     steps: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))  # per step and model

@@ -39,6 +39,8 @@ from engine.spec.models import EmbedStep, PromptStep, RunMode, WorkflowSpec
 log = logging.getLogger(__name__)
 EventCallback = Callable[[RunEvent, str, dict[str, Any]], None]
 OutcomeT = TypeVar("OutcomeT")
+# A provider batch's statuses in which it cannot be cancelled: it ended, or it is being cancelled.
+UNCANCELLABLE = frozenset({*(s.value for s in ENDED), BatchStatus.CANCELLING.value})
 LIVE_MARGIN = 0.05  # the share of the deadline left when what remains goes live (at least two polls)
 
 
@@ -61,8 +63,9 @@ class BatchRun:
     def __init__(self, spec: WorkflowSpec, *, deployments: BatchDeployments, ledger: BatchLedger,
                  budget: BatchBudget | None = None,
                  on_waiting: Callable[[list[BatchRecord]], Awaitable[None]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 park: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
+        self.park = park  # raise BatchesOut instead of waiting for batches still out (the caller runs it again)
         self.deployments = deployments
         self.ledger = ledger
         self.on_event: EventCallback | None = None  # the run's (`run` sets it)
@@ -175,11 +178,11 @@ class BatchRun:
         """Follow the open batches until each ended and is collected, or the run stops. Once the deadline is near
         they are cancelled, and what they finished is collected. `on_waiting` hears of the batches still out at
         each poll, and of none once they all ended."""
-        cancelled = waited = False
+        cancelled = False
         while True:
             open_batches = [b for b in await self.ledger.batches() if b.state in OPEN]
             if not open_batches or stop.is_set():
-                if waited and self.on_waiting is not None:
+                if self.on_waiting is not None:  # (also when an earlier process of the run saw them out)
                     await self.on_waiting([])
                 return
             if deadline is not None and self._near(deadline) and not cancelled:
@@ -192,7 +195,8 @@ class BatchRun:
                 continue
             if self.on_waiting is not None:
                 await self.on_waiting(still)
-                waited = True
+            if self.park:
+                raise BatchesOut(len(still), self._poll_s())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._poll_s())
 
@@ -254,16 +258,7 @@ class BatchRun:
     async def cancel(self) -> None:
         """Cancel the run's batches the provider is still working on (their finished lines are collected as they
         end)."""
-        for record in await self.ledger.batches():
-            if record.state is BatchState.SUBMITTED and record.batch_id is not None and \
-                    record.status not in {*(s.value for s in ENDED), BatchStatus.CANCELLING.value}:
-                try:
-                    await self.deployments.provider(record.deployment).cancel(record.batch_id)
-                except GatewayError as exc:
-                    log.warning("batch %s could not be cancelled: %s", record.batch_id, exc)
-                    continue
-                record.status = BatchStatus.CANCELLING.value
-                await self.ledger.update(record)
+        await cancel_batches(self.ledger, self.deployments)
 
     def _took(self, record: BatchRecord, batch: ProviderBatch) -> None:
         record.batch_id = batch.id
@@ -274,6 +269,28 @@ class BatchRun:
     def _event(self, kind: RunEvent, message: str, **data: Any) -> None:
         if self.on_event is not None:
             self.on_event(kind, message, data)
+
+
+class BatchesOut(Exception):
+    """The run's batches are still out, and it does not wait for them (`park`): run it again to follow them."""
+
+    def __init__(self, count: int, poll_s: float) -> None:
+        super().__init__(f"{count} provider batch{'es' if count != 1 else ''} still out")
+        self.count = count
+        self.poll_s = poll_s  # when to look at them again
+
+
+async def cancel_batches(ledger: BatchLedger, deployments: BatchDeployments) -> None:
+    """Cancel the batches of a ledger that the provider is still working on (their finished lines stay readable)."""
+    for record in await ledger.batches():
+        if record.state is BatchState.SUBMITTED and record.batch_id is not None and record.status not in UNCANCELLABLE:
+            try:
+                await deployments.provider(record.deployment).cancel(record.batch_id)
+            except GatewayError as exc:
+                log.warning("batch %s could not be cancelled: %s", record.batch_id, exc)
+                continue
+            record.status = BatchStatus.CANCELLING.value
+            await ledger.update(record)
 
 
 def requires_batches(spec: WorkflowSpec) -> bool:
