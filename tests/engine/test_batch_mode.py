@@ -258,6 +258,16 @@ async def test_a_budget_smaller_than_a_batchs_maximum_splits_it_and_stops_the_ru
     assert set(up.stats.ok.values()) == {1} and done.progress.done == 360
 
 
+async def test_a_run_parks_only_batches_that_outlive_its_process(tmp_path: Path) -> None:
+    spec = csv_spec(tmp_path, 10)
+    mock = load_gateway("models:\n  - {name: m0, model: m0, provider: mock, batch: {}}\n")
+    async with FakeUpstream() as up:
+        remote = load_gateway(gateway_yaml(up, extra={"m0": BATCH}))
+    parks = [BatchRun(spec, deployments=BatchDeployments(config), ledger=SqliteBatchLedger(tmp_path / "b.sqlite"),
+                      park=True).park for config in (remote, mock)]
+    assert parks == [True, False]  # the mock's batches are known only to the process that made them
+
+
 async def test_cancelling_a_run_cancels_its_provider_batches(tmp_path: Path) -> None:
     spec = csv_spec(tmp_path, 2500)
     async with FakeUpstream() as up:

@@ -222,6 +222,11 @@ class BatchDeployments:
         """The first deployment a request for `model` (a name, a group or `auto`) may use that takes batches."""
         return next((d for d in self.config.members(model) if d.batch is not None), None)
 
+    def in_process(self, name: str) -> bool:
+        """Whether the deployment's batches live in this process (the mock's): a run that sends them cannot leave
+        the process while they are out."""
+        return self._by_name[name].provider == "mock"
+
     def __getitem__(self, name: str) -> Deployment:
         return self._by_name[name]
 

@@ -65,7 +65,6 @@ class BatchRun:
                  on_waiting: Callable[[list[BatchRecord]], Awaitable[None]] | None = None,
                  park: bool = False, clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
-        self.park = park  # raise BatchesOut instead of waiting for batches still out (the caller runs it again)
         self.deployments = deployments
         self.ledger = ledger
         self.on_event: EventCallback | None = None  # the run's (`run` sets it)
@@ -75,6 +74,9 @@ class BatchRun:
         self.live_lines: set[LineKey] = set()  # left unanswered by a batch whose deployment says `on_expiry: live`
         self.batched = {(step, model): name for step, mode, models in _asking_steps(spec) for model in models
                         if (name := self._deployment_for(step, mode, model)) is not None}
+        # Raise BatchesOut rather than wait for batches still out (the caller runs it again later), unless they
+        # live in this process.
+        self.park = park and not any(deployments.in_process(name) for name in self.batched.values())
 
     def _deployment_for(self, step: str, mode: RunMode, model: str) -> str | None:
         if mode is RunMode.LIVE:
