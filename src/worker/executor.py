@@ -148,6 +148,7 @@ class JobRun:
                 return  # cancelled or taken over between the claim and now
             stop, ended = asyncio.Event(), asyncio.Event()
             beat = asyncio.create_task(self.recorder.beat(stop, ended))
+            parked: BatchesOut | None = None
             try:
                 outcome = await self._run_engine_until_stopped(stop)
             except asyncio.CancelledError:
@@ -157,8 +158,7 @@ class JobRun:
                 await self._after_outage(exc)
                 return
             except BatchesOut as out:
-                await self._park(out)
-                return
+                parked, outcome = out, None
             except Exception as exc:
                 span.record_exception(exc)
                 await self._failed(exc)
@@ -166,6 +166,9 @@ class JobRun:
             finally:
                 ended.set()
                 await beat
+            if parked is not None:  # (after the last heartbeat: a write it made after the release would be lost)
+                await self._park(parked)
+                return
             await self._ended(outcome)
 
     async def _run_engine_until_stopped(self, stop: asyncio.Event) -> RunOutcome | None:

@@ -50,7 +50,8 @@ async def test_a_batch_job_waits_for_its_batches_then_completes_at_the_batch_pri
         database_url: str, tmp_path: Path) -> None:
     frame = write_tickets(tmp_path, 120)
     async with FakeUpstream() as upstream, platform(database_url=database_url, data_dir=tmp_path,
-                                                    upstream_url=upstream.base_url, batch=BATCH, price=PRICE) as p:
+                                                    upstream_url=upstream.base_url, batch=BATCH, price=PRICE,
+                                                    reaper_interval_s=0.2) as p:
         upstream.batches.delay_s = 3600.0
         job_id = await p.start_job(params={"mode": "batch"})
         waiting = await waiting_with(p.http, job_id, 2)
@@ -121,7 +122,8 @@ async def test_pausing_a_waiting_job_cancels_its_batches_and_resuming_it_finishe
 async def test_cancelling_a_waiting_job_cancels_its_provider_batches(database_url: str, tmp_path: Path) -> None:
     write_tickets(tmp_path, 120)
     async with FakeUpstream() as upstream, platform(database_url=database_url, data_dir=tmp_path,
-                                                    upstream_url=upstream.base_url, batch=BATCH) as p:
+                                                    upstream_url=upstream.base_url, batch=BATCH,
+                                                    reaper_interval_s=0.2) as p:
         upstream.batches.delay_s = 3600.0
         job_id = await p.start_job(params={"mode": "batch"})
         await waiting_with(p.http, job_id, 2)
