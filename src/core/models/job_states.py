@@ -10,7 +10,7 @@ class JobStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
-    WAITING = "waiting"  # running, its requests out in provider batches: a worker follows them
+    WAITING = "waiting"  # running, its requests out in provider batches: held by no worker between polls
     PAUSED = "paused"
     CANCELLING = "cancelling"
     COMPLETED = "completed"
