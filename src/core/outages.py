@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from asyncmy.errors import InterfaceError as MySQLInterfaceError
+from asyncmy.errors import OperationalError as MySQLOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -79,6 +81,8 @@ def is_database_outage(error: BaseException) -> bool:
         if args and isinstance(args[0], int):
             return args[0] in MYSQL_TRANSIENT
         return isinstance(error, InterfaceError) or any(text in str(error.orig) for text in SQLITE_TRANSIENT)
+    if isinstance(error, MySQLOperationalError | MySQLInterfaceError):  # the driver's, before SQLAlchemy wraps it
+        return bool(error.args) and error.args[0] in MYSQL_TRANSIENT
     return isinstance(error, ConnectionError | TimeoutError)  # the driver's socket, before SQLAlchemy wraps it
 
 

@@ -176,3 +176,19 @@ async def test_an_unset_secret_is_named_in_the_log_not_in_the_job(tmp_path: Path
         await connections.connect(inline)
     assert str(missing.value) == "a secret the spec needs is not set on the server (its log names it)"
     assert any("ROWLOOM_SECRET_NEVER_SET_ANYWHERE" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pool_that_could_not_reset_a_connection_in_an_outage_says_so_in_one_warning_line() -> None:
+    import asyncmy.errors
+
+    from core.logs import PoolResetInOutage
+
+    def record(error: BaseException) -> logging.LogRecord:
+        return logging.LogRecord("sqlalchemy.pool.impl.AsyncAdaptedQueuePool", logging.ERROR, __file__, 1,
+                                 "Exception during reset or similar", None, (type(error), error, None))
+
+    lost = record(asyncmy.errors.OperationalError(2013, "Lost connection to MySQL server during query"))
+    wrong = record(asyncmy.errors.ProgrammingError(1064, "You have an error in your SQL syntax"))
+    assert PoolResetInOutage().filter(lost) and PoolResetInOutage().filter(wrong)
+    assert (lost.levelno, lost.exc_info) == (logging.WARNING, None) and "Lost connection" in lost.getMessage()
+    assert wrong.levelno == logging.ERROR and wrong.exc_info is not None  # not an outage: the traceback stays
