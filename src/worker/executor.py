@@ -281,7 +281,7 @@ class JobRun:
 
     async def _park(self, out: BatchesOut) -> None:
         """Its provider batches are out and its rows wait for them: the job stays `waiting` with no worker (its
-        slot goes to other jobs), and is offered again when they are next polled (see `lease.wake_parked`)."""
+        slot goes to other jobs), and is offered again when they are next polled (see `lease.reap`)."""
         log.info("job %s waits for %s; polled again in %ss", self.job_id, out, out.poll_s)
         released = {"worker_id": None, "heartbeat_at": None, "enqueued_at": utcnow() + timedelta(seconds=out.poll_s),
                     "rows_per_s": None, "eta_s": None}

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -66,12 +66,15 @@ def request_key(request: ChatRequest, scope: str = "") -> str:
     decided = {"scope": scope, "messages": request.messages, "model": request.model,
                "temperature": request.temperature, "max_tokens": request.max_tokens,
                "response_format": request.response_format}
-    return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return _digest(decided)
 
 
 def embedding_key(model: str, text: str, scope: str = "") -> str:
     """The cache key of a text's vector from the embedding `model` of the upstream `scope`."""
-    decided = {"scope": scope, "embedding_model": model, "input": text}
+    return _digest({"scope": scope, "embedding_model": model, "input": text})
+
+
+def _digest(decided: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

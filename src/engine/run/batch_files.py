@@ -91,9 +91,7 @@ class PendingBatch:
 
     def content(self) -> BinaryIO:
         """The input file, written out and read from its start."""
-        self._lines.flush()
-        self._lines.seek(0)
-        return self._lines
+        return _rewound(self._lines)
 
     def part(self, start: int, count: int) -> PendingBatch:
         """A batch of `count` of these requests from the `start`-th (a budget has room for part of it)."""
@@ -113,8 +111,12 @@ def _temporary() -> BinaryIO:
     return tempfile.TemporaryFile(prefix="rowloom-batch-")  # closed by PendingBatch.close
 
 
-def _read(file: BinaryIO) -> Iterator[bytes]:
+def _rewound(file: BinaryIO) -> BinaryIO:
     file.flush()
     file.seek(0)
-    for line in file:  # noqa: UP028  # (`yield from` would close the file when this generator is closed)
+    return file
+
+
+def _read(file: BinaryIO) -> Iterator[bytes]:
+    for line in _rewound(file):  # noqa: UP028  # (`yield from` would close the file when this generator is closed)
         yield line
